@@ -1,0 +1,50 @@
+"""Pools of rendered toy-world clips and the tensor conversions every trainer and evaluator uses."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cinegen.config import DataConfig
+from cinegen.data.world import Clip, random_clip
+from cinegen.training.common import progress_bar
+
+
+def video_to_tensor(video: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (3, T, H, W) float in [-1, 1]."""
+    return torch.from_numpy(video).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+
+
+def tensor_to_video(x: torch.Tensor) -> np.ndarray:
+    """(3, T, H, W) float in [-1, 1] -> (T, H, W, 3) uint8."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+
+
+def render_pool(cfg: DataConfig, num_clips: int | None = None, seed_offset: int = 0, quiet: bool = False) -> list[Clip]:
+    """Renders clips spread over the config's buckets; deterministic in (cfg.seed, seed_offset)."""
+    n = num_clips if num_clips is not None else cfg.num_clips
+    rng = np.random.default_rng(cfg.seed * 1_000_003 + seed_offset)
+    weights = np.array(cfg.bucket_weights, dtype=float) / sum(cfg.bucket_weights)
+    clips = []
+    with progress_bar(disable=quiet) as bar:
+        task = bar.add_task("rendering clips", total=n, status="")
+        for _ in range(n):
+            frames, h, w = cfg.buckets[int(rng.choice(len(cfg.buckets), p=weights))]
+            clips.append(random_clip(rng, w, h, frames, cfg.fps, cfg.holdout, cfg.max_objects))
+            bar.advance(task)
+    return clips
+
+
+def sample_vae_batch(pool: list[Clip], rng: np.random.Generator, batch_size: int, frames: int, crop: int) -> torch.Tensor:
+    """Random windows of `frames` frames and `crop`x`crop` pixels, random horizontal flips. (B, 3, T, crop, crop)."""
+    out = []
+    for _ in range(batch_size):
+        video = pool[int(rng.integers(len(pool)))].video
+        t0 = int(rng.integers(video.shape[0] - frames + 1))
+        y0 = int(rng.integers(video.shape[1] - crop + 1))
+        x0 = int(rng.integers(video.shape[2] - crop + 1))
+        window = video[t0:t0 + frames, y0:y0 + crop, x0:x0 + crop]
+        if rng.random() < 0.5:
+            window = window[:, :, ::-1]
+        out.append(video_to_tensor(np.ascontiguousarray(window)))
+    return torch.stack(out)

@@ -1,0 +1,97 @@
+"""Checkpoints: one safetensors file holding weights, EMA, optimizer tensors, and JSON metadata.
+
+Layout of keys: `model.*`, `ema.*`, `optim.<param index>.<state name>`; metadata: `kind`, `config` (the
+component config as JSON), `step`, `optim_groups`, `extra`. No pickle anywhere. Writes go to a temp file
+in the same folder and are renamed into place, so a crash never leaves a half-written checkpoint.
+Prefixes added by DDP (`module.`) and torch.compile (`_orig_mod.`) are stripped here and only here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from cinegen.config import to_dict
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare module under DDP / FSDP / torch.compile wrappers."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+def atomic_write(path: Path, write) -> None:
+    """Calls write(tmp_path) then renames tmp onto path (atomic on POSIX within one filesystem)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_checkpoint(path, kind: str, config, model, ema=None, optimizer=None, step: int = 0,
+                    extra: dict | None = None, dtype: torch.dtype | None = None) -> None:
+    """kind: "vae" or "dit". dtype: cast weights (e.g. bf16 for shipped files); optimizer state stays fp32."""
+    tensors = {f"model.{k}": _cast(v, dtype) for k, v in unwrap(model).state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": _cast(v, dtype) for k, v in ema.state_dict().items()})
+    meta = {"kind": kind, "config": json.dumps(to_dict(config)), "step": str(step), "extra": json.dumps(extra or {})}
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        for idx, st in state["state"].items():
+            tensors.update({f"optim.{idx}.{name}": torch.as_tensor(v).contiguous() for name, v in st.items()})
+        meta["optim_groups"] = json.dumps(state["param_groups"])
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def _cast(v: torch.Tensor, dtype):
+    return v.to(dtype) if dtype is not None and v.is_floating_point() else v
+
+
+def load_checkpoint(path) -> dict:
+    """Returns {kind, config (dict), step, extra, model, ema, optim} with state dicts split by prefix."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    out: dict = {"model": {}, "ema": {}, "optim": {}}
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        for key in f.keys():
+            prefix, _, rest = key.partition(".")
+            if prefix in out:
+                out[prefix][_strip_prefixes(rest)] = f.get_tensor(key)
+    if "kind" not in meta:
+        raise ValueError(f"{path} is not a cinegen checkpoint (no 'kind' metadata)")
+    out.update(kind=meta["kind"], config=json.loads(meta["config"]), step=int(meta.get("step", 0)),
+               extra=json.loads(meta.get("extra", "{}")), optim_groups=json.loads(meta.get("optim_groups", "null")))
+    return out
+
+
+def _strip_prefixes(key: str) -> str:
+    for p in ("module.", "_orig_mod."):
+        key = key.replace(p, "")
+    return key
+
+
+def optimizer_state(ckpt: dict) -> dict | None:
+    """Rebuilds a torch optimizer state_dict from a loaded checkpoint (None when it holds none)."""
+    if ckpt["optim_groups"] is None:
+        return None
+    state: dict = {}
+    for key, v in ckpt["optim"].items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = v
+    return {"state": state, "param_groups": ckpt["optim_groups"]}

@@ -1,0 +1,142 @@
+"""train_vae(cfg): the video autoencoder's training loop, as a list of named steps.
+
+    cinegen train-vae --out runs/vae --steps 3000                 # one process
+    torchrun --nproc_per_node 2 -m cinegen.cli train-vae ...      # DDP (gloo on CPU, nccl on GPU)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from cinegen.config import DataConfig, TrainConfig, VAEConfig, from_dict
+from cinegen.data.clips import render_pool, sample_vae_batch, video_to_tensor
+from cinegen.models.vae import VideoVAE
+from cinegen.training import checkpoint as ckpt_io
+from cinegen.training.common import (DistInfo, autocast, device_for, lr_at, make_ema, progress_bar, seed_everything,
+                                     setup_distributed, teardown_distributed, update_ema)
+
+log = logging.getLogger(__name__)
+FRAME_CHOICES = (1, 5, 9)        # images and short clips: the first-frame path must work alone too
+
+
+def vae_loss(vae: torch.nn.Module, video: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, dict]:
+    """MSE + L1 reconstruction plus a small KL to N(0, 1). video: (B, 3, T, H, W) in [-1, 1]."""
+    recon, mean, logvar = vae(video)
+    mse = F.mse_loss(recon, video)
+    l1 = F.l1_loss(recon, video)
+    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+    return mse + l1 + kl_weight * kl, {"mse": mse.item(), "kl": kl.item()}
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two tensors in [-1, 1] (peak-to-peak 2)."""
+    mse = F.mse_loss(a.clamp(-1, 1), b.clamp(-1, 1)).item()
+    return 10 * math.log10(4.0 / max(mse, 1e-12))
+
+
+@torch.no_grad()
+def eval_psnr(vae: VideoVAE, clips, device) -> float:
+    """Mean reconstruction PSNR over whole clips (posterior mean)."""
+    vae.eval()
+    scores = []
+    for clip in clips:
+        x = video_to_tensor(clip.video)[None].to(device)                   # (1, 3, T, H, W)
+        scores.append(psnr(vae.decode(vae.encode(x)), x))
+    return float(np.mean(scores))
+
+
+@torch.no_grad()
+def latent_stats(vae: VideoVAE, clips, device) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean/std of raw latents, so the DiT sees roughly unit-variance inputs."""
+    zs = [vae.encode_dist(video_to_tensor(c.video)[None].to(device))[0] for c in clips]
+    z = torch.cat([t.transpose(0, 1).flatten(1) for t in zs], dim=1)       # (C, N)
+    return tuple(z.mean(1).tolist()), tuple(z.std(1).tolist())
+
+
+def _build(cfg: VAEConfig, train: TrainConfig, out: Path, device, info: DistInfo):
+    model = VideoVAE(cfg).to(device)
+    ema = make_ema(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    step = 0
+    last = out / "last.safetensors"
+    if last.exists():
+        ck = ckpt_io.load_checkpoint(last)
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        if (state := ckpt_io.optimizer_state(ck)) is not None:
+            opt.load_state_dict(state)
+        step = ck["step"]
+        if info.main:
+            log.info("resumed from %s at step %d", last, step)
+    return model, ema, opt, step
+
+
+def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, crop: int = 32,
+              eval_clips: int = 16) -> Path:
+    """Trains (or resumes) the VAE; writes out/last.safetensors periodically and out/vae.safetensors at the end."""
+    info = setup_distributed()
+    device = device_for(info)
+    seed_everything(train.seed + info.rank)
+    out = Path(out)
+    model, ema, opt, step = _build(cfg, train, out, device, info)
+    ddp = DDP(model) if info.world > 1 else model
+    pool = render_pool(data, seed_offset=info.rank, quiet=not info.main)
+    rng = np.random.default_rng(train.seed * 7919 + info.rank + step)
+    if info.main:
+        log.info("VAE %.2fM params, %d clips, batch %d x %d ranks", sum(p.numel() for p in model.parameters()) / 1e6,
+                 len(pool), train.batch_size, info.world)
+    with progress_bar(disable=not info.main) as bar:
+        task = bar.add_task("train-vae", total=train.steps, completed=step, status="")
+        while step < train.steps:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, train.lr, train.warmup, train.steps)
+            frames = FRAME_CHOICES[int(rng.integers(len(FRAME_CHOICES)))]
+            batch = sample_vae_batch(pool, rng, train.batch_size, frames, crop).to(device)
+            with autocast(device):
+                loss, parts = vae_loss(ddp, batch, cfg.kl_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
+            opt.step()
+            update_ema(ema, model, train.ema_decay)
+            step += 1
+            bar.update(task, completed=step, status=f"loss {loss.item():.4f} psnr~{10 * math.log10(4 / max(parts['mse'], 1e-12)):.1f}")
+            if info.main and (step % train.ckpt_every == 0 or step == train.steps):
+                ckpt_io.save_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step)
+    final = _finalise(cfg, ema, data, out, device, info, eval_clips)
+    teardown_distributed()
+    return final
+
+
+def _finalise(cfg: VAEConfig, ema: VideoVAE, data: DataConfig, out: Path, device, info: DistInfo, eval_clips: int) -> Path:
+    """Measures latent statistics and held-out PSNR with the EMA weights and writes the shippable file."""
+    final = out / "vae.safetensors"
+    if not info.main:
+        return final
+    stats_clips = render_pool(data, num_clips=64, seed_offset=10_000, quiet=True)
+    mean, std = latent_stats(ema, stats_clips, device)
+    cfg = dataclasses.replace(cfg, latent_mean=mean, latent_std=std)
+    model = VideoVAE(cfg).to(device)
+    model.load_state_dict(ema.state_dict())
+    heldout = render_pool(data, num_clips=eval_clips, seed_offset=20_000, quiet=True)
+    score = eval_psnr(model, heldout, device)
+    log.info("VAE held-out PSNR %.2f dB on %d clips", score, len(heldout))
+    ckpt_io.save_checkpoint(final, "vae", cfg, model, extra={"psnr_heldout": score})
+    return final
+
+
+def load_vae(path, device="cpu") -> VideoVAE:
+    ck = ckpt_io.load_checkpoint(path)
+    if ck["kind"] != "vae":
+        raise ValueError(f"{path} holds a {ck['kind']!r} checkpoint, not a VAE")
+    vae = VideoVAE(from_dict(VAEConfig, ck["config"]))
+    vae.load_state_dict({k: v.float() for k, v in (ck["ema"] or ck["model"]).items()})
+    return vae.to(device).eval()
