@@ -69,6 +69,118 @@ def train_vae_cmd(
     console.print(f"VAE written to {path}")
 
 
+@app.command("train")
+def train_cmd(
+    vae: Path = typer.Option(..., help="trained VAE file (cinegen train-vae)"),
+    out: Path = typer.Option(Path("runs/dit"), help="run folder (resumes from out/last.safetensors)"),
+    preset: str = typer.Option("default", help=f"DiT preset: {list(C.DIT_PRESETS)}"),
+    steps: int = typer.Option(4000), batch_size: int = typer.Option(32), lr: float = typer.Option(3e-4),
+    grad_accum: int = typer.Option(1), num_clips: int = typer.Option(6000),
+    bucket: list[str] = typer.Option(["17x64x64"], help="FRAMESxHEIGHTxWIDTH render grid; repeatable"),
+    holdout: list[str] = typer.Option([], help="attribute combinations to exclude, e.g. 'purple triangle'"),
+    ckpt_every: int = typer.Option(200), log_every: int = typer.Option(25), seed: int = typer.Option(0),
+    cond_prob: float = typer.Option(0.3, help="share of samples trained with clean-frame conditioning"),
+    set_: list[str] = typer.Option([], "--set", help="DiTConfig override key=value"),
+):
+    """Train the diffusion transformer with flow matching on VAE latents of toy-world clips."""
+    from cinegen.training.common import setup_distributed
+    from cinegen.training.train_dit import train_dit
+    _setup_logging()
+    try:
+        cfg = C.override(_preset(C.DIT_PRESETS, preset), set_)
+        data = _data_config(num_clips, bucket, 8.0, holdout, seed)
+    except ValueError as e:
+        _fail(str(e))
+    train = C.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, grad_accum=grad_accum, ckpt_every=ckpt_every,
+                          log_every=log_every, seed=seed, cond_prob=cond_prob)
+    info = setup_distributed()
+    cache = _latent_cache(vae, data, out / "latents.safetensors", info)
+    path = train_dit(cfg, C.FlowConfig(), train, cache, out)
+    console.print(f"DiT written to {path}")
+
+
+def _latent_cache(vae_path: Path, data: C.DataConfig, path: Path, info):
+    """Builds the latent cache once (rank 0) and loads it everywhere."""
+    import torch.distributed as dist
+    from cinegen.data.latent_cache import build_latent_cache, load_latent_cache
+    from cinegen.models.text_encoder import TextEncoder
+    from cinegen.training.train_vae import load_vae
+    if info.main and not path.exists():
+        build_latent_cache(load_vae(vae_path), TextEncoder(), data, path)
+    if dist.is_initialized():
+        dist.barrier()
+    return load_latent_cache(path)
+
+
+def _parse_size(size: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        _fail(f"bad size {size!r}: expected WIDTHxHEIGHT, e.g. 64x64")
+    return w, h
+
+
+def _sample_config(seconds, size, steps, seed, guidance, solver, negative, fps) -> C.SampleConfig:
+    w, h = _parse_size(size)
+    return C.SampleConfig(seconds=seconds, fps=fps, width=w, height=h, steps=steps, solver=solver, guidance=guidance,
+                          negative_prompt=negative, seed=seed)
+
+
+def _load_pipeline(model: Optional[Path]):
+    from cinegen.pipeline import TextToVideo
+    try:
+        return TextToVideo.from_pretrained(model)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+
+
+def _generate_with_progress(pipe, prompt: str, cfg: C.SampleConfig, **kwargs):
+    from cinegen.training.common import progress_bar
+    with progress_bar() as bar:
+        task = bar.add_task("generating", total=None, status="")
+
+        def on_step(d):
+            bar.update(task, total=d["steps"], completed=d["i"] + 1, status=f"t={d['t']:.2f}")
+        try:
+            return pipe.generate(prompt, cfg, callback=on_step, **kwargs)
+        except ValueError as e:
+            _fail(str(e))
+
+
+def _save_outputs(video, output: Path, frames_dir: Optional[Path], cfg: C.SampleConfig, prompt: str, model) -> None:
+    import hashlib
+    from cinegen.io.video import write_frames, write_mp4
+    meta = {"generator": "cinegen 0.1.0", "model": str(model or "cinegen-default"), "seed": cfg.seed,
+            "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest()}
+    write_mp4(video, output, cfg.fps, metadata=meta)
+    if frames_dir:
+        write_frames(video, frames_dir)
+    console.print(f"wrote {output} ({video.shape[0]} frames, {video.shape[2]}x{video.shape[1]}, {cfg.fps:g} fps)")
+
+
+@app.command("generate")
+def generate_cmd(
+    prompt: str = typer.Argument(..., help="what to show, e.g. 'a large red ball bounces on a black background'"),
+    output: Path = typer.Option(Path("out.mp4"), "-o", "--output"),
+    seconds: float = typer.Option(2.0), size: str = typer.Option("64x64", help="WIDTHxHEIGHT, multiples of 16"),
+    steps: int = typer.Option(20), seed: int = typer.Option(0), guidance: float = typer.Option(4.0),
+    solver: str = typer.Option("euler"), negative: str = typer.Option("", help="negative prompt"),
+    fps: float = typer.Option(8.0), frames_dir: Optional[Path] = typer.Option(None, help="also write PNG frames here"),
+    model: Optional[Path] = typer.Option(None, help="folder with dit.safetensors + vae.safetensors (default: shipped)"),
+):
+    """Generate a video from a text prompt and write an H.264 MP4."""
+    _setup_logging()
+    cfg = _sample_config(seconds, size, steps, seed, guidance, solver, negative, fps)
+    try:
+        from cinegen.pipeline import validate_request
+        validate_request(prompt, cfg)
+    except ValueError as e:
+        _fail(str(e))
+    pipe = _load_pipeline(model)
+    video = _generate_with_progress(pipe, prompt, cfg)
+    _save_outputs(video, output, frames_dir, cfg, prompt, model)
+
+
 def _preset(table: dict, name: str):
     if name not in table:
         _fail(f"unknown preset {name!r}; choose one of {sorted(table)}")

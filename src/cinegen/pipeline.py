@@ -1,0 +1,141 @@
+"""TextToVideo.generate: the ONE inference path. CLI, server, evaluation and tests all call it.
+
+    pipe = TextToVideo.from_pretrained()          # the shipped default model (src/cinegen/weights)
+    video = pipe.generate("a large red ball bounces on a black background", SampleConfig(seconds=2))
+    # video: (T, H, W, 3) uint8
+
+Conditioning (issue 3) enters as latent-frame conditions (`Conditions`: clean latents + mask) and SDEdit as a
+source latent plus a strength; the higher-level modes (animate, extend, loop, connect, edit) only build those.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cinegen.config import FlowConfig, SampleConfig, TextConfig
+from cinegen.data.clips import tensor_to_video, video_to_tensor
+from cinegen.data.world import check_size
+from cinegen.diffusion.conditioning import make_cond
+from cinegen.diffusion.flow import interpolate, shift_for
+from cinegen.diffusion.samplers import cfg_model_fn, get_sampler
+from cinegen.diffusion.schedules import shifted_ts, truncated_ts
+from cinegen.models.dit import VideoDiT
+from cinegen.models.text_encoder import TextEncoder
+from cinegen.models.vae import VideoVAE
+
+log = logging.getLogger(__name__)
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+MAX_PROMPT_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """Clean latents for some latent frames: latents (1, C, T, h, w), mask (1, 1, T, h, w) with 1 = given."""
+    latents: torch.Tensor
+    mask: torch.Tensor
+
+
+def validate_request(prompt: str, cfg: SampleConfig) -> None:
+    """Raises ValueError naming the bad value; shared by the CLI and the server."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("prompt must be a non-empty string")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"prompt is {len(prompt)} characters; at most {MAX_PROMPT_CHARS}")
+    check_size(cfg.width, cfg.height)
+    if not cfg.seconds >= 0 or cfg.seconds > 600:
+        raise ValueError(f"seconds must be between 0 and 600, got {cfg.seconds}")
+    if not cfg.fps > 0:
+        raise ValueError(f"fps must be positive, got {cfg.fps}")
+    if not 1 <= cfg.steps <= 1000:
+        raise ValueError(f"steps must be between 1 and 1000, got {cfg.steps}")
+    if not cfg.guidance >= 0:
+        raise ValueError(f"guidance must be >= 0, got {cfg.guidance}")
+    get_sampler(cfg.solver)
+
+
+class TextToVideo:
+    def __init__(self, dit: VideoDiT, vae: VideoVAE, text_encoder: TextEncoder, flow: FlowConfig, device="cpu"):
+        if dit.cfg.latent_channels != vae.cfg.latent_channels:
+            raise ValueError(f"DiT expects {dit.cfg.latent_channels} latent channels, VAE gives {vae.cfg.latent_channels}")
+        self.dit, self.vae, self.text_encoder, self.flow = dit.eval(), vae.eval(), text_encoder, flow
+        self.device = torch.device(device)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, device="cpu") -> "TextToVideo":
+        """Loads `path`/dit.safetensors and `path`/vae.safetensors (default: the shipped weights)."""
+        from cinegen.training.train_dit import load_dit
+        from cinegen.training.train_vae import load_vae
+        folder = Path(path) if path else WEIGHTS_DIR
+        for name in ("dit.safetensors", "vae.safetensors"):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"no {name} in {folder}: pass a folder holding dit.safetensors and vae.safetensors")
+        dit, flow = load_dit(folder / "dit.safetensors", device)
+        vae = load_vae(folder / "vae.safetensors", device)
+        return cls(dit, vae, TextEncoder(TextConfig(dim=dit.cfg.text_dim), device=device), flow, device)
+
+    # --- latent geometry ---
+
+    def latent_shape(self, cfg: SampleConfig) -> tuple[int, int, int, int, int]:
+        f, s = self.vae.cfg.temporal_factor, self.vae.cfg.spatial_factor
+        t = 1 + (cfg.num_frames - 1) // f
+        return (1, self.vae.cfg.latent_channels, t, cfg.height // s, cfg.width // s)
+
+    def encode_video(self, video: np.ndarray) -> torch.Tensor:
+        """(T, H, W, 3) uint8, T = 1 + 4k -> normalised latents (1, C, t, h, w)."""
+        with torch.no_grad():
+            return self.vae.encode(video_to_tensor(video)[None].to(self.device), chunk_frames=16)
+
+    def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
+        """(1, C, t, h, w) -> (T, H, W, 3) uint8, decoded chunk by chunk so memory does not grow with length."""
+        with torch.no_grad():
+            return tensor_to_video(self.vae.decode(latents, chunk_frames=4)[0])
+
+    # --- the one generate path ---
+
+    @torch.no_grad()
+    def generate(self, prompt: str, cfg: SampleConfig = SampleConfig(), *, conditions: Conditions | None = None,
+                 source: torch.Tensor | None = None, strength: float = 1.0, callback=None,
+                 return_latents: bool = False):
+        """Text (+ optional conditions or SDEdit source) -> video (T, H, W, 3) uint8.
+
+        conditions: clean latent frames to keep (image-to-video, extension, loops, keyframes).
+        source: (1, C, t, h, w) latents of a video to re-imagine (SDEdit); strength 0 keeps it, 1 ignores it.
+        callback: called with {"i", "t", "x", "denoised", "steps"} after each solver step (progress reporting).
+        """
+        validate_request(prompt, cfg)
+        shape = self.latent_shape(cfg) if source is None else tuple(source.shape)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        noise = torch.randn(shape, generator=gen).to(self.device)                        # (1, C, t, h, w)
+        pt, ph, pw = self.dit.cfg.patch
+        ts = shifted_ts(cfg.steps, shift_for(shape[2] // pt * (shape[3] // ph) * (shape[4] // pw), self.flow))
+        x = noise
+        if source is not None:
+            ts = truncated_ts(ts, strength)
+            x = interpolate(source.to(self.device), noise, torch.full((1,), float(ts[0]), device=self.device))
+        model_fn = cfg_model_fn(self._velocity_fn(prompt, cfg.negative_prompt, conditions), cfg.guidance)
+        steps = len(ts) - 1
+        cb = None if callback is None else (lambda d: callback({**d, "steps": steps}))
+        latents = get_sampler(cfg.solver)(model_fn, x, ts.to(self.device), callback=cb) if steps > 0 else x
+        if conditions is not None:
+            m = conditions.mask.to(self.device)
+            latents = m * conditions.latents.to(self.device) + (1 - m) * latents   # given frames stay exact
+        if return_latents:
+            return latents
+        return self.decode_latents(latents)
+
+    def _velocity_fn(self, prompt: str, negative: str, conditions: Conditions | None):
+        emb, mask = self.text_encoder.encode([prompt, negative])                        # (2, S, Dt), (2, S)
+        emb, mask = emb.to(self.device), mask.to(self.device)
+        cond = None if conditions is None else make_cond(conditions.latents, conditions.mask).to(self.device)
+
+        def velocity(x: torch.Tensor, t: torch.Tensor, guided: bool) -> torch.Tensor:
+            n = x.shape[0]
+            e, m = (emb, mask) if guided else (emb[:1], mask[:1])                      # [positive; negative]
+            c = None if cond is None else cond.expand(n, -1, -1, -1, -1)
+            return self.dit(x, t, e.repeat_interleave(n // e.shape[0], 0), m.repeat_interleave(n // e.shape[0], 0), c)
+        return velocity

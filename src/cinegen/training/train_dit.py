@@ -1,0 +1,164 @@
+"""train_dit(cfg): flow-matching training of the video DiT on cached latents, as a list of named steps.
+
+    cinegen train --vae runs/vae/vae.safetensors --out runs/dit --steps 4000       # one process
+    torchrun --nproc_per_node 2 -m cinegen.cli train ...                           # DDP (gloo on CPU)
+
+Each batch comes from one bucket (one token grid): frames, height and width vary between batches, never
+inside one. Short clips and single images are cut from the cached clips for free, because the causal VAE's
+first latent frames depend only on the first frames.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from cinegen.config import DiTConfig, FlowConfig, TrainConfig, from_dict
+from cinegen.data.latent_cache import LatentCache
+from cinegen.diffusion.conditioning import make_cond, random_masks
+from cinegen.diffusion.flow import flow_loss, sample_t
+from cinegen.models.dit import VideoDiT
+from cinegen.training import checkpoint as ckpt_io
+from cinegen.training.common import (DistInfo, autocast, device_for, lr_at, make_ema, progress_bar, seed_everything,
+                                     setup_distributed, teardown_distributed, update_ema)
+
+log = logging.getLogger(__name__)
+# (latent frames to keep, probability): full clips mostly, some short clips, some single images (t2i)
+TEMPORAL_CROPS = ((None, 0.75), (3, 0.15), (1, 0.10))
+
+
+class TimeBinnedLoss:
+    """Running mean of the loss in 10 bins of t (minRF's diagnostic: where in the schedule the model is weak)."""
+
+    def __init__(self):
+        self.sum, self.count = np.zeros(10), np.zeros(10)
+
+    def add(self, t: torch.Tensor, loss: torch.Tensor) -> None:
+        bins = (t.detach().cpu().numpy() * 10).astype(int).clip(0, 9)
+        np.add.at(self.sum, bins, loss.detach().cpu().numpy())
+        np.add.at(self.count, bins, 1)
+
+    def report(self) -> str:
+        means = self.sum / np.maximum(self.count, 1)
+        self.sum[:], self.count[:] = 0, 0
+        return " ".join(f"{m:.3f}" for m in means)
+
+
+def sample_batch(cache: LatentCache, rng: np.random.Generator, batch_size: int, text_dropout: float):
+    """One bucket's batch: x0 (B, C, T, H, W), caption indices (B,)."""
+    keys = list(cache.buckets)
+    sizes = np.array([len(cache.buckets[k].latents) for k in keys], dtype=float)
+    bucket = cache.buckets[keys[int(rng.choice(len(keys), p=sizes / sizes.sum()))]]
+    keep = TEMPORAL_CROPS[int(rng.choice(len(TEMPORAL_CROPS), p=[p for _, p in TEMPORAL_CROPS]))][0]
+    idx = rng.integers(len(bucket.latents), size=batch_size)
+    x0 = bucket.latents[idx][:, :, :keep]                                                    # (B, C, T, H, W)
+    caps = bucket.captions[idx, rng.integers(bucket.captions.shape[1], size=batch_size)]    # (B,)
+    caps[torch.from_numpy(rng.random(batch_size) < text_dropout)] = 0                       # 0 = empty prompt
+    return x0, caps
+
+
+def training_loss(model, cache: LatentCache, x0, caps, flow: FlowConfig, cond_prob: float, gen) -> tuple:
+    """Flow-matching loss on a batch with random conditioning masks. Returns (mean loss, t, per-sample loss)."""
+    b, _, t_len, h, w = x0.shape
+    text, text_mask = cache.text(caps)
+    pt, ph, pw = _patch(model)
+    t = sample_t(b, (t_len // pt) * (h // ph) * (w // pw), flow, generator=gen)
+    mask = random_masks(b, t_len, (h, w), cond_prob if _conditioning(model) else 0.0, generator=gen)
+    cond = make_cond(x0, mask) if _conditioning(model) else None
+    noise = torch.randn(x0.shape, generator=gen)
+    dev = next(model.parameters()).device
+    per_sample = flow_loss(lambda xt, tt: model(xt, tt, text.to(dev), text_mask.to(dev), None if cond is None else cond.to(dev)),
+                           x0.to(dev), t.to(dev), noise.to(dev), loss_mask=(1 - mask).to(dev))
+    return per_sample.mean(), t, per_sample
+
+
+def _patch(model):
+    return ckpt_io.unwrap(model).cfg.patch
+
+
+def _conditioning(model) -> bool:
+    return ckpt_io.unwrap(model).cfg.conditioning
+
+
+def _build(cfg: DiTConfig, train: TrainConfig, out: Path, device, info: DistInfo):
+    model = VideoDiT(cfg).to(device)
+    ema = make_ema(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay, betas=(0.9, 0.99))
+    step = 0
+    last = out / "last.safetensors"
+    if last.exists():
+        ck = ckpt_io.load_checkpoint(last)
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        if (state := ckpt_io.optimizer_state(ck)) is not None:
+            opt.load_state_dict(state)
+        step = ck["step"]
+        if info.main:
+            log.info("resumed from %s at step %d", last, step)
+    return model, ema, opt, step
+
+
+def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: LatentCache, out: Path) -> Path:
+    """Trains (or resumes) the DiT; out/last.safetensors every ckpt_every steps, out/dit.safetensors at the end."""
+    info = setup_distributed()
+    device = device_for(info)
+    seed_everything(train.seed + info.rank)
+    out = Path(out)
+    model, ema, opt, step = _build(cfg, train, out, device, info)
+    ddp = DDP(model) if info.world > 1 else model
+    rng = np.random.default_rng(train.seed * 7919 + 1000 * info.rank + step)
+    gen = torch.Generator().manual_seed(train.seed * 31 + 1000 * info.rank + step)
+    if info.main:
+        log.info("DiT %.2fM params; %d caption(s); buckets %s; batch %d x %d accum x %d ranks",
+                 sum(p.numel() for p in model.parameters()) / 1e6, len(cache.captions),
+                 {k: len(v.latents) for k, v in cache.buckets.items()}, train.batch_size, train.grad_accum, info.world)
+    binned = TimeBinnedLoss()
+    with progress_bar(disable=not info.main) as bar:
+        task = bar.add_task("train", total=train.steps, completed=step, status="")
+        while step < train.steps:
+            loss = _train_step(ddp, model, ema, opt, cache, train, flow, rng, gen, step, binned, device)
+            step += 1
+            bar.update(task, completed=step, status=f"loss {loss:.4f}")
+            if info.main and step % train.log_every == 0:
+                log.info("step %d loss %.4f | loss by t-bin %s", step, loss, binned.report())
+            if info.main and (step % train.ckpt_every == 0 or step == train.steps):
+                ckpt_io.save_checkpoint(out / "last.safetensors", "dit", cfg, model, ema, opt, step,
+                                        extra={"flow": flow.__dict__})
+    final = out / "dit.safetensors"
+    if info.main:
+        ckpt_io.save_checkpoint(final, "dit", cfg, ema, step=step, extra={"flow": flow.__dict__})
+    teardown_distributed()
+    return final
+
+
+def _train_step(ddp, model, ema, opt, cache, train: TrainConfig, flow, rng, gen, step, binned, device) -> float:
+    for g in opt.param_groups:
+        g["lr"] = lr_at(step, train.lr, train.warmup, train.steps)
+    opt.zero_grad(set_to_none=True)
+    total = 0.0
+    for micro in range(train.grad_accum):
+        x0, caps = sample_batch(cache, rng, train.batch_size, train.text_dropout)
+        with autocast(device):
+            loss, t, per_sample = training_loss(ddp, cache, x0, caps, flow, train.cond_prob, gen)
+        # explicit scaling so accumulated gradients equal one big batch's
+        (loss / train.grad_accum).backward()
+        binned.add(t, per_sample)
+        total += loss.item() / train.grad_accum
+    torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
+    opt.step()
+    update_ema(ema, model, train.ema_decay)
+    return total
+
+
+def load_dit(path, device="cpu") -> tuple[VideoDiT, FlowConfig]:
+    ck = ckpt_io.load_checkpoint(path)
+    if ck["kind"] != "dit":
+        raise ValueError(f"{path} holds a {ck['kind']!r} checkpoint, not a DiT")
+    model = VideoDiT(from_dict(DiTConfig, ck["config"]))
+    model.load_state_dict({k: v.float() for k, v in (ck["ema"] or ck["model"]).items()})
+    flow = from_dict(FlowConfig, ck["extra"].get("flow", {}))
+    return model.to(device).eval(), flow
