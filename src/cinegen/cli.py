@@ -95,7 +95,9 @@ def train_cmd(
                           log_every=log_every, seed=seed, cond_prob=cond_prob)
     info = setup_distributed()
     cache = _latent_cache(vae, data, out / "latents.safetensors", info)
-    path = train_dit(cfg, C.FlowConfig(), train, cache, out)
+    import sys
+    path = train_dit(cfg, C.FlowConfig(), train, cache, out,
+                     extra={"holdout": list(holdout), "command": " ".join(["cinegen"] + sys.argv[1:])})
     console.print(f"DiT written to {path}")
 
 
@@ -179,6 +181,45 @@ def generate_cmd(
     pipe = _load_pipeline(model)
     video = _generate_with_progress(pipe, prompt, cfg)
     _save_outputs(video, output, frames_dir, cfg, prompt, model)
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Optional[Path] = typer.Option(None, help="model folder (default: shipped)"),
+    n_seen: int = typer.Option(24), n_heldout: int = typer.Option(16), steps: int = typer.Option(20),
+    guidance: float = typer.Option(4.0), solver: str = typer.Option("euler"), seed: int = typer.Option(0),
+    size: str = typer.Option("64x64"), seconds: float = typer.Option(2.0),
+    out: Path = typer.Option(Path("eval.json"), help="JSON report"),
+):
+    """Score generated videos with the colour analyzer: attribute adherence on seen vs held-out combinations."""
+    from rich.table import Table
+    from cinegen.eval.run import evaluate, noise_baseline, write_report
+    _setup_logging()
+    cfg = _sample_config(seconds, size, steps, seed, guidance, solver, "", 8.0)
+    pipe = _load_pipeline(model)
+    holdout = tuple(getattr(pipe.dit, "extra", {}).get("holdout", ()))
+    with progress_bar_ctx() as bar:
+        task = bar.add_task("evaluating", total=n_seen + (n_heldout if holdout else 0), status="")
+        result = evaluate(pipe.generate, holdout, cfg, n_seen, n_heldout, seed,
+                          on_clip=lambda split, i, p, s: bar.update(task, advance=1, status=f"{split} {s:.2f}"))
+    result["noise_baseline"] = noise_baseline(cfg, holdout)
+    write_report(result, out)
+    table = Table("split", "clips", "adherence", "colour", "shape", "count", "motion", "background", "flicker",
+                  "real-clip adherence")
+    for name, r in result["splits"].items():
+        g = r["generated"]
+        if g["clips"]:
+            a = g["by_attribute"]
+            table.add_row(name, str(g["clips"]), f"{g['adherence']:.3f}", *(f"{a.get(k, 0):.2f}" for k in
+                          ("colour", "shape", "count", "motion", "background")), f"{g['flicker']:.2f}",
+                          f"{r['real']['adherence']:.3f}")
+    console.print(table)
+    console.print(f"noise baseline adherence {result['noise_baseline']:.3f}; report written to {out}")
+
+
+def progress_bar_ctx():
+    from cinegen.training.common import progress_bar
+    return progress_bar()
 
 
 def _preset(table: dict, name: str):

@@ -20,17 +20,22 @@ def tensor_to_video(x: torch.Tensor) -> np.ndarray:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
 
 
-def render_pool(cfg: DataConfig, num_clips: int | None = None, seed_offset: int = 0, quiet: bool = False) -> list[Clip]:
-    """Renders clips spread over the config's buckets; deterministic in (cfg.seed, seed_offset)."""
-    n = num_clips if num_clips is not None else cfg.num_clips
-    rng = np.random.default_rng(cfg.seed * 1_000_003 + seed_offset)
+def _render_one(cfg: DataConfig, index: int, seed_offset: int) -> Clip:
+    # one generator per clip: clip i is the same whatever the pool size
+    rng = np.random.default_rng([cfg.seed, seed_offset, index])
     weights = np.array(cfg.bucket_weights, dtype=float) / sum(cfg.bucket_weights)
+    frames, h, w = cfg.buckets[int(rng.choice(len(cfg.buckets), p=weights))]
+    return random_clip(rng, w, h, frames, cfg.fps, cfg.holdout, cfg.max_objects)
+
+
+def render_pool(cfg: DataConfig, num_clips: int | None = None, seed_offset: int = 0, quiet: bool = False) -> list[Clip]:
+    """Renders clips spread over the config's buckets; deterministic in (cfg.seed, seed_offset, index)."""
+    n = num_clips if num_clips is not None else cfg.num_clips
     clips = []
     with progress_bar(disable=quiet) as bar:
         task = bar.add_task("rendering clips", total=n, status="")
-        for _ in range(n):
-            frames, h, w = cfg.buckets[int(rng.choice(len(cfg.buckets), p=weights))]
-            clips.append(random_clip(rng, w, h, frames, cfg.fps, cfg.holdout, cfg.max_objects))
+        for i in range(n):
+            clips.append(_render_one(cfg, i, seed_offset))
             bar.advance(task)
     return clips
 

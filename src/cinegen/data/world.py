@@ -106,7 +106,7 @@ def validate_holdout(holdout: tuple[str, ...]) -> None:
 def _random_object(rng: np.random.Generator, holdout: tuple[str, ...], motions=MOTIONS) -> ObjectSpec:
     for _ in range(1000):
         shape = str(rng.choice(SHAPES))
-        allowed = [m for m in motions if not (m == "spins" and shape == "ball")]
+        allowed = [m for m in motions if not (m == "spins" and shape in ("ball", "ring"))]   # symmetric: a spin is invisible
         obj = ObjectSpec(str(rng.choice(list(COLOURS))), shape, str(rng.choice(SIZES)), str(rng.choice(allowed)))
         if not matches_holdout(obj, holdout):
             return obj

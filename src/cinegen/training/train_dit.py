@@ -102,8 +102,13 @@ def _build(cfg: DiTConfig, train: TrainConfig, out: Path, device, info: DistInfo
     return model, ema, opt, step
 
 
-def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: LatentCache, out: Path) -> Path:
-    """Trains (or resumes) the DiT; out/last.safetensors every ckpt_every steps, out/dit.safetensors at the end."""
+def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: LatentCache, out: Path,
+              extra: dict | None = None) -> Path:
+    """Trains (or resumes) the DiT; out/last.safetensors every ckpt_every steps, out/dit.safetensors at the end.
+
+    extra: JSON-able facts stored with the weights (holdout list, training command) for the model card and eval.
+    """
+    extra = {**(extra or {}), "flow": flow.__dict__, "train": train.__dict__}
     info = setup_distributed()
     device = device_for(info)
     seed_everything(train.seed + info.rank)
@@ -127,10 +132,10 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
                 log.info("step %d loss %.4f | loss by t-bin %s", step, loss, binned.report())
             if info.main and (step % train.ckpt_every == 0 or step == train.steps):
                 ckpt_io.save_checkpoint(out / "last.safetensors", "dit", cfg, model, ema, opt, step,
-                                        extra={"flow": flow.__dict__})
+                                        extra=extra)
     final = out / "dit.safetensors"
     if info.main:
-        ckpt_io.save_checkpoint(final, "dit", cfg, ema, step=step, extra={"flow": flow.__dict__})
+        ckpt_io.save_checkpoint(final, "dit", cfg, ema, step=step, extra=extra)
     teardown_distributed()
     return final
 
@@ -161,4 +166,5 @@ def load_dit(path, device="cpu") -> tuple[VideoDiT, FlowConfig]:
     model = VideoDiT(from_dict(DiTConfig, ck["config"]))
     model.load_state_dict({k: v.float() for k, v in (ck["ema"] or ck["model"]).items()})
     flow = from_dict(FlowConfig, ck["extra"].get("flow", {}))
+    model.extra = ck["extra"]           # holdout list and training facts, for eval and the model card
     return model.to(device).eval(), flow

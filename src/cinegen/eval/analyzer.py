@@ -1,0 +1,207 @@
+"""Checks a video against the scene its prompt describes, by colour: the toy world's exact RGB vocabulary
+makes every object findable without a learned detector.
+
+For each prompted object: colour (a blob of that colour is present), shape (hole -> ring; otherwise the blob's
+area over the disc through its farthest pixel: ball ~1, box ~0.64, triangle ~0.41, rotation-invariant),
+count (exactly the prompted colours are present, one blob each), motion (centroid/area tracks: direction,
+parabolic bounce with a rebound, accelerating fall, spin as a shape change in place, growth/shrink).
+Per clip: background (black / gray / sky / photo) and temporal flicker of the background.
+
+Video: (T, H, W, 3) uint8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from cinegen.data.world import COLOURS, ObjectSpec, SceneSpec
+
+COLOUR_NAMES = list(COLOURS)
+PALETTE = np.array([COLOURS[c] for c in COLOUR_NAMES], np.float32)     # (K, 3)
+MAX_COLOUR_DIST = 45.0        # RGB distance for a vocabulary colour; the sky's blue and the ground's green sit 52-64 away
+MIN_PRESENT = 0.5             # an object must be visible in at least this share of frames
+
+
+@dataclass
+class Track:
+    present: np.ndarray       # (T,) bool
+    xy: np.ndarray            # (T, 2) centroid in normalised units (NaN when absent)
+    area: np.ndarray          # (T,) pixels
+    masks: list               # per-frame bool mask of the main blob (or None)
+    blobs: np.ndarray         # (T,) number of significant blobs of the colour
+
+
+@dataclass
+class ClipReport:
+    checks: dict[str, bool] = field(default_factory=dict)     # "obj0.colour" -> passed, "background" -> passed
+    flicker: float = 0.0
+
+    @property
+    def score(self) -> float:
+        return float(np.mean(list(self.checks.values()))) if self.checks else 0.0
+
+
+def colour_labels(video: np.ndarray) -> np.ndarray:
+    """(T, H, W) int: index of the nearest vocabulary colour within MAX_COLOUR_DIST, else -1."""
+    d = np.linalg.norm(video[..., None, :].astype(np.float32) - PALETTE, axis=-1)    # (T, H, W, K)
+    nearest = d.argmin(-1)
+    return np.where(d.min(-1) < MAX_COLOUR_DIST, nearest, -1)
+
+
+def min_blob_area(h: int, w: int) -> float:
+    return 10.0 * (h * w) / 4096.0       # well below a small triangle (~50 px at 64x64), far above noise specks
+
+
+def track_colour(labels: np.ndarray, k: int) -> Track:
+    t_len, h, w = labels.shape
+    present, xy, area, masks, blobs = np.zeros(t_len, bool), np.full((t_len, 2), np.nan), np.zeros(t_len), [], np.zeros(t_len, int)
+    for t in range(t_len):
+        comp, n = ndimage.label(labels[t] == k)
+        sizes = ndimage.sum(np.ones_like(comp), comp, index=np.arange(1, n + 1)) if n else np.zeros(0)
+        big = np.flatnonzero(sizes >= min_blob_area(h, w))
+        blobs[t] = len(big)
+        if len(big) == 0:
+            masks.append(None)
+            continue
+        mask = comp == (big[sizes[big].argmax()] + 1)
+        ys, xs = np.nonzero(mask)
+        present[t], xy[t], area[t] = True, (xs.mean() / w, ys.mean() / h), mask.sum()
+        masks.append(mask)
+    return Track(present, xy, area, masks, blobs)
+
+
+def classify_shape(mask: np.ndarray) -> str:
+    filled = ndimage.binary_fill_holes(mask)
+    if filled.sum() > 1.15 * mask.sum():
+        return "ring"
+    ys, xs = np.nonzero(filled)
+    r_max = np.sqrt((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2).max() + 0.5
+    ratio = filled.sum() / (np.pi * r_max ** 2)
+    return "ball" if ratio > 0.8 else "box" if ratio > 0.52 else "triangle"
+
+
+def shape_of(track: Track) -> str | None:
+    votes = [classify_shape(m) for m in track.masks if m is not None]
+    return max(set(votes), key=votes.count) if votes else None
+
+
+def motion_ok(track: Track, motion: str, shape: str) -> bool:
+    idx = np.flatnonzero(track.present)
+    if len(idx) < 2:
+        return False
+    x, y, a = track.xy[idx, 0], track.xy[idx, 1], track.area[idx]
+    dx, dy = x[-1] - x[0], y[-1] - y[0]
+    growth = a[-1] / max(a[0], 1.0)
+    still = max(np.ptp(x), np.ptp(y)) < 0.06
+    if motion == "stays still":
+        return still and 0.75 < growth < 1.33
+    if motion in ("moves left", "moves right"):
+        return abs(dx) > 0.1 and abs(dx) > 2 * abs(dy) and (dx < 0) == (motion == "moves left")
+    if motion in ("moves up", "moves down"):
+        return abs(dy) > 0.1 and abs(dy) > 2 * abs(dx) and (dy < 0) == (motion == "moves up")
+    if motion == "grows":
+        return growth > 1.5
+    if motion == "shrinks":
+        return growth < 0.67
+    if motion == "bounces":
+        return _bounces(y)
+    if motion == "falls":
+        return _falls(y)
+    if motion == "spins":
+        return still and 0.75 < growth < 1.33 and _shape_changes(track)
+    raise ValueError(f"unknown motion {motion!r}")
+
+
+def _bounces(y: np.ndarray) -> bool:
+    """Goes down, touches a floor, comes back up by at least 4% of the frame: a rebound."""
+    low = int(np.argmax(y))
+    return y[low] - y[0] > 0.05 and low < len(y) - 1 and y[low] - y[low:].min() > 0.04
+
+
+def _falls(y: np.ndarray) -> bool:
+    """Moves down by > 10% of the frame, accelerating (later steps larger), with no rebound."""
+    if y[-1] - y[0] < 0.1:
+        return False
+    drop = y[int(np.argmax(y))] - y[0]
+    first, second = _halves(y[: int(np.argmax(y)) + 1])
+    return second >= first and y.max() - y[int(np.argmax(y)):].min() < 0.04 and drop > 0.1
+
+
+def _halves(y: np.ndarray) -> tuple[float, float]:
+    mid = len(y) // 2
+    return float(y[mid] - y[0]), float(y[-1] - y[mid])
+
+
+def _shape_changes(track: Track) -> bool:
+    """Spin: the centred blob's overlap with its first-frame self falls below 0.8 at some frame."""
+    masks = [m for m in track.masks if m is not None]
+    ref = _centred(masks[0])
+    return min(_iou(ref, _centred(m)) for m in masks[1:]) < 0.8
+
+
+def _centred(mask: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(mask)
+    shift = (mask.shape[0] // 2 - int(round(ys.mean())), mask.shape[1] // 2 - int(round(xs.mean())))
+    return np.roll(mask, shift, axis=(0, 1))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def classify_background(video: np.ndarray, labels: np.ndarray) -> str:
+    """From pixels that are no vocabulary colour: dark -> black, flat mid gray -> gray, blue over green -> sky."""
+    bg = labels < 0
+    pix = video[bg].astype(np.float32) if bg.any() else video.reshape(-1, 3).astype(np.float32)
+    mean, std = pix.mean(0), pix.std(0).mean()
+    if mean.max() < 40 and std < 20:
+        return "black"
+    if abs(mean - 128).max() < 25 and std < 20 and np.ptp(mean) < 20:
+        return "gray"
+    h = video.shape[1]
+    top = video[:, : h // 3].reshape(-1, 3).astype(np.float32).mean(0)
+    bottom = video[:, int(h * 0.85):].reshape(-1, 3).astype(np.float32).mean(0)
+    if top[2] > top[0] + 40 and bottom[1] > bottom[0] + 30 and bottom[1] > bottom[2] + 20:
+        return "sky"
+    # photos are textured but spatially smooth; white noise changes as much between neighbours as overall
+    smooth = np.abs(np.diff(video.astype(np.float32), axis=2)).mean() < 0.7 * std
+    return "photo" if std > 25 and smooth else "unknown"
+
+
+def flicker(video: np.ndarray, labels: np.ndarray) -> float:
+    """Mean absolute frame-to-frame change (0-255) of pixels that are background in both frames."""
+    if len(video) < 2:
+        return 0.0
+    bg = (labels[1:] < 0) & (labels[:-1] < 0)
+    diff = np.abs(video[1:].astype(np.float32) - video[:-1].astype(np.float32)).mean(-1)
+    return float(diff[bg].mean()) if bg.any() else 0.0
+
+
+def analyze(video: np.ndarray, scene: SceneSpec) -> ClipReport:
+    """Scores one clip against its scene: a check per object attribute plus the background."""
+    if video.ndim != 4 or video.shape[-1] != 3:
+        raise ValueError(f"video must be (T, H, W, 3), got {video.shape}")
+    labels = colour_labels(video)
+    report = ClipReport(flicker=flicker(video, labels))
+    tracks = {k: track_colour(labels, k) for k in range(len(COLOUR_NAMES))}
+    seen = {COLOUR_NAMES[k] for k, tr in tracks.items() if tr.present.mean() >= MIN_PRESENT}
+    if scene.background == "photo":
+        # photos hold vocabulary colours of their own (the astronaut's white suit): there, only the
+        # prompted colours are counted, and an extra object in a photo goes unnoticed
+        seen &= {o.colour for o in scene.objects}
+    for i, obj in enumerate(scene.objects):
+        _check_object(report, f"obj{i}", obj, tracks[COLOUR_NAMES.index(obj.colour)], seen, scene)
+    report.checks["background"] = classify_background(video, labels) == scene.background
+    return report
+
+
+def _check_object(report: ClipReport, key: str, obj: ObjectSpec, track: Track, seen: set, scene: SceneSpec) -> None:
+    visible = track.present.mean() >= MIN_PRESENT
+    wanted = {o.colour for o in scene.objects}
+    report.checks[f"{key}.colour"] = visible
+    report.checks[f"{key}.shape"] = visible and shape_of(track) == obj.shape
+    report.checks[f"{key}.count"] = visible and seen == wanted and int(np.median(track.blobs[track.present])) == 1
+    report.checks[f"{key}.motion"] = visible and motion_ok(track, obj.motion, obj.shape)
