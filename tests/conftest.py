@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny configs (run in seconds on a CPU), one text encoder per session, a tiny model folder."""
+
+import os
+
+import pytest
+import torch
+
+from cinegen.config import DIT_PRESETS, VAE_PRESETS, FlowConfig
+from cinegen.models.dit import VideoDiT
+from cinegen.models.vae import VideoVAE
+from cinegen.training.checkpoint import save_checkpoint
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def tiny_vae_cfg():
+    return VAE_PRESETS["tiny"]
+
+
+@pytest.fixture
+def tiny_dit_cfg():
+    return DIT_PRESETS["tiny"]
+
+
+@pytest.fixture(scope="session")
+def text_encoder():
+    from cinegen.models.text_encoder import TextEncoder
+    return TextEncoder()
+
+
+def perturb(model: torch.nn.Module, seed: int = 0, std: float = 0.02) -> torch.nn.Module:
+    """Zero-initialised heads make an untrained DiT output zeros; noise its weights so outputs depend on inputs."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * std)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A folder with a randomly initialised tiny dit.safetensors + vae.safetensors, like a trained model's."""
+    folder = tmp_path_factory.mktemp("tiny_model")
+    torch.manual_seed(0)
+    vae = VideoVAE(VAE_PRESETS["tiny"])
+    dit = perturb(VideoDiT(DIT_PRESETS["tiny"]))
+    save_checkpoint(folder / "vae.safetensors", "vae", vae.cfg, vae)
+    save_checkpoint(folder / "dit.safetensors", "dit", dit.cfg, dit,
+                    extra={"flow": FlowConfig().__dict__, "holdout": ["purple triangle"]})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe(tiny_model_dir):
+    from cinegen.pipeline import TextToVideo
+    return TextToVideo.from_pretrained(tiny_model_dir)

@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+from cinegen.models.vae import VideoVAE
+
+
+@pytest.fixture
+def vae(tiny_vae_cfg):
+    torch.manual_seed(0)
+    return VideoVAE(tiny_vae_cfg).eval()
+
+
+def test_shapes_video_and_image(vae):
+    s, f, c = vae.cfg.spatial_factor, vae.cfg.temporal_factor, vae.cfg.latent_channels
+    for t in (1, 1 + f, 1 + 4 * f):
+        x = torch.rand(2, 3, t, 32, 48) * 2 - 1
+        z = vae.encode(x)
+        assert z.shape == (2, c, 1 + (t - 1) // f, 32 // s, 48 // s)
+        assert vae.decode(z).shape == x.shape
+
+
+def test_default_compression_is_4x_time_8x_space():
+    from cinegen.config import VAE_PRESETS
+    cfg = VAE_PRESETS["default"]
+    assert (cfg.temporal_factor, cfg.spatial_factor) == (4, 8)
+
+
+def test_causal_future_frames_do_not_change_past_latents(vae):
+    x = torch.randn(1, 3, 17, 32, 32)
+    x2 = x.clone()
+    x2[:, :, 9:] = torch.randn_like(x2[:, :, 9:])        # frames 9.. belong to latent frames 3, 4
+    z, z2 = vae.encode(x), vae.encode(x2)
+    assert torch.equal(z[:, :, :3], z2[:, :, :3])
+    assert not torch.allclose(z[:, :, 3:], z2[:, :, 3:])
+    d, d2 = vae.decode(z), vae.decode(z2)
+    assert torch.equal(d[:, :, :9], d2[:, :, :9])
+
+
+@pytest.mark.parametrize("chunk", [4, 8])
+def test_chunked_encode_equals_whole(vae, chunk):
+    x = torch.randn(1, 3, 21, 32, 32)
+    torch.testing.assert_close(vae.encode(x, chunk_frames=chunk), vae.encode(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_chunked_decode_equals_whole(vae, chunk):
+    z = torch.randn(1, vae.cfg.latent_channels, 6, 8, 8)
+    whole = vae.decode(z)
+    torch.testing.assert_close(vae.decode(z, chunk_frames=chunk), whole, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.cat(list(vae.decode_chunks(z, chunk)), dim=2), whole, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, match", [((1, 3, 4, 32, 32), "1 \\+ 4k"), ((1, 3, 5, 30, 32), "multiples"),
+                                          ((1, 1, 5, 32, 32), "video must be")])
+def test_bad_inputs_raise_clear_errors(vae, shape, match):
+    with pytest.raises(ValueError, match=match):
+        vae.encode(torch.zeros(shape))
+
+
+def test_latent_normalisation_round_trips(tiny_vae_cfg):
+    import dataclasses
+    c = tiny_vae_cfg.latent_channels
+    cfg = dataclasses.replace(tiny_vae_cfg, latent_mean=tuple([0.5] * c), latent_std=tuple([2.0] * c))
+    torch.manual_seed(0)
+    a, b = VideoVAE(tiny_vae_cfg).eval(), VideoVAE(cfg).eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(1, 3, 5, 16, 16)
+    torch.testing.assert_close(b.encode(x), (a.encode(x) - 0.5) / 2.0)
+    torch.testing.assert_close(b.decode(b.encode(x)), a.decode(a.encode(x)), rtol=1e-4, atol=1e-5)

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+from cinegen.data.world import (COLOURS, GRAVITY, RESTITUTION, DEFAULT_HOLDOUT, SceneSpec, ObjectSpec,
+                                canonical_caption, matches_holdout, paraphrase_caption, parse_caption, random_clip,
+                                random_scene, render_scene, validate_holdout, _gravity_path)
+
+
+def test_render_any_size_and_length():
+    scene = parse_caption("a large red ball stays still on a black background")
+    clip = render_scene(scene, width=96, height=48, num_frames=9, fps=12)
+    assert clip.video.shape == (9, 48, 96, 3) and clip.video.dtype == np.uint8
+
+
+def test_object_colour_is_exact():
+    scene = parse_caption("a large purple box stays still on a black background")
+    clip = render_scene(scene, 64, 64, 1)
+    x, y, _ = clip.tracks[0][0]
+    assert tuple(clip.video[0, int(y), int(x)]) == COLOURS["purple"]
+
+
+@pytest.mark.parametrize("bad", [0, 15, 100, -16])
+def test_bad_sizes_are_rejected(bad):
+    with pytest.raises(ValueError, match="multiple of 16"):
+        render_scene(parse_caption("a small red ball falls on a gray background"), width=bad)
+
+
+def test_canonical_and_paraphrased_captions_parse_back():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        scene = random_scene(rng)
+        for text in (canonical_caption(scene), paraphrase_caption(scene, rng)):
+            parsed = parse_caption(text)
+            assert parsed.objects == scene.objects and parsed.background == scene.background
+            assert parsed.camera == scene.camera and parsed.collide == scene.collide
+
+
+def test_parse_error_names_the_bad_part():
+    with pytest.raises(ValueError, match="magenta"):
+        parse_caption("a large magenta ball bounces on a black background")
+
+
+def test_holdout_excludes_combinations():
+    rng = np.random.default_rng(1)
+    holdout = ("purple triangle", "orange ring bounces")
+    for _ in range(300):
+        for obj in random_scene(rng, holdout).objects:
+            assert not matches_holdout(obj, holdout)
+    assert matches_holdout(ObjectSpec("orange", "ring", "small", "bounces"), holdout)
+    assert not matches_holdout(ObjectSpec("orange", "ring", "small", "falls"), holdout)
+    validate_holdout(DEFAULT_HOLDOUT)
+    with pytest.raises(ValueError, match="vocabulary"):
+        validate_holdout(("magenta blob",))
+
+
+def test_bounce_is_parabolic_with_restitution():
+    times = np.linspace(0, 3, 3001)
+    y = _gravity_path(times, 0.2, 0.9, bounce=True)
+    first_hit = int(np.argmax(y[:1000]))                                     # floor contact within the first second
+    assert times[first_hit] == pytest.approx(np.sqrt(2 * 0.7 / GRAVITY), abs=2e-3)
+    assert y[first_hit] == pytest.approx(0.9, abs=2e-3)
+    # free fall is a parabola: y - y0 = g t^2 / 2
+    assert y[300] - 0.2 == pytest.approx(0.5 * GRAVITY * times[300] ** 2, rel=1e-6)
+    # after the first contact the ball rises to (RESTITUTION^2) of the drop height
+    apex = y[first_hit:first_hit + 1500].min()
+    assert 0.9 - apex == pytest.approx(0.7 * RESTITUTION ** 2, rel=0.02)
+
+
+def test_two_object_collision_and_occluder_render():
+    rng = np.random.default_rng(3)
+    scene = random_scene(rng, p_collide=1.0)
+    assert scene.collide and len(scene.objects) == 2
+    clip = render_scene(scene, 64, 64, 17)
+    xa, xb = clip.tracks[0][:, 0], clip.tracks[1][:, 0]
+    assert (np.diff(xa)[:3] > 0).all() and (np.diff(xa)[-3:] < 0).all()      # bounced back
+    occl = SceneSpec((ObjectSpec("red", "ball", "small", "moves right"),), "black", occluder=True)
+    assert "behind a wall" in canonical_caption(occl)
+    render_scene(occl, 64, 64, 17)
+
+
+def test_photo_background_with_camera_motion():
+    scene = SceneSpec((ObjectSpec("red", "ball", "large", "stays still"),), "photo", "pans left", "coffee")
+    video = render_scene(scene, 64, 64, 9).video
+    assert np.abs(video[0].astype(int) - video[-1].astype(int)).mean() > 5     # the background moved
+
+
+def test_random_clip_is_deterministic():
+    a = random_clip(np.random.default_rng(7))
+    b = random_clip(np.random.default_rng(7))
+    assert a.caption == b.caption and (a.video == b.video).all()
