@@ -21,7 +21,8 @@ def write_mp4(video: np.ndarray, path: str | Path, fps: float = 8.0, metadata: d
     path = Path(path)
 
     def write(tmp: str) -> None:
-        with av.open(tmp, mode="w", format="mp4") as container:
+        # use_metadata_tags: the MP4 muxer otherwise drops keys outside its short list (title, comment, ...)
+        with av.open(tmp, mode="w", format="mp4", options={"movflags": "use_metadata_tags"}) as container:
             for k, v in (metadata or {}).items():
                 container.metadata[k] = str(v)
             stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))

@@ -94,4 +94,4 @@ def optimizer_state(ckpt: dict) -> dict | None:
     for key, v in ckpt["optim"].items():
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = v
-    return {"state": state, "param_groups": ckpt["optim_groups"]}
+    return {"state": dict(sorted(state.items())), "param_groups": ckpt["optim_groups"]}

@@ -1,0 +1,74 @@
+import os
+
+import pytest
+import torch
+
+from cinegen.config import DiTConfig, VAEConfig, from_dict, override
+from cinegen.models.dit import VideoDiT
+from cinegen.training.checkpoint import load_checkpoint, optimizer_state, save_checkpoint
+from cinegen.training.common import make_ema
+from tests.conftest import perturb
+
+
+def test_round_trip_gives_identical_outputs(tmp_path, tiny_dit_cfg):
+    torch.manual_seed(0)
+    model = perturb(VideoDiT(tiny_dit_cfg))
+    ema = make_ema(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x, text = torch.randn(1, 4, 1, 4, 4), torch.randn(1, 3, 384)
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    model(x, torch.rand(1), text, mask).pow(2).mean().backward()
+    opt.step()
+    save_checkpoint(tmp_path / "ck.safetensors", "dit", tiny_dit_cfg, model, ema, opt, step=7, extra={"a": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.safetensors"]          # no temp files left behind
+    ck = load_checkpoint(tmp_path / "ck.safetensors")
+    assert ck["step"] == 7 and ck["extra"] == {"a": 1} and ck["kind"] == "dit"
+    cfg = from_dict(DiTConfig, ck["config"])
+    assert cfg == tiny_dit_cfg
+    clone = VideoDiT(cfg)
+    clone.load_state_dict(ck["model"])
+    t = torch.tensor([0.4])
+    assert torch.equal(clone(x, t, text, mask), model(x, t, text, mask))
+    opt2 = torch.optim.AdamW(clone.parameters(), lr=1e-3)
+    opt2.load_state_dict(optimizer_state(ck))
+    s1, s2 = opt.state_dict()["state"], opt2.state_dict()["state"]
+    assert s1.keys() == s2.keys()
+    for k in s1:
+        assert torch.equal(s1[k]["exp_avg"], s2[k]["exp_avg"]) and torch.equal(s1[k]["step"], s2[k]["step"])
+
+
+def test_ddp_and_compile_prefixes_are_stripped(tmp_path, tiny_dit_cfg):
+    from safetensors.torch import save_file
+    model = VideoDiT(tiny_dit_cfg)
+    tensors = {f"model.module._orig_mod.{k}": v.contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, tmp_path / "x.safetensors", metadata={"kind": "dit", "config": "{}", "step": "1"})
+    VideoDiT(tiny_dit_cfg).load_state_dict(load_checkpoint(tmp_path / "x.safetensors")["model"])
+
+
+def test_failed_write_leaves_previous_checkpoint(tmp_path, tiny_dit_cfg, monkeypatch):
+    model = VideoDiT(tiny_dit_cfg)
+    path = tmp_path / "ck.safetensors"
+    save_checkpoint(path, "dit", tiny_dit_cfg, model, step=1)
+    import cinegen.training.checkpoint as ck
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(ck, "save_file", boom)
+    with pytest.raises(OSError):
+        save_checkpoint(path, "dit", tiny_dit_cfg, model, step=2)
+    assert load_checkpoint(path)["step"] == 1
+    assert os.listdir(tmp_path) == ["ck.safetensors"]
+
+
+def test_not_a_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_config_overrides_are_typed():
+    cfg = override(VAEConfig(), ["latent_channels=8", "channels=[32,64,64]", "kl_weight=0.001"])
+    assert cfg.latent_channels == 8 and cfg.channels == (32, 64, 64) and cfg.kl_weight == 0.001
+    with pytest.raises(ValueError, match="expected int"):
+        override(VAEConfig(), ["latent_channels=abc"])
+    with pytest.raises(ValueError, match="bad override"):
+        override(VAEConfig(), ["nope=1"])

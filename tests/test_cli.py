@@ -1,0 +1,44 @@
+"""The CLI as a user runs it: a subprocess, real files read back with PyAV."""
+
+import os
+import subprocess
+import sys
+
+import av
+import pytest
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2", "COLUMNS": "120"}
+
+
+def run(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "cinegen.cli", *args], capture_output=True, text=True, env=ENV,
+                          timeout=timeout)
+
+
+def test_generate_writes_a_browser_playable_mp4(tiny_model_dir, tmp_path):
+    out, frames = tmp_path / "clip.mp4", tmp_path / "frames"
+    r = run("generate", "a large red ball bounces on a black background", "--model", str(tiny_model_dir),
+            "--seconds", "1", "--size", "48x32", "--steps", "2", "--seed", "1", "-o", str(out), "--frames-dir", str(frames))
+    assert r.returncode == 0, r.stderr
+    with av.open(str(out)) as c:
+        stream = c.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+        assert (stream.width, stream.height) == (48, 32)
+        assert sum(1 for _ in c.decode(stream)) == 9
+        assert c.metadata.get("seed") == "1" and "prompt_sha256" in c.metadata
+    assert len(list(frames.glob("frame_*.png"))) == 9
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--size", "50x50"], "multiple of 16"), (["--size", "big"], "bad size"), (["--seconds", "-3"], "seconds"),
+    (["--steps", "0"], "steps"), (["--solver", "rk9"], "solver")])
+def test_bad_input_gives_a_clear_error_not_a_traceback(tiny_model_dir, tmp_path, args, needle):
+    r = run("generate", "a red ball", "--model", str(tiny_model_dir), "-o", str(tmp_path / "x.mp4"), *args)
+    assert r.returncode == 2
+    assert needle in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_missing_model_folder_is_a_clear_error(tmp_path):
+    r = run("generate", "a red ball", "--model", str(tmp_path), "-o", str(tmp_path / "x.mp4"))
+    assert r.returncode == 2 and "dit.safetensors" in r.stderr and "Traceback" not in r.stderr

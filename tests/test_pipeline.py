@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from cinegen.config import SampleConfig
+from cinegen.diffusion.conditioning import frame_mask
+from cinegen.pipeline import Conditions
+
+CFG = SampleConfig(seconds=1.0, fps=8, width=32, height=32, steps=3, guidance=3.0, seed=5)
+PROMPT = "a large red ball bounces on a black background"
+
+
+def test_generate_shape_and_dtype(tiny_pipe):
+    video = tiny_pipe.generate(PROMPT, CFG)
+    assert video.shape == (CFG.num_frames, 32, 32, 3) and video.dtype == np.uint8
+
+
+def test_fixed_seed_is_deterministic_and_seed_matters(tiny_pipe):
+    a = tiny_pipe.generate(PROMPT, CFG, return_latents=True)
+    b = tiny_pipe.generate(PROMPT, CFG, return_latents=True)
+    c = tiny_pipe.generate(PROMPT, SampleConfig(**{**CFG.__dict__, "seed": 6}), return_latents=True)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_prompt_negative_prompt_and_guidance_matter(tiny_pipe):
+    a = tiny_pipe.generate(PROMPT, CFG, return_latents=True)
+    assert not torch.equal(a, tiny_pipe.generate("a small blue box falls on a gray background", CFG, return_latents=True))
+    neg = SampleConfig(**{**CFG.__dict__, "negative_prompt": "blurry"})
+    assert not torch.equal(a, tiny_pipe.generate(PROMPT, neg, return_latents=True))
+
+
+def test_heun_solver_runs(tiny_pipe):
+    cfg = SampleConfig(**{**CFG.__dict__, "solver": "heun"})
+    assert tiny_pipe.generate(PROMPT, cfg).shape[0] == CFG.num_frames
+
+
+def test_conditioning_frames_are_kept_exactly(tiny_pipe):
+    shape = tiny_pipe.latent_shape(CFG)
+    clean = torch.randn(shape)
+    mask = frame_mask(shape[2], [0], shape[3:])
+    out = tiny_pipe.generate(PROMPT, CFG, conditions=Conditions(clean, mask), return_latents=True)
+    assert torch.equal(out[:, :, 0], clean[:, :, 0]) and not torch.equal(out[:, :, 1:], clean[:, :, 1:])
+
+
+def test_sdedit_strength_zero_returns_source(tiny_pipe):
+    source = torch.randn(tiny_pipe.latent_shape(CFG))
+    assert torch.equal(tiny_pipe.generate(PROMPT, CFG, source=source, strength=0.0, return_latents=True), source)
+    out = tiny_pipe.generate(PROMPT, CFG, source=source, strength=0.5, return_latents=True)
+    assert not torch.equal(out, source)
+
+
+def test_callback_reports_progress(tiny_pipe):
+    seen = []
+    tiny_pipe.generate(PROMPT, CFG, callback=lambda d: seen.append((d["i"], d["steps"])))
+    assert seen == [(0, 3), (1, 3), (2, 3)]
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"width": 30}, "width"), ({"height": 0}, "height"), ({"seconds": -1.0}, "seconds"), ({"steps": 0}, "steps"),
+    ({"solver": "magic"}, "solver"), ({"guidance": -2.0}, "guidance")])
+def test_bad_requests_name_the_bad_value(tiny_pipe, change, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_pipe.generate(PROMPT, SampleConfig(**{**CFG.__dict__, **change}))
+
+
+def test_empty_prompt_is_rejected(tiny_pipe):
+    with pytest.raises(ValueError, match="prompt"):
+        tiny_pipe.generate("   ", CFG)
+
+
+def test_frames_follow_the_1_plus_4k_grid():
+    assert SampleConfig(seconds=2, fps=8).num_frames == 17
+    assert SampleConfig(seconds=0, fps=8).num_frames == 1
+    assert (SampleConfig(seconds=3.3, fps=24).num_frames - 1) % 4 == 0
