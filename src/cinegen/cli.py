@@ -52,7 +52,7 @@ def train_vae_cmd(
     num_clips: int = typer.Option(600), crop: int = typer.Option(32, help="training crop size (fully convolutional)"),
     bucket: list[str] = typer.Option(["17x64x64"], help="FRAMESxHEIGHTxWIDTH render grid; repeatable"),
     holdout: list[str] = typer.Option([], help="attribute combinations to exclude, e.g. 'purple triangle'"),
-    ckpt_every: int = typer.Option(200), seed: int = typer.Option(0),
+    ckpt_every: int = typer.Option(200), log_every: int = typer.Option(100), seed: int = typer.Option(0),
     set_: list[str] = typer.Option([], "--set", help="VAEConfig override key=value"),
 ):
     """Train the causal video autoencoder on toy-world clips."""
@@ -64,7 +64,7 @@ def train_vae_cmd(
     except ValueError as e:
         _fail(str(e))
     train = C.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=100, ckpt_every=ckpt_every, seed=seed,
-                          ema_decay=0.995)
+                          ema_decay=0.995, log_every=log_every)
     path = train_vae(cfg, train, data, out, crop=crop)
     console.print(f"VAE written to {path}")
 

@@ -64,7 +64,7 @@ def latent_stats(vae: VideoVAE, clips, device) -> tuple[tuple[float, ...], tuple
 def _build(cfg: VAEConfig, train: TrainConfig, out: Path, device, info: DistInfo):
     model = VideoVAE(cfg).to(device)
     ema = make_ema(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay, betas=(0.9, 0.99))
     step = 0
     last = out / "last.safetensors"
     if last.exists():

@@ -1,0 +1,41 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROMPT ?= a large red ball bounces on a black background
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install demo test test-slow bench lint eval clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+# torch is pinned to the CPU wheel on this disk; installing it first stops pip resolving a CUDA build
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p out
+	$(BIN)/cinegen generate "$(PROMPT)" --seconds 2 --size 64x64 --steps 20 --seed 1 -o out/demo.mp4 --frames-dir out/demo_frames
+	@echo "demo video: out/demo.mp4 (frames in out/demo_frames/)"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+eval: $(STAMP)
+	$(BIN)/cinegen eval --out out/eval.json
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+
+clean:
+	rm -rf out .pytest_cache
