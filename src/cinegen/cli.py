@@ -183,6 +183,116 @@ def generate_cmd(
     _save_outputs(video, output, frames_dir, cfg, prompt, model)
 
 
+# --- Image and video prompting (issue 3): thin wrappers over cinegen.modes ---
+
+def _read_video(path: Path):
+    from cinegen.io.video import read_video
+    try:
+        return read_video(path)[0]
+    except ValueError as e:
+        _fail(str(e))
+
+
+def _read_image(path: Path):
+    from cinegen.io.video import read_image
+    try:
+        return read_image(path)
+    except ValueError as e:
+        _fail(str(e))
+
+
+def _run_mode(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as e:
+        _fail(str(e))
+
+
+SizeOpt = typer.Option("64x64", help="WIDTHxHEIGHT, multiples of 16")
+
+
+@app.command("image")
+def image_cmd(prompt: str, output: Path = typer.Option(Path("still.png"), "-o", "--output"), size: str = SizeOpt,
+              steps: int = typer.Option(20), seed: int = typer.Option(0), guidance: float = typer.Option(4.0),
+              model: Optional[Path] = typer.Option(None)):
+    """Generate a single image (a one-frame video)."""
+    from cinegen import modes
+    from cinegen.io.video import write_image
+    _setup_logging()
+    cfg = _sample_config(0.0, size, steps, seed, guidance, "euler", "", 8.0)
+    frame = _run_mode(modes.image, _load_pipeline(model), prompt, cfg)
+    write_image(frame, output)
+    console.print(f"wrote {output}")
+
+
+@app.command("animate")
+def animate_cmd(still: Path, prompt: str, output: Path = typer.Option(Path("animated.mp4"), "-o", "--output"),
+                at: str = typer.Option("start", help="where the still goes: start | end"),
+                seconds: float = typer.Option(2.0), size: str = SizeOpt, steps: int = typer.Option(20),
+                seed: int = typer.Option(0), guidance: float = typer.Option(4.0), model: Optional[Path] = typer.Option(None)):
+    """Image-to-video: animate a still, which becomes the first (or last) frame."""
+    from cinegen import modes
+    _setup_logging()
+    cfg = _sample_config(seconds, size, steps, seed, guidance, "euler", "", 8.0)
+    image = _read_image(still)
+    video = _run_mode(modes.animate, _load_pipeline(model), image, prompt, cfg, at=at)
+    _save_outputs(video, output, None, cfg, prompt, model)
+
+
+@app.command("extend")
+def extend_cmd(clip: Path, prompt: str, output: Path = typer.Option(Path("extended.mp4"), "-o", "--output"),
+               seconds: float = typer.Option(2.0, help="seconds to add"), backward: bool = typer.Option(False),
+               size: str = SizeOpt, steps: int = typer.Option(20), seed: int = typer.Option(0),
+               guidance: float = typer.Option(4.0), model: Optional[Path] = typer.Option(None)):
+    """Extend a clip forwards (or backwards); its own frames are kept unchanged."""
+    from cinegen import modes
+    _setup_logging()
+    cfg = _sample_config(seconds, size, steps, seed, guidance, "euler", "", 8.0)
+    video = _run_mode(modes.extend, _load_pipeline(model), _read_video(clip), prompt, cfg, backward=backward)
+    _save_outputs(video, output, None, cfg, prompt, model)
+
+
+@app.command("connect")
+def connect_cmd(a: Path, b: Path, prompt: str = typer.Argument("", help="what happens in between"),
+                output: Path = typer.Option(Path("connected.mp4"), "-o", "--output"),
+                seconds: float = typer.Option(2.0), size: str = SizeOpt, steps: int = typer.Option(20),
+                seed: int = typer.Option(0), guidance: float = typer.Option(4.0), model: Optional[Path] = typer.Option(None)):
+    """A transition that starts on a's last frames and ends on b's first frames."""
+    from cinegen import modes
+    _setup_logging()
+    cfg = _sample_config(seconds, size, steps, seed, guidance, "euler", "", 8.0)
+    video = _run_mode(modes.connect, _load_pipeline(model), _read_video(a), _read_video(b), prompt or "a video", cfg)
+    _save_outputs(video, output, None, cfg, prompt, model)
+
+
+@app.command("loop")
+def loop_cmd(clip: Path, prompt: str = typer.Argument("a video"),
+             output: Path = typer.Option(Path("loop.mp4"), "-o", "--output"), seconds: float = typer.Option(1.0),
+             size: str = SizeOpt, steps: int = typer.Option(20), seed: int = typer.Option(0),
+             guidance: float = typer.Option(4.0), model: Optional[Path] = typer.Option(None)):
+    """Make a clip loop seamlessly: append a bridge from its last frame back to its first."""
+    from cinegen import modes
+    _setup_logging()
+    cfg = _sample_config(seconds, size, steps, seed, guidance, "euler", "", 8.0)
+    video = _run_mode(modes.loop, _load_pipeline(model), _read_video(clip), prompt, cfg)
+    _save_outputs(video, output, None, cfg, prompt, model)
+
+
+@app.command("edit")
+def edit_cmd(clip: Path, prompt: str, output: Path = typer.Option(Path("edited.mp4"), "-o", "--output"),
+             strength: float = typer.Option(0.6, help="0 keeps the input, 1 ignores it"), size: str = SizeOpt,
+             steps: int = typer.Option(20), seed: int = typer.Option(0), guidance: float = typer.Option(4.0),
+             model: Optional[Path] = typer.Option(None)):
+    """Video-to-video: re-imagine a clip with a new prompt (SDEdit)."""
+    from cinegen import modes
+    _setup_logging()
+    if not 0.0 <= strength <= 1.0:
+        _fail(f"strength must be in [0, 1], got {strength}")
+    cfg = _sample_config(2.0, size, steps, seed, guidance, "euler", "", 8.0)
+    video = _run_mode(modes.edit, _load_pipeline(model), _read_video(clip), prompt, cfg, strength=strength)
+    _save_outputs(video, output, None, cfg, prompt, model)
+
+
 @app.command("eval")
 def eval_cmd(
     model: Optional[Path] = typer.Option(None, help="model folder (default: shipped)"),
@@ -215,6 +325,23 @@ def eval_cmd(
                           f"{r['real']['adherence']:.3f}")
     console.print(table)
     console.print(f"noise baseline adherence {result['noise_baseline']:.3f}; report written to {out}")
+
+
+@app.command("export")
+def export_cmd(
+    vae: Path = typer.Option(..., help="VAE file (train-vae output)"),
+    dit: Path = typer.Option(..., help="DiT checkpoint (last.safetensors or dit.safetensors)"),
+    out: Path = typer.Option(Path("src/cinegen/weights"), help="model folder to write"),
+):
+    """Write a shippable model folder: EMA weights only, fp16, with configs and training facts."""
+    from cinegen.training.export import export_model
+    _setup_logging()
+    try:
+        paths = export_model(vae, dit, out)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    for p in paths:
+        console.print(f"wrote {p} ({p.stat().st_size / 1e6:.1f} MB)")
 
 
 def progress_bar_ctx():

@@ -12,7 +12,7 @@ from cinegen.training.common import progress_bar
 
 def video_to_tensor(video: np.ndarray) -> torch.Tensor:
     """(T, H, W, 3) uint8 -> (3, T, H, W) float in [-1, 1]."""
-    return torch.from_numpy(video).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+    return torch.from_numpy(np.array(video)).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
 
 
 def tensor_to_video(x: torch.Tensor) -> np.ndarray:

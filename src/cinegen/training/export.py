@@ -1,0 +1,24 @@
+"""Export a trained model for shipping: EMA weights only, cast to fp16, configs and training facts kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cinegen.training import checkpoint as ckpt_io
+
+
+def export_model(vae_path: Path, dit_path: Path, out: Path) -> list[Path]:
+    """Writes out/vae.safetensors and out/dit.safetensors (what TextToVideo.from_pretrained reads)."""
+    from cinegen.training.train_dit import load_dit
+    from cinegen.training.train_vae import load_vae
+    vae = load_vae(vae_path)
+    dit, _ = load_dit(dit_path)
+    src = ckpt_io.load_checkpoint(dit_path)
+    out = Path(out)
+    ckpt_io.save_checkpoint(out / "vae.safetensors", "vae", vae.cfg, vae, step=ckpt_io.load_checkpoint(vae_path)["step"],
+                            extra=ckpt_io.load_checkpoint(vae_path)["extra"], dtype=torch.float16)
+    ckpt_io.save_checkpoint(out / "dit.safetensors", "dit", dit.cfg, dit, step=src["step"], extra=src["extra"],
+                            dtype=torch.float16)
+    return [out / "vae.safetensors", out / "dit.safetensors"]

@@ -1,0 +1,74 @@
+"""Image/video prompting modes on the tiny random model: shapes, exact preservation, errors."""
+
+import numpy as np
+import pytest
+
+from cinegen import modes
+from cinegen.config import SampleConfig
+
+CFG = SampleConfig(seconds=1.0, fps=8, width=32, height=32, steps=2, guidance=2.0, seed=1)
+PROMPT = "a large red ball moves right on a black background"
+
+
+@pytest.fixture(scope="module")
+def clip():
+    from cinegen.data.world import parse_caption, render_scene
+    return render_scene(parse_caption(PROMPT), 32, 32, 9).video
+
+
+def test_image_mode(tiny_pipe):
+    img = modes.image(tiny_pipe, PROMPT, CFG)
+    assert img.shape == (32, 32, 3) and img.dtype == np.uint8
+
+
+@pytest.mark.parametrize("at", ["start", "end"])
+def test_animate_keeps_the_still(tiny_pipe, clip, at):
+    video = modes.animate(tiny_pipe, clip[0], PROMPT, CFG, at=at)
+    assert video.shape == (CFG.num_frames, 32, 32, 3)
+    assert np.array_equal(video[0 if at == "start" else -1], clip[0])
+
+
+def test_animate_resizes_any_image(tiny_pipe):
+    still = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    assert modes.animate(tiny_pipe, still, PROMPT, CFG).shape == (CFG.num_frames, 32, 32, 3)
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_extend_preserves_the_original_frames(tiny_pipe, clip, backward):
+    video = modes.extend(tiny_pipe, clip, PROMPT, CFG, backward=backward)
+    assert len(video) == len(clip) + 8
+    kept = video[8:] if backward else video[:len(clip)]
+    assert np.array_equal(kept, clip)
+
+
+def test_connect_and_loop(tiny_pipe, clip):
+    bridge = modes.connect(tiny_pipe, clip, clip[::-1].copy(), PROMPT, CFG)
+    assert bridge.shape[1:] == (32, 32, 3) and (len(bridge) - 1) % 4 == 0
+    looped = modes.loop(tiny_pipe, clip, PROMPT, CFG)
+    assert np.array_equal(looped[:len(clip)], clip) and len(looped) > len(clip)
+
+
+def test_edit_strength_bounds(tiny_pipe, clip):
+    assert modes.edit(tiny_pipe, clip, PROMPT, CFG, strength=0.5).shape == clip.shape
+    with pytest.raises(ValueError, match="strength"):
+        modes.edit(tiny_pipe, clip, PROMPT, CFG, strength=1.5)
+
+
+def test_keyframes(tiny_pipe, clip):
+    video = modes.keyframes(tiny_pipe, PROMPT, CFG, [(0, clip[0]), (8, clip[8])])
+    assert video.shape == (CFG.num_frames, 32, 32, 3)
+    with pytest.raises(ValueError, match="keyframe index"):
+        modes.keyframes(tiny_pipe, PROMPT, CFG, [(99, clip[0])])
+
+
+def test_long_video_by_windows(tiny_pipe):
+    cfg = SampleConfig(**{**CFG.__dict__, "seconds": 4.0})
+    video = modes.long_video(tiny_pipe, PROMPT, cfg, window_seconds=1.0, context_latents=1)
+    assert video.shape == (cfg.num_frames, 32, 32, 3)
+
+
+def test_bad_images_and_videos(tiny_pipe):
+    with pytest.raises(ValueError, match="image must be"):
+        modes.animate(tiny_pipe, np.zeros((0, 4, 3), np.uint8), PROMPT, CFG)
+    with pytest.raises(ValueError, match="video must be"):
+        modes.extend(tiny_pipe, np.zeros((0, 32, 32, 3), np.uint8), PROMPT, CFG)
