@@ -26,6 +26,7 @@ demo: $(STAMP)
 	@echo "demo video: out/demo.mp4 (frames in out/demo_frames/)"
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

@@ -104,6 +104,7 @@ def train_cmd(
 def _latent_cache(vae_path: Path, data: C.DataConfig, path: Path, info):
     """Builds the latent cache once (rank 0) and loads it everywhere."""
     import torch.distributed as dist
+
     from cinegen.data.latent_cache import build_latent_cache, load_latent_cache
     from cinegen.models.text_encoder import TextEncoder
     from cinegen.training.train_vae import load_vae
@@ -151,6 +152,7 @@ def _generate_with_progress(pipe, prompt: str, cfg: C.SampleConfig, **kwargs):
 
 def _save_outputs(video, output: Path, frames_dir: Optional[Path], cfg: C.SampleConfig, prompt: str, model) -> None:
     import hashlib
+
     from cinegen.io.video import write_frames, write_mp4
     meta = {"generator": "cinegen 0.1.0", "model": str(model or "cinegen-default"), "seed": cfg.seed,
             "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest()}
@@ -303,6 +305,7 @@ def eval_cmd(
 ):
     """Score generated videos with the colour analyzer: attribute adherence on seen vs held-out combinations."""
     from rich.table import Table
+
     from cinegen.eval.run import evaluate, noise_baseline, write_report
     _setup_logging()
     cfg = _sample_config(seconds, size, steps, seed, guidance, solver, "", 8.0)

@@ -20,7 +20,6 @@ from cinegen.config import SampleConfig
 from cinegen.diffusion.conditioning import frame_mask
 from cinegen.pipeline import Conditions, TextToVideo
 
-
 # --- Pixel helpers ---
 
 def fit_image(image: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -15,8 +15,18 @@ from pathlib import Path
 import numpy as np
 
 from cinegen.config import SampleConfig
-from cinegen.data.world import (COLOURS, MOTIONS, SHAPES, SIZES, ObjectSpec, SceneSpec, canonical_caption,
-                                matches_holdout, random_scene, render_scene)
+from cinegen.data.world import (
+    COLOURS,
+    MOTIONS,
+    SHAPES,
+    SIZES,
+    ObjectSpec,
+    SceneSpec,
+    canonical_caption,
+    matches_holdout,
+    random_scene,
+    render_scene,
+)
 from cinegen.eval.analyzer import analyze
 from cinegen.training.checkpoint import atomic_write
 

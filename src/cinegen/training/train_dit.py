@@ -23,8 +23,18 @@ from cinegen.diffusion.conditioning import make_cond, random_masks
 from cinegen.diffusion.flow import flow_loss, sample_t
 from cinegen.models.dit import VideoDiT
 from cinegen.training import checkpoint as ckpt_io
-from cinegen.training.common import (DistInfo, autocast, device_for, lr_at, make_ema, progress_bar, seed_everything,
-                                     setup_distributed, teardown_distributed, update_ema)
+from cinegen.training.common import (
+    DistInfo,
+    autocast,
+    device_for,
+    lr_at,
+    make_ema,
+    progress_bar,
+    seed_everything,
+    setup_distributed,
+    teardown_distributed,
+    update_ema,
+)
 
 log = logging.getLogger(__name__)
 # (latent frames to keep, probability): full clips mostly, some short clips, some single images (t2i)
@@ -145,7 +155,7 @@ def _train_step(ddp, model, ema, opt, cache, train: TrainConfig, flow, rng, gen,
         g["lr"] = lr_at(step, train.lr, train.warmup, train.steps)
     opt.zero_grad(set_to_none=True)
     total = 0.0
-    for micro in range(train.grad_accum):
+    for _ in range(train.grad_accum):
         x0, caps = sample_batch(cache, rng, train.batch_size, train.text_dropout)
         with autocast(device):
             loss, t, per_sample = training_loss(ddp, cache, x0, caps, flow, train.cond_prob, gen)

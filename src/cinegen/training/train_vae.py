@@ -20,8 +20,18 @@ from cinegen.config import DataConfig, TrainConfig, VAEConfig, from_dict
 from cinegen.data.clips import render_pool, sample_vae_batch, video_to_tensor
 from cinegen.models.vae import VideoVAE
 from cinegen.training import checkpoint as ckpt_io
-from cinegen.training.common import (DistInfo, autocast, device_for, lr_at, make_ema, progress_bar, seed_everything,
-                                     setup_distributed, teardown_distributed, update_ema)
+from cinegen.training.common import (
+    DistInfo,
+    autocast,
+    device_for,
+    lr_at,
+    make_ema,
+    progress_bar,
+    seed_everything,
+    setup_distributed,
+    teardown_distributed,
+    update_ema,
+)
 
 log = logging.getLogger(__name__)
 FRAME_CHOICES = (1, 5, 9)        # images and short clips: the first-frame path must work alone too
