@@ -302,6 +302,7 @@ def eval_cmd(
     guidance: float = typer.Option(4.0), solver: str = typer.Option("euler"), seed: int = typer.Option(0),
     size: str = typer.Option("64x64"), seconds: float = typer.Option(2.0),
     out: Path = typer.Option(Path("eval.json"), help="JSON report"),
+    modes_: bool = typer.Option(False, "--modes", help="also score animate/extend/edit/loop and long-video memory"),
 ):
     """Score generated videos with the colour analyzer: attribute adherence on seen vs held-out combinations."""
     from rich.table import Table
@@ -316,6 +317,13 @@ def eval_cmd(
         result = evaluate(pipe.generate, holdout, cfg, n_seen, n_heldout, seed,
                           on_clip=lambda split, i, p, s: bar.update(task, advance=1, status=f"{split} {s:.2f}"))
     result["noise_baseline"] = noise_baseline(cfg, holdout)
+    if modes_:
+        from cinegen.eval.modes_eval import evaluate_modes, long_video_memory
+        from cinegen.pipeline import WEIGHTS_DIR
+        result["modes"] = evaluate_modes(pipe, cfg, holdout)
+        result["long_video_memory"] = long_video_memory(model or WEIGHTS_DIR,
+                                                        "a large red ball moves right on a black background", cfg)
+        console.print(result["modes"], result["long_video_memory"])
     write_report(result, out)
     table = Table("split", "clips", "adherence", "colour", "shape", "count", "motion", "background", "flicker",
                   "real-clip adherence")
