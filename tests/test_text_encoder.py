@@ -31,3 +31,22 @@ def test_local_path_must_be_a_model_folder(tmp_path):
 def test_pad_embeddings():
     out, mask = pad_embeddings([torch.ones(2, 3), torch.ones(4, 3)])
     assert out.shape == (2, 4, 3) and mask.tolist() == [[True, True, False, False], [True] * 4]
+
+
+def test_any_local_hugging_face_encoder_folder(tmp_path):
+    """A user's own encoder (T5, BERT, ...) loads from a local folder; here a tiny random BERT saved with
+    save_pretrained next to the shipped tokenizer."""
+    import shutil
+
+    from transformers import BertConfig, BertModel
+
+    from cinegen.models.text_encoder import resolve_model_dir
+    minilm = resolve_model_dir("minilm")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(minilm / name, tmp_path / name)
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path)
+    enc = TextEncoder(TextConfig(name=str(tmp_path), dim=32))
+    emb, mask = enc.encode(["a red ball"])
+    assert emb.shape[-1] == 32 and mask.sum() >= 3
+    with pytest.raises(ValueError, match="width 32"):
+        TextEncoder(TextConfig(name=str(tmp_path), dim=384))

@@ -80,7 +80,8 @@ def train_cmd(
     holdout: list[str] = typer.Option([], help="attribute combinations to exclude, e.g. 'purple triangle'"),
     ckpt_every: int = typer.Option(200), log_every: int = typer.Option(25), seed: int = typer.Option(0),
     cond_prob: float = typer.Option(0.3, help="share of samples trained with clean-frame conditioning"),
-    set_: list[str] = typer.Option([], "--set", help="DiTConfig override key=value"),
+    text_encoder: str = typer.Option("minilm", help="'minilm' (shipped) or a local Hugging Face encoder folder"),
+    set_: list[str] = typer.Option([], "--set", help="DiTConfig override key=value (e.g. text_dim=512 for T5-small)"),
 ):
     """Train the diffusion transformer with flow matching on VAE latents of toy-world clips."""
     from cinegen.training.common import setup_distributed
@@ -93,15 +94,17 @@ def train_cmd(
         _fail(str(e))
     train = C.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, grad_accum=grad_accum, ckpt_every=ckpt_every,
                           log_every=log_every, seed=seed, cond_prob=cond_prob)
+    text_cfg = C.TextConfig(name=text_encoder, dim=cfg.text_dim)
     info = setup_distributed()
-    cache = _latent_cache(vae, data, out / "latents.safetensors", info)
+    cache = _latent_cache(vae, data, out / "latents.safetensors", info, text_cfg)
     import sys
     path = train_dit(cfg, C.FlowConfig(), train, cache, out,
-                     extra={"holdout": list(holdout), "command": " ".join(["cinegen"] + sys.argv[1:])})
+                     extra={"holdout": list(holdout), "command": " ".join(["cinegen"] + sys.argv[1:]),
+                            "text": C.to_dict(text_cfg)})
     console.print(f"DiT written to {path}")
 
 
-def _latent_cache(vae_path: Path, data: C.DataConfig, path: Path, info):
+def _latent_cache(vae_path: Path, data: C.DataConfig, path: Path, info, text_cfg: C.TextConfig):
     """Builds the latent cache once (rank 0) and loads it everywhere."""
     import torch.distributed as dist
 
@@ -109,7 +112,11 @@ def _latent_cache(vae_path: Path, data: C.DataConfig, path: Path, info):
     from cinegen.models.text_encoder import TextEncoder
     from cinegen.training.train_vae import load_vae
     if info.main and not path.exists():
-        build_latent_cache(load_vae(vae_path), TextEncoder(), data, path)
+        try:
+            encoder = TextEncoder(text_cfg)
+        except ValueError as e:
+            _fail(str(e))
+        build_latent_cache(load_vae(vae_path), encoder, data, path)
     if dist.is_initialized():
         dist.barrier()
     return load_latent_cache(path)

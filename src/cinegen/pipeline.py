@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cinegen.config import FlowConfig, SampleConfig, TextConfig
+from cinegen.config import FlowConfig, SampleConfig, TextConfig, from_dict
 from cinegen.data.clips import tensor_to_video, video_to_tensor
 from cinegen.data.world import check_size
 from cinegen.diffusion.conditioning import make_cond
@@ -76,7 +76,9 @@ class TextToVideo:
                 raise FileNotFoundError(f"no {name} in {folder}: pass a folder holding dit.safetensors and vae.safetensors")
         dit, flow = load_dit(folder / "dit.safetensors", device)
         vae = load_vae(folder / "vae.safetensors", device)
-        return cls(dit, vae, TextEncoder(TextConfig(dim=dit.cfg.text_dim), device=device), flow, device)
+        # the prompt encoder the DiT was trained with (older checkpoints: the shipped MiniLM)
+        text_cfg = from_dict(TextConfig, dit.extra.get("text", {"dim": dit.cfg.text_dim}))
+        return cls(dit, vae, TextEncoder(text_cfg, device=device), flow, device)
 
     # --- latent geometry ---
 
