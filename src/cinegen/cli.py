@@ -362,6 +362,66 @@ def export_cmd(
         console.print(f"wrote {p} ({p.stat().st_size / 1e6:.1f} MB)")
 
 
+# --- Service (issue 4) ---
+
+def _models_option(model: list[str]) -> dict:
+    from cinegen.pipeline import WEIGHTS_DIR
+    from cinegen.server.app import ModelSpec
+    models = {"cinegen-default": ModelSpec(WEIGHTS_DIR)}
+    for item in model:
+        name, sep, path = item.partition("=")
+        if not sep or not Path(path).is_dir():
+            _fail(f"bad --model {item!r}: expected NAME=FOLDER with an existing folder")
+        models[name] = ModelSpec(Path(path))
+    return models
+
+
+def _run_worker(data_dir: Path, models: dict, steps: int, stale_after: float) -> None:
+    from cinegen.server.worker import Worker
+    _setup_logging()
+    Worker(data_dir, {k: v.path for k, v in models.items()}, steps=steps, stale_after=stale_after).run_forever()
+
+
+@app.command("serve")
+def serve_cmd(
+    host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
+    data_dir: Path = typer.Option(Path("cinegen-data"), help="SQLite job store, uploads and outputs"),
+    workers: int = typer.Option(1, help="render worker processes to start (0: run `cinegen worker` yourself)"),
+    api_keys: Optional[Path] = typer.Option(None, help='JSON {"keys": {"<key>": "<owner>"}}; also $CINEGEN_API_KEYS'),
+    model: list[str] = typer.Option([], help="extra model NAME=FOLDER (cinegen-default is the shipped one)"),
+    steps: int = typer.Option(20, help="sampling steps per job"),
+    stale_after: float = typer.Option(60.0, help="seconds without a worker heartbeat before a job is re-queued"),
+):
+    """Run the OpenAI-Videos-compatible HTTP service with its web page and render workers."""
+    import multiprocessing as mp
+
+    import uvicorn
+
+    from cinegen.server.app import ServerSettings, create_app, load_api_keys
+    _setup_logging()
+    models = _models_option(model)
+    settings = ServerSettings(data_dir=data_dir, models=models, api_keys=load_api_keys(api_keys))
+    app_ = create_app(settings)
+    procs = [mp.get_context("spawn").Process(target=_run_worker, args=(data_dir, models, steps, stale_after), daemon=True)
+             for _ in range(workers)]
+    for p in procs:
+        p.start()
+    try:
+        uvicorn.run(app_, host=host, port=port, log_level="info")
+    finally:
+        for p in procs:
+            p.terminate()
+
+
+@app.command("worker")
+def worker_cmd(
+    data_dir: Path = typer.Option(Path("cinegen-data")), model: list[str] = typer.Option([]),
+    steps: int = typer.Option(20), stale_after: float = typer.Option(60.0),
+):
+    """A render worker for `cinegen serve --workers 0` (run as many as the machine holds)."""
+    _run_worker(data_dir, _models_option(model), steps, stale_after)
+
+
 def progress_bar_ctx():
     from cinegen.training.common import progress_bar
     return progress_bar()

@@ -1,0 +1,158 @@
+"""Persistent job store: SQLite in WAL mode, safe for one server and several worker processes on one machine.
+
+A job row is the Video object plus what the worker needs (kind, params, input file). Workers claim the oldest
+queued job with one atomic UPDATE ... RETURNING, keep a heartbeat while rendering, and a job whose heartbeat is
+older than `stale_after` seconds (its worker died) goes back to the queue. Nothing is lost on a crash: the row
+is the truth and output files are written atomically before the row says "completed".
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS videos (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    status TEXT NOT NULL,
+    progress INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    completed_at INTEGER,
+    expires_at INTEGER,
+    model TEXT NOT NULL,
+    prompt TEXT,
+    seconds TEXT NOT NULL,
+    size TEXT NOT NULL,
+    remixed_from_video_id TEXT,
+    error_code TEXT,
+    error_message TEXT,
+    kind TEXT NOT NULL,
+    params TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    claimed_by TEXT,
+    heartbeat REAL
+);
+CREATE INDEX IF NOT EXISTS videos_owner_seq ON videos (owner, seq);
+CREATE INDEX IF NOT EXISTS videos_status_seq ON videos (status, seq);
+"""
+VIDEO_FIELDS = ("id", "created_at", "completed_at", "expires_at", "model", "progress", "prompt", "remixed_from_video_id",
+                "seconds", "size", "status")
+
+
+def new_video_id() -> str:
+    return "video_" + secrets.token_hex(16)
+
+
+class JobStore:
+    def __init__(self, path: Path, stale_after: float = 60.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.stale_after = stale_after
+        self._local = threading.local()
+        setup = sqlite3.connect(self.path, timeout=30)
+        try:
+            setup.execute("PRAGMA journal_mode=WAL")   # readers never block the writer: the API stays responsive
+            setup.executescript(SCHEMA)
+        finally:
+            setup.close()
+
+    @contextmanager
+    def _conn(self):
+        """One connection per thread; each `with` is one transaction (BEGIN IMMEDIATE for writes)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # --- API side ---
+
+    def create(self, owner: str, model: str, prompt: str, seconds: str, size: str, kind: str, params: dict,
+               remixed_from: str | None = None, ttl: int = 7 * 24 * 3600) -> dict:
+        now = int(time.time())
+        vid = new_video_id()
+        with self._conn() as c:
+            seq = c.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM videos").fetchone()[0]
+            c.execute("INSERT INTO videos (id, owner, status, progress, created_at, expires_at, model, prompt, seconds, size,"
+                      " remixed_from_video_id, kind, params, seq) VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (vid, owner, now, now + ttl, model, prompt, seconds, size, remixed_from, kind, json.dumps(params), seq))
+        return self.get(vid, owner)
+
+    def get(self, vid: str, owner: str | None = None) -> dict | None:
+        with self._conn() as c:
+            row = c.execute("SELECT * FROM videos WHERE id = ?", (vid,)).fetchone()
+        if row is None or (owner is not None and row["owner"] != owner):
+            return None
+        return dict(row)
+
+    def list(self, owner: str, after: str | None, limit: int, order: str) -> tuple[list[dict], bool]:
+        """Cursor pagination by insertion order (seq); `after` is a video id from the previous page."""
+        desc = order == "desc"
+        with self._conn() as c:
+            cursor_seq = None
+            if after:
+                row = c.execute("SELECT seq FROM videos WHERE id = ? AND owner = ?", (after, owner)).fetchone()
+                if row is None:
+                    raise KeyError(after)
+                cursor_seq = row["seq"]
+            where, args = "owner = ?", [owner]
+            if cursor_seq is not None:
+                where += " AND seq < ?" if desc else " AND seq > ?"
+                args.append(cursor_seq)
+            rows = c.execute(f"SELECT * FROM videos WHERE {where} ORDER BY seq {'DESC' if desc else 'ASC'} LIMIT ?",
+                             (*args, limit + 1)).fetchall()
+        return [dict(r) for r in rows[:limit]], len(rows) > limit
+
+    def delete(self, vid: str, owner: str) -> bool:
+        with self._conn() as c:
+            return c.execute("DELETE FROM videos WHERE id = ? AND owner = ?", (vid, owner)).rowcount > 0
+
+    # --- worker side ---
+
+    def claim(self, worker: str) -> dict | None:
+        """Atomically takes the oldest queued job (requeueing stale ones first)."""
+        now = time.time()
+        with self._conn() as c:
+            c.execute("UPDATE videos SET status = 'queued', claimed_by = NULL WHERE status = 'in_progress' AND heartbeat < ?",
+                      (now - self.stale_after,))
+            row = c.execute("UPDATE videos SET status = 'in_progress', claimed_by = ?, heartbeat = ?, progress = 0 "
+                            "WHERE id = (SELECT id FROM videos WHERE status = 'queued' ORDER BY seq LIMIT 1) RETURNING *",
+                            (worker, now)).fetchone()
+        return dict(row) if row else None
+
+    def heartbeat(self, vid: str, worker: str, progress: int) -> bool:
+        """Records progress; False when the job is no longer this worker's (deleted or requeued)."""
+        with self._conn() as c:
+            return c.execute("UPDATE videos SET progress = ?, heartbeat = ? WHERE id = ? AND claimed_by = ? AND "
+                             "status = 'in_progress'", (progress, time.time(), vid, worker)).rowcount > 0
+
+    def finish(self, vid: str, worker: str, error: tuple[str, str] | None = None) -> bool:
+        status = "failed" if error else "completed"
+        code, message = error or (None, None)
+        with self._conn() as c:
+            return c.execute("UPDATE videos SET status = ?, progress = ?, completed_at = ?, error_code = ?, error_message = ? "
+                             "WHERE id = ? AND claimed_by = ? AND status = 'in_progress'",
+                             (status, 100 if not error else 0, int(time.time()), code, message, vid, worker)).rowcount > 0
+
+
+def video_object(row: dict) -> dict:
+    """The OpenAI Video object for a job row (every field, exact types)."""
+    out = {k: row[k] for k in VIDEO_FIELDS}
+    out["object"] = "video"
+    out["progress"] = int(row["progress"])
+    out["error"] = {"code": row["error_code"], "message": row["error_message"]} if row["error_code"] else None
+    return out

@@ -1,0 +1,130 @@
+"""The render worker: claims jobs from the store, renders them through cinegen.modes / TextToVideo.generate,
+writes the MP4, thumbnail and spritesheet atomically, then marks the job done.
+
+Run inside `cinegen serve` (it starts worker processes) or alone with `cinegen worker` against the same data
+directory, as many as the machine holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from cinegen.config import SampleConfig
+from cinegen.server.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """The job was deleted or taken back while rendering."""
+
+
+def video_dir(data_dir: Path, vid: str) -> Path:
+    return Path(data_dir) / "videos" / vid
+
+
+def sample_config(row: dict, steps: int) -> SampleConfig:
+    w, h = (int(v) for v in row["size"].split("x"))
+    return SampleConfig(seconds=float(row["seconds"]), width=w, height=h, steps=steps,
+                        seed=int.from_bytes(row["id"].encode()[-4:], "little"))
+
+
+class Worker:
+    def __init__(self, data_dir: Path, models: dict[str, Path], steps: int = 20, worker_id: str | None = None,
+                 stale_after: float = 60.0):
+        self.data_dir = Path(data_dir)
+        self.store = JobStore(self.data_dir / "jobs.sqlite", stale_after=stale_after)
+        self.models, self.steps = models, steps
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self._pipes: dict = {}
+
+    def pipe(self, model: str):
+        if model not in self._pipes:
+            from cinegen.pipeline import TextToVideo
+            self._pipes[model] = TextToVideo.from_pretrained(self.models[model])
+        return self._pipes[model]
+
+    def run_forever(self, poll: float = 0.5, stop=None) -> None:
+        log.info("worker %s polling %s", self.worker_id, self.store.path)
+        while stop is None or not stop.is_set():
+            if not self.run_once():
+                time.sleep(poll)
+
+    def run_once(self) -> bool:
+        row = self.store.claim(self.worker_id)
+        if row is None:
+            return False
+        try:
+            video = self.render(row)
+            self.write_outputs(row["id"], video, sample_config(row, self.steps).fps)
+            self.store.finish(row["id"], self.worker_id)
+        except JobCancelled:
+            log.info("job %s cancelled", row["id"])
+        except Exception as e:                   # a bad job must fail alone, never take the worker down
+            log.exception("job %s failed", row["id"])
+            self.store.finish(row["id"], self.worker_id, error=("render_failed", f"{type(e).__name__}: {e}"))
+        return True
+
+    def _progress(self, vid: str):
+        def callback(d):
+            if not self.store.heartbeat(vid, self.worker_id, min(99, int(100 * (d["i"] + 1) / d["steps"]))):
+                raise JobCancelled(vid)
+        return callback
+
+    def render(self, row: dict) -> np.ndarray:
+        import json
+
+        from cinegen import modes
+        from cinegen.io.video import read_image, read_video
+        params = json.loads(row["params"])
+        pipe, cfg = self.pipe(row["model"]), sample_config(row, self.steps)
+        cb = self._progress(row["id"])
+        kind = row["kind"]
+        if kind == "create" and params.get("input_reference"):
+            return modes.animate(pipe, read_image(params["input_reference"]), row["prompt"], cfg, callback=cb)
+        if kind == "create":
+            if cfg.seconds > 2.0:
+                return modes.long_video(pipe, row["prompt"], cfg)
+            return pipe.generate(row["prompt"], cfg, callback=cb)
+        source = read_video(params["source"])[0]
+        if kind == "extend":
+            return modes.extend(pipe, source, row["prompt"], replace(cfg, seconds=float(params["extra_seconds"])), callback=cb)
+        if kind in ("remix", "edit"):
+            return modes.edit(pipe, source, row["prompt"], replace(cfg, seconds=(len(source) - 1) / cfg.fps),
+                              strength=float(params.get("strength", 0.6)))
+        raise ValueError(f"unknown job kind {kind!r}")
+
+    def write_outputs(self, vid: str, video: np.ndarray, fps: float) -> None:
+        from cinegen.io.video import write_mp4
+        folder = video_dir(self.data_dir, vid)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_mp4(video, folder / "video.mp4", fps, metadata={"generator": "cinegen", "video_id": vid})
+        write_still(video[len(video) // 2], folder / "thumbnail.webp", "WEBP")
+        write_still(spritesheet(video), folder / "spritesheet.jpg", "JPEG")
+
+
+def spritesheet(video: np.ndarray, columns: int = 4, count: int = 8) -> np.ndarray:
+    """`count` evenly spaced frames in a grid. (T, H, W, 3) -> (rows*H, columns*W, 3)."""
+    idx = np.linspace(0, len(video) - 1, min(count, len(video))).round().astype(int)
+    frames = list(video[idx]) + [np.zeros_like(video[0])] * (-len(idx) % columns)
+    rows = [np.concatenate(frames[i:i + columns], axis=1) for i in range(0, len(frames), columns)]
+    return np.concatenate(rows, axis=0)
+
+
+def write_still(image: np.ndarray, path: Path, fmt: str) -> None:
+    from PIL import Image
+
+    from cinegen.training.checkpoint import atomic_write
+    atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format=fmt))
+
+
+def remove_outputs(data_dir: Path, vid: str) -> None:
+    shutil.rmtree(video_dir(data_dir, vid), ignore_errors=True)
