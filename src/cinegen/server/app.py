@@ -192,6 +192,23 @@ def _data_url_bytes(value: dict, param: str) -> bytes:
         raise APIError(400, f"{param} holds invalid base64 data", param, "invalid_value") from None
 
 
+# --- OpenAPI request bodies (routes parse JSON or multipart themselves; these document both for clients/fuzzers) ---
+
+def _body(properties: dict, required: list[str]) -> dict:
+    schema = {"type": "object", "properties": properties, "required": required}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema},
+                                                          "multipart/form-data": {"schema": schema}}}}
+
+
+_STR = {"type": "string"}
+_VIDEO_REF = {"type": "object", "properties": {"id": _STR}, "required": ["id"]}
+CREATE_BODY = _body({"prompt": _STR, "model": _STR, "size": _STR, "seconds": _STR,
+                     "input_reference": {"type": "string", "format": "binary"}}, ["prompt"])
+REMIX_BODY = _body({"prompt": _STR}, ["prompt"])
+EXTEND_BODY = _body({"prompt": _STR, "seconds": _STR, "video": _VIDEO_REF}, ["prompt", "seconds", "video"])
+EDIT_BODY = _body({"prompt": _STR, "video": _VIDEO_REF}, ["prompt", "video"])
+
+
 # --- Routes ---
 
 def _install_routes(app: FastAPI, settings: ServerSettings, store: JobStore) -> None:
@@ -221,7 +238,7 @@ def _install_routes(app: FastAPI, settings: ServerSettings, store: JobStore) -> 
     def index():
         return HTMLResponse((Path(__file__).parent / "static" / "index.html").read_text())
 
-    @app.post("/v1/videos")
+    @app.post("/v1/videos", openapi_extra=CREATE_BODY)
     async def create_video(request: Request):
         owner = _owner(request, settings)
         fields, uploads = await _form_or_json(request, settings)
@@ -272,7 +289,7 @@ def _install_routes(app: FastAPI, settings: ServerSettings, store: JobStore) -> 
         name, media = VARIANTS[variant]
         return FileResponse(video_dir(settings.data_dir, video_id) / name, media_type=media)
 
-    @app.post("/v1/videos/{video_id}/remix")
+    @app.post("/v1/videos/{video_id}/remix", openapi_extra=REMIX_BODY)
     async def remix(video_id: str, request: Request):
         owner = _owner(request, settings)
         fields, _ = await _form_or_json(request, settings)
@@ -285,7 +302,7 @@ def _install_routes(app: FastAPI, settings: ServerSettings, store: JobStore) -> 
         return respond(store.create(owner, model, prompt, src["seconds"], src["size"], "remix", {"source": source},
                                     remixed_from=video_id))
 
-    @app.post("/v1/videos/extensions")
+    @app.post("/v1/videos/extensions", openapi_extra=EXTEND_BODY)
     async def extensions(request: Request):
         owner = _owner(request, settings)
         fields, uploads = await _form_or_json(request, settings)
@@ -296,7 +313,7 @@ def _install_routes(app: FastAPI, settings: ServerSettings, store: JobStore) -> 
         return respond(store.create(owner, model, prompt, seconds, size, "extend",
                                     {"source": source, "extra_seconds": seconds}, remixed_from=source_id))
 
-    @app.post("/v1/videos/edits")
+    @app.post("/v1/videos/edits", openapi_extra=EDIT_BODY)
     async def edits(request: Request):
         owner = _owner(request, settings)
         fields, uploads = await _form_or_json(request, settings)
