@@ -1,6 +1,9 @@
 """Shared fixtures: tiny configs (run in seconds on a CPU), one text encoder per session, a tiny model folder."""
 
 import os
+import socket
+import threading
+import time
 
 import pytest
 import torch
@@ -56,3 +59,33 @@ def tiny_model_dir(tmp_path_factory):
 def tiny_pipe(tiny_model_dir):
     from cinegen.pipeline import TextToVideo
     return TextToVideo.from_pretrained(tiny_model_dir)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A real uvicorn server for the app, on a free loopback port, in a background thread."""
+
+    def __init__(self, settings):
+        import uvicorn
+
+        from cinegen.server.app import create_app
+        self.port = free_port()
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
