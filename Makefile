@@ -16,10 +16,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
-	@# Debian's Chromium for the web-page test (Playwright drives it; no browser download). Best effort:
-	@# without root or apt the browser test skips and says so.
-	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
-		|| echo "chromium could not be installed: tests/test_web.py will skip"
+	@# Debian's Chromium (web-page test, driven by Playwright: no browser download) and PostgreSQL (scale-out
+	@# test, a throwaway cluster on loopback). Best effort: without root or apt those tests skip and say so.
+	(command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1) || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium postgresql) \
+		|| echo "chromium/postgresql could not be installed: tests/test_web.py and tests/test_scaleout.py will skip"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -376,10 +376,11 @@ def _models_option(model: list[str]) -> dict:
     return models
 
 
-def _run_worker(data_dir: Path, models: dict, steps: int, stale_after: float) -> None:
+def _run_worker(data_dir: Path, models: dict, steps: int, stale_after: float, database: Optional[str] = None) -> None:
     from cinegen.server.worker import Worker
     _setup_logging()
-    Worker(data_dir, {k: v.path for k, v in models.items()}, steps=steps, stale_after=stale_after).run_forever()
+    Worker(data_dir, {k: v.path for k, v in models.items()}, steps=steps, stale_after=stale_after,
+           database=database).run_forever()
 
 
 @app.command("serve")
@@ -391,6 +392,7 @@ def serve_cmd(
     model: list[str] = typer.Option([], help="extra model NAME=FOLDER (cinegen-default is the shipped one)"),
     steps: int = typer.Option(20, help="sampling steps per job"),
     stale_after: float = typer.Option(60.0, help="seconds without a worker heartbeat before a job is re-queued"),
+    database: Optional[str] = typer.Option(None, help="postgresql://... shared queue (default: SQLite in data-dir)"),
 ):
     """Run the OpenAI-Videos-compatible HTTP service with its web page and render workers."""
     import multiprocessing as mp
@@ -400,9 +402,10 @@ def serve_cmd(
     from cinegen.server.app import ServerSettings, create_app, load_api_keys
     _setup_logging()
     models = _models_option(model)
-    settings = ServerSettings(data_dir=data_dir, models=models, api_keys=load_api_keys(api_keys))
+    settings = ServerSettings(data_dir=data_dir, models=models, api_keys=load_api_keys(api_keys), database=database)
     app_ = create_app(settings)
-    procs = [mp.get_context("spawn").Process(target=_run_worker, args=(data_dir, models, steps, stale_after), daemon=True)
+    procs = [mp.get_context("spawn").Process(target=_run_worker, args=(data_dir, models, steps, stale_after, database),
+                                             daemon=True)
              for _ in range(workers)]
     for p in procs:
         p.start()
@@ -415,11 +418,12 @@ def serve_cmd(
 
 @app.command("worker")
 def worker_cmd(
-    data_dir: Path = typer.Option(Path("cinegen-data")), model: list[str] = typer.Option([]),
-    steps: int = typer.Option(20), stale_after: float = typer.Option(60.0),
+    data_dir: Path = typer.Option(Path("cinegen-data"), help="outputs; shared storage when workers span machines"),
+    model: list[str] = typer.Option([]), steps: int = typer.Option(20), stale_after: float = typer.Option(60.0),
+    database: Optional[str] = typer.Option(None, help="postgresql://... shared queue (default: SQLite in data-dir)"),
 ):
-    """A render worker for `cinegen serve --workers 0` (run as many as the machine holds)."""
-    _run_worker(data_dir, _models_option(model), steps, stale_after)
+    """A render worker for `cinegen serve --workers 0`; run as many as the machines hold against one database."""
+    _run_worker(data_dir, _models_option(model), steps, stale_after, database)
 
 
 def progress_bar_ctx():

@@ -43,6 +43,11 @@ class ServerSettings:
     default_model: str = "cinegen-default"
     api_keys: dict[str, str] = field(default_factory=dict)     # key -> owner; empty = local single-user mode
     max_upload_bytes: int = 50 * 1024 * 1024
+    database: str | None = None        # postgresql://... to share one queue between machines; None = SQLite file
+
+    @property
+    def store_location(self) -> str | Path:
+        return self.database or Path(self.data_dir) / "jobs.sqlite"
 
 
 class APIError(Exception):
@@ -65,7 +70,7 @@ def load_api_keys(config_file: Path | None) -> dict[str, str]:
 
 def create_app(settings: ServerSettings) -> FastAPI:
     app = FastAPI(title="cinegen", version="0.1.0", description="OpenAI Videos API compatible text-to-video service")
-    store = JobStore(Path(settings.data_dir) / "jobs.sqlite")
+    store = JobStore(settings.store_location)
     app.state.settings, app.state.store = settings, store
     if not settings.api_keys:
         log.warning("no API keys configured: local single-user mode, every request is the same user")

@@ -1,4 +1,5 @@
-"""Persistent job store: SQLite in WAL mode, safe for one server and several worker processes on one machine.
+"""Persistent job store: SQLite in WAL mode (default, zero setup: one server and several worker processes on one
+machine) or PostgreSQL (several machines share one queue; claims use FOR UPDATE SKIP LOCKED).
 
 A job row is the Video object plus what the worker needs (kind, params, input file). Workers claim the oldest
 queued job with one atomic UPDATE ... RETURNING, keep a heartbeat while rendering, and a job whose heartbeat is
@@ -49,12 +50,15 @@ def new_video_id() -> str:
     return "video_" + secrets.token_hex(16)
 
 
-class JobStore:
-    def __init__(self, path: Path, stale_after: float = 60.0):
+class _SQLite:
+    """Embedded default: zero setup. BEGIN IMMEDIATE serialises writers, so claiming needs no row locks."""
+
+    placeholder = "?"
+    claim_lock = ""
+
+    def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.stale_after = stale_after
-        self._local = threading.local()
         setup = sqlite3.connect(self.path, timeout=30)
         try:
             setup.execute("PRAGMA journal_mode=WAL")   # readers never block the writer: the API stays responsive
@@ -62,15 +66,14 @@ class JobStore:
         finally:
             setup.close()
 
+    def connect(self):
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
     @contextmanager
-    def _conn(self):
-        """One connection per thread; each `with` is one transaction (BEGIN IMMEDIATE for writes)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
+    def transaction(self, conn):
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -79,14 +82,67 @@ class JobStore:
             conn.execute("ROLLBACK")
             raise
 
+
+class _Postgres:
+    """Scale-out: workers on many machines share one queue; SKIP LOCKED lets each claim a different job."""
+
+    placeholder = "%s"
+    claim_lock = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, url: str):
+        import psycopg
+        self.url, self.psycopg = url, psycopg
+        with psycopg.connect(url, autocommit=True) as conn:
+            for stmt in filter(str.strip, SCHEMA.split(";")):
+                conn.execute(stmt.replace("seq INTEGER", "seq BIGINT"))
+
+    def connect(self):
+        from psycopg.rows import dict_row
+        return self.psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
+
+    @contextmanager
+    def transaction(self, conn):
+        with conn.transaction():
+            yield conn
+
+
+class _Cursor:
+    """Runs the store's `?`-style SQL on either backend."""
+
+    def __init__(self, conn, placeholder: str):
+        self.conn, self.placeholder = conn, placeholder
+
+    def execute(self, sql: str, args=()):
+        return self.conn.execute(sql.replace("?", self.placeholder), args)
+
+
+class JobStore:
+    """Jobs in SQLite (a path, the default) or PostgreSQL (a postgresql:// URL)."""
+
+    def __init__(self, location: Path | str, stale_after: float = 60.0):
+        self.path = location
+        self.db = _Postgres(str(location)) if str(location).startswith(("postgresql://", "postgres://")) else _SQLite(location)
+        self.stale_after = stale_after
+        self._local = threading.local()
+
+    @contextmanager
+    def _conn(self):
+        """One connection per thread; each `with` is one transaction."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.db.connect()
+        with self.db.transaction(conn):
+            yield _Cursor(conn, self.db.placeholder)
+
+
     # --- API side ---
 
     def create(self, owner: str, model: str, prompt: str, seconds: str, size: str, kind: str, params: dict,
                remixed_from: str | None = None, ttl: int = 7 * 24 * 3600) -> dict:
         now = int(time.time())
         vid = new_video_id()
+        seq = time.time_ns()            # creation order; unique in practice and needs no cross-writer counter
         with self._conn() as c:
-            seq = c.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM videos").fetchone()[0]
             c.execute("INSERT INTO videos (id, owner, status, progress, created_at, expires_at, model, prompt, seconds, size,"
                       " remixed_from_video_id, kind, params, seq) VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       (vid, owner, now, now + ttl, model, prompt, seconds, size, remixed_from, kind, json.dumps(params), seq))
@@ -130,8 +186,8 @@ class JobStore:
             c.execute("UPDATE videos SET status = 'queued', claimed_by = NULL WHERE status = 'in_progress' AND heartbeat < ?",
                       (now - self.stale_after,))
             row = c.execute("UPDATE videos SET status = 'in_progress', claimed_by = ?, heartbeat = ?, progress = 0 "
-                            "WHERE id = (SELECT id FROM videos WHERE status = 'queued' ORDER BY seq LIMIT 1) RETURNING *",
-                            (worker, now)).fetchone()
+                            "WHERE id = (SELECT id FROM videos WHERE status = 'queued' ORDER BY seq LIMIT 1"
+                            f"{self.db.claim_lock}) RETURNING *", (worker, now)).fetchone()
         return dict(row) if row else None
 
     def heartbeat(self, vid: str, worker: str, progress: int) -> bool:

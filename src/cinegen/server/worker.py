@@ -39,9 +39,11 @@ def sample_config(row: dict, steps: int) -> SampleConfig:
 
 class Worker:
     def __init__(self, data_dir: Path, models: dict[str, Path], steps: int = 20, worker_id: str | None = None,
-                 stale_after: float = 60.0):
+                 stale_after: float = 60.0, database: str | None = None):
+        """data_dir: outputs (a shared filesystem when workers run on several machines); database: a postgresql://
+        URL for a shared queue, else the SQLite file data_dir/jobs.sqlite."""
         self.data_dir = Path(data_dir)
-        self.store = JobStore(self.data_dir / "jobs.sqlite", stale_after=stale_after)
+        self.store = JobStore(database or self.data_dir / "jobs.sqlite", stale_after=stale_after)
         self.models, self.steps = models, steps
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self._pipes: dict = {}

@@ -1,0 +1,87 @@
+"""Scale-out: several workers (standing in for several machines) share one PostgreSQL queue.
+
+A throwaway PostgreSQL cluster is started in a temp folder on a loopback port (Debian's postgresql package,
+installed by `make test`); without it these tests skip and say why.
+"""
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cinegen.server.store import JobStore
+from tests.conftest import free_port
+
+pytest.importorskip("psycopg")
+BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+pytestmark = pytest.mark.skipif(not BIN or os.geteuid() != 0 or shutil.which("runuser") is None,
+                                reason="needs Debian's postgresql package and root (to run it as the postgres user)")
+
+
+def _as_postgres(*cmd):
+    subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    # not pytest's tmp_path: its parents are private to root, and the server runs as the postgres user
+    root = Path(tempfile.mkdtemp(prefix="cinegen-pg-"))
+    data = root / "data"
+    shutil.chown(root, "postgres")
+    os.chmod(root, 0o755)
+    port = free_port()
+    _as_postgres(f"{BIN[-1]}/initdb", "-D", str(data), "-A", "trust", "-U", "postgres")
+    _as_postgres(f"{BIN[-1]}/pg_ctl", "-D", str(data), "-w", "-l", str(root / "log"), "-o",
+                 f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start")
+    yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    _as_postgres(f"{BIN[-1]}/pg_ctl", "-D", str(data), "-m", "immediate", "stop")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_concurrent_claims_take_each_job_exactly_once(pg_url):
+    store = JobStore(pg_url)
+    ids = {store.create("studio", "m", f"prompt {i}", "1", "32x32", "create", {})["id"] for i in range(40)}
+    claimed, lock = [], threading.Lock()
+
+    def worker(name):
+        own = JobStore(pg_url)                       # its own connection, like another machine
+        while (row := own.claim(name)) is not None:
+            with lock:
+                claimed.append((row["id"], name))
+            own.finish(row["id"], name)
+
+    threads = [threading.Thread(target=worker, args=(f"machine-{k}",)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    got = [vid for vid, _ in claimed if vid in ids]
+    assert sorted(got) == sorted(ids)                 # every job once, none twice
+    assert all(store.get(v)["status"] == "completed" for v in ids)
+
+
+def test_worker_processes_render_from_the_shared_queue(pg_url, tmp_path, tiny_model_dir):
+    store = JobStore(pg_url)
+    ids = [store.create("studio", "cinegen-default", "a large red ball bounces on a black background", "1", "32x32",
+                        "create", {})["id"] for _ in range(4)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "cinegen.cli", "worker", "--data-dir", str(tmp_path), "--database", pg_url,
+           "--model", f"cinegen-default={tiny_model_dir}", "--steps", "2"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and any(store.get(v)["status"] != "completed" for v in ids):
+            time.sleep(0.3)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert all(store.get(v)["status"] == "completed" for v in ids)
+    assert all((tmp_path / "videos" / v / "video.mp4").exists() for v in ids)
