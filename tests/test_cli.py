@@ -42,3 +42,47 @@ def test_bad_input_gives_a_clear_error_not_a_traceback(tiny_model_dir, tmp_path,
 def test_missing_model_folder_is_a_clear_error(tmp_path):
     r = run("generate", "a red ball", "--model", str(tmp_path), "-o", str(tmp_path / "x.mp4"))
     assert r.returncode == 2 and "dit.safetensors" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.fixture(scope="module")
+def clip_file(tmp_path_factory):
+    from cinegen.data.world import parse_caption, render_scene
+    from cinegen.io.video import write_mp4
+    path = tmp_path_factory.mktemp("clips") / "clip.mp4"
+    write_mp4(render_scene(parse_caption("a large red ball moves right on a black background"), 32, 32, 9).video, path)
+    return path
+
+
+def test_mode_commands_write_playable_outputs(tiny_model_dir, tmp_path, clip_file):
+    from PIL import Image
+    common = ["--model", str(tiny_model_dir), "--size", "32x32", "--steps", "2"]
+    still = tmp_path / "still.png"
+    assert run("image", "a red ball", "-o", str(still), *common).returncode == 0
+    assert Image.open(still).size == (32, 32)
+    jobs = {
+        "animate": ["animate", str(still), "a red ball", "--seconds", "1"],
+        "extend": ["extend", str(clip_file), "a red ball", "--seconds", "1"],
+        "back": ["extend", str(clip_file), "a red ball", "--seconds", "1", "--backward"],
+        "connect": ["connect", str(clip_file), str(clip_file), "a red ball", "--seconds", "1"],
+        "loop": ["loop", str(clip_file)],
+        "edit": ["edit", str(clip_file), "a blue ball", "--strength", "0.5"],
+    }
+    frames = {}
+    for name, args in jobs.items():
+        out = tmp_path / f"{name}.mp4"
+        r = run(*args, "-o", str(out), *common)
+        assert r.returncode == 0, (name, r.stderr)
+        with av.open(str(out)) as c:
+            frames[name] = sum(1 for _ in c.decode(video=0))
+    assert frames["extend"] == frames["back"] == 17 and frames["edit"] == 9 and frames["animate"] == 9
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["animate", "missing.png", "x"], "not found"), (["extend", "{junk}", "x"], "cannot decode"),
+    (["edit", "{clip}", "x", "--strength", "1.5"], "strength"), (["animate", "{junk}", "x"], "cannot read image")])
+def test_mode_commands_reject_bad_input_clearly(tiny_model_dir, tmp_path, clip_file, args, needle):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00garbage" * 10)
+    args = [a.replace("{junk}", str(junk)).replace("{clip}", str(clip_file)) for a in args]
+    r = run(*args, "--model", str(tiny_model_dir), "-o", str(tmp_path / "o.mp4"))
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
