@@ -95,3 +95,15 @@ def optimizer_state(ckpt: dict) -> dict | None:
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = v
     return {"state": dict(sorted(state.items())), "param_groups": ckpt["optim_groups"]}
+
+
+def resume(path, model: torch.nn.Module, ema: torch.nn.Module, optimizer) -> int:
+    """Loads weights, EMA and optimizer state from `path` if it exists; returns the step to continue from."""
+    if not Path(path).exists():
+        return 0
+    ck = load_checkpoint(path)
+    unwrap(model).load_state_dict(ck["model"])
+    ema.load_state_dict(ck["ema"])
+    if (state := optimizer_state(ck)) is not None:
+        optimizer.load_state_dict(state)
+    return ck["step"]

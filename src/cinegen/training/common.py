@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,18 @@ def make_ema(model: torch.nn.Module) -> torch.nn.Module:
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     for e, p in zip(ema.parameters(), model.parameters()):
         e.lerp_(p.detach(), 1 - decay)
+
+
+def build_training_state(model: torch.nn.Module, train, out, device, info: DistInfo):
+    """Model on its device, EMA copy, optimizer, and the step resumed from out/last.safetensors (0 if none)."""
+    from cinegen.training.checkpoint import resume
+    model = model.to(device)
+    ema = make_ema(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay, betas=(0.9, 0.99))
+    step = resume(out / "last.safetensors", model, ema, opt)
+    if step and info.main:
+        log.info("resumed from %s at step %d", out / "last.safetensors", step)
+    return model, ema, opt, step
 
 
 def progress_bar(disable: bool = False) -> Progress:

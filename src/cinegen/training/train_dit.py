@@ -24,11 +24,10 @@ from cinegen.diffusion.flow import flow_loss, sample_t
 from cinegen.models.dit import VideoDiT
 from cinegen.training import checkpoint as ckpt_io
 from cinegen.training.common import (
-    DistInfo,
     autocast,
+    build_training_state,
     device_for,
     lr_at,
-    make_ema,
     progress_bar,
     seed_everything,
     setup_distributed,
@@ -94,24 +93,6 @@ def _conditioning(model) -> bool:
     return ckpt_io.unwrap(model).cfg.conditioning
 
 
-def _build(cfg: DiTConfig, train: TrainConfig, out: Path, device, info: DistInfo):
-    model = VideoDiT(cfg).to(device)
-    ema = make_ema(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay, betas=(0.9, 0.99))
-    step = 0
-    last = out / "last.safetensors"
-    if last.exists():
-        ck = ckpt_io.load_checkpoint(last)
-        model.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
-        if (state := ckpt_io.optimizer_state(ck)) is not None:
-            opt.load_state_dict(state)
-        step = ck["step"]
-        if info.main:
-            log.info("resumed from %s at step %d", last, step)
-    return model, ema, opt, step
-
-
 def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: LatentCache, out: Path,
               extra: dict | None = None) -> Path:
     """Trains (or resumes) the DiT; out/last.safetensors every ckpt_every steps, out/dit.safetensors at the end.
@@ -123,7 +104,7 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
     device = device_for(info)
     seed_everything(train.seed + info.rank)
     out = Path(out)
-    model, ema, opt, step = _build(cfg, train, out, device, info)
+    model, ema, opt, step = build_training_state(VideoDiT(cfg), train, out, device, info)
     ddp = DDP(model) if info.world > 1 else model
     rng = np.random.default_rng(train.seed * 7919 + 1000 * info.rank + step)
     gen = torch.Generator().manual_seed(train.seed * 31 + 1000 * info.rank + step)

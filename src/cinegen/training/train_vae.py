@@ -23,9 +23,9 @@ from cinegen.training import checkpoint as ckpt_io
 from cinegen.training.common import (
     DistInfo,
     autocast,
+    build_training_state,
     device_for,
     lr_at,
-    make_ema,
     progress_bar,
     seed_everything,
     setup_distributed,
@@ -71,24 +71,6 @@ def latent_stats(vae: VideoVAE, clips, device) -> tuple[tuple[float, ...], tuple
     return tuple(z.mean(1).tolist()), tuple(z.std(1).tolist())
 
 
-def _build(cfg: VAEConfig, train: TrainConfig, out: Path, device, info: DistInfo):
-    model = VideoVAE(cfg).to(device)
-    ema = make_ema(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay, betas=(0.9, 0.99))
-    step = 0
-    last = out / "last.safetensors"
-    if last.exists():
-        ck = ckpt_io.load_checkpoint(last)
-        model.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
-        if (state := ckpt_io.optimizer_state(ck)) is not None:
-            opt.load_state_dict(state)
-        step = ck["step"]
-        if info.main:
-            log.info("resumed from %s at step %d", last, step)
-    return model, ema, opt, step
-
-
 def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, crop: int = 32,
               eval_clips: int = 16) -> Path:
     """Trains (or resumes) the VAE; writes out/last.safetensors periodically and out/vae.safetensors at the end."""
@@ -96,7 +78,7 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     device = device_for(info)
     seed_everything(train.seed + info.rank)
     out = Path(out)
-    model, ema, opt, step = _build(cfg, train, out, device, info)
+    model, ema, opt, step = build_training_state(VideoVAE(cfg), train, out, device, info)
     ddp = DDP(model) if info.world > 1 else model
     pool = render_pool(data, seed_offset=info.rank, quiet=not info.main)
     rng = np.random.default_rng(train.seed * 7919 + info.rank + step)
