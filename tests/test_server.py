@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cinegen.server.app import ModelSpec, ServerSettings
+from cinegen.server.app import ModelSpec, ServerSettings, create_app
 from cinegen.server.store import JobStore
 from cinegen.server.worker import Worker
 from tests.conftest import Server
@@ -191,3 +191,15 @@ def test_api_keys_from_file_and_env(tmp_path, monkeypatch):
     f.write_text(json.dumps({"keys": {"k1": "studio-1"}}))
     monkeypatch.setenv("CINEGEN_API_KEYS", "k2:studio-2,k3")
     assert load_api_keys(f) == {"k1": "studio-1", "k2": "studio-2", "k3": "k3"}
+
+
+def test_oversized_uploads_are_refused(tmp_path, tiny_model_dir):
+    from fastapi.testclient import TestClient
+    settings = ServerSettings(data_dir=tmp_path, models={"cinegen-default": ModelSpec(tiny_model_dir, sizes=("32x32",))},
+                              max_upload_bytes=1000)
+    c = TestClient(create_app(settings))
+    r = c.post("/v1/videos", data={"prompt": "a red ball", "size": "32x32", "seconds": "1"},
+               files={"input_reference": ("big.png", b"\x89PNG" + b"0" * 5000, "image/png")})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+    uploads = tmp_path / "uploads"
+    assert not uploads.exists() or not any(uploads.iterdir())             # nothing of it was kept
