@@ -3,25 +3,28 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SYSDEPS := $(VENV)/.sysdeps
 PROMPT ?= a large red ball bounces on a black background
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test test-slow bench lint eval clean
+.PHONY: install demo test test-slow lint eval clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 # torch is pinned to the CPU wheel on this disk; installing it first stops pip resolving a CUDA build
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+$(SYSDEPS): | $(BIN)/python
 	@# Debian's Chromium (web-page test, driven by Playwright: no browser download) and PostgreSQL (scale-out
 	@# test, a throwaway cluster on loopback). Best effort: without root or apt those tests skip and say so.
 	(command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1) || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium postgresql) \
 		|| echo "chromium/postgresql could not be installed: tests/test_web.py and tests/test_scaleout.py will skip"
-	touch $(STAMP)
+	touch $(SYSDEPS)
 
 install: $(STAMP)
 
@@ -30,11 +33,11 @@ demo: $(STAMP)
 	$(BIN)/cinegen generate "$(PROMPT)" --seconds 2 --size 64x64 --steps 20 --seed 1 -o out/demo.mp4 --frames-dir out/demo_frames
 	@echo "demo video: out/demo.mp4 (frames in out/demo_frames/)"
 
-test: $(STAMP)
+test: $(STAMP) $(SYSDEPS)
 	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(SYSDEPS)
 	$(BIN)/python -m pytest -q -m slow
 
 eval: $(STAMP)

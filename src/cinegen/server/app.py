@@ -216,28 +216,39 @@ EDIT_BODY = _body({"prompt": _STR, "video": _VIDEO_REF}, ["prompt", "video"])
 
 # --- Routes ---
 
+def _get_own(store: JobStore, vid: str, owner: str) -> dict:
+    row = store.get(vid, owner)
+    if row is None:                                  # another owner's video is as invisible as a missing one
+        raise APIError(404, f"video {vid!r} not found", "video_id", "not_found")
+    return row
+
+
+def _respond(row: dict, status: int = 200) -> JSONResponse:
+    headers = {"openai-poll-after-ms": POLL_AFTER_MS} if row["status"] in ("queued", "in_progress") else {}
+    return JSONResponse(video_object(row), status_code=status, headers=headers)
+
+
+def _source_from(settings: ServerSettings, store: JobStore, fields: dict, uploads: dict, owner: str) -> tuple[str, str | None]:
+    """The source clip of an edit/extension: an uploaded video or {"id": <completed video>}."""
+    if "video" in uploads:
+        return _save_upload(settings, uploads["video"][1], "video", "video"), None
+    ref = fields.get("video")
+    if not isinstance(ref, dict) or not isinstance(ref.get("id"), str):
+        raise APIError(400, "video must be an uploaded file or {\"id\": \"video_...\"}", "video", "invalid_value")
+    src = _get_own(store, ref["id"], owner)
+    if src["status"] != "completed":
+        raise APIError(400, f"video {ref['id']!r} is not completed", "video", "invalid_value")
+    return str(video_dir(settings.data_dir, src["id"]) / "video.mp4"), src["id"]
+
+
 def _install_routes(app: FastAPI, settings: ServerSettings, store: JobStore) -> None:
-    def get_own(vid: str, owner: str) -> dict:
-        row = store.get(vid, owner)
-        if row is None:
-            raise APIError(404, f"video {vid!r} not found", "video_id", "not_found")
-        return row
+    _install_video_routes(app, settings, store)
+    _install_derived_routes(app, settings, store)
 
-    def respond(row: dict, status: int = 200) -> JSONResponse:
-        headers = {"openai-poll-after-ms": POLL_AFTER_MS} if row["status"] in ("queued", "in_progress") else {}
-        return JSONResponse(video_object(row), status_code=status, headers=headers)
 
-    def source_from(fields: dict, uploads: dict, owner: str) -> tuple[str, str | None]:
-        """The source clip of an edit/extension: an uploaded video or {"id": <completed video>}."""
-        if "video" in uploads:
-            return _save_upload(settings, uploads["video"][1], "video", "video"), None
-        ref = fields.get("video")
-        if not isinstance(ref, dict) or not isinstance(ref.get("id"), str):
-            raise APIError(400, "video must be an uploaded file or {\"id\": \"video_...\"}", "video", "invalid_value")
-        src = get_own(ref["id"], owner)
-        if src["status"] != "completed":
-            raise APIError(400, f"video {ref['id']!r} is not completed", "video", "invalid_value")
-        return str(video_dir(settings.data_dir, src["id"]) / "video.mp4"), src["id"]
+def _install_video_routes(app: FastAPI, settings: ServerSettings, store: JobStore) -> None:
+    """The page, create, list, retrieve, delete and download."""
+    get_own, respond = (lambda vid, owner: _get_own(store, vid, owner)), _respond
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index():
@@ -293,6 +304,15 @@ def _install_routes(app: FastAPI, settings: ServerSettings, store: JobStore) -> 
                            "video_id", "not_ready")
         name, media = VARIANTS[variant]
         return FileResponse(video_dir(settings.data_dir, video_id) / name, media_type=media)
+
+
+
+def _install_derived_routes(app: FastAPI, settings: ServerSettings, store: JobStore) -> None:
+    """Jobs made from an existing video: remix (SDEdit of a completed video), extensions and edits."""
+    get_own, respond = (lambda vid, owner: _get_own(store, vid, owner)), _respond
+
+    def source_from(fields, uploads, owner):
+        return _source_from(settings, store, fields, uploads, owner)
 
     @app.post("/v1/videos/{video_id}/remix", openapi_extra=REMIX_BODY)
     async def remix(video_id: str, request: Request):
