@@ -1,6 +1,7 @@
 """The web page in headless Chromium (Debian's package) driven by Playwright: type a prompt, generate, watch the
 queue, and see the MP4 actually play in the browser's gallery."""
 
+import os
 import shutil
 import threading
 
@@ -40,6 +41,8 @@ def test_generate_from_the_page_and_play_the_result(tmp_path, tiny_model_dir):
             assert size == [64, 64]
             assert page.locator(".card button", has_text="Remix").count() == 1
             page.screenshot(path=str(tmp_path / "page.png"))
+            if os.environ.get("CINEGEN_SCREENSHOT"):
+                page.screenshot(path=os.environ["CINEGEN_SCREENSHOT"])
             browser.close()
     finally:
         stop.set()
