@@ -426,6 +426,39 @@ def worker_cmd(
     _run_worker(data_dir, _models_option(model), steps, stale_after, database)
 
 
+@app.command("estimate")
+def estimate_cmd(
+    seconds: float = typer.Option(60.0), size: str = typer.Option("1920x1088", help="WIDTHxHEIGHT, multiples of 16"),
+    fps: float = typer.Option(24.0), steps: int = typer.Option(50), guidance: float = typer.Option(5.0),
+    solver: str = typer.Option("euler"), gpu: str = typer.Option("H100"), gpus: int = typer.Option(1),
+    utilisation: float = typer.Option(0.4, help="share of the datasheet peak actually reached (MFU)"),
+    price: Optional[float] = typer.Option(None, help="$ per GPU-hour (default: a typical cloud price per GPU)"),
+    model: str = typer.Option("default", help="cinegen preset (default, base, ...) or peer: wan2.1-14b, wan2.1-1.3b"),
+    calibrate: bool = typer.Option(False, help="also time real DiT steps on this machine's CPU"),
+):
+    """Estimate FLOPs, GPU time, wall time and dollars for a render, before running it."""
+    from rich.table import Table
+
+    from cinegen.estimate import calibrate_cpu, estimate, peer_config
+    w, h = _parse_size(size)
+    try:
+        dit, vae, text_tokens = peer_config(model)
+        sample = C.SampleConfig(seconds=seconds, fps=fps, width=w, height=h, steps=steps, guidance=guidance, solver=solver)
+        est = estimate(dit, vae, sample, gpu=gpu, gpus=gpus, utilisation=utilisation, price_per_gpu_hour=price,
+                       text_tokens=text_tokens)
+    except ValueError as e:
+        _fail(str(e))
+    table = Table("quantity", "value", title=f"{model}: {seconds:g} s at {size}, {steps} steps on {gpus}x {gpu} "
+                                               f"at {utilisation:.0%} utilisation")
+    for k, v in est.rows():
+        table.add_row(k, v)
+    Console().print(table)
+    if calibrate:
+        cal = calibrate_cpu()
+        Console().print(f"this CPU: {cal['achieved_flops'] / 1e9:.1f} GFLOP/s achieved on the default DiT "
+                        f"({cal['seconds_per_cfg_pass'] * 1000:.0f} ms per guided pass at 64x64, 2 s)")
+
+
 def progress_bar_ctx():
     from cinegen.training.common import progress_bar
     return progress_bar()
