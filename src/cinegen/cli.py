@@ -157,12 +157,16 @@ def _generate_with_progress(pipe, prompt: str, cfg: C.SampleConfig, **kwargs):
             _fail(str(e))
 
 
-def _save_outputs(video, output: Path, frames_dir: Optional[Path], cfg: C.SampleConfig, prompt: str, model) -> None:
-    import hashlib
-
+def _save_outputs(video, output: Path, frames_dir: Optional[Path], cfg: C.SampleConfig, prompt: str, model,
+                  watermark: bool = False) -> None:
+    from cinegen.io.provenance import embed_watermark, provenance_tags
     from cinegen.io.video import write_frames, write_mp4
-    meta = {"generator": "cinegen 0.1.0", "model": str(model or "cinegen-default"), "seed": cfg.seed,
-            "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest()}
+    if watermark:
+        try:
+            video = embed_watermark(video)
+        except ValueError as e:
+            _fail(str(e))
+    meta = provenance_tags(str(model or "cinegen-default"), prompt, cfg.seed, watermark="dwtDctSvd" if watermark else "none")
     write_mp4(video, output, cfg.fps, metadata=meta)
     if frames_dir:
         write_frames(video, frames_dir)
@@ -178,6 +182,7 @@ def generate_cmd(
     solver: str = typer.Option("euler"), negative: str = typer.Option("", help="negative prompt"),
     fps: float = typer.Option(8.0), frames_dir: Optional[Path] = typer.Option(None, help="also write PNG frames here"),
     model: Optional[Path] = typer.Option(None, help="folder with dit.safetensors + vae.safetensors (default: shipped)"),
+    watermark: bool = typer.Option(False, help="embed the invisible cinegen watermark (frames >= 256x256)"),
 ):
     """Generate a video from a text prompt and write an H.264 MP4."""
     _setup_logging()
@@ -188,8 +193,10 @@ def generate_cmd(
     except ValueError as e:
         _fail(str(e))
     pipe = _load_pipeline(model)
+    if watermark and min(cfg.width, cfg.height) < 256:
+        _fail(f"--watermark needs a size of at least 256x256 (invisible-watermark's limit), got {size}")
     video = _generate_with_progress(pipe, prompt, cfg)
-    _save_outputs(video, output, frames_dir, cfg, prompt, model)
+    _save_outputs(video, output, frames_dir, cfg, prompt, model, watermark)
 
 
 # --- Image and video prompting (issue 3): thin wrappers over cinegen.modes ---
@@ -424,6 +431,72 @@ def worker_cmd(
 ):
     """A render worker for `cinegen serve --workers 0`; run as many as the machines hold against one database."""
     _run_worker(data_dir, _models_option(model), steps, stale_after, database)
+
+
+@app.command("verify")
+def verify_cmd(clip: Path, prompt: Optional[str] = typer.Option(None, help="check the clip was made from this prompt")):
+    """Show a clip's provenance tags and look for the invisible cinegen watermark (survives re-encoding)."""
+    import hashlib
+
+    from cinegen.io.provenance import detect_watermark, read_tags
+    tags = read_tags(clip) if clip.is_file() else {}
+    video = _read_video(clip)
+    for k in ("generator", "model", "seed", "prompt_sha256", "watermark"):
+        console.print(f"{k}: {tags.get(k, '(absent)')}")
+    found = False
+    if prompt is not None:
+        match = tags.get("prompt_sha256") == hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+        console.print(f"prompt matches: {match}")
+    try:
+        result = detect_watermark(video)
+        found = result.detected
+        console.print(f"watermark: {'DETECTED' if found else 'not found'} ({result.bit_accuracy:.0%} of signature bits "
+                      f"over {result.frames} frames)")
+    except ValueError as e:
+        console.print(f"watermark: not checked ({e})")
+    if not found and not tags.get("generator", "").startswith("cinegen"):
+        raise typer.Exit(1)
+
+
+@app.command("storyboard")
+def storyboard_cmd(
+    board: Path = typer.Argument(..., help="YAML or JSON storyboard (see cinegen.studio.board)"),
+    output: Path = typer.Option(Path("film"), "-o", "--output", help="film folder"),
+    check: bool = typer.Option(False, help="only validate the board and show the estimate"),
+    gpu: str = typer.Option("H100", help="GPU the estimate is priced on"),
+    model: Optional[Path] = typer.Option(None, help="folder with dit.safetensors + vae.safetensors (default: shipped)"),
+):
+    """Render a multi-shot storyboard: joined MP4 with voice-over and subtitles, SRT/VTT, OTIO and EDL."""
+    from rich.table import Table
+
+    from cinegen.pipeline import WEIGHTS_DIR
+    from cinegen.studio.board import load_board
+    from cinegen.studio.render import board_estimate, model_digest, render_storyboard
+    from cinegen.training.common import progress_bar
+    _setup_logging()
+    try:
+        plan = load_board(board)
+    except ValueError as e:
+        _fail(str(e))
+    pipe = _load_pipeline(model)
+    rows = _run_mode(board_estimate, pipe, plan, gpu)
+    table = Table("segment", "tokens", "TFLOP", f"{gpu} time", "cost", title=f"estimate for {board.name} (before rendering)")
+    for name, est in rows:
+        table.add_row(name, f"{est.tokens:,}", f"{est.total_flops / 1e12:,.2f}", f"{est.wall_seconds:.2f} s", f"${est.dollars:.4f}")
+    table.add_row("total", "", f"{sum(e.total_flops for _, e in rows) / 1e12:,.2f}",
+                  f"{sum(e.wall_seconds for _, e in rows):.2f} s", f"${sum(e.dollars for _, e in rows):.4f}")
+    Console().print(table)
+    if check:
+        console.print("board is valid")
+        return
+    with progress_bar() as bar:
+        task = bar.add_task("rendering", total=len(rows), status="")
+        result = _run_mode(render_storyboard, pipe, plan, output, model_digest(model or WEIGHTS_DIR),
+                           on_segment=lambda name, done, total: bar.update(task, completed=done, status=name))
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+    console.print(f"wrote {result.film} ({len(result.rendered)} rendered, {len(result.cached)} from cache) "
+                  f"with film.srt, film.vtt, film.otio, film.edl in {output}")
 
 
 @app.command("estimate")

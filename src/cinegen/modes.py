@@ -123,13 +123,19 @@ def connect(pipe: TextToVideo, a: np.ndarray, b: np.ndarray, prompt: str, cfg: S
     return pipe.generate(prompt, _cfg_for_latents(cfg, total), conditions=cond)
 
 
+def transition(pipe: TextToVideo, a: np.ndarray, b: np.ndarray, prompt: str, cfg: SampleConfig) -> np.ndarray:
+    """Only the new frames of `connect`: played between a and b, they lead from a's end into b's start."""
+    a = fit_video(a, cfg.width, cfg.height)
+    bridge = connect(pipe, a, b, prompt, cfg)
+    # connect's window starts with a's last 1 + 4 frames and ends with 4 frames of b's head (context_latents=1)
+    n_head = 1 + 4 * min(1, (len(a) - 1) // 4)
+    return bridge[n_head:len(bridge) - 4]
+
+
 def loop(pipe: TextToVideo, video: np.ndarray, prompt: str, cfg: SampleConfig) -> np.ndarray:
     """The clip plus a bridge from its end back to its start: played on repeat, the seam flows."""
     clip = fit_video(video, cfg.width, cfg.height)
-    bridge = connect(pipe, clip, clip, prompt, cfg)
-    # the bridge begins with the clip's last frames and ends on the clip's first frames: keep only the new part
-    n_head = 1 + 4 * min(1, (len(clip) - 1) // 4)
-    return np.concatenate([clip, bridge[n_head:len(bridge) - 4]])
+    return np.concatenate([clip, transition(pipe, clip, clip, prompt, cfg)])
 
 
 def edit(pipe: TextToVideo, video: np.ndarray, prompt: str, cfg: SampleConfig, strength: float = 0.6) -> np.ndarray:
@@ -153,6 +159,14 @@ def keyframes(pipe: TextToVideo, prompt: str, cfg: SampleConfig, frames: list[tu
         latents[:, :, j] = pipe.encode_video(fit_image(img, cfg.width, cfg.height)[None])[:, :, 0]
         given.append(j)
     return pipe.generate(prompt, cfg, conditions=Conditions(latents, frame_mask(shape[2], given, shape[3:])))
+
+
+def text_to_video(pipe: TextToVideo, prompt: str, cfg: SampleConfig, window_seconds: float = 2.0,
+                  callback=None) -> np.ndarray:
+    """Plain text-to-video at any length: one pass up to the training length, windowed extension beyond it."""
+    if cfg.seconds > window_seconds:
+        return long_video(pipe, prompt, cfg, window_seconds)
+    return pipe.generate(prompt, cfg, callback=callback)
 
 
 def long_video(pipe: TextToVideo, prompt: str, cfg: SampleConfig, window_seconds: float = 2.0,

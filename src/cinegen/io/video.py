@@ -10,11 +10,15 @@ import numpy as np
 from cinegen.training.checkpoint import atomic_write
 
 
-def write_mp4(video: np.ndarray, path: str | Path, fps: float = 8.0, metadata: dict | None = None, crf: int = 18) -> Path:
-    """(T, H, W, 3) uint8 -> H.264 MP4, written to a temp file and renamed (never a half-written output).
+def write_mp4(video: np.ndarray, path: str | Path, fps: float = 8.0, metadata: dict | None = None, crf: int = 18,
+              audio: tuple[np.ndarray, int] | None = None, subtitles: list[tuple[float, float, str]] | None = None,
+              language: str = "eng") -> Path:
+    """(T, H, W, 3) uint8 -> H.264 MP4 (yuv420p, plays in browsers), written to a temp file and renamed.
 
     H.264 with yuv420p needs even sizes; our sizes are multiples of 16. `metadata` goes into the container
-    (e.g. generator, model, prompt hash, seed) so every output says where it came from.
+    (generator, model, prompt hash, seed) so every output says where it came from. `audio`: (samples float32
+    in [-1, 1], sample rate), mono, muxed as AAC. `subtitles`: (start s, end s, text) cues, muxed as a soft
+    mov_text track (the subtitle codec MP4 players understand).
     """
     import av
     video = _check_video(video)
@@ -29,11 +33,56 @@ def write_mp4(video: np.ndarray, path: str | Path, fps: float = 8.0, metadata: d
             stream.width, stream.height = video.shape[2], video.shape[1]
             stream.pix_fmt = "yuv420p"
             stream.options = {"crf": str(crf), "preset": "medium"}
+            audio_stream = _add_audio(container, audio, language) if audio is not None else None
+            sub_stream = _add_subtitles(container, language) if subtitles else None
             for frame in video:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             container.mux(stream.encode())
+            if audio_stream is not None:
+                _mux_audio(container, audio_stream, *audio)
+            if sub_stream is not None:
+                _mux_subtitles(container, sub_stream, subtitles)
     atomic_write(path, write)
     return path
+
+
+def _add_audio(container, audio, language: str):
+    samples, rate = audio
+    if samples.ndim != 1 or not rate > 0:
+        raise ValueError(f"audio must be mono samples (N,) with a positive rate, got {samples.shape} at {rate}")
+    stream = container.add_stream("aac", rate=int(rate))
+    stream.layout = "mono"
+    stream.metadata["language"] = language
+    return stream
+
+
+def _mux_audio(container, stream, samples: np.ndarray, rate: int) -> None:
+    import av
+    frame = av.AudioFrame.from_ndarray(np.clip(samples, -1, 1).astype(np.float32)[None], format="fltp", layout="mono")
+    frame.sample_rate, frame.pts = int(rate), 0
+    container.mux(stream.encode(frame))                      # the encoder cuts it into AAC frames itself
+    container.mux(stream.encode(None))
+
+
+def _add_subtitles(container, language: str):
+    stream = container.add_mux_stream("mov_text", time_base=Fraction(1, 1000))
+    stream.metadata["language"] = language
+    return stream
+
+
+def _mux_subtitles(container, stream, cues: list[tuple[float, float, str]]) -> None:
+    """PyAV cannot encode subtitles, so the samples are built by hand: a mov_text sample is a 16-bit big-endian
+    length followed by the UTF-8 text (3GPP TS 26.245); no style boxes are needed for plain text."""
+    import struct
+
+    import av
+    for start, end, text in sorted(cues):
+        body = text.encode("utf-8")[:65535]
+        packet = av.Packet(struct.pack(">H", len(body)) + body)
+        packet.stream, packet.time_base = stream, Fraction(1, 1000)
+        packet.pts = packet.dts = round(start * 1000)
+        packet.duration = max(1, round((end - start) * 1000))
+        container.mux(packet)
 
 
 def _check_video(video: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cinegen.config import SampleConfig
+from cinegen.io.provenance import provenance_tags
 from cinegen.server.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,9 @@ class Worker:
             return False
         try:
             video = self.render(row)
-            self.write_outputs(row["id"], video, sample_config(row, self.steps).fps)
+            cfg = sample_config(row, self.steps)
+            tags = provenance_tags(row["model"], row["prompt"], cfg.seed, video_id=row["id"])
+            self.write_outputs(row["id"], video, cfg.fps, tags)
             self.store.finish(row["id"], self.worker_id)
         except JobCancelled:
             log.info("job %s cancelled", row["id"])
@@ -93,9 +96,7 @@ class Worker:
         if kind == "create" and params.get("input_reference"):
             return modes.animate(pipe, read_image(params["input_reference"]), row["prompt"], cfg, callback=cb)
         if kind == "create":
-            if cfg.seconds > 2.0:
-                return modes.long_video(pipe, row["prompt"], cfg)
-            return pipe.generate(row["prompt"], cfg, callback=cb)
+            return modes.text_to_video(pipe, row["prompt"], cfg, callback=cb)
         source = read_video(params["source"])[0]
         if kind == "extend":
             return modes.extend(pipe, source, row["prompt"], replace(cfg, seconds=float(params["extra_seconds"])), callback=cb)
@@ -104,11 +105,11 @@ class Worker:
                               strength=float(params.get("strength", 0.6)))
         raise ValueError(f"unknown job kind {kind!r}")
 
-    def write_outputs(self, vid: str, video: np.ndarray, fps: float) -> None:
+    def write_outputs(self, vid: str, video: np.ndarray, fps: float, tags: dict) -> None:
         from cinegen.io.video import write_mp4
         folder = video_dir(self.data_dir, vid)
         folder.mkdir(parents=True, exist_ok=True)
-        write_mp4(video, folder / "video.mp4", fps, metadata={"generator": "cinegen", "video_id": vid})
+        write_mp4(video, folder / "video.mp4", fps, metadata=tags)
         write_still(video[len(video) // 2], folder / "thumbnail.webp", "WEBP")
         write_still(spritesheet(video), folder / "spritesheet.jpg", "JPEG")
 

@@ -1,0 +1,185 @@
+"""Storyboards: a YAML (or JSON) list of shots, validated all at once with the line of every bad field.
+
+    title: The red ball
+    size: 64x64            # defaults for every shot
+    fps: 8
+    voice: en              # espeak-ng voice for dialogue and narration
+    shots:
+      - prompt: a large red ball bounces on a black background
+        seconds: 2
+        narration: Our hero enters.
+      - prompt: a large red ball moves right on a gray background
+        seconds: 2
+        transition: connect          # generate a bridge from the previous shot instead of a hard cut
+        image: still.png             # optional: the shot starts on this image (paths relative to the board)
+        keyframes: [{frame: 8, image: mid.png}]
+        dialogue: Where am I going?
+        speaker: BALL
+
+Pydantic checks types and values; `load_board` maps each error's location back to its YAML node so the report
+says "line 12: shots[1].seconds: ...". YAML is a superset of JSON, so JSON boards take the same path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from cinegen.data.world import check_size
+
+
+class BoardError(ValueError):
+    """Every problem in a board, one per line of the message."""
+
+    def __init__(self, path: Path, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"{path}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _size(value: str) -> str:
+    try:
+        w, h = (int(v) for v in str(value).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must be WIDTHxHEIGHT, e.g. 64x64, got {value!r}") from None
+    check_size(w, h)
+    return f"{w}x{h}"
+
+
+def _existing_file(value: Optional[str], info: ValidationInfo) -> Optional[str]:
+    if value is None:
+        return None
+    base = Path((info.context or {}).get("base", "."))
+    path = Path(value) if Path(value).is_absolute() else base / value
+    if not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    return str(path)
+
+
+class Keyframe(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    frame: int = Field(ge=0)
+    image: str
+
+    _image = field_validator("image")(_existing_file)
+
+
+class Shot(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    prompt: str = Field(min_length=1, max_length=2000)
+    seconds: float = Field(gt=0, le=60)
+    size: Optional[str] = None
+    seed: Optional[int] = None
+    image: Optional[str] = None
+    keyframes: list[Keyframe] = []
+    dialogue: Optional[str] = Field(default=None, min_length=1)
+    narration: Optional[str] = Field(default=None, min_length=1)
+    speaker: Optional[str] = None
+    transition: Literal["cut", "connect"] = "cut"
+    transition_seconds: float = Field(default=1.0, gt=0, le=10)
+
+    _image = field_validator("image")(_existing_file)
+
+    @field_validator("size")
+    @classmethod
+    def _check_size(cls, v: Optional[str]) -> Optional[str]:
+        return None if v is None else _size(v)
+
+    @model_validator(mode="after")
+    def _one_line(self) -> "Shot":
+        if self.dialogue and self.narration:
+            raise ValueError("give either dialogue or narration for a shot, not both")
+        if self.image and self.keyframes:
+            raise ValueError("give either image or keyframes for a shot, not both")
+        return self
+
+    @property
+    def line(self) -> Optional[str]:
+        """The spoken/subtitled line, if any."""
+        text = self.dialogue or self.narration
+        if text and self.dialogue and self.speaker:
+            return f"{self.speaker}: {text}"
+        return text
+
+
+class Board(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    title: str = "untitled"
+    size: str = "64x64"
+    fps: float = Field(default=8.0, gt=0, le=60)
+    steps: int = Field(default=20, ge=1, le=1000)
+    guidance: float = Field(default=4.0, ge=0)
+    seed: int = 0
+    voice: str = "en"
+    shots: list[Shot] = Field(min_length=1)
+
+    @field_validator("size")
+    @classmethod
+    def _check_size(cls, v: str) -> str:
+        return _size(v)
+
+    @model_validator(mode="after")
+    def _first_shot_cuts(self) -> "Board":
+        if self.shots and self.shots[0].transition == "connect":
+            raise ValueError("shots[0].transition: the first shot has nothing to connect from; use 'cut'")
+        return self
+
+    def shot_size(self, shot: Shot) -> tuple[int, int]:
+        w, h = (int(v) for v in (shot.size or self.size).split("x"))
+        return w, h
+
+
+def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
+    """Walks the composed YAML node tree along a pydantic error location; the deepest node found gives the line."""
+    line = None
+    for key in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == key), None)
+            if node is None:   # an unknown or missing key: point at the mapping that holds it
+                break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            break
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def _loc_str(loc: tuple) -> str:
+    out = ""
+    for k in loc:
+        out += f"[{k}]" if isinstance(k, int) else (f".{k}" if out else str(k))
+    return out or "(board)"
+
+
+def load_board(path: str | Path) -> Board:
+    """Parses and validates a board; raises BoardError listing every problem with its line."""
+    path = Path(path)
+    if not path.is_file():
+        raise BoardError(path, [f"file not found: {path}"])
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise BoardError(path, [f"{where}not valid YAML/JSON: {getattr(e, 'problem', e)}"]) from None
+    if not isinstance(data, dict):
+        raise BoardError(path, ["line 1: a board is a mapping with a 'shots' list"])
+    try:
+        return Board.model_validate(data, context={"base": path.parent})
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            line = _line_of(root, loc)
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"line {line}: {_loc_str(loc)}: {msg}" if line else f"{_loc_str(loc)}: {msg}")
+        raise BoardError(path, problems) from None
