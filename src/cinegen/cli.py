@@ -439,8 +439,8 @@ def verify_cmd(clip: Path, prompt: Optional[str] = typer.Option(None, help="chec
     import hashlib
 
     from cinegen.io.provenance import detect_watermark, read_tags
-    tags = read_tags(clip) if clip.is_file() else {}
-    video = _read_video(clip)
+    video = _read_video(clip)                     # fails cleanly on a missing or undecodable file
+    tags = read_tags(clip)
     for k in ("generator", "model", "seed", "prompt_sha256", "watermark"):
         console.print(f"{k}: {tags.get(k, '(absent)')}")
     found = False
