@@ -136,9 +136,16 @@ def _sample_config(seconds, size, steps, seed, guidance, solver, negative, fps) 
                           negative_prompt=negative, seed=seed)
 
 
-def _load_pipeline(model: Optional[Path]):
+def _load_pipeline(model: Optional[Path], diffusers_ok: bool = False):
+    """Our own model folder, or (for plain text-to-video) a local Diffusers pipeline such as Wan2.1."""
+    from cinegen.peers import DiffusersVideo, is_diffusers_folder
     from cinegen.pipeline import TextToVideo
     try:
+        if is_diffusers_folder(model):
+            if not diffusers_ok:
+                raise ValueError(f"{model} is a Diffusers pipeline; it runs `cinegen generate` only, the image/video "
+                                 "modes need a cinegen model (dit.safetensors + vae.safetensors)")
+            return DiffusersVideo.from_pretrained(model)
         return TextToVideo.from_pretrained(model)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
@@ -192,7 +199,7 @@ def generate_cmd(
         validate_request(prompt, cfg)
     except ValueError as e:
         _fail(str(e))
-    pipe = _load_pipeline(model)
+    pipe = _load_pipeline(model, diffusers_ok=True)
     if watermark and min(cfg.width, cfg.height) < 256:
         _fail(f"--watermark needs a size of at least 256x256 (invisible-watermark's limit), got {size}")
     video = _generate_with_progress(pipe, prompt, cfg)
