@@ -130,10 +130,10 @@ def _parse_size(size: str) -> tuple[int, int]:
     return w, h
 
 
-def _sample_config(seconds, size, steps, seed, guidance, solver, negative, fps) -> C.SampleConfig:
+def _sample_config(seconds, size, steps, seed, guidance, solver, negative, fps, cache: float = 0.0) -> C.SampleConfig:
     w, h = _parse_size(size)
     return C.SampleConfig(seconds=seconds, fps=fps, width=w, height=h, steps=steps, solver=solver, guidance=guidance,
-                          negative_prompt=negative, seed=seed)
+                          negative_prompt=negative, seed=seed, cache=cache)
 
 
 def _load_pipeline(model: Optional[Path], diffusers_ok: bool = False):
@@ -186,14 +186,15 @@ def generate_cmd(
     output: Path = typer.Option(Path("out.mp4"), "-o", "--output"),
     seconds: float = typer.Option(2.0), size: str = typer.Option("64x64", help="WIDTHxHEIGHT, multiples of 16"),
     steps: int = typer.Option(20), seed: int = typer.Option(0), guidance: float = typer.Option(4.0),
-    solver: str = typer.Option("euler"), negative: str = typer.Option("", help="negative prompt"),
+    solver: str = typer.Option("euler", help="euler | heun | dpmpp_2m"), negative: str = typer.Option("", help="negative prompt"),
+    cache: float = typer.Option(0.0, help="skip transformer calls whose input barely changed (TeaCache-style); 0 = off"),
     fps: float = typer.Option(8.0), frames_dir: Optional[Path] = typer.Option(None, help="also write PNG frames here"),
     model: Optional[Path] = typer.Option(None, help="folder with dit.safetensors + vae.safetensors (default: shipped)"),
     watermark: bool = typer.Option(False, help="embed the invisible cinegen watermark (frames >= 256x256)"),
 ):
     """Generate a video from a text prompt and write an H.264 MP4."""
     _setup_logging()
-    cfg = _sample_config(seconds, size, steps, seed, guidance, solver, negative, fps)
+    cfg = _sample_config(seconds, size, steps, seed, guidance, solver, negative, fps, cache)
     try:
         from cinegen.pipeline import validate_request
         validate_request(prompt, cfg)

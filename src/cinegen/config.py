@@ -75,10 +75,11 @@ class SampleConfig:
     width: int = 64
     height: int = 64
     steps: int = 20
-    solver: str = "euler"            # euler | heun
+    solver: str = "euler"            # euler | heun | dpmpp_2m
     guidance: float = 4.0            # classifier-free guidance scale; 1 = off
     negative_prompt: str = ""
     seed: int = 0
+    cache: float = 0.0               # TeaCache-style step skipping threshold (0 = off; see diffusion.samplers)
 
     @property
     def num_frames(self) -> int:

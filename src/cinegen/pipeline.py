@@ -22,7 +22,7 @@ from cinegen.data.clips import tensor_to_video, video_to_tensor
 from cinegen.data.world import check_size
 from cinegen.diffusion.conditioning import make_cond
 from cinegen.diffusion.flow import interpolate, shift_for
-from cinegen.diffusion.samplers import cfg_model_fn, get_sampler
+from cinegen.diffusion.samplers import cfg_model_fn, get_sampler, step_cache
 from cinegen.diffusion.schedules import shifted_ts, truncated_ts
 from cinegen.models.dit import VideoDiT
 from cinegen.models.text_encoder import TextEncoder
@@ -56,6 +56,8 @@ def validate_request(prompt: str, cfg: SampleConfig) -> None:
     if not cfg.guidance >= 0:
         raise ValueError(f"guidance must be >= 0, got {cfg.guidance}")
     get_sampler(cfg.solver)
+    if not cfg.cache >= 0:
+        raise ValueError(f"cache threshold must be >= 0, got {cfg.cache}")
 
 
 class TextToVideo:
@@ -120,6 +122,7 @@ class TextToVideo:
             ts = truncated_ts(ts, strength)
             x = interpolate(source.to(self.device), noise, torch.full((1,), float(ts[0]), device=self.device))
         model_fn = cfg_model_fn(self._velocity_fn(prompt, cfg.negative_prompt, conditions), cfg.guidance)
+        model_fn, self.last_stats = step_cache(model_fn, cfg.cache)      # {"calls", "skipped"}; cache 0 never skips
         steps = len(ts) - 1
         cb = None if callback is None else (lambda d: callback({**d, "steps": steps}))
         latents = get_sampler(cfg.solver)(model_fn, x, ts.to(self.device), callback=cb) if steps > 0 else x
