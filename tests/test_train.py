@@ -80,6 +80,13 @@ def test_train_dit_single_process_and_torchrun_ddp(tmp_path, tiny_model_dir):
     ck = load_checkpoint(out / "dit.safetensors")
     assert ck["step"] == 4 and ck["extra"]["holdout"] == ["purple triangle"]
     assert "loss by t-bin" in r.stderr
+    # FSDP2 resumes the DDP run's weights (whole, unsharded checkpoint) and writes whole weights back
+    r = _cli(*common, "--steps", "6", "--parallel", "fsdp", torchrun=True)
+    assert r.returncode == 0, r.stderr
+    assert "resumed" in r.stderr and "optimizer moments restart" in r.stderr
+    last = load_checkpoint(out / "last.safetensors")
+    assert last["step"] == 6 and last["model"].keys() == ck["model"].keys()
+    assert not torch.equal(last["model"]["blocks.0.attn.qkv.weight"], ck["model"]["blocks.0.attn.qkv.weight"])
 
 
 def _ddp_worker(rank, world, init_file, cfg, result_file):

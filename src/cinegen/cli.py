@@ -80,6 +80,7 @@ def train_cmd(
     holdout: list[str] = typer.Option([], help="attribute combinations to exclude, e.g. 'purple triangle'"),
     ckpt_every: int = typer.Option(200), log_every: int = typer.Option(25), seed: int = typer.Option(0),
     cond_prob: float = typer.Option(0.3, help="share of samples trained with clean-frame conditioning"),
+    parallel: str = typer.Option("ddp", help="under torchrun: ddp (replicated) or fsdp (FSDP2 fully_shard)"),
     text_encoder: str = typer.Option("minilm", help="'minilm' (shipped) or a local Hugging Face encoder folder"),
     set_: list[str] = typer.Option([], "--set", help="DiTConfig override key=value (e.g. text_dim=512 for T5-small)"),
 ):
@@ -93,7 +94,9 @@ def train_cmd(
     except ValueError as e:
         _fail(str(e))
     train = C.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, grad_accum=grad_accum, ckpt_every=ckpt_every,
-                          log_every=log_every, seed=seed, cond_prob=cond_prob)
+                          log_every=log_every, seed=seed, cond_prob=cond_prob, parallel=parallel)
+    if parallel not in ("ddp", "fsdp"):
+        _fail(f"--parallel must be ddp or fsdp, got {parallel!r}")
     text_cfg = C.TextConfig(name=text_encoder, dim=cfg.text_dim)
     info = setup_distributed()
     cache = _latent_cache(vae, data, out / "latents.safetensors", info, text_cfg)

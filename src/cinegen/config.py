@@ -103,6 +103,7 @@ class TrainConfig:
     ckpt_every: int = 250
     seed: int = 0
     num_workers: int = 0
+    parallel: str = "ddp"            # ddp | fsdp (FSDP2 fully_shard) when launched with torchrun
 
 
 @dataclass(frozen=True)

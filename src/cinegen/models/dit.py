@@ -31,11 +31,16 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.q_norm, self.k_norm = RMSNorm(dim // heads), RMSNorm(dim // heads)   # QK-norm: stable logits
         self.proj = nn.Linear(dim, dim)
+        self.sp_group = None        # a process group: sequence-parallel (Ulysses) attention over local token shards
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         q, k, v = rearrange(self.qkv(x), "b l (three nh hd) -> three b nh l hd", three=3, nh=self.heads)  # (B, nh, L, hd)
         q, k = apply_rope(self.q_norm(q), cos, sin), apply_rope(self.k_norm(k), cos, sin)
-        out = attention(q, k, v)                                                                        # (B, nh, L, hd)
+        if self.sp_group is not None:
+            from cinegen.parallel.sequence import ulysses_attention
+            out = ulysses_attention(q, k, v, self.sp_group)                                            # (B, nh, L/P, hd)
+        else:
+            out = attention(q, k, v)                                                                    # (B, nh, L, hd)
         return self.proj(rearrange(out, "b nh l hd -> b l (nh hd)"))                                    # (B, L, D)
 
 
@@ -104,6 +109,7 @@ class VideoDiT(nn.Module):
         self.pool_proj = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
         self.final = FinalLayer(cfg)
+        self.sp_group = None        # set by cinegen.parallel.sequence.enable_sequence_parallel
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -152,8 +158,13 @@ class VideoDiT(nn.Module):
         c = self.t_embed(timestep_embedding(t, 256)) + self.pool_proj(_masked_mean(text, text_mask))  # (B, D)
         text_tokens = self.text_proj(self.text_norm(text))                                          # (B, S, D)
         cos, sin = rope_3d(grid, self.cfg.width // self.cfg.heads, self.cfg.rope_theta, x.device)  # (L, hd/2)
+        if self.sp_group is not None:
+            from cinegen.parallel.sequence import gather_tokens, shard_tokens
+            x, cos, sin = shard_tokens(x, cos, sin, self.sp_group)                                  # (B, L/P, D)
         for block in self.blocks:
             x = block(x, c, text_tokens, text_mask, cos, sin)                                       # (B, L, D)
+        if self.sp_group is not None:
+            x = gather_tokens(x, self.sp_group)                                                     # (B, L, D)
         x = self.final(x, c)                                                                        # (B, L, p*C)
         return rearrange(x, "b (t h w) (pt ph pw c) -> b c (t pt) (h ph) (w pw)",
                          t=grid[0], h=grid[1], w=grid[2], pt=pt, ph=ph, pw=pw)                      # (B, C, T, H, W)

@@ -42,9 +42,11 @@ def atomic_write(path: Path, write) -> None:
 
 
 def save_checkpoint(path, kind: str, config, model, ema=None, optimizer=None, step: int = 0,
-                    extra: dict | None = None, dtype: torch.dtype | None = None) -> None:
-    """kind: "vae" or "dit". dtype: cast weights (e.g. bf16 for shipped files); optimizer state stays fp32."""
-    tensors = {f"model.{k}": _cast(v, dtype) for k, v in unwrap(model).state_dict().items()}
+                    extra: dict | None = None, dtype: torch.dtype | None = None, model_state: dict | None = None) -> None:
+    """kind: "vae" or "dit". dtype: cast weights (e.g. bf16 for shipped files); optimizer state stays fp32.
+    model_state: the weights to write instead of model.state_dict() (FSDP's gathered full weights)."""
+    state = model_state if model_state is not None else unwrap(model).state_dict()
+    tensors = {f"model.{k}": _cast(v, dtype) for k, v in state.items()}
     if ema is not None:
         tensors.update({f"ema.{k}": _cast(v, dtype) for k, v in ema.state_dict().items()})
     meta = {"kind": kind, "config": json.dumps(to_dict(config)), "step": str(step), "extra": json.dumps(extra or {})}
@@ -97,13 +99,19 @@ def optimizer_state(ckpt: dict) -> dict | None:
     return {"state": dict(sorted(state.items())), "param_groups": ckpt["optim_groups"]}
 
 
-def resume(path, model: torch.nn.Module, ema: torch.nn.Module, optimizer) -> int:
-    """Loads weights, EMA and optimizer state from `path` if it exists; returns the step to continue from."""
+def resume_weights(path, model: torch.nn.Module, ema: torch.nn.Module) -> tuple[int, dict | None]:
+    """Loads weights and EMA from `path` if it exists. Returns (step to continue from, optimizer state or None)."""
     if not Path(path).exists():
-        return 0
+        return 0, None
     ck = load_checkpoint(path)
     unwrap(model).load_state_dict(ck["model"])
     ema.load_state_dict(ck["ema"])
-    if (state := optimizer_state(ck)) is not None:
+    return ck["step"], optimizer_state(ck)
+
+
+def resume(path, model: torch.nn.Module, ema: torch.nn.Module, optimizer) -> int:
+    """Loads weights, EMA and optimizer state from `path` if it exists; returns the step to continue from."""
+    step, state = resume_weights(path, model, ema)
+    if state is not None:
         optimizer.load_state_dict(state)
-    return ck["step"]
+    return step

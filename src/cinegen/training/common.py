@@ -75,20 +75,42 @@ def make_ema(model: torch.nn.Module) -> torch.nn.Module:
 
 @torch.no_grad()
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """EMA of the full weights; under FSDP each shard is gathered first (the EMA copy stays whole on every rank)."""
+    from cinegen.parallel.data_parallel import full
     for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p.detach(), 1 - decay)
+        e.lerp_(full(p.detach()), 1 - decay)
 
 
 def build_training_state(model: torch.nn.Module, train, out, device, info: DistInfo):
-    """Model on its device, EMA copy, optimizer, and the step resumed from out/last.safetensors (0 if none)."""
-    from cinegen.training.checkpoint import resume
+    """(module to call, model, EMA copy, optimizer, step) with weights resumed from out/last.safetensors.
+
+    The optimizer is built after wrapping, because FSDP2 replaces the parameters with sharded ones. Optimizer
+    moments are checkpointed whole, so an FSDP run resumes weights and EMA but restarts the moments (logged).
+    """
+    from cinegen.parallel.data_parallel import is_sharded, wrap
+    from cinegen.training.checkpoint import resume_weights
     model = model.to(device)
     ema = make_ema(model)
+    step, opt_state = resume_weights(out / "last.safetensors", model, ema)
+    wrapped = wrap(model, train.parallel, info.world)
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay, betas=(0.9, 0.99))
-    step = resume(out / "last.safetensors", model, ema, opt)
+    if opt_state is not None and not is_sharded(model):
+        opt.load_state_dict(opt_state)
+    elif opt_state is not None and info.main:
+        log.warning("FSDP run: optimizer moments restart from zero on resume (weights and EMA are restored)")
     if step and info.main:
         log.info("resumed from %s at step %d", out / "last.safetensors", step)
-    return model, ema, opt, step
+    return wrapped, model, ema, opt, step
+
+
+def save_training_checkpoint(path, kind: str, cfg, model, ema, opt, step: int, info: DistInfo, extra=None) -> None:
+    """Every rank calls this (FSDP gathers the weights collectively); rank 0 writes."""
+    from cinegen.parallel.data_parallel import full_state_dict, is_sharded
+    from cinegen.training.checkpoint import save_checkpoint
+    sharded = is_sharded(model)
+    state = full_state_dict(model) if sharded else None
+    if info.main:
+        save_checkpoint(path, kind, cfg, model, ema, None if sharded else opt, step, extra=extra, model_state=state)
 
 
 def progress_bar(disable: bool = False) -> Progress:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from cinegen.config import DiTConfig, FlowConfig, TrainConfig, from_dict
 from cinegen.data.latent_cache import LatentCache
@@ -29,6 +28,7 @@ from cinegen.training.common import (
     device_for,
     lr_at,
     progress_bar,
+    save_training_checkpoint,
     seed_everything,
     setup_distributed,
     teardown_distributed,
@@ -104,8 +104,7 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
     device = device_for(info)
     seed_everything(train.seed + info.rank)
     out = Path(out)
-    model, ema, opt, step = build_training_state(VideoDiT(cfg), train, out, device, info)
-    ddp = DDP(model) if info.world > 1 else model
+    ddp, model, ema, opt, step = build_training_state(VideoDiT(cfg), train, out, device, info)
     rng = np.random.default_rng(train.seed * 7919 + 1000 * info.rank + step)
     gen = torch.Generator().manual_seed(train.seed * 31 + 1000 * info.rank + step)
     if info.main:
@@ -121,9 +120,8 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
             bar.update(task, completed=step, status=f"loss {loss:.4f}")
             if info.main and step % train.log_every == 0:
                 log.info("step %d loss %.4f | loss by t-bin %s", step, loss, binned.report())
-            if info.main and (step % train.ckpt_every == 0 or step == train.steps):
-                ckpt_io.save_checkpoint(out / "last.safetensors", "dit", cfg, model, ema, opt, step,
-                                        extra=extra)
+            if step % train.ckpt_every == 0 or step == train.steps:
+                save_training_checkpoint(out / "last.safetensors", "dit", cfg, model, ema, opt, step, info, extra)
     final = out / "dit.safetensors"
     if info.main:
         ckpt_io.save_checkpoint(final, "dit", cfg, ema, step=step, extra=extra)

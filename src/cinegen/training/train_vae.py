@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from cinegen.config import DataConfig, TrainConfig, VAEConfig, from_dict
 from cinegen.data.clips import render_pool, sample_vae_batch, video_to_tensor
@@ -27,6 +26,7 @@ from cinegen.training.common import (
     device_for,
     lr_at,
     progress_bar,
+    save_training_checkpoint,
     seed_everything,
     setup_distributed,
     teardown_distributed,
@@ -78,8 +78,7 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     device = device_for(info)
     seed_everything(train.seed + info.rank)
     out = Path(out)
-    model, ema, opt, step = build_training_state(VideoVAE(cfg), train, out, device, info)
-    ddp = DDP(model) if info.world > 1 else model
+    ddp, model, ema, opt, step = build_training_state(VideoVAE(cfg), train, out, device, info)
     pool = render_pool(data, seed_offset=info.rank, quiet=not info.main)
     rng = np.random.default_rng(train.seed * 7919 + info.rank + step)
     if info.main:
@@ -103,8 +102,8 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
             bar.update(task, completed=step, status=f"loss {loss.item():.4f} psnr~{10 * math.log10(4 / max(parts['mse'], 1e-12)):.1f}")
             if info.main and step % train.log_every == 0:
                 log.info("step %d loss %.4f mse %.5f kl %.2f", step, loss.item(), parts["mse"], parts["kl"])
-            if info.main and (step % train.ckpt_every == 0 or step == train.steps):
-                ckpt_io.save_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step)
+            if step % train.ckpt_every == 0 or step == train.steps:
+                save_training_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step, info)
     final = _finalise(cfg, ema, data, out, device, info, eval_clips)
     teardown_distributed()
     return final

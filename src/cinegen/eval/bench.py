@@ -1,0 +1,281 @@
+"""`make bench`: performance against peers and the quality/speed trade-offs, written to BENCHMARKS.md.
+
+Every speed number is a ratio against a reference run side by side in the same process on the same inputs
+(interleaved repeats, median), so a busy machine slows both sides alike. Sections:
+
+  (a) DiT denoising pass: cinegen VideoDiT vs diffusers' WanTransformer3DModel at the same width, depth, heads,
+      patch, MLP width, text width and token count;
+  (b) MFU: our DiT's achieved FLOP/s over this machine's measured fp32 matmul peak;
+  (c) VAE encode/decode throughput vs diffusers' AutoencoderKLWan sized to a similar parameter count;
+  (d) adherence vs steps and solver (Euler, Heun, DPM-Solver++(2M)) with the shipped model;
+  (e) step caching (TeaCache-style): transformer calls saved, wall-time ratio and adherence cost;
+  (f) peak memory vs video length: chunked vs whole-clip VAE decode, and windowed long generation.
+
+    python -m cinegen.eval.bench [--out BENCHMARKS.md] [--quick]
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from cinegen.config import DIT_PRESETS, VAE_PRESETS, DiTConfig, SampleConfig, VAEConfig
+from cinegen.estimate import dit_pass_flops, latent_grid
+
+TEXT_TOKENS = 32
+
+
+def interleaved(fns: dict, repeats: int = 7, warmup: int = 2) -> dict[str, float]:
+    """Median seconds per call of each fn, timed in alternation so drift hits all of them equally."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# --- (a) + (b): the DiT pass against Wan's transformer, and MFU ---
+
+def wan_transformer_like(cfg: DiTConfig):
+    """diffusers' Wan2.1 transformer with our default DiT's sizes (same blocks: self-attn, cross-attn, MLP)."""
+    from diffusers import WanTransformer3DModel
+    return WanTransformer3DModel(patch_size=cfg.patch, num_attention_heads=cfg.heads, attention_head_dim=cfg.width // cfg.heads,
+                                 in_channels=cfg.in_channels, out_channels=cfg.latent_channels, text_dim=cfg.text_dim,
+                                 freq_dim=256, ffn_dim=int(cfg.width * cfg.mlp_ratio), num_layers=cfg.depth,
+                                 rope_max_seq_len=1024).eval()
+
+
+def dit_vs_wan(cfg: DiTConfig, vae: VAEConfig, sample: SampleConfig, repeats: int = 7) -> dict:
+    """One CFG-batched (B=2) denoising pass of each model on the same latents, text and timestep."""
+    from cinegen.models.dit import VideoDiT
+    torch.manual_seed(0)
+    ours, wan = VideoDiT(cfg).eval(), wan_transformer_like(cfg)
+    grid = latent_grid(vae, sample)
+    x = torch.randn(2, cfg.latent_channels, *grid)                                 # (B, C, t, h, w)
+    cond = torch.randn(2, cfg.in_channels - cfg.latent_channels, *grid) if cfg.conditioning else None
+    x_in = torch.cat([x, cond], 1) if cond is not None else x                      # Wan takes the channels stacked
+    t, text = torch.rand(2), torch.randn(2, TEXT_TOKENS, cfg.text_dim)
+    mask = torch.ones(2, TEXT_TOKENS, dtype=torch.bool)
+    with torch.no_grad():
+        times = interleaved({"cinegen": lambda: ours(x, t, text, mask, cond),
+                             "wan": lambda: wan(x_in, t * 1000, text, return_dict=False)}, repeats)
+    pt, ph, pw = cfg.patch
+    tokens = grid[0] // pt * (grid[1] // ph) * (grid[2] // pw)
+    flops = 2 * dit_pass_flops(cfg, grid, TEXT_TOKENS)                              # B = 2
+    return {"size": f"{sample.width}x{sample.height}", "seconds": sample.seconds, "tokens": tokens,
+            "cinegen_ms": times["cinegen"] * 1e3, "wan_ms": times["wan"] * 1e3, "speedup": times["wan"] / times["cinegen"],
+            "cinegen_params": params(ours), "wan_params": params(wan), "achieved_gflops": flops / times["cinegen"] / 1e9}
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+    """This machine's fp32 matmul rate (FLOP/s): the denominator of MFU."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    seconds = interleaved({"mm": lambda: a @ b}, repeats)["mm"]
+    return 2 * n ** 3 / seconds
+
+
+# --- (c): VAE throughput against Wan's VAE ---
+
+def wan_vae_like(target_params: int, latent_channels: int):
+    """AutoencoderKLWan with the 4x8x8 compression and the base width whose size is nearest ours."""
+    from diffusers import AutoencoderKLWan
+
+    def make(base):
+        return AutoencoderKLWan(base_dim=base, z_dim=latent_channels, latents_mean=[0.0] * latent_channels,
+                                latents_std=[1.0] * latent_channels).eval()
+    best = min((16, 24, 32, 48, 64, 96), key=lambda b: abs(params(make(b)) - target_params))
+    return make(best), best
+
+
+def vae_vs_wan(cfg: VAEConfig, frames: int = 17, size: int = 64, repeats: int = 5) -> dict:
+    from cinegen.models.vae import VideoVAE
+    torch.manual_seed(0)
+    ours = VideoVAE(cfg).eval()
+    wan, base = wan_vae_like(params(ours), cfg.latent_channels)
+    video = torch.rand(1, 3, frames, size, size) * 2 - 1                          # (B, 3, T, H, W) in [-1, 1]
+    with torch.no_grad():
+        z_ours, z_wan = ours.encode(video), wan.encode(video).latent_dist.mode()
+        enc = interleaved({"cinegen": lambda: ours.encode(video), "wan": lambda: wan.encode(video)}, repeats, 1)
+        dec = interleaved({"cinegen": lambda: ours.decode(z_ours), "wan": lambda: wan.decode(z_wan)}, repeats, 1)
+    return {"clip": f"{frames}x{size}x{size}", "wan_base_dim": base, "cinegen_params": params(ours), "wan_params": params(wan),
+            "encode_fps": {k: frames / v for k, v in enc.items()}, "decode_fps": {k: frames / v for k, v in dec.items()},
+            "encode_speedup": enc["wan"] / enc["cinegen"], "decode_speedup": dec["wan"] / dec["cinegen"]}
+
+
+# --- (d) + (e): quality against steps, solver and caching, with the shipped model ---
+
+def adherence_grid(pipe, holdout, n: int, steps=(4, 8, 16, 32, 50), solvers=("euler", "heun", "dpmpp_2m")) -> list[dict]:
+    from cinegen.eval.run import evaluate
+    rows = []
+    for solver in solvers:
+        for s in steps:
+            cfg = SampleConfig(steps=s, solver=solver)
+            start = time.perf_counter()
+            r = evaluate(pipe.generate, holdout, cfg, n_seen=n, n_heldout=0)
+            rows.append({"solver": solver, "steps": s, "adherence": r["splits"]["seen"]["generated"]["adherence"],
+                         "seconds_per_clip": (time.perf_counter() - start) / n})
+    return rows
+
+
+def cache_grid(pipe, holdout, n: int, thresholds=(0.0, 0.05, 0.1, 0.2), steps: int = 20) -> list[dict]:
+    from cinegen.eval.run import evaluate
+    rows = []
+    for th in thresholds:
+        stats = {"calls": 0, "skipped": 0}
+
+        def gen(prompt, cfg):
+            video = pipe.generate(prompt, cfg)
+            for k in stats:
+                stats[k] += pipe.last_stats[k]
+            return video
+        start = time.perf_counter()
+        r = evaluate(gen, holdout, SampleConfig(steps=steps, cache=th), n_seen=n, n_heldout=0)
+        rows.append({"threshold": th, "adherence": r["splits"]["seen"]["generated"]["adherence"],
+                     "calls_per_clip": stats["calls"] / n, "skipped_per_clip": stats["skipped"] / n,
+                     "seconds_per_clip": (time.perf_counter() - start) / n})
+    base = rows[0]["seconds_per_clip"]
+    for r in rows:
+        r["speedup"] = base / r["seconds_per_clip"]
+    return rows
+
+
+# --- (f): peak memory vs length ---
+
+def _decode_peak(model_dir, latent_frames: int, chunk: int | None, queue) -> None:
+    from cinegen.pipeline import TextToVideo
+    pipe = TextToVideo.from_pretrained(model_dir)
+    z = torch.randn(1, pipe.vae.cfg.latent_channels, latent_frames, 8, 8)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with torch.no_grad():
+        pipe.vae.decode(z, chunk_frames=chunk)
+    queue.put((before / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def decode_memory(model_dir, multiples=(1, 2, 4, 8)) -> list[dict]:
+    """Peak RSS (MB) of decoding 2 s x multiple of latents at 64x64, chunked (4 latent frames) vs whole clip."""
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    rows = []
+    for m in multiples:
+        latent_frames = 1 + 4 * m                          # 2 s at 8 fps = 17 frames = 5 latent frames
+        row = {"multiple": m, "frames": 1 + 4 * (latent_frames - 1)}
+        for name, chunk in (("chunked", 4), ("whole", None)):
+            q = ctx.Queue()
+            p = ctx.Process(target=_decode_peak, args=(model_dir, latent_frames, chunk, q))
+            p.start()
+            before, peak = q.get()
+            p.join()
+            row[f"{name}_mb"] = round(peak - before, 1)
+        rows.append(row)
+    return rows
+
+
+# --- report ---
+
+def machine() -> str:
+    import os
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"{gpu}, Python {platform.python_version()}")
+
+
+def run(out: Path, quick: bool = False, model_dir: Path | None = None) -> dict:
+    from cinegen.data.world import DEFAULT_HOLDOUT
+    from cinegen.pipeline import WEIGHTS_DIR, TextToVideo
+    model_dir = model_dir or WEIGHTS_DIR
+    dit, vae = DIT_PRESETS["default"], VAE_PRESETS["default"]
+    sizes = [(64, 64)] if quick else [(64, 64), (128, 128), (256, 256)]
+    results = {"machine": machine(), "command": "make bench" + (" (quick)" if quick else ""),
+               "dit": [dit_vs_wan(dit, vae, SampleConfig(width=w, height=h), 3 if quick else 7) for w, h in sizes]}
+    results["matmul_peak_gflops"] = matmul_peak() / 1e9
+    results["vae"] = vae_vs_wan(vae, repeats=2 if quick else 5)
+    if (model_dir / "dit.safetensors").is_file():
+        pipe = TextToVideo.from_pretrained(model_dir)
+        n = 4 if quick else 12
+        steps = (4, 8) if quick else (4, 8, 16, 32, 50)
+        results["adherence"] = adherence_grid(pipe, DEFAULT_HOLDOUT, n, steps)
+        results["cache"] = cache_grid(pipe, DEFAULT_HOLDOUT, n, (0.0, 0.1) if quick else (0.0, 0.05, 0.1, 0.2))
+        results["decode_memory"] = decode_memory(model_dir, (1, 2) if quick else (1, 2, 4, 8))
+        from cinegen.eval.modes_eval import long_video_memory
+        results["long_video_memory"] = long_video_memory(model_dir, "a large red ball moves right on a black background",
+                                                         SampleConfig(steps=4 if quick else 20), (1, 2) if quick else (1, 2, 4, 8))
+    write_markdown(results, out)
+    return results
+
+
+def write_markdown(r: dict, out: Path) -> None:
+    from cinegen.training.checkpoint import atomic_write
+    peak = r["matmul_peak_gflops"]
+    lines = ["# Benchmarks", "", f"Machine: {r['machine']}", "", f"Command: `{r['command']}` "
+             "(`python -m cinegen.eval.bench`). Speed numbers are ratios of runs interleaved in one process on the "
+             "same inputs (median of repeats). GPU: unmeasured unless a GPU is named above.", "",
+             "## (a) DiT denoising pass vs diffusers WanTransformer3DModel (same width, depth, heads, patch, MLP, text width; "
+             "CFG batch of 2, fp32)", "",
+             "| clip | tokens | cinegen ms | Wan ms | speed-up (Wan / cinegen) | params cinegen / Wan | (b) MFU |",
+             "|---|---|---|---|---|---|---|"]
+    for d in r["dit"]:
+        lines.append(f"| {d['size']} {d['seconds']:g} s | {d['tokens']} | {d['cinegen_ms']:.1f} | {d['wan_ms']:.1f} | "
+                     f"{d['speedup']:.2f}x | {d['cinegen_params'] / 1e6:.2f}M / {d['wan_params'] / 1e6:.2f}M | "
+                     f"{d['achieved_gflops'] / peak:.0%} |")
+    lines += ["", f"(b) MFU = achieved FLOP/s (FLOPs counted by torch's FlopCounterMode) over this machine's measured "
+              f"fp32 matmul peak of {peak:.1f} GFLOP/s (2048x2048).", ""]
+    v = r["vae"]
+    lines += [f"## (c) VAE throughput vs diffusers AutoencoderKLWan (base_dim {v['wan_base_dim']}, "
+              f"{v['wan_params'] / 1e6:.2f}M params vs our {v['cinegen_params'] / 1e6:.2f}M; clip {v['clip']})", "",
+              "| | cinegen frames/s | Wan frames/s | speed-up |", "|---|---|---|---|",
+              f"| encode | {v['encode_fps']['cinegen']:.1f} | {v['encode_fps']['wan']:.1f} | {v['encode_speedup']:.2f}x |",
+              f"| decode | {v['decode_fps']['cinegen']:.1f} | {v['decode_fps']['wan']:.1f} | {v['decode_speedup']:.2f}x |", ""]
+    if "adherence" in r:
+        lines += ["## (d) Adherence (seen prompts) vs steps and solver, shipped model, 64x64 2 s, guidance 4", "",
+                  "| solver | steps | adherence | s/clip |", "|---|---|---|---|"]
+        lines += [f"| {a['solver']} | {a['steps']} | {a['adherence']:.1%} | {a['seconds_per_clip']:.2f} |" for a in r["adherence"]]
+        lines += ["", "## (e) Step caching (TeaCache-style), Euler 20 steps", "",
+                  "| threshold | transformer calls / clip | skipped | speed-up | adherence |", "|---|---|---|---|---|"]
+        lines += [f"| {c['threshold']} | {c['calls_per_clip']:.1f} | {c['skipped_per_clip']:.1f} | {c['speedup']:.2f}x | "
+                  f"{c['adherence']:.1%} |" for c in r["cache"]]
+        lines += ["", "## (f) Peak memory vs length (RSS above the loaded model, MB; fresh process each)", "",
+                  "| length | frames | chunked decode | whole-clip decode |", "|---|---|---|---|"]
+        lines += [f"| {m['multiple']}x 2 s | {m['frames']} | {m['chunked_mb']} | {m['whole_mb']} |" for m in r["decode_memory"]]
+        lines += ["", "| windowed generation | frames | peak RSS after load (MB) | peak RSS (MB) |", "|---|---|---|---|"]
+        lines += [f"| {k} 2 s | {m['frames']} | {m['peak_mb_after_load']} | {m['peak_mb']} |"
+                  for k, m in r["long_video_memory"].items()]
+    atomic_write(out, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import json
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    ap.add_argument("--json", type=Path, default=Path("out/bench.json"))
+    ap.add_argument("--quick", action="store_true", help="fewer sizes, steps and repeats (a smoke run)")
+    ap.add_argument("--model", type=Path, default=None)
+    args = ap.parse_args(argv)
+    results = run(args.out, args.quick, args.model)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    print(args.out.read_text())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
