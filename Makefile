@@ -7,7 +7,7 @@ SYSDEPS := $(VENV)/.sysdeps
 PROMPT ?= a large red ball bounces on a black background
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test test-slow lint eval clean
+.PHONY: install demo test test-slow lint eval bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,11 +19,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 $(SYSDEPS): | $(BIN)/python
-	@# Debian's Chromium (web-page test, driven by Playwright: no browser download) and PostgreSQL (scale-out
-	@# test, a throwaway cluster on loopback). Best effort: without root or apt those tests skip and say so.
-	(command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1) || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium postgresql) \
-		|| echo "chromium/postgresql could not be installed: tests/test_web.py and tests/test_scaleout.py will skip"
+	@# Debian's Chromium (web-page test, driven by Playwright: no browser download), PostgreSQL (scale-out
+	@# test, a throwaway cluster on loopback) and espeak-ng (storyboard voice-over, an offline TTS with its voices).
+	@# Best effort: without root or apt those tests skip and say so.
+	(command -v chromium >/dev/null && command -v espeak-ng >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1) || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium postgresql espeak-ng) \
+		|| echo "chromium/postgresql/espeak-ng could not be installed: web, scale-out and voice-over tests will skip"
 	touch $(SYSDEPS)
 
 install: $(STAMP)
@@ -42,6 +43,10 @@ test-slow: $(STAMP) $(SYSDEPS)
 
 eval: $(STAMP)
 	$(BIN)/cinegen eval --out out/eval.json
+
+# Benchmarks against diffusers' Wan2.1 modules and the quality/speed trade-offs -> BENCHMARKS.md (about 30 min on 2 cores)
+bench: $(STAMP)
+	$(BIN)/python -m cinegen.eval.bench --out BENCHMARKS.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
