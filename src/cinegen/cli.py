@@ -139,7 +139,7 @@ def _sample_config(seconds, size, steps, seed, guidance, solver, negative, fps, 
                           negative_prompt=negative, seed=seed, cache=cache)
 
 
-def _load_pipeline(model: Optional[Path], diffusers_ok: bool = False):
+def _load_pipeline(model: Optional[Path], diffusers_ok: bool = False, compile: bool = False):
     """Our own model folder, or (for plain text-to-video) a local Diffusers pipeline such as Wan2.1."""
     from cinegen.peers import DiffusersVideo, is_diffusers_folder
     from cinegen.pipeline import TextToVideo
@@ -149,7 +149,7 @@ def _load_pipeline(model: Optional[Path], diffusers_ok: bool = False):
                 raise ValueError(f"{model} is a Diffusers pipeline; it runs `cinegen generate` only, the image/video "
                                  "modes need a cinegen model (dit.safetensors + vae.safetensors)")
             return DiffusersVideo.from_pretrained(model)
-        return TextToVideo.from_pretrained(model)
+        return TextToVideo.from_pretrained(model, compile=compile)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
 
@@ -194,6 +194,7 @@ def generate_cmd(
     fps: float = typer.Option(8.0), frames_dir: Optional[Path] = typer.Option(None, help="also write PNG frames here"),
     model: Optional[Path] = typer.Option(None, help="folder with dit.safetensors + vae.safetensors (default: shipped)"),
     watermark: bool = typer.Option(False, help="embed the invisible cinegen watermark (frames >= 256x256)"),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the DiT (worth it on GPUs and long runs)"),
 ):
     """Generate a video from a text prompt and write an H.264 MP4."""
     _setup_logging()
@@ -203,7 +204,7 @@ def generate_cmd(
         validate_request(prompt, cfg)
     except ValueError as e:
         _fail(str(e))
-    pipe = _load_pipeline(model, diffusers_ok=True)
+    pipe = _load_pipeline(model, diffusers_ok=True, compile=compile_)
     if watermark and min(cfg.width, cfg.height) < 256:
         _fail(f"--watermark needs a size of at least 256x256 (invisible-watermark's limit), got {size}")
     video = _generate_with_progress(pipe, prompt, cfg)

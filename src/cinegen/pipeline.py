@@ -61,14 +61,18 @@ def validate_request(prompt: str, cfg: SampleConfig) -> None:
 
 
 class TextToVideo:
-    def __init__(self, dit: VideoDiT, vae: VideoVAE, text_encoder: TextEncoder, flow: FlowConfig, device="cpu"):
+    def __init__(self, dit: VideoDiT, vae: VideoVAE, text_encoder: TextEncoder, flow: FlowConfig, device="cpu",
+                 compile: bool = False):
         if dit.cfg.latent_channels != vae.cfg.latent_channels:
             raise ValueError(f"DiT expects {dit.cfg.latent_channels} latent channels, VAE gives {vae.cfg.latent_channels}")
         self.dit, self.vae, self.text_encoder, self.flow = dit.eval(), vae.eval(), text_encoder, flow
         self.device = torch.device(device)
+        # torch.compile is optional: it pays off on GPUs and long runs, costs a warm-up on every new token grid
+        self.dit_fn = torch.compile(self.dit, dynamic=True) if compile else self.dit
+        self.last_stats = {"calls": 0, "skipped": 0}
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, device="cpu") -> "TextToVideo":
+    def from_pretrained(cls, path: str | Path | None = None, device="cpu", compile: bool = False) -> "TextToVideo":
         """Loads `path`/dit.safetensors and `path`/vae.safetensors (default: the shipped weights)."""
         from cinegen.training.train_dit import load_dit
         from cinegen.training.train_vae import load_vae
@@ -80,7 +84,7 @@ class TextToVideo:
         vae = load_vae(folder / "vae.safetensors", device)
         # the prompt encoder the DiT was trained with (older checkpoints: the shipped MiniLM)
         text_cfg = from_dict(TextConfig, dit.extra.get("text", {"dim": dit.cfg.text_dim}))
-        return cls(dit, vae, TextEncoder(text_cfg, device=device), flow, device)
+        return cls(dit, vae, TextEncoder(text_cfg, device=device), flow, device, compile)
 
     # --- latent geometry ---
 
@@ -111,17 +115,32 @@ class TextToVideo:
         source: (1, C, t, h, w) latents of a video to re-imagine (SDEdit); strength 0 keeps it, 1 ignores it.
         callback: called with {"i", "t", "x", "denoised", "steps"} after each solver step (progress reporting).
         """
-        validate_request(prompt, cfg)
+        out = self.generate_batch([prompt], cfg, conditions=conditions, source=source, strength=strength,
+                                  callback=callback, return_latents=return_latents)
+        return out if return_latents else out[0]
+
+    @torch.no_grad()
+    def generate_batch(self, prompts: list[str], cfg: SampleConfig = SampleConfig(), *,
+                       conditions: Conditions | None = None, source: torch.Tensor | None = None, strength: float = 1.0,
+                       callback=None, return_latents: bool = False):
+        """Several prompts in one batch (one DiT call per step for all of them, both CFG halves included).
+        Prompt i uses seed cfg.seed + i, so it gets what `generate` gives it alone with that seed.
+        Returns (N, T, H, W, 3) uint8 (or the (N, C, t, h, w) latents)."""
+        if not prompts:
+            raise ValueError("prompts must not be empty")
+        for p in prompts:
+            validate_request(p, cfg)
+        n = len(prompts)
         shape = self.latent_shape(cfg) if source is None else tuple(source.shape)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        noise = torch.randn(shape, generator=gen).to(self.device)                        # (1, C, t, h, w)
+        noise = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(cfg.seed + i))
+                           for i in range(n)]).to(self.device)                                  # (N, C, t, h, w)
         pt, ph, pw = self.dit.cfg.patch
         ts = shifted_ts(cfg.steps, shift_for(shape[2] // pt * (shape[3] // ph) * (shape[4] // pw), self.flow))
         x = noise
         if source is not None:
             ts = truncated_ts(ts, strength)
-            x = interpolate(source.to(self.device), noise, torch.full((1,), float(ts[0]), device=self.device))
-        model_fn = cfg_model_fn(self._velocity_fn(prompt, cfg.negative_prompt, conditions), cfg.guidance)
+            x = interpolate(source.to(self.device).expand_as(noise), noise, torch.full((n,), float(ts[0]), device=self.device))
+        model_fn = cfg_model_fn(self._velocity_fn(prompts, cfg.negative_prompt, conditions), cfg.guidance)
         model_fn, self.last_stats = step_cache(model_fn, cfg.cache)      # {"calls", "skipped"}; cache 0 never skips
         steps = len(ts) - 1
         cb = None if callback is None else (lambda d: callback({**d, "steps": steps}))
@@ -131,16 +150,18 @@ class TextToVideo:
             latents = m * conditions.latents.to(self.device) + (1 - m) * latents   # given frames stay exact
         if return_latents:
             return latents
-        return self.decode_latents(latents)
+        return np.stack([self.decode_latents(latents[i:i + 1]) for i in range(n)])
 
-    def _velocity_fn(self, prompt: str, negative: str, conditions: Conditions | None):
-        emb, mask = self.text_encoder.encode([prompt, negative])                        # (2, S, Dt), (2, S)
+    def _velocity_fn(self, prompts: list[str], negative: str, conditions: Conditions | None):
+        from cinegen.training.common import autocast
+        n = len(prompts)
+        emb, mask = self.text_encoder.encode(list(prompts) + [negative] * n)           # (2N, S, Dt), (2N, S)
         emb, mask = emb.to(self.device), mask.to(self.device)
         cond = None if conditions is None else make_cond(conditions.latents, conditions.mask).to(self.device)
 
         def velocity(x: torch.Tensor, t: torch.Tensor, guided: bool) -> torch.Tensor:
-            n = x.shape[0]
-            e, m = (emb, mask) if guided else (emb[:1], mask[:1])                      # [positive; negative]
-            c = None if cond is None else cond.expand(n, -1, -1, -1, -1)
-            return self.dit(x, t, e.repeat_interleave(n // e.shape[0], 0), m.repeat_interleave(n // e.shape[0], 0), c)
+            e, m = (emb, mask) if guided else (emb[:n], mask[:n])                       # [positives; negatives]
+            c = None if cond is None else cond.expand(x.shape[0], -1, -1, -1, -1)
+            with autocast(self.device):                                                 # bf16 on GPU, fp32 on CPU
+                return self.dit_fn(x, t, e, m, c).float()
         return velocity
