@@ -49,3 +49,13 @@ def test_bad_inputs():
         estimate(DiTConfig(width=64, depth=1, heads=2), VAEConfig(), SampleConfig(), gpu="TPU9")
     with pytest.raises(ValueError, match="unknown model"):
         peer_config("sora-3")
+
+
+def test_cli_estimate_on_this_cpu():
+    from typer.testing import CliRunner
+
+    from cinegen.cli import app
+    r = CliRunner().invoke(app, ["estimate", "--seconds", "2", "--size", "64x64", "--fps", "8", "--steps", "20",
+                                 "--gpu", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "CPU" in r.output and "wall time" in r.output and "$0.00" in r.output

@@ -515,7 +515,8 @@ def storyboard_cmd(
 def estimate_cmd(
     seconds: float = typer.Option(60.0), size: str = typer.Option("1920x1088", help="WIDTHxHEIGHT, multiples of 16"),
     fps: float = typer.Option(24.0), steps: int = typer.Option(50), guidance: float = typer.Option(5.0),
-    solver: str = typer.Option("euler"), gpu: str = typer.Option("H100"), gpus: int = typer.Option(1),
+    solver: str = typer.Option("euler"), gpu: str = typer.Option("H100", help="H100, H800, A100, ... or 'cpu' (this machine, timed)"),
+    gpus: int = typer.Option(1),
     utilisation: float = typer.Option(0.4, help="share of the datasheet peak actually reached (MFU)"),
     price: Optional[float] = typer.Option(None, help="$ per GPU-hour (default: a typical cloud price per GPU)"),
     model: str = typer.Option("default", help="cinegen preset (default, base, ...) or peer: wan2.1-14b, wan2.1-1.3b"),
@@ -526,11 +527,16 @@ def estimate_cmd(
 
     from cinegen.estimate import calibrate_cpu, estimate, peer_config
     w, h = _parse_size(size)
+    peak = None
+    if gpu.lower() == "cpu":
+        # this machine: its rate measured by timing real DiT passes, so utilisation is already in the number
+        cal = calibrate_cpu()
+        peak, utilisation, price, gpu = cal["achieved_flops"], 1.0, price or 0.0, "CPU"
     try:
         dit, vae, text_tokens = peer_config(model)
         sample = C.SampleConfig(seconds=seconds, fps=fps, width=w, height=h, steps=steps, guidance=guidance, solver=solver)
         est = estimate(dit, vae, sample, gpu=gpu, gpus=gpus, utilisation=utilisation, price_per_gpu_hour=price,
-                       text_tokens=text_tokens)
+                       text_tokens=text_tokens, peak_flops=peak)
     except ValueError as e:
         _fail(str(e))
     table = Table("quantity", "value", title=f"{model}: {seconds:g} s at {size}, {steps} steps on {gpus}x {gpu} "
