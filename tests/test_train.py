@@ -65,6 +65,19 @@ def test_train_vae_then_resume(tmp_path):
     r = _cli("train-vae", "--out", str(out), "--preset", "tiny", "--steps", "6", "--num-clips", "4")
     assert r.returncode == 0 and "resumed" in r.stderr
     assert load_checkpoint(out / "last.safetensors")["step"] == 6
+    # decoder-only fine-tuning keeps the encoder (the latent space a DiT was trained on) bit for bit
+    r = _cli("train-vae", "--out", str(tmp_path / "dec"), "--init", str(out / "vae.safetensors"), "--decoder-only",
+             "--steps", "3", "--num-clips", "4", "--lr", "1e-2")
+    assert r.returncode == 0, r.stderr
+    before, after = load_checkpoint(out / "vae.safetensors")["model"], load_checkpoint(tmp_path / "dec" / "vae.safetensors")["model"]
+    enc = [k for k in before if k.startswith("encoder.")]
+    dec = [k for k in before if k.startswith("decoder.")]
+    assert enc and all(torch.equal(before[k], after[k]) for k in enc)
+    assert any(not torch.equal(before[k], after[k]) for k in dec)
+    assert load_checkpoint(tmp_path / "dec" / "vae.safetensors")["config"]["latent_mean"] == \
+        load_checkpoint(out / "vae.safetensors")["config"]["latent_mean"]
+    r = _cli("train-vae", "--out", str(tmp_path / "x"), "--decoder-only", "--steps", "1")
+    assert r.returncode == 2 and "--init" in r.stderr
 
 
 def test_train_dit_single_process_and_torchrun_ddp(tmp_path, tiny_model_dir):

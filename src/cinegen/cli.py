@@ -54,6 +54,8 @@ def train_vae_cmd(
     holdout: list[str] = typer.Option([], help="attribute combinations to exclude, e.g. 'purple triangle'"),
     ckpt_every: int = typer.Option(200), log_every: int = typer.Option(100), seed: int = typer.Option(0),
     set_: list[str] = typer.Option([], "--set", help="VAEConfig override key=value"),
+    init: Optional[Path] = typer.Option(None, help="start from this trained VAE file (its config wins)"),
+    decoder_only: bool = typer.Option(False, help="freeze the encoder: sharpen decoding, keep the latent space"),
 ):
     """Train the causal video autoencoder on toy-world clips."""
     from cinegen.training.train_vae import train_vae
@@ -65,7 +67,11 @@ def train_vae_cmd(
         _fail(str(e))
     train = C.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=100, ckpt_every=ckpt_every, seed=seed,
                           ema_decay=0.995, log_every=log_every)
-    path = train_vae(cfg, train, data, out, crop=crop)
+    if decoder_only and init is None:
+        _fail("--decoder-only needs --init (a trained VAE whose encoder is kept)")
+    if init is not None and not init.is_file():
+        _fail(f"--init file not found: {init}")
+    path = train_vae(cfg, train, data, out, crop=crop, init=init, decoder_only=decoder_only)
     console.print(f"VAE written to {path}")
 
 

@@ -54,12 +54,16 @@ def heldout_scenes(n: int, holdout: tuple[str, ...], seed: int = 0) -> list[Scen
 
 
 def _object_with(words: set[str], rng) -> ObjectSpec:
-    for _ in range(1000):
-        obj = ObjectSpec(str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES)), str(rng.choice(SIZES)),
-                         str(rng.choice(MOTIONS)))
-        if matches_holdout(obj, (" ".join(sorted(words)),)) and not (obj.motion == "spins" and obj.shape in ("ball", "ring")):
-            return obj
-    raise ValueError(f"no object matches holdout words {sorted(words)}")
+    """A random object whose attributes include every holdout word (the other attributes drawn at random)."""
+    def pick(options):
+        named = [o for o in options if set(o.split()) <= words]
+        return str(named[0] if named else rng.choice(list(options)))
+    shape = pick(SHAPES)
+    motions = [m for m in MOTIONS if not (m == "spins" and shape in ("ball", "ring"))]   # discs do not visibly spin
+    obj = ObjectSpec(pick(COLOURS), shape, pick(SIZES), pick(motions))
+    if not matches_holdout(obj, (" ".join(sorted(words)),)):
+        raise ValueError(f"no object matches holdout words {sorted(words)}")
+    return obj
 
 
 def summarise(reports: list) -> dict:

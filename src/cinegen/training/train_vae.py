@@ -72,13 +72,20 @@ def latent_stats(vae: VideoVAE, clips, device) -> tuple[tuple[float, ...], tuple
 
 
 def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, crop: int = 32,
-              eval_clips: int = 16) -> Path:
-    """Trains (or resumes) the VAE; writes out/last.safetensors periodically and out/vae.safetensors at the end."""
+              eval_clips: int = 16, init: Path | None = None, decoder_only: bool = False) -> Path:
+    """Trains (or resumes) the VAE; writes out/last.safetensors periodically and out/vae.safetensors at the end.
+
+    init: start from a trained VAE file (its config wins). decoder_only: freeze the encoder, so the latent space
+    (and every DiT trained on it) stays valid while reconstructions sharpen.
+    """
     info = setup_distributed()
     device = device_for(info)
     seed_everything(train.seed + info.rank)
     out = Path(out)
-    ddp, model, ema, opt, step = build_training_state(VideoVAE(cfg), train, out, device, info)
+    model = load_vae(init).train() if init else VideoVAE(cfg)
+    if decoder_only:
+        model.encoder.requires_grad_(False)
+    ddp, model, ema, opt, step = build_training_state(model, train, out, device, info)
     pool = render_pool(data, seed_offset=info.rank, quiet=not info.main)
     rng = np.random.default_rng(train.seed * 7919 + info.rank + step)
     if info.main:
@@ -116,7 +123,7 @@ def _finalise(cfg: VAEConfig, ema: VideoVAE, data: DataConfig, out: Path, device
         return final
     stats_clips = render_pool(data, num_clips=64, seed_offset=10_000, quiet=True)
     mean, std = latent_stats(ema, stats_clips, device)
-    cfg = dataclasses.replace(cfg, latent_mean=mean, latent_std=std)
+    cfg = dataclasses.replace(ema.cfg, latent_mean=mean, latent_std=std)
     model = VideoVAE(cfg).to(device)
     model.load_state_dict(ema.state_dict())
     heldout = render_pool(data, num_clips=eval_clips, seed_offset=20_000, quiet=True)
