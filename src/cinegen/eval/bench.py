@@ -156,30 +156,42 @@ def cache_grid(pipe, holdout, n: int, thresholds=(0.0, 0.05, 0.1, 0.2), steps: i
 
 # --- (f): peak memory vs length ---
 
-def _decode_peak(model_dir, latent_frames: int, chunk: int | None, queue) -> None:
-    from cinegen.pipeline import TextToVideo
-    pipe = TextToVideo.from_pretrained(model_dir)
-    z = torch.randn(1, pipe.vae.cfg.latent_channels, latent_frames, 8, 8)
+def _decode_peak(model_dir, latent_frames: int, side: int, chunk: int | None, queue) -> None:
+    from cinegen.training.train_vae import load_vae
+    vae = load_vae(Path(model_dir) / "vae.safetensors")          # the VAE alone: its load peak stays small
+    z = torch.randn(1, vae.cfg.latent_channels, latent_frames, side, side)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with torch.no_grad():
-        pipe.vae.decode(z, chunk_frames=chunk)
+        vae.decode(z, chunk_frames=chunk)
     queue.put((before / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
-def decode_memory(model_dir, multiples=(1, 2, 4, 8)) -> list[dict]:
-    """Peak RSS (MB) of decoding 2 s x multiple of latents at 64x64, chunked (4 latent frames) vs whole clip."""
+def _result(queue, proc, timeout: float = 900.0):
+    """The child's answer; a child that died (out of memory, import error) is an error, not a hang."""
+    import queue as q
+    try:
+        out = queue.get(timeout=timeout)
+    except q.Empty:
+        proc.kill()
+        raise RuntimeError(f"memory probe process failed (exit code {proc.exitcode})") from None
+    proc.join()
+    return out
+
+
+def decode_memory(model_dir, multiples=(1, 2, 4, 8), size: int = 128) -> list[dict]:
+    """Peak RSS (MB) above the loaded VAE for decoding 2 s x multiple at size x size, chunked (4 latent frames at a
+    time, causal cache carried over) vs the whole clip at once."""
     import multiprocessing as mp
     ctx = mp.get_context("spawn")
     rows = []
     for m in multiples:
         latent_frames = 1 + 4 * m                          # 2 s at 8 fps = 17 frames = 5 latent frames
-        row = {"multiple": m, "frames": 1 + 4 * (latent_frames - 1)}
+        row = {"multiple": m, "frames": 1 + 4 * (latent_frames - 1), "size": f"{size}x{size}"}
         for name, chunk in (("chunked", 4), ("whole", None)):
             q = ctx.Queue()
-            p = ctx.Process(target=_decode_peak, args=(model_dir, latent_frames, chunk, q))
+            p = ctx.Process(target=_decode_peak, args=(model_dir, latent_frames, size // 8, chunk, q))
             p.start()
-            before, peak = q.get()
-            p.join()
+            before, peak = _result(q, p)
             row[f"{name}_mb"] = round(peak - before, 1)
         rows.append(row)
     return rows
@@ -201,24 +213,34 @@ def machine() -> str:
 
 def run(out: Path, quick: bool = False, model_dir: Path | None = None) -> dict:
     from cinegen.data.world import DEFAULT_HOLDOUT
+    from cinegen.eval.modes_eval import long_video_memory
     from cinegen.pipeline import WEIGHTS_DIR, TextToVideo
+    from cinegen.training.common import progress_bar
     model_dir = model_dir or WEIGHTS_DIR
     dit, vae = DIT_PRESETS["default"], VAE_PRESETS["default"]
     sizes = [(64, 64)] if quick else [(64, 64), (128, 128), (256, 256)]
-    results = {"machine": machine(), "command": "make bench" + (" (quick)" if quick else ""),
-               "dit": [dit_vs_wan(dit, vae, SampleConfig(width=w, height=h), 3 if quick else 7) for w, h in sizes]}
-    results["matmul_peak_gflops"] = matmul_peak() / 1e9
-    results["vae"] = vae_vs_wan(vae, repeats=2 if quick else 5)
+    n, steps = (4, (4, 8)) if quick else (12, (4, 8, 16, 32, 50))
+    multiples = (1, 2) if quick else (1, 2, 4, 8)
+    results = {"machine": machine(), "command": "make bench" + (" (quick)" if quick else "")}
+    sections = [("(a) DiT vs Wan", "dit", lambda: [dit_vs_wan(dit, vae, SampleConfig(width=w, height=h), 3 if quick else 7)
+                                                    for w, h in sizes]),
+                ("(b) matmul peak", "matmul_peak_gflops", lambda: matmul_peak() / 1e9),
+                ("(c) VAE vs Wan", "vae", lambda: vae_vs_wan(vae, repeats=2 if quick else 5))]
     if (model_dir / "dit.safetensors").is_file():
         pipe = TextToVideo.from_pretrained(model_dir)
-        n = 4 if quick else 12
-        steps = (4, 8) if quick else (4, 8, 16, 32, 50)
-        results["adherence"] = adherence_grid(pipe, DEFAULT_HOLDOUT, n, steps)
-        results["cache"] = cache_grid(pipe, DEFAULT_HOLDOUT, n, (0.0, 0.1) if quick else (0.0, 0.05, 0.1, 0.2))
-        results["decode_memory"] = decode_memory(model_dir, (1, 2) if quick else (1, 2, 4, 8))
-        from cinegen.eval.modes_eval import long_video_memory
-        results["long_video_memory"] = long_video_memory(model_dir, "a large red ball moves right on a black background",
-                                                         SampleConfig(steps=4 if quick else 20), (1, 2) if quick else (1, 2, 4, 8))
+        sections += [("(d) steps x solver", "adherence", lambda: adherence_grid(pipe, DEFAULT_HOLDOUT, n, steps)),
+                     ("(e) step cache", "cache", lambda: cache_grid(pipe, DEFAULT_HOLDOUT, n,
+                                                                    (0.0, 0.1) if quick else (0.0, 0.05, 0.1, 0.2))),
+                     ("(f) decode memory", "decode_memory", lambda: decode_memory(model_dir, multiples)),
+                     ("(f) long-video memory", "long_video_memory", lambda: long_video_memory(
+                         model_dir, "a large red ball moves right on a black background",
+                         SampleConfig(steps=4 if quick else 20), multiples))]
+    with progress_bar() as bar:
+        task = bar.add_task("bench", total=len(sections), status="")
+        for label, key, fn in sections:
+            bar.update(task, status=label)
+            results[key] = fn()
+            bar.advance(task)
     write_markdown(results, out)
     return results
 
@@ -253,10 +275,14 @@ def write_markdown(r: dict, out: Path) -> None:
                   "| threshold | transformer calls / clip | skipped | speed-up | adherence |", "|---|---|---|---|---|"]
         lines += [f"| {c['threshold']} | {c['calls_per_clip']:.1f} | {c['skipped_per_clip']:.1f} | {c['speedup']:.2f}x | "
                   f"{c['adherence']:.1%} |" for c in r["cache"]]
-        lines += ["", "## (f) Peak memory vs length (RSS above the loaded model, MB; fresh process each)", "",
-                  "| length | frames | chunked decode | whole-clip decode |", "|---|---|---|---|"]
-        lines += [f"| {m['multiple']}x 2 s | {m['frames']} | {m['chunked_mb']} | {m['whole_mb']} |" for m in r["decode_memory"]]
-        lines += ["", "| windowed generation | frames | peak RSS after load (MB) | peak RSS (MB) |", "|---|---|---|---|"]
+        lines += ["", "## (f) Peak memory vs length (fresh process each)", "",
+                  "VAE decode: peak RSS above the loaded VAE, MB.", "",
+                  "| length | frames | size | chunked decode | whole-clip decode |", "|---|---|---|---|---|"]
+        lines += [f"| {m['multiple']}x 2 s | {m['frames']} | {m['size']} | {m['chunked_mb']} | {m['whole_mb']} |"
+                  for m in r["decode_memory"]]
+        lines += ["", "Windowed long generation at 64x64 (`modes.long_video`, whole pipeline incl. text encoder): "
+                  "peak RSS once loaded, and overall.", "",
+                  "| windowed generation | frames | peak RSS after load (MB) | peak RSS (MB) |", "|---|---|---|---|"]
         lines += [f"| {k} 2 s | {m['frames']} | {m['peak_mb_after_load']} | {m['peak_mb']} |"
                   for k, m in r["long_video_memory"].items()]
     atomic_write(out, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))

@@ -72,7 +72,7 @@ def long_video_memory(model_dir, prompt: str, cfg: SampleConfig, multiples=(1, 2
         queue = ctx.Queue()
         proc = ctx.Process(target=_peak_rss_worker, args=(model_dir, prompt, replace(cfg, seconds=2.0 * m), queue))
         proc.start()
-        frames, loaded, peak = queue.get()
-        proc.join()
+        from cinegen.eval.bench import _result
+        frames, loaded, peak = _result(queue, proc)
         out[f"{m}x"] = {"frames": frames, "peak_mb_after_load": round(loaded, 1), "peak_mb": round(peak, 1)}
     return out
