@@ -58,3 +58,32 @@ def test_cli_generate_watermark_and_verify(tiny_model_dir, tmp_path):
     (tmp_path / "x.mp4").write_bytes(b"not a video")
     r = runner.invoke(app, ["verify", str(tmp_path / "x.mp4")])
     assert r.exit_code == 2 and "cannot decode" in r.output
+
+
+def test_c2pa_manifest_signed_read_back_and_tamper_evident(tiny_model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from cinegen.cli import app
+    from cinegen.io.provenance import read_c2pa
+    runner = CliRunner()
+    r = runner.invoke(app, ["c2pa-credentials", "--out", str(tmp_path / "keys")])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "signed.mp4"
+    r = runner.invoke(app, ["generate", "a red ball", "--seconds", "1", "--size", "32x32", "--steps", "1", "--seed", "4",
+                            "--model", str(tiny_model_dir), "-o", str(out),
+                            "--c2pa-cert", str(tmp_path / "keys" / "chain.pem"), "--c2pa-key", str(tmp_path / "keys" / "key.pem")])
+    assert r.exit_code == 0, r.output
+    m = read_c2pa(out)
+    assert m["state"] == "Valid" and m["generator"] == "cinegen"
+    assert m["status"] == ["signingCredential.untrusted"]          # a private CA: signed, not publicly trusted
+    assert m["generation"]["seed"] == "4" and m["generation"]["prompt_sha256"] == hashlib.sha256(b"a red ball").hexdigest()
+    assert "trainedAlgorithmicMedia" in m["actions"]["actions"][0]["digitalSourceType"]
+    assert len(read_video(out)[0]) == 9 and read_tags(out)["seed"] == "4"      # still a normal MP4 with its tags
+    r = runner.invoke(app, ["verify", str(out)])
+    assert "c2pa: Valid manifest by cinegen" in r.output
+    data = bytearray(out.read_bytes())
+    data[-200] ^= 0xFF                                                   # flip one byte of the video data
+    (tmp_path / "tampered.mp4").write_bytes(bytes(data))
+    assert read_c2pa(tmp_path / "tampered.mp4")["state"] != "Valid"
+    write_mp4(np.zeros((5, 32, 32, 3), np.uint8), tmp_path / "plain.mp4")
+    assert read_c2pa(tmp_path / "plain.mp4") is None

@@ -174,8 +174,8 @@ def _generate_with_progress(pipe, prompt: str, cfg: C.SampleConfig, **kwargs):
 
 
 def _save_outputs(video, output: Path, frames_dir: Optional[Path], cfg: C.SampleConfig, prompt: str, model,
-                  watermark: bool = False) -> None:
-    from cinegen.io.provenance import embed_watermark, provenance_tags
+                  watermark: bool = False, c2pa: Optional[tuple[Path, Path]] = None) -> None:
+    from cinegen.io.provenance import embed_watermark, provenance_tags, sign_c2pa
     from cinegen.io.video import write_frames, write_mp4
     if watermark:
         try:
@@ -184,6 +184,11 @@ def _save_outputs(video, output: Path, frames_dir: Optional[Path], cfg: C.Sample
             _fail(str(e))
     meta = provenance_tags(str(model or "cinegen-default"), prompt, cfg.seed, watermark="dwtDctSvd" if watermark else "none")
     write_mp4(video, output, cfg.fps, metadata=meta)
+    if c2pa:
+        try:
+            sign_c2pa(output, *c2pa, tags=meta)
+        except ValueError as e:
+            _fail(f"{e} (the unsigned video is at {output})")
     if frames_dir:
         write_frames(video, frames_dir)
     console.print(f"wrote {output} ({video.shape[0]} frames, {video.shape[2]}x{video.shape[1]}, {cfg.fps:g} fps)")
@@ -201,6 +206,8 @@ def generate_cmd(
     model: Optional[Path] = typer.Option(None, help="folder with dit.safetensors + vae.safetensors (default: shipped)"),
     watermark: bool = typer.Option(False, help="embed the invisible cinegen watermark (frames >= 256x256)"),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the DiT (worth it on GPUs and long runs)"),
+    c2pa_cert: Optional[Path] = typer.Option(None, help="sign a C2PA manifest: PEM certificate chain (ES256)"),
+    c2pa_key: Optional[Path] = typer.Option(None, help="... and its PEM private key"),
 ):
     """Generate a video from a text prompt and write an H.264 MP4."""
     _setup_logging()
@@ -213,8 +220,13 @@ def generate_cmd(
     pipe = _load_pipeline(model, diffusers_ok=True, compile=compile_)
     if watermark and min(cfg.width, cfg.height) < 256:
         _fail(f"--watermark needs a size of at least 256x256 (invisible-watermark's limit), got {size}")
+    if (c2pa_cert is None) != (c2pa_key is None):
+        _fail("--c2pa-cert and --c2pa-key go together")
+    for f in (c2pa_cert, c2pa_key):
+        if f is not None and not f.is_file():
+            _fail(f"C2PA credential file not found: {f}")
     video = _generate_with_progress(pipe, prompt, cfg)
-    _save_outputs(video, output, frames_dir, cfg, prompt, model, watermark)
+    _save_outputs(video, output, frames_dir, cfg, prompt, model, watermark, (c2pa_cert, c2pa_key) if c2pa_cert else None)
 
 
 # --- Image and video prompting (issue 3): thin wrappers over cinegen.modes ---
@@ -456,11 +468,17 @@ def verify_cmd(clip: Path, prompt: Optional[str] = typer.Option(None, help="chec
     """Show a clip's provenance tags and look for the invisible cinegen watermark (survives re-encoding)."""
     import hashlib
 
-    from cinegen.io.provenance import detect_watermark, read_tags
+    from cinegen.io.provenance import detect_watermark, read_c2pa, read_tags
     video = _read_video(clip)                     # fails cleanly on a missing or undecodable file
     tags = read_tags(clip)
     for k in ("generator", "model", "seed", "prompt_sha256", "watermark"):
         console.print(f"{k}: {tags.get(k, '(absent)')}")
+    manifest = read_c2pa(clip)
+    if manifest is None:
+        console.print("c2pa: no manifest")
+    else:
+        console.print(f"c2pa: {manifest['state']} manifest by {manifest['generator']}"
+                      + (f" ({', '.join(manifest['status'])})" if manifest["status"] else ""))
     found = False
     if prompt is not None:
         match = tags.get("prompt_sha256") == hashlib.sha256(prompt.encode("utf-8")).hexdigest()
@@ -515,6 +533,15 @@ def storyboard_cmd(
         console.print(f"[yellow]warning:[/] {w}")
     console.print(f"wrote {result.film} ({len(result.rendered)} rendered, {len(result.cached)} from cache) "
                   f"with film.srt, film.vtt, film.otio, film.edl in {output}")
+
+
+@app.command("c2pa-credentials")
+def c2pa_credentials_cmd(out: Path = typer.Option(Path("c2pa"), "-o", "--out"), name: str = typer.Option("cinegen studio")):
+    """Make a private CA + ES256 signing certificate (chain.pem, key.pem) for C2PA manifests. Validators call
+    them untrusted until the CA is on their trust list; use a C2PA-trusted CA for public distribution."""
+    from cinegen.io.provenance import make_credentials
+    chain, key = make_credentials(out, name)
+    console.print(f"wrote {chain} and {key}")
 
 
 @app.command("estimate")

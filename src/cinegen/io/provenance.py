@@ -72,3 +72,101 @@ def detect_watermark(video: np.ndarray) -> WatermarkResult:
     voted = (bits.mean(axis=0) > 0.5).astype(int)
     accuracy = float(np.mean(voted == np.array(SIGNATURE)))
     return WatermarkResult(accuracy >= DETECT_THRESHOLD, accuracy, len(video))
+
+
+# --- C2PA (Content Credentials) ---
+
+def sign_c2pa(path: str | Path, cert_chain: str | Path, private_key: str | Path, tags: dict[str, str] | None = None) -> Path:
+    """Embeds a signed C2PA manifest in an MP4 in place (signed into a temp file, then renamed).
+
+    The manifest says the clip was created by a trained algorithm (IPTC trainedAlgorithmicMedia, as C2PA asks of
+    generative output) and carries cinegen's provenance tags as an `org.cinegen.generation` assertion.
+    cert_chain: PEM, signing certificate first (ES256 / P-256 key), then its issuers.
+    """
+    import json
+
+    import c2pa
+
+    from cinegen.training.checkpoint import atomic_write
+    path = Path(path)
+    for f in (cert_chain, private_key):
+        if not Path(f).is_file():
+            raise ValueError(f"C2PA credential file not found: {f}")
+    manifest = {"claim_generator_info": [{"name": "cinegen", "version": GENERATOR.split()[-1]}], "title": path.name,
+                "assertions": [{"label": "c2pa.actions", "data": {"actions": [{
+                    "action": "c2pa.created",
+                    "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"}]}},
+                    {"label": "org.cinegen.generation", "data": dict(tags or read_tags(path))}]}
+    try:
+        signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(alg=b"es256", sign_cert=Path(cert_chain).read_bytes(),
+                                                           private_key=Path(private_key).read_bytes(), ta_url=None))
+        builder = c2pa.Builder(json.dumps(manifest))
+
+        def write(tmp: str) -> None:
+            with open(path, "rb") as src, open(tmp, "w+b") as dst:
+                builder.sign(signer, "video/mp4", src, dst)
+        atomic_write(path, write)
+    except c2pa.C2paError as e:
+        raise ValueError(f"C2PA signing failed: {e}") from None
+    return path
+
+
+def read_c2pa(path: str | Path) -> dict | None:
+    """The active C2PA manifest with its validation state, or None when the file carries none."""
+    import json
+
+    import c2pa
+    try:
+        report = json.loads(c2pa.Reader(str(path)).json())
+    except c2pa.C2paError:
+        return None
+    manifest = report["manifests"][report["active_manifest"]]
+    assertions = {a["label"]: a.get("data") for a in manifest.get("assertions", [])}
+    return {"state": report.get("validation_state"), "status": [s["code"] for s in report.get("validation_status", [])],
+            "generator": manifest.get("claim_generator_info", [{}])[0].get("name"),
+            "generation": assertions.get("org.cinegen.generation"),
+            # the SDK may upgrade the label (c2pa.actions.v2)
+            "actions": next((v for k, v in assertions.items() if k.startswith("c2pa.actions")), None)}
+
+
+def make_credentials(folder: str | Path, name: str = "cinegen studio") -> tuple[Path, Path]:
+    """A private CA and an ES256 signing certificate for it (chain.pem, key.pem). Validators report such
+    manifests as signed but `signingCredential.untrusted` until the CA is added to their trust list: use a
+    certificate from a C2PA-trusted CA for public distribution."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def cert(subject, issuer, public_key, signing_key, ca: bool):
+        # the C2PA certificate profile: a CA with keyCertSign; an end-entity with digitalSignature, an allowed EKU,
+        # an organisation in its name and an authority key identifier
+
+        usage = dict(content_commitment=False, key_encipherment=False, data_encipherment=False, key_agreement=False,
+                     encipher_only=False, decipher_only=False)
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+             .not_valid_after(now + datetime.timedelta(days=365))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+             .add_extension(x509.KeyUsage(digital_signature=not ca, key_cert_sign=ca, crl_sign=ca, **usage), critical=True)
+             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
+        if not ca:
+            b = (b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()), critical=False))
+        return b.sign(signing_key, hashes.SHA256())
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    org = x509.NameAttribute(NameOID.ORGANIZATION_NAME, name)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA"), org])
+    leaf_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name), org])
+    ca = cert(ca_name, ca_name, ca_key.public_key(), ca_key, True)
+    leaf = cert(leaf_name, ca_name, key.public_key(), ca_key, False)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pem = serialization.Encoding.PEM
+    (folder / "chain.pem").write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
+    (folder / "key.pem").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (folder / "key.pem").chmod(0o600)
+    return folder / "chain.pem", folder / "key.pem"
