@@ -76,6 +76,8 @@ def test_train_vae_then_resume(tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in dec)
     assert load_checkpoint(tmp_path / "dec" / "vae.safetensors")["config"]["latent_mean"] == \
         load_checkpoint(out / "vae.safetensors")["config"]["latent_mean"]
+    # the periodic checkpoint records the --init file's config too, not the preset's
+    assert load_checkpoint(tmp_path / "dec" / "last.safetensors")["config"] == load_checkpoint(out / "vae.safetensors")["config"]
     r = _cli("train-vae", "--out", str(tmp_path / "x"), "--decoder-only", "--steps", "1")
     assert r.returncode == 2 and "--init" in r.stderr
 

@@ -99,10 +99,11 @@ def train_cmd(
         data = _data_config(num_clips, bucket, 8.0, holdout, seed)
     except ValueError as e:
         _fail(str(e))
+    from cinegen.parallel.data_parallel import STRATEGIES
+    if parallel not in STRATEGIES:
+        _fail(f"--parallel must be one of {STRATEGIES}, got {parallel!r}")
     train = C.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, grad_accum=grad_accum, ckpt_every=ckpt_every,
                           log_every=log_every, seed=seed, cond_prob=cond_prob, parallel=parallel)
-    if parallel not in ("ddp", "fsdp"):
-        _fail(f"--parallel must be ddp or fsdp, got {parallel!r}")
     text_cfg = C.TextConfig(name=text_encoder, dim=cfg.text_dim)
     info = setup_distributed()
     cache = _latent_cache(vae, data, out / "latents.safetensors", info, text_cfg)
@@ -218,8 +219,9 @@ def generate_cmd(
     except ValueError as e:
         _fail(str(e))
     pipe = _load_pipeline(model, diffusers_ok=True, compile=compile_)
-    if watermark and min(cfg.width, cfg.height) < 256:
-        _fail(f"--watermark needs a size of at least 256x256 (invisible-watermark's limit), got {size}")
+    from cinegen.io.provenance import MIN_SIDE
+    if watermark and min(cfg.width, cfg.height) < MIN_SIDE:     # checked before rendering, so no work is lost
+        _fail(f"--watermark needs a size of at least {MIN_SIDE}x{MIN_SIDE} (invisible-watermark's limit), got {size}")
     if (c2pa_cert is None) != (c2pa_key is None):
         _fail("--c2pa-cert and --c2pa-key go together")
     for f in (c2pa_cert, c2pa_key):

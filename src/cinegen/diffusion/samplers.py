@@ -9,6 +9,8 @@ there without touching sampler code.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -53,8 +55,7 @@ def sample_dpmpp_2m(model_fn, x: torch.Tensor, ts: torch.Tensor, callback=None) 
     """DPM-Solver++(2M) (Lu et al. 2022; k-diffusion's sample_dpmpp_2m) for the flow path x_t = (1-t) x0 + t eps:
     alpha = 1 - t, sigma = t, lambda = log(alpha / sigma). Multistep: one model call per step, second order from
     the previous step's x0 estimate. The last step (t = 0, lambda = inf) lands on the x0 estimate."""
-    old = None
-    h_last = None
+    old, h_last = None, None          # the previous step's x0 estimate and step size (set together)
     for i in range(len(ts) - 1):
         t, t_next = float(ts[i]), float(ts[i + 1])
         v = model_fn(x, _t(x, t))
@@ -66,18 +67,17 @@ def sample_dpmpp_2m(model_fn, x: torch.Tensor, ts: torch.Tensor, callback=None) 
             break
         lam, lam_next = _lambda(t), _lambda(t_next)
         h = lam_next - lam
-        if old is not None and h_last is not None:
+        if old is not None:
             r = h_last / h
             d_mix = (1 + 1 / (2 * r)) * d - (1 / (2 * r)) * old
         else:
             d_mix = d
-        x = (t_next / t) * x - (1 - t_next) * torch.expm1(torch.tensor(-h)).item() * d_mix
+        x = (t_next / t) * x - (1 - t_next) * math.expm1(-h) * d_mix
         old, h_last = d, h
     return x
 
 
 def _lambda(t: float) -> float:
-    import math
     t = min(max(t, 1e-6), 1 - 1e-6)        # t = 1 is pure noise: alpha = 0, lambda = -inf
     return math.log((1 - t) / t)
 

@@ -166,32 +166,16 @@ def _decode_peak(model_dir, latent_frames: int, side: int, chunk: int | None, qu
     queue.put((before / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
-def _result(queue, proc, timeout: float = 900.0):
-    """The child's answer; a child that died (out of memory, import error) is an error, not a hang."""
-    import queue as q
-    try:
-        out = queue.get(timeout=timeout)
-    except q.Empty:
-        proc.kill()
-        raise RuntimeError(f"memory probe process failed (exit code {proc.exitcode})") from None
-    proc.join()
-    return out
-
-
 def decode_memory(model_dir, multiples=(1, 2, 4, 8), size: int = 128) -> list[dict]:
     """Peak RSS (MB) above the loaded VAE for decoding 2 s x multiple at size x size, chunked (4 latent frames at a
     time, causal cache carried over) vs the whole clip at once."""
-    import multiprocessing as mp
-    ctx = mp.get_context("spawn")
+    from cinegen.eval.modes_eval import in_fresh_process
     rows = []
     for m in multiples:
         latent_frames = 1 + 4 * m                          # 2 s at 8 fps = 17 frames = 5 latent frames
         row = {"multiple": m, "frames": 1 + 4 * (latent_frames - 1), "size": f"{size}x{size}"}
         for name, chunk in (("chunked", 4), ("whole", None)):
-            q = ctx.Queue()
-            p = ctx.Process(target=_decode_peak, args=(model_dir, latent_frames, size // 8, chunk, q))
-            p.start()
-            before, peak = _result(q, p)
+            before, peak = in_fresh_process(_decode_peak, model_dir, latent_frames, size // 8, chunk)
             row[f"{name}_mb"] = round(peak - before, 1)
         rows.append(row)
     return rows

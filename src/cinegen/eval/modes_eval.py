@@ -62,17 +62,30 @@ def _peak_rss_worker(model_dir, prompt: str, cfg: SampleConfig, queue) -> None:
     queue.put((len(video), before / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
+def in_fresh_process(target, *args, timeout: float = 900.0):
+    """Runs target(*args, queue) in a new (spawned) process and returns what it put on the queue. Memory probes
+    need this because ru_maxrss only ever grows. A child that dies (out of memory, import error) is an error,
+    not a hang."""
+    import multiprocessing as mp
+    import queue as queue_mod
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    try:
+        out = queue.get(timeout=timeout)
+    except queue_mod.Empty:
+        proc.kill()
+        raise RuntimeError(f"memory probe process failed (exit code {proc.exitcode})") from None
+    proc.join()
+    return out
+
+
 def long_video_memory(model_dir, prompt: str, cfg: SampleConfig, multiples=(1, 2, 4, 8)) -> dict:
     """Peak resident memory (MB) of windowed generation at multiples of the 2 s training length, each in a fresh
-    process (ru_maxrss only ever grows). Reports the peak after loading the model and the peak overall."""
-    import multiprocessing as mp
-    ctx = mp.get_context("spawn")
+    process. Reports the peak after loading the model and the peak overall."""
     out = {}
     for m in multiples:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_peak_rss_worker, args=(model_dir, prompt, replace(cfg, seconds=2.0 * m), queue))
-        proc.start()
-        from cinegen.eval.bench import _result
-        frames, loaded, peak = _result(queue, proc)
+        frames, loaded, peak = in_fresh_process(_peak_rss_worker, model_dir, prompt, replace(cfg, seconds=2.0 * m))
         out[f"{m}x"] = {"frames": frames, "peak_mb_after_load": round(loaded, 1), "peak_mb": round(peak, 1)}
     return out

@@ -130,6 +130,12 @@ class Board(BaseModel):
         w, h = (int(v) for v in (shot.size or self.size).split("x"))
         return w, h
 
+    @property
+    def film_size(self) -> tuple[int, int]:
+        """(width, height) of the joined film: every shot is fitted to it."""
+        w, h = (int(v) for v in self.size.split("x"))
+        return w, h
+
 
 def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
     """Walks the composed YAML node tree along a pydantic error location; the deepest node found gives the line."""

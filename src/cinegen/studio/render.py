@@ -56,7 +56,7 @@ def board_estimate(pipe: TextToVideo, board: Board, gpu: str = "H100") -> list[t
     for i, shot in enumerate(board.shots):
         cfg = shot_config(board, shot, i)
         if shot.transition == "connect":
-            w, h = (int(v) for v in board.size.split("x"))
+            w, h = board.film_size
             # the bridge window: 2 context latents around the new ones
             bridge = replace(cfg, width=w, height=h, seconds=shot.transition_seconds + 8 / board.fps)
             rows.append((f"transition {i}", estimate(pipe.dit.cfg, pipe.vae.cfg, bridge, gpu=gpu)))
@@ -115,7 +115,7 @@ def render_storyboard(pipe: TextToVideo, board: Board, folder: str | Path, model
     on_segment(name, done, total) is called after each shot or transition, for progress bars.
     """
     folder = Path(folder)
-    film_w, film_h = (int(v) for v in board.size.split("x"))
+    film_w, film_h = board.film_size
     result = FilmResult(folder, [])
     pieces, prev, prev_key, start = [], None, None, 0.0
     total = len(board.shots) + sum(s.transition == "connect" for s in board.shots)

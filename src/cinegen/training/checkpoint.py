@@ -108,10 +108,3 @@ def resume_weights(path, model: torch.nn.Module, ema: torch.nn.Module) -> tuple[
     ema.load_state_dict(ck["ema"])
     return ck["step"], optimizer_state(ck)
 
-
-def resume(path, model: torch.nn.Module, ema: torch.nn.Module, optimizer) -> int:
-    """Loads weights, EMA and optimizer state from `path` if it exists; returns the step to continue from."""
-    step, state = resume_weights(path, model, ema)
-    if state is not None:
-        optimizer.load_state_dict(state)
-    return step

@@ -83,6 +83,7 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     seed_everything(train.seed + info.rank)
     out = Path(out)
     model = load_vae(init).train() if init else VideoVAE(cfg)
+    cfg = model.cfg                 # with --init the file's config (latent statistics included) is the run's config
     if decoder_only:
         model.encoder.requires_grad_(False)
     ddp, model, ema, opt, step = build_training_state(model, train, out, device, info)
@@ -123,7 +124,7 @@ def _finalise(cfg: VAEConfig, ema: VideoVAE, data: DataConfig, out: Path, device
         return final
     stats_clips = render_pool(data, num_clips=64, seed_offset=10_000, quiet=True)
     mean, std = latent_stats(ema, stats_clips, device)
-    cfg = dataclasses.replace(ema.cfg, latent_mean=mean, latent_std=std)
+    cfg = dataclasses.replace(cfg, latent_mean=mean, latent_std=std)
     model = VideoVAE(cfg).to(device)
     model.load_state_dict(ema.state_dict())
     heldout = render_pool(data, num_clips=eval_clips, seed_offset=20_000, quiet=True)
