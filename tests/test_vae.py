@@ -67,3 +67,30 @@ def test_latent_normalisation_round_trips(tiny_vae_cfg):
     x = torch.randn(1, 3, 5, 16, 16)
     torch.testing.assert_close(b.encode(x), (a.encode(x) - 0.5) / 2.0)
     torch.testing.assert_close(b.decode(b.encode(x)), a.decode(a.encode(x)), rtol=1e-4, atol=1e-5)
+
+
+def test_edge_weights_single_out_edges_in_space_and_time():
+    from cinegen.training.train_vae import edge_weights
+    flat = torch.zeros(1, 3, 5, 16, 16)
+    assert torch.equal(edge_weights(flat, 2.0), torch.ones(1, 1, 5, 16, 16))     # no edges: plain loss
+    video = flat.clone()
+    video[:, :, 2:, 4:8, 4:8] = 1.0                                              # a square appears at frame 2
+    w = edge_weights(video, 2.0)
+    assert w.shape == (1, 1, 5, 16, 16)
+    assert w.mean().item() == pytest.approx(3.0)                                 # normalised: mean 1 + strength
+    assert w[0, 0, 3, 3, 5] > 1 and w[0, 0, 3, 12, 12] == 1                      # square's border vs far background
+    assert w[0, 0, 1, 5, 5] > 1                                                  # the frame before it appears (time edge)
+
+
+def test_edge_weighted_loss_puts_more_weight_on_object_errors(tiny_vae_cfg):
+    from cinegen.training.train_vae import vae_loss
+    torch.manual_seed(0)
+    vae = VideoVAE(tiny_vae_cfg)
+    video = torch.zeros(2, 3, 5, 16, 16)
+    video[:, 0, :, 4:8, 4:8] = 1.0
+    torch.manual_seed(1)                                                         # same posterior sample twice
+    plain, parts = vae_loss(vae, video, 0.0, 0.0)
+    torch.manual_seed(1)
+    weighted, parts_w = vae_loss(vae, video, 0.0, 4.0)
+    assert parts["mse"] == pytest.approx(parts_w["mse"])                        # same reconstruction, same MSE
+    assert weighted.item() != pytest.approx(plain.item())

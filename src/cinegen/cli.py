@@ -48,8 +48,8 @@ def _data_config(num_clips: int, buckets: list[str], fps: float, holdout: list[s
 def train_vae_cmd(
     out: Path = typer.Option(Path("runs/vae"), help="run folder (resumes from out/last.safetensors)"),
     preset: str = typer.Option("default", help=f"VAE preset: {list(C.VAE_PRESETS)}"),
-    steps: int = typer.Option(3000), batch_size: int = typer.Option(8), lr: float = typer.Option(1e-3),
-    num_clips: int = typer.Option(600), crop: int = typer.Option(32, help="training crop size (fully convolutional)"),
+    steps: int = typer.Option(3000), batch_size: int = typer.Option(4), lr: float = typer.Option(3e-4),
+    num_clips: int = typer.Option(600), crop: int = typer.Option(64, help="training crop size (fully convolutional)"),
     bucket: list[str] = typer.Option(["17x64x64"], help="FRAMESxHEIGHTxWIDTH render grid; repeatable"),
     holdout: list[str] = typer.Option([], help="attribute combinations to exclude, e.g. 'purple triangle'"),
     ckpt_every: int = typer.Option(200), log_every: int = typer.Option(100), seed: int = typer.Option(0),

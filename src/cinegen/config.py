@@ -22,6 +22,7 @@ class VAEConfig:
     channels: tuple[int, ...] = (64, 128, 128)   # width per stage; len = 1 + max(spatial_down, temporal_down)
     res_blocks: int = 1              # residual blocks per stage
     kl_weight: float = 1e-6          # small KL: we want a near-deterministic autoencoder with a smooth latent
+    edge_weight: float = 1.0         # extra loss weight on edges in space and time (objects), training/train_vae.py
     latent_mean: tuple[float, ...] = ()   # per-channel statistics measured after training (empty = 0 / 1)
     latent_std: tuple[float, ...] = ()
 
