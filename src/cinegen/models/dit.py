@@ -21,7 +21,7 @@ from cinegen.models.layers import RMSNorm, apply_rope, attention, rope_3d, times
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """adaLN: x (B, L, D), shift/scale (B, D)."""
-    return x * (1 + scale[:, None]) + shift[:, None]
+    return torch.addcmul(shift[:, None], x, 1 + scale[:, None])                # one fused multiply-add
 
 
 class SelfAttention(nn.Module):
