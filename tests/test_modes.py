@@ -72,3 +72,19 @@ def test_bad_images_and_videos(tiny_pipe):
         modes.animate(tiny_pipe, np.zeros((0, 4, 3), np.uint8), PROMPT, CFG)
     with pytest.raises(ValueError, match="video must be"):
         modes.extend(tiny_pipe, np.zeros((0, 32, 32, 3), np.uint8), PROMPT, CFG)
+
+
+def _report_peak(queue) -> None:
+    from cinegen.eval.modes_eval import peak_rss_mb
+    queue.put(peak_rss_mb())
+
+
+def test_fresh_process_memory_probe_ignores_a_big_parent():
+    """ru_maxrss in a spawned child inherits the parent's high-water mark; the probe must not (it read 1 GB)."""
+    import torch
+    from cinegen.eval.modes_eval import in_fresh_process, peak_rss_mb
+    ballast = torch.ones(600 * 2 ** 20 // 4)                      # 600 MB, touched, held during the probe
+    assert peak_rss_mb() > 600
+    child = in_fresh_process(_report_peak)
+    assert 0 < child < 400, f"child peak {child:.0f} MB"
+    del ballast

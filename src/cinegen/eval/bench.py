@@ -17,7 +17,6 @@ Every speed number is a ratio against a reference run side by side in the same p
 from __future__ import annotations
 
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -157,13 +156,14 @@ def cache_grid(pipe, holdout, n: int, thresholds=(0.0, 0.05, 0.1, 0.2), steps: i
 # --- (f): peak memory vs length ---
 
 def _decode_peak(model_dir, latent_frames: int, side: int, chunk: int | None, queue) -> None:
+    from cinegen.eval.modes_eval import peak_rss_mb
     from cinegen.training.train_vae import load_vae
     vae = load_vae(Path(model_dir) / "vae.safetensors")          # the VAE alone: its load peak stays small
     z = torch.randn(1, vae.cfg.latent_channels, latent_frames, side, side)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_mb()
     with torch.no_grad():
         vae.decode(z, chunk_frames=chunk)
-    queue.put((before / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    queue.put((before, peak_rss_mb()))
 
 
 def decode_memory(model_dir, multiples=(1, 2, 4, 8), size: int = 128) -> list[dict]:

@@ -54,12 +54,28 @@ def evaluate_modes(pipe, cfg: SampleConfig, holdout=(), n: int = 8, seed: int = 
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB since it started.
+
+    On Linux, VmHWM of the current address space: ru_maxrss is not usable in a spawned child, because the kernel
+    carries the forked parent's high-water mark across exec (a 1 GB parent made every probe read 1 GB).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024                        # kB -> MB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024         # kB on Linux; other systems differ
+
+
 def _peak_rss_worker(model_dir, prompt: str, cfg: SampleConfig, queue) -> None:
     from cinegen.pipeline import TextToVideo
     pipe = TextToVideo.from_pretrained(model_dir)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_mb()
     video = modes.long_video(pipe, prompt, cfg)
-    queue.put((len(video), before / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    queue.put((len(video), before, peak_rss_mb()))
 
 
 def in_fresh_process(target, *args, timeout: float = 900.0):
