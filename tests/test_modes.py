@@ -82,6 +82,7 @@ def _report_peak(queue) -> None:
 def test_fresh_process_memory_probe_ignores_a_big_parent():
     """ru_maxrss in a spawned child inherits the parent's high-water mark; the probe must not (it read 1 GB)."""
     import torch
+
     from cinegen.eval.modes_eval import in_fresh_process, peak_rss_mb
     ballast = torch.ones(600 * 2 ** 20 // 4)                      # 600 MB, touched, held during the probe
     assert peak_rss_mb() > 600
