@@ -219,14 +219,16 @@ def generate_cmd(
     except ValueError as e:
         _fail(str(e))
     pipe = _load_pipeline(model, diffusers_ok=True, compile=compile_)
-    from cinegen.io.provenance import MIN_SIDE
+    from cinegen.io.provenance import MIN_SIDE, check_c2pa_credentials
     if watermark and min(cfg.width, cfg.height) < MIN_SIDE:     # checked before rendering, so no work is lost
         _fail(f"--watermark needs a size of at least {MIN_SIDE}x{MIN_SIDE} (invisible-watermark's limit), got {size}")
     if (c2pa_cert is None) != (c2pa_key is None):
         _fail("--c2pa-cert and --c2pa-key go together")
-    for f in (c2pa_cert, c2pa_key):
-        if f is not None and not f.is_file():
-            _fail(f"C2PA credential file not found: {f}")
+    if c2pa_cert is not None:                                   # also before rendering
+        try:
+            check_c2pa_credentials(c2pa_cert, c2pa_key)
+        except ValueError as e:
+            _fail(str(e))
     video = _generate_with_progress(pipe, prompt, cfg)
     _save_outputs(video, output, frames_dir, cfg, prompt, model, watermark, (c2pa_cert, c2pa_key) if c2pa_cert else None)
 

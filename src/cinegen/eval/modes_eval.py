@@ -80,8 +80,8 @@ def _peak_rss_worker(model_dir, prompt: str, cfg: SampleConfig, queue) -> None:
 
 def in_fresh_process(target, *args, timeout: float = 900.0):
     """Runs target(*args, queue) in a new (spawned) process and returns what it put on the queue. Memory probes
-    need this because ru_maxrss only ever grows. A child that dies (out of memory, import error) is an error,
-    not a hang."""
+    need a fresh address space, whose peak (peak_rss_mb) starts from nothing. A child that dies (out of memory,
+    import error) is an error, not a hang."""
     import multiprocessing as mp
     import queue as queue_mod
     ctx = mp.get_context("spawn")

@@ -76,6 +76,13 @@ def detect_watermark(video: np.ndarray) -> WatermarkResult:
 
 # --- C2PA (Content Credentials) ---
 
+def check_c2pa_credentials(cert_chain: str | Path, private_key: str | Path) -> None:
+    """Raises ValueError naming the first credential file that does not exist."""
+    for f in (cert_chain, private_key):
+        if not Path(f).is_file():
+            raise ValueError(f"C2PA credential file not found: {f}")
+
+
 def sign_c2pa(path: str | Path, cert_chain: str | Path, private_key: str | Path, tags: dict[str, str] | None = None) -> Path:
     """Embeds a signed C2PA manifest in an MP4 in place (signed into a temp file, then renamed).
 
@@ -89,9 +96,7 @@ def sign_c2pa(path: str | Path, cert_chain: str | Path, private_key: str | Path,
 
     from cinegen.training.checkpoint import atomic_write
     path = Path(path)
-    for f in (cert_chain, private_key):
-        if not Path(f).is_file():
-            raise ValueError(f"C2PA credential file not found: {f}")
+    check_c2pa_credentials(cert_chain, private_key)
     manifest = {"claim_generator_info": [{"name": "cinegen", "version": GENERATOR.split()[-1]}], "title": path.name,
                 "assertions": [{"label": "c2pa.actions", "data": {"actions": [{
                     "action": "c2pa.created",

@@ -48,6 +48,12 @@ def _size(value: str) -> str:
     return f"{w}x{h}"
 
 
+def _width_height(size: str) -> tuple[int, int]:
+    """(width, height) of a size string that _size already validated."""
+    w, h = (int(v) for v in size.split("x"))
+    return w, h
+
+
 def _existing_file(value: Optional[str], info: ValidationInfo) -> Optional[str]:
     if value is None:
         return None
@@ -127,14 +133,12 @@ class Board(BaseModel):
         return self
 
     def shot_size(self, shot: Shot) -> tuple[int, int]:
-        w, h = (int(v) for v in (shot.size or self.size).split("x"))
-        return w, h
+        return _width_height(shot.size or self.size)
 
     @property
     def film_size(self) -> tuple[int, int]:
         """(width, height) of the joined film: every shot is fitted to it."""
-        w, h = (int(v) for v in self.size.split("x"))
-        return w, h
+        return _width_height(self.size)
 
 
 def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:

@@ -54,9 +54,10 @@ def vae_loss(vae: torch.nn.Module, video: torch.Tensor, kl_weight: float, edge_w
     """(Edge-weighted) MSE + L1 reconstruction plus a small KL to N(0, 1). video: (B, 3, T, H, W) in [-1, 1]."""
     recon, mean, logvar = vae(video)
     err = recon - video
-    mse = err.pow(2).mean()
+    sq = err.pow(2)
+    mse = sq.mean()
     w = edge_weights(video, edge_weight) if edge_weight else 1.0
-    rec = (w * (err.pow(2) + err.abs())).mean()
+    rec = (w * (sq + err.abs())).mean()
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
     return rec + kl_weight * kl, {"mse": mse.item(), "kl": kl.item()}
 
