@@ -86,3 +86,13 @@ def test_mode_commands_reject_bad_input_clearly(tiny_model_dir, tmp_path, clip_f
     args = [a.replace("{junk}", str(junk)).replace("{clip}", str(clip_file)) for a in args]
     r = run(*args, "--model", str(tiny_model_dir), "-o", str(tmp_path / "o.mp4"))
     assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_parse_size_is_the_one_size_parser():
+    import pytest
+
+    from cinegen.config import parse_size
+    assert parse_size("96x64") == (96, 64) and parse_size("64X48") == (64, 48)
+    for bad in ("big", "64", "64x64x3", "ax b"):
+        with pytest.raises(ValueError, match=repr(bad).replace("(", r"\(")):
+            parse_size(bad)

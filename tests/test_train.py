@@ -142,3 +142,37 @@ def test_ddp_gradients_equal_single_process(tmp_path, tiny_dit_cfg):
 def test_train_config_defaults_are_sane():
     cfg = TrainConfig()
     assert cfg.grad_clip > 0 and 0 < cfg.ema_decay < 1 and 0 <= cfg.text_dropout < 1
+
+
+def test_grow_from_starts_as_the_trained_model_and_trains_the_new_blocks(tiny_dit_cfg):
+    import dataclasses
+
+    import pytest
+
+    from cinegen.training.train_dit import grow_from
+    from tests.conftest import perturb
+    torch.manual_seed(0)
+    trained = perturb(VideoDiT(tiny_dit_cfg)).eval()                               # depth 2
+    grown = grow_from(VideoDiT(dataclasses.replace(tiny_dit_cfg, depth=5)), trained).eval()
+    x, t = torch.randn(2, 4, 3, 4, 4), torch.rand(2)
+    text, mask = torch.randn(2, 6, 384), torch.ones(2, 6, dtype=torch.bool)
+    assert torch.allclose(grown(x, t, text, mask), trained(x, t, text, mask), atol=1e-6)
+    # trained blocks land at 0 and 2; the identity blocks in between still receive gradient
+    assert torch.equal(grown.blocks[2].attn.qkv.weight, trained.blocks[1].attn.qkv.weight)
+    grown(x, t, text, mask).square().mean().backward()
+    assert grown.blocks[1].ada[-1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="more than depth"):
+        grow_from(VideoDiT(dataclasses.replace(tiny_dit_cfg, width=64)), trained)
+    with pytest.raises(ValueError, match="deeper"):
+        grow_from(VideoDiT(dataclasses.replace(tiny_dit_cfg, depth=1)), trained)
+
+
+def test_train_cli_grows_an_init_model(tmp_path, tiny_model_dir):
+    common = ["train", "--vae", str(tiny_model_dir / "vae.safetensors"), "--out", str(tmp_path / "dit"), "--preset",
+              "tiny", "--batch-size", "2", "--num-clips", "2", "--steps", "1", "--set", "depth=4"]
+    r = _cli(*common, "--init", str(tmp_path / "missing.safetensors"))
+    assert r.returncode == 2 and "--init file not found" in r.stderr + r.stdout
+    r = _cli(*common, "--init", str(tiny_model_dir / "dit.safetensors"))
+    assert r.returncode == 0, r.stderr
+    assert "depth 2 -> 4" in r.stderr
+    assert load_checkpoint(tmp_path / "dit" / "dit.safetensors")["config"]["depth"] == 4

@@ -89,6 +89,8 @@ def train_cmd(
     parallel: str = typer.Option("ddp", help="under torchrun: ddp (replicated) or fsdp (FSDP2 fully_shard)"),
     text_encoder: str = typer.Option("minilm", help="'minilm' (shipped) or a local Hugging Face encoder folder"),
     set_: list[str] = typer.Option([], "--set", help="DiTConfig override key=value (e.g. text_dim=512 for T5-small)"),
+    init: Optional[Path] = typer.Option(None, help="start from this trained DiT file (same width; a shallower one "
+                                                   "is grown to the preset's depth with identity blocks)"),
 ):
     """Train the diffusion transformer with flow matching on VAE latents of toy-world clips."""
     from cinegen.training.common import setup_distributed
@@ -104,13 +106,18 @@ def train_cmd(
         _fail(f"--parallel must be one of {STRATEGIES}, got {parallel!r}")
     train = C.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, grad_accum=grad_accum, ckpt_every=ckpt_every,
                           log_every=log_every, seed=seed, cond_prob=cond_prob, parallel=parallel)
+    if init is not None and not init.is_file():
+        _fail(f"--init file not found: {init}")
     text_cfg = C.TextConfig(name=text_encoder, dim=cfg.text_dim)
     info = setup_distributed()
     cache = _latent_cache(vae, data, out / "latents.safetensors", info, text_cfg)
     import sys
-    path = train_dit(cfg, C.FlowConfig(), train, cache, out,
-                     extra={"holdout": list(holdout), "command": " ".join(["cinegen"] + sys.argv[1:]),
-                            "text": C.to_dict(text_cfg)})
+    try:
+        path = train_dit(cfg, C.FlowConfig(), train, cache, out,
+                         extra={"holdout": list(holdout), "command": " ".join(["cinegen"] + sys.argv[1:]),
+                                "text": C.to_dict(text_cfg)}, init=init)
+    except ValueError as e:     # an --init model that cannot be grown into this config
+        _fail(str(e))
     console.print(f"DiT written to {path}")
 
 
@@ -134,10 +141,9 @@ def _latent_cache(vae_path: Path, data: C.DataConfig, path: Path, info, text_cfg
 
 def _parse_size(size: str) -> tuple[int, int]:
     try:
-        w, h = (int(v) for v in size.lower().split("x"))
-    except ValueError:
-        _fail(f"bad size {size!r}: expected WIDTHxHEIGHT, e.g. 64x64")
-    return w, h
+        return C.parse_size(size)
+    except ValueError as e:
+        _fail(str(e))
 
 
 def _sample_config(seconds, size, steps, seed, guidance, solver, negative, fps, cache: float = 0.0) -> C.SampleConfig:

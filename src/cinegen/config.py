@@ -130,6 +130,16 @@ DIT_PRESETS = {
 }
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """"WIDTHxHEIGHT" (e.g. "96x64") -> (width, height); the one parser for sizes in the CLI, boards and server.
+    Only the form is checked here; data.world.check_size checks the values."""
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"bad size {text!r}: expected WIDTHxHEIGHT, e.g. 64x64") from None
+    return w, h
+
+
 # --- Serialisation and overrides ---
 
 def to_dict(cfg) -> dict:
@@ -178,4 +188,4 @@ def override(cfg, overrides: list[str]):
 
 
 __all__ = ["VAEConfig", "DiTConfig", "FlowConfig", "TextConfig", "SampleConfig", "TrainConfig", "DataConfig",
-           "VAE_PRESETS", "DIT_PRESETS", "to_dict", "from_dict", "override", "field"]
+           "VAE_PRESETS", "DIT_PRESETS", "parse_size", "to_dict", "from_dict", "override", "field"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cinegen.config import SampleConfig
+from cinegen.config import SampleConfig, parse_size
 from cinegen.io.provenance import provenance_tags
 from cinegen.server.store import JobStore
 
@@ -33,7 +33,7 @@ def video_dir(data_dir: Path, vid: str) -> Path:
 
 
 def sample_config(row: dict, steps: int) -> SampleConfig:
-    w, h = (int(v) for v in row["size"].split("x"))
+    w, h = parse_size(row["size"])
     return SampleConfig(seconds=float(row["seconds"]), width=w, height=h, steps=steps,
                         seed=int.from_bytes(row["id"].encode()[-4:], "little"))
 

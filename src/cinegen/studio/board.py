@@ -28,6 +28,7 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from cinegen.config import parse_size
 from cinegen.data.world import check_size
 
 
@@ -40,18 +41,9 @@ class BoardError(ValueError):
 
 
 def _size(value: str) -> str:
-    try:
-        w, h = (int(v) for v in str(value).lower().split("x"))
-    except ValueError:
-        raise ValueError(f"size must be WIDTHxHEIGHT, e.g. 64x64, got {value!r}") from None
+    w, h = parse_size(value)
     check_size(w, h)
     return f"{w}x{h}"
-
-
-def _width_height(size: str) -> tuple[int, int]:
-    """(width, height) of a size string that _size already validated."""
-    w, h = (int(v) for v in size.split("x"))
-    return w, h
 
 
 def _existing_file(value: Optional[str], info: ValidationInfo) -> Optional[str]:
@@ -133,12 +125,12 @@ class Board(BaseModel):
         return self
 
     def shot_size(self, shot: Shot) -> tuple[int, int]:
-        return _width_height(shot.size or self.size)
+        return parse_size(shot.size or self.size)
 
     @property
     def film_size(self) -> tuple[int, int]:
         """(width, height) of the joined film: every shot is fitted to it."""
-        return _width_height(self.size)
+        return parse_size(self.size)
 
 
 def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:

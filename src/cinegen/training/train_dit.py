@@ -94,17 +94,25 @@ def _conditioning(model) -> bool:
 
 
 def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: LatentCache, out: Path,
-              extra: dict | None = None) -> Path:
+              extra: dict | None = None, init: Path | None = None) -> Path:
     """Trains (or resumes) the DiT; out/last.safetensors every ckpt_every steps, out/dit.safetensors at the end.
 
     extra: JSON-able facts stored with the weights (holdout list, training command) for the model card and eval.
+    init: a trained DiT file to start from (same width, equal or smaller depth: see grow_from); a resumed run's
+    own checkpoint wins over it.
     """
     extra = {**(extra or {}), "flow": flow.__dict__, "train": train.__dict__}
     info = setup_distributed()
     device = device_for(info)
     seed_everything(train.seed + info.rank)
     out = Path(out)
-    ddp, model, ema, opt, step = build_training_state(VideoDiT(cfg), train, out, device, info)
+    model = VideoDiT(cfg)
+    if init is not None:
+        trained = load_dit(init)[0]
+        model = grow_from(model, trained)
+        if info.main:
+            log.info("initialised from %s (depth %d -> %d)", init, trained.cfg.depth, cfg.depth)
+    ddp, model, ema, opt, step = build_training_state(model, train, out, device, info)
     rng = np.random.default_rng(train.seed * 7919 + 1000 * info.rank + step)
     gen = torch.Generator().manual_seed(train.seed * 31 + 1000 * info.rank + step)
     if info.main:
@@ -146,6 +154,28 @@ def _train_step(ddp, model, ema, opt, cache, train: TrainConfig, flow, rng, gen,
     opt.step()
     update_ema(ema, model, train.ema_decay)
     return total
+
+
+def grow_from(model: VideoDiT, trained: VideoDiT) -> VideoDiT:
+    """Copies a trained DiT into a deeper one of the same width and patch, block i to block i * depth // old_depth.
+
+    The blocks in between keep their adaLN-Zero initialisation (zero gates, zero cross-attention output), so each
+    is exactly the identity and the grown model computes what the trained one did at step 0; training then uses the
+    extra depth (Gong et al. 2019, "stacking"; here by interleaving identity blocks).
+    """
+    new, old = model.cfg, trained.cfg
+    if (new.width, new.heads, new.patch, new.latent_channels, new.text_dim, new.conditioning) != (
+            old.width, old.heads, old.patch, old.latent_channels, old.text_dim, old.conditioning):
+        raise ValueError(f"--init DiT {old} differs from the run's {new} in more than depth")
+    if new.depth < old.depth:
+        raise ValueError(f"--init DiT has depth {old.depth}, deeper than the run's {new.depth}")
+    state = {k: v for k, v in trained.state_dict().items() if not k.startswith("blocks.")}
+    for i, block in enumerate(trained.blocks):
+        j = i * new.depth // old.depth
+        state.update({f"blocks.{j}.{k}": v for k, v in block.state_dict().items()})
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("blocks.") for k in missing), (missing, unexpected)
+    return model
 
 
 def load_dit(path, device="cpu") -> tuple[VideoDiT, FlowConfig]:
