@@ -72,3 +72,26 @@ def test_config_overrides_are_typed():
         override(VAEConfig(), ["latent_channels=abc"])
     with pytest.raises(ValueError, match="bad override"):
         override(VAEConfig(), ["nope=1"])
+
+
+def test_int8_weights_halve_the_file_and_load_back_close(tmp_path):
+    from safetensors import safe_open
+    cfg = DiTConfig(latent_channels=4, width=64, depth=2, heads=2)
+    torch.manual_seed(0)
+    model = perturb(VideoDiT(cfg))
+    save_checkpoint(tmp_path / "fp16.safetensors", "dit", cfg, model, dtype=torch.float16)
+    save_checkpoint(tmp_path / "int8.safetensors", "dit", cfg, model, dtype=torch.float16, int8=True)
+    assert os.path.getsize(tmp_path / "int8.safetensors") < 0.65 * os.path.getsize(tmp_path / "fp16.safetensors")
+    with safe_open(str(tmp_path / "int8.safetensors"), framework="pt") as f:
+        assert f.get_tensor("model.blocks.0.mlp.0.weight").dtype == torch.int8
+        assert f.get_tensor("model.blocks.0.mlp.0.bias").dtype == torch.float16      # small tensors stay fp16
+    ck = load_checkpoint(tmp_path / "int8.safetensors")
+    assert "qscale" not in ck and ck["model"]["blocks.0.mlp.0.weight"].dtype == torch.float32
+    w, q = model.blocks[0].mlp[0].weight, ck["model"]["blocks.0.mlp.0.weight"]
+    row_step = w.abs().amax(1, keepdim=True) / 127                                   # one int8 step per row
+    assert ((w - q).abs() <= 0.51 * row_step + 1e-3 * w.abs()).all() and not torch.equal(w, q)
+    clone = VideoDiT(cfg)
+    clone.load_state_dict(ck["model"])
+    x, t, text, mask = torch.randn(1, 4, 3, 4, 4), torch.tensor([0.5]), torch.randn(1, 3, 384), torch.ones(1, 3, dtype=torch.bool)
+    ref, out = model(x, t, text, mask), clone(x, t, text, mask)
+    assert (out - ref).norm() < 0.02 * ref.norm()

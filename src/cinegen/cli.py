@@ -397,12 +397,13 @@ def export_cmd(
     vae: Path = typer.Option(..., help="VAE file (train-vae output)"),
     dit: Path = typer.Option(..., help="DiT checkpoint (last.safetensors or dit.safetensors)"),
     out: Path = typer.Option(Path("src/cinegen/weights"), help="model folder to write"),
+    int8: bool = typer.Option(False, "--int8", help="store the DiT's large matrices as int8 (half the file)"),
 ):
     """Write a shippable model folder: EMA weights only, fp16, with configs and training facts."""
     from cinegen.training.export import export_model
     _setup_logging()
     try:
-        paths = export_model(vae, dit, out)
+        paths = export_model(vae, dit, out, int8=int8)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     for p in paths:

@@ -1,7 +1,8 @@
 """Checkpoints: one safetensors file holding weights, EMA, optimizer tensors, and JSON metadata.
 
-Layout of keys: `model.*`, `ema.*`, `optim.<param index>.<state name>`; metadata: `kind`, `config` (the
-component config as JSON), `step`, `optim_groups`, `extra`. No pickle anywhere. Writes go to a temp file
+Layout of keys: `model.*`, `ema.*`, `optim.<param index>.<state name>`, and `qscale.*` for weights stored as
+int8 (shipped files only: see quantize_int8); metadata: `kind`, `config` (the component config as JSON), `step`,
+`optim_groups`, `extra`. No pickle anywhere. Writes go to a temp file
 in the same folder and are renamed into place, so a crash never leaves a half-written checkpoint.
 Prefixes added by DDP (`module.`) and torch.compile (`_orig_mod.`) are stripped here and only here.
 """
@@ -42,11 +43,15 @@ def atomic_write(path: Path, write) -> None:
 
 
 def save_checkpoint(path, kind: str, config, model, ema=None, optimizer=None, step: int = 0,
-                    extra: dict | None = None, dtype: torch.dtype | None = None, model_state: dict | None = None) -> None:
+                    extra: dict | None = None, dtype: torch.dtype | None = None, model_state: dict | None = None,
+                    int8: bool = False) -> None:
     """kind: "vae" or "dit". dtype: cast weights (e.g. bf16 for shipped files); optimizer state stays fp32.
-    model_state: the weights to write instead of model.state_dict() (FSDP's gathered full weights)."""
+    model_state: the weights to write instead of model.state_dict() (FSDP's gathered full weights).
+    int8: store the model's large matrices as int8 with a scale per output row (quantize_int8)."""
     state = model_state if model_state is not None else unwrap(model).state_dict()
     tensors = {f"model.{k}": _cast(v, dtype) for k, v in state.items()}
+    if int8:
+        tensors.update(quantize_int8(state))
     if ema is not None:
         tensors.update({f"ema.{k}": _cast(v, dtype) for k, v in ema.state_dict().items()})
     meta = {"kind": kind, "config": json.dumps(to_dict(config)), "step": str(step), "extra": json.dumps(extra or {})}
@@ -59,6 +64,29 @@ def save_checkpoint(path, kind: str, config, model, ema=None, optimizer=None, st
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
+def quantize_int8(state: dict, min_numel: int = 4096) -> dict:
+    """Weight-only symmetric int8 with one fp16 scale per output row, for matrices of at least min_numel entries.
+
+    Returns {"model.<k>": int8 (O, ...), "qscale.<k>": fp16 (O,)}; load_checkpoint multiplies them back. Halves a
+    shipped fp16 file; biases, norms and small tensors stay as they are. (Hand-written: torchao's int8 weight-only
+    quantisation does this too, but as a runtime tensor subclass, not as a safetensors layout.)
+    """
+    out = {}
+    for k, v in state.items():
+        if v.is_floating_point() and v.ndim >= 2 and v.numel() >= min_numel:
+            w = v.detach().float().flatten(1)                                            # (O, I...)
+            scale = (w.abs().amax(1) / 127).clamp(min=1e-12)                             # (O,)
+            out[f"model.{k}"] = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8).view(v.shape)
+            out[f"qscale.{k}"] = scale.to(torch.float16)
+    return out
+
+
+def _dequantize(weights: dict, scales: dict) -> None:
+    for k, scale in scales.items():
+        q = weights[k]
+        weights[k] = (q.float().flatten(1) * scale.float()[:, None]).view(q.shape)        # (O, I...)
+
+
 def _cast(v: torch.Tensor, dtype):
     return v.to(dtype) if dtype is not None and v.is_floating_point() else v
 
@@ -68,7 +96,7 @@ def load_checkpoint(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    out: dict = {"model": {}, "ema": {}, "optim": {}}
+    out: dict = {"model": {}, "ema": {}, "optim": {}, "qscale": {}}
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
         for key in f.keys():
@@ -77,6 +105,7 @@ def load_checkpoint(path) -> dict:
                 out[prefix][_strip_prefixes(rest)] = f.get_tensor(key)
     if "kind" not in meta:
         raise ValueError(f"{path} is not a cinegen checkpoint (no 'kind' metadata)")
+    _dequantize(out["model"], out.pop("qscale"))
     out.update(kind=meta["kind"], config=json.loads(meta["config"]), step=int(meta.get("step", 0)),
                extra=json.loads(meta.get("extra", "{}")), optim_groups=json.loads(meta.get("optim_groups", "null")))
     return out
