@@ -185,10 +185,7 @@ def _save_outputs(video, output: Path, frames_dir: Optional[Path], cfg: C.Sample
     from cinegen.io.provenance import embed_watermark, provenance_tags, sign_c2pa
     from cinegen.io.video import write_frames, write_mp4
     if watermark:
-        try:
-            video = embed_watermark(video)
-        except ValueError as e:
-            _fail(str(e))
+        video = embed_watermark(video)        # the size was checked before rendering (check_watermark_size)
     meta = provenance_tags(str(model or "cinegen-default"), prompt, cfg.seed, watermark="dwtDctSvd" if watermark else "none")
     write_mp4(video, output, cfg.fps, metadata=meta)
     if c2pa:
@@ -225,9 +222,12 @@ def generate_cmd(
     except ValueError as e:
         _fail(str(e))
     pipe = _load_pipeline(model, diffusers_ok=True, compile=compile_)
-    from cinegen.io.provenance import MIN_SIDE, check_c2pa_credentials
-    if watermark and min(cfg.width, cfg.height) < MIN_SIDE:     # checked before rendering, so no work is lost
-        _fail(f"--watermark needs a size of at least {MIN_SIDE}x{MIN_SIDE} (invisible-watermark's limit), got {size}")
+    from cinegen.io.provenance import check_c2pa_credentials, check_watermark_size
+    try:
+        if watermark:
+            check_watermark_size(cfg.width, cfg.height)
+    except ValueError as e:
+        _fail(str(e))
     if (c2pa_cert is None) != (c2pa_key is None):
         _fail("--c2pa-cert and --c2pa-key go together")
     if c2pa_cert is not None:                                   # also before rendering

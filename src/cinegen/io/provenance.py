@@ -40,11 +40,16 @@ def read_tags(path: str | Path) -> dict[str, str]:
         return dict(container.metadata)
 
 
+def check_watermark_size(width: int, height: int) -> None:
+    """The one size rule for the watermark: callers check a request with it before rendering, so no work is lost."""
+    if min(width, height) < MIN_SIDE:
+        raise ValueError(f"the invisible watermark needs frames of at least {MIN_SIDE}x{MIN_SIDE} "
+                         f"(invisible-watermark's limit); this video is {width}x{height}")
+
+
 def _check_size(video: np.ndarray) -> None:
     h, w = video.shape[1:3]
-    if min(h, w) < MIN_SIDE:
-        raise ValueError(f"the invisible watermark needs frames of at least {MIN_SIDE}x{MIN_SIDE} "
-                         f"(invisible-watermark's limit); this video is {w}x{h}")
+    check_watermark_size(w, h)
 
 
 def embed_watermark(video: np.ndarray) -> np.ndarray:
