@@ -159,7 +159,7 @@ def _check_fields(fields: dict, settings: ServerSettings, seconds_default: str =
     if len(prompt) > 2000:
         raise APIError(400, "prompt must be at most 2000 characters", "prompt", "invalid_value")
     model = fields.get("model") or settings.default_model
-    if model not in settings.models:
+    if not isinstance(model, str) or model not in settings.models:     # a JSON object here is unhashable
         raise APIError(400, f"unknown model {model!r}; available: {sorted(settings.models)}", "model", "invalid_value")
     spec = settings.models[model]
     size = str(fields.get("size") or spec.sizes[0])
