@@ -40,7 +40,10 @@ def setup_distributed() -> DistInfo:
 
 
 def teardown_distributed() -> None:
+    """Call after the DDP/FSDP wrapper is freed: gloo torn down under a live reducer, or while a peer still talks
+    to it, can abort the process at exit (SIGABRT, "terminate called without an active exception")."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -133,6 +133,7 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
     final = out / "dit.safetensors"
     if info.main:
         ckpt_io.save_checkpoint(final, "dit", cfg, ema, step=step, extra=extra)
+    del ddp, opt
     teardown_distributed()
     return final
 

@@ -129,6 +129,7 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
             if step % train.ckpt_every == 0 or step == train.steps:
                 save_training_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step, info)
     final = _finalise(cfg, ema, data, out, device, info, eval_clips)
+    del ddp, opt
     teardown_distributed()
     return final
 
