@@ -122,6 +122,10 @@ def _ddp_worker(rank, world, init_file, cfg, result_file):
     del model
     dist.barrier()
     dist.destroy_process_group()
+    # With the above, rank 1 still aborted once (in 1 full-suite run of 3; 0 of 50 single runs), place unknown.
+    # Skipping the interpreter's exit teardown rules out an exit-time abort failing a gradient test; if the abort
+    # recurs, it happens before this line and is worth a bug report upstream
+    os._exit(0)
 
 
 def test_ddp_gradients_equal_single_process(tmp_path, tiny_dit_cfg):
