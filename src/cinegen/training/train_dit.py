@@ -162,11 +162,11 @@ def grow_from(model: VideoDiT, trained: VideoDiT) -> VideoDiT:
 
     The blocks in between keep their adaLN-Zero initialisation (zero gates, zero cross-attention output), so each
     is exactly the identity and the grown model computes what the trained one did at step 0; training then uses the
-    extra depth (Gong et al. 2019, "stacking"; here by interleaving identity blocks).
+    extra depth. (Progressive stacking, Gong et al. 2019, copies trained blocks instead; identities keep step 0 exact.)
     """
     new, old = model.cfg, trained.cfg
-    if (new.width, new.heads, new.patch, new.latent_channels, new.text_dim, new.conditioning) != (
-            old.width, old.heads, old.patch, old.latent_channels, old.text_dim, old.conditioning):
+    same = ("width", "heads", "patch", "latent_channels", "text_dim", "conditioning", "mlp_ratio", "rope_theta")
+    if any(getattr(new, f) != getattr(old, f) for f in same):
         raise ValueError(f"--init DiT {old} differs from the run's {new} in more than depth")
     if new.depth < old.depth:
         raise ValueError(f"--init DiT has depth {old.depth}, deeper than the run's {new.depth}")
