@@ -21,6 +21,8 @@ def test_shipped_model_generates_a_2s_64px_clip(pipe):
     video = pipe.generate("a large red ball bounces on a black background", SampleConfig(steps=4, seed=1))
     assert video.shape == (17, 64, 64, 3) and video.dtype == np.uint8
     assert pipe.dit.extra["holdout"]                     # the card's holdout list travels with the weights
+    from cinegen.config import DIT_PRESETS
+    assert pipe.dit.cfg == DIT_PRESETS["shipped"]        # so `cinegen estimate` prices the model that ships
 
 
 def test_shipped_model_draws_the_background_it_is_asked_for(pipe):

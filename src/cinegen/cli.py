@@ -563,7 +563,8 @@ def estimate_cmd(
     gpus: int = typer.Option(1),
     utilisation: float = typer.Option(0.4, help="share of the datasheet peak actually reached (MFU)"),
     price: Optional[float] = typer.Option(None, help="$ per GPU-hour (default: a typical cloud price per GPU)"),
-    model: str = typer.Option("default", help="cinegen preset (default, base, ...) or peer: wan2.1-14b, wan2.1-1.3b"),
+    model: str = typer.Option("shipped", help="cinegen preset (shipped = the default model, default, base, ...) or "
+                                               "peer: wan2.1-14b, wan2.1-1.3b"),
     calibrate: bool = typer.Option(False, help="also time real DiT steps on this machine's CPU"),
 ):
     """Estimate FLOPs, GPU time, wall time and dollars for a render, before running it."""

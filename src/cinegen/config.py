@@ -126,6 +126,7 @@ DIT_PRESETS = {
     "tiny": DiTConfig(latent_channels=4, width=32, depth=2, heads=2, text_dim=384),
     "small": DiTConfig(width=192, depth=6, heads=3),
     "default": DiTConfig(depth=6),   # sized for ~1 h of training on a 2-core CPU and a ~20 MB fp16 file
+    "shipped": DiTConfig(depth=12),  # the model in src/cinegen/weights: "default" grown to depth 12 (MODEL_CARD.md)
     "base": DiTConfig(width=512, depth=12, heads=8),
 }
 
