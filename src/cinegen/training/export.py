@@ -18,10 +18,10 @@ def export_model(vae_path: Path, dit_path: Path, out: Path, int8: bool = False) 
     from cinegen.training.train_vae import load_vae
     vae = load_vae(vae_path)
     dit, _ = load_dit(dit_path)
-    src = ckpt_io.load_checkpoint(dit_path)
+    vae_src, dit_src = ckpt_io.load_checkpoint(vae_path), ckpt_io.load_checkpoint(dit_path)   # step and extra
     out = Path(out)
-    ckpt_io.save_checkpoint(out / "vae.safetensors", "vae", vae.cfg, vae, step=ckpt_io.load_checkpoint(vae_path)["step"],
-                            extra=ckpt_io.load_checkpoint(vae_path)["extra"], dtype=torch.float16)
-    ckpt_io.save_checkpoint(out / "dit.safetensors", "dit", dit.cfg, dit, step=src["step"], extra=src["extra"],
+    ckpt_io.save_checkpoint(out / "vae.safetensors", "vae", vae.cfg, vae, step=vae_src["step"], extra=vae_src["extra"],
+                            dtype=torch.float16)
+    ckpt_io.save_checkpoint(out / "dit.safetensors", "dit", dit.cfg, dit, step=dit_src["step"], extra=dit_src["extra"],
                             dtype=torch.float16, int8=int8)
     return [out / "vae.safetensors", out / "dit.safetensors"]
