@@ -181,6 +181,9 @@ def test_train_cli_grows_an_init_model(tmp_path, tiny_model_dir):
               "tiny", "--batch-size", "2", "--num-clips", "2", "--steps", "1", "--set", "depth=4"]
     r = _cli(*common, "--init", str(tmp_path / "missing.safetensors"))
     assert r.returncode == 2 and "--init file not found" in r.stderr + r.stdout
+    r = _cli(*common, "--init", str(tiny_model_dir / "dit.safetensors"), "--set", "depth=1")   # later --set wins
+    assert r.returncode == 2 and "deeper than the run's 1" in r.stderr + r.stdout
+    assert not (tmp_path / "dit" / "latents.safetensors").exists()              # refused before any work
     r = _cli(*common, "--init", str(tiny_model_dir / "dit.safetensors"))
     assert r.returncode == 0, r.stderr
     assert "depth 2 -> 4" in r.stderr

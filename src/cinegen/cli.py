@@ -94,7 +94,7 @@ def train_cmd(
 ):
     """Train the diffusion transformer with flow matching on VAE latents of toy-world clips."""
     from cinegen.training.common import setup_distributed
-    from cinegen.training.train_dit import train_dit
+    from cinegen.training.train_dit import check_growable, load_dit, train_dit
     _setup_logging()
     try:
         cfg = C.override(_preset(C.DIT_PRESETS, preset), set_)
@@ -106,18 +106,22 @@ def train_cmd(
         _fail(f"--parallel must be one of {STRATEGIES}, got {parallel!r}")
     train = C.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, grad_accum=grad_accum, ckpt_every=ckpt_every,
                           log_every=log_every, seed=seed, cond_prob=cond_prob, parallel=parallel)
-    if init is not None and not init.is_file():
-        _fail(f"--init file not found: {init}")
+    trained = None
+    if init is not None:                 # checked before the latent cache is built, so no work is lost
+        if not init.is_file():
+            _fail(f"--init file not found: {init}")
+        try:
+            trained = load_dit(init)[0]
+            check_growable(cfg, trained.cfg)
+        except ValueError as e:
+            _fail(str(e))
     text_cfg = C.TextConfig(name=text_encoder, dim=cfg.text_dim)
     info = setup_distributed()
     cache = _latent_cache(vae, data, out / "latents.safetensors", info, text_cfg)
     import sys
-    try:
-        path = train_dit(cfg, C.FlowConfig(), train, cache, out,
-                         extra={"holdout": list(holdout), "command": " ".join(["cinegen"] + sys.argv[1:]),
-                                "text": C.to_dict(text_cfg)}, init=init)
-    except ValueError as e:     # an --init model that cannot be grown into this config
-        _fail(str(e))
+    path = train_dit(cfg, C.FlowConfig(), train, cache, out,
+                     extra={"holdout": list(holdout), "command": " ".join(["cinegen"] + sys.argv[1:]),
+                            "text": C.to_dict(text_cfg)}, init=trained)
     console.print(f"DiT written to {path}")
 
 

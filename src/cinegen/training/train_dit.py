@@ -94,24 +94,21 @@ def _conditioning(model) -> bool:
 
 
 def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: LatentCache, out: Path,
-              extra: dict | None = None, init: Path | None = None) -> Path:
+              extra: dict | None = None, init: VideoDiT | None = None) -> Path:
     """Trains (or resumes) the DiT; out/last.safetensors every ckpt_every steps, out/dit.safetensors at the end.
 
     extra: JSON-able facts stored with the weights (holdout list, training command) for the model card and eval.
-    init: a trained DiT file to start from (same width, equal or smaller depth: see grow_from); a resumed run's
-    own checkpoint wins over it.
+    init: a trained DiT to start from (same width, equal or smaller depth: check it with check_growable before
+    building the latent cache; see grow_from); a resumed run's own checkpoint wins over it.
     """
     extra = {**(extra or {}), "flow": flow.__dict__, "train": train.__dict__}
     info = setup_distributed()
     device = device_for(info)
     seed_everything(train.seed + info.rank)
     out = Path(out)
-    model = VideoDiT(cfg)
-    if init is not None:
-        trained = load_dit(init)[0]
-        model = grow_from(model, trained)
-        if info.main:
-            log.info("initialised from %s (depth %d -> %d)", init, trained.cfg.depth, cfg.depth)
+    model = VideoDiT(cfg) if init is None else grow_from(VideoDiT(cfg), init)
+    if init is not None and info.main:
+        log.info("initialised from a trained DiT (depth %d -> %d)", init.cfg.depth, cfg.depth)
     ddp, model, ema, opt, step = build_training_state(model, train, out, device, info)
     rng = np.random.default_rng(train.seed * 7919 + 1000 * info.rank + step)
     gen = torch.Generator().manual_seed(train.seed * 31 + 1000 * info.rank + step)
@@ -157,6 +154,15 @@ def _train_step(ddp, model, ema, opt, cache, train: TrainConfig, flow, rng, gen,
     return total
 
 
+def check_growable(new: DiTConfig, old: DiTConfig) -> None:
+    """Raises ValueError unless a trained DiT with config `old` can be grown into `new` (grow_from)."""
+    same = ("width", "heads", "patch", "latent_channels", "text_dim", "conditioning", "mlp_ratio", "rope_theta")
+    if any(getattr(new, f) != getattr(old, f) for f in same):
+        raise ValueError(f"--init DiT {old} differs from the run's {new} in more than depth")
+    if new.depth < old.depth:
+        raise ValueError(f"--init DiT has depth {old.depth}, deeper than the run's {new.depth}")
+
+
 def grow_from(model: VideoDiT, trained: VideoDiT) -> VideoDiT:
     """Copies a trained DiT into a deeper one of the same width and patch, block i to block i * depth // old_depth.
 
@@ -165,11 +171,7 @@ def grow_from(model: VideoDiT, trained: VideoDiT) -> VideoDiT:
     extra depth. (Progressive stacking, Gong et al. 2019, copies trained blocks instead; identities keep step 0 exact.)
     """
     new, old = model.cfg, trained.cfg
-    same = ("width", "heads", "patch", "latent_channels", "text_dim", "conditioning", "mlp_ratio", "rope_theta")
-    if any(getattr(new, f) != getattr(old, f) for f in same):
-        raise ValueError(f"--init DiT {old} differs from the run's {new} in more than depth")
-    if new.depth < old.depth:
-        raise ValueError(f"--init DiT has depth {old.depth}, deeper than the run's {new.depth}")
+    check_growable(new, old)
     state = {k: v for k, v in trained.state_dict().items() if not k.startswith("blocks.")}
     for i, block in enumerate(trained.blocks):
         j = i * new.depth // old.depth
