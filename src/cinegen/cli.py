@@ -227,18 +227,12 @@ def generate_cmd(
         _fail(str(e))
     pipe = _load_pipeline(model, diffusers_ok=True, compile=compile_)
     from cinegen.io.provenance import check_c2pa_credentials, check_watermark_size
-    try:
-        if watermark:
-            check_watermark_size(cfg.width, cfg.height)
-    except ValueError as e:
-        _fail(str(e))
+    if watermark:                                               # checked before rendering, so no work is lost
+        _run_mode(check_watermark_size, cfg.width, cfg.height)
     if (c2pa_cert is None) != (c2pa_key is None):
         _fail("--c2pa-cert and --c2pa-key go together")
     if c2pa_cert is not None:                                   # also before rendering
-        try:
-            check_c2pa_credentials(c2pa_cert, c2pa_key)
-        except ValueError as e:
-            _fail(str(e))
+        _run_mode(check_c2pa_credentials, c2pa_cert, c2pa_key)
     video = _generate_with_progress(pipe, prompt, cfg)
     _save_outputs(video, output, frames_dir, cfg, prompt, model, watermark, (c2pa_cert, c2pa_key) if c2pa_cert else None)
 
@@ -262,6 +256,7 @@ def _read_image(path: Path):
 
 
 def _run_mode(fn, *args, **kwargs):
+    """fn(*args, **kwargs), with a ValueError turned into a one-line error and exit code 2."""
     try:
         return fn(*args, **kwargs)
     except ValueError as e:
