@@ -8,15 +8,9 @@ from safetensors.torch import load_file, save_file
 from cinegen.config import DIT_PRESETS, FlowConfig, override
 from cinegen.models.dit import VideoDiT
 from cinegen.training.train_dit import training_loss
+from tests import gloo
 from tests.conftest import perturb
 from tests.test_train import _toy_cache
-
-
-def _init(rank, world, init_file):
-    import torch.distributed as dist
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    return dist
 
 
 def _step(model, rank_slice, gen_seed, opt):
@@ -29,7 +23,7 @@ def _step(model, rank_slice, gen_seed, opt):
 
 def _fsdp_worker(rank, world, init_file, cfg, result_file):
     from cinegen.parallel.data_parallel import full_state_dict, is_sharded, wrap
-    dist = _init(rank, world, init_file)
+    gloo.join(rank, world, init_file)
     torch.manual_seed(0)
     model = VideoDiT(cfg)
     wrapped = wrap(model, "fsdp", world)
@@ -40,7 +34,7 @@ def _fsdp_worker(rank, world, init_file, cfg, result_file):
     state = full_state_dict(model)
     if rank == 0:
         save_file({k: v.contiguous() for k, v in state.items()}, result_file)
-    dist.destroy_process_group()
+    gloo.leave()
 
 
 def test_fsdp2_step_equals_single_process(tmp_path):
@@ -65,7 +59,7 @@ def test_fsdp2_step_equals_single_process(tmp_path):
 
 def _sp_worker(rank, world, init_file, cfg, inputs_file, result_file):
     from cinegen.parallel.sequence import enable_sequence_parallel
-    dist = _init(rank, world, init_file)
+    gloo.join(rank, world, init_file)
     torch.manual_seed(0)
     model = perturb(VideoDiT(cfg))          # off the adaLN-Zero init, so every weight gets a gradient
     enable_sequence_parallel(model)
@@ -75,7 +69,7 @@ def _sp_worker(rank, world, init_file, cfg, inputs_file, result_file):
     out.square().mean().backward()
     grads = {f"grad.{k}": p.grad.contiguous() for k, p in model.named_parameters()}
     save_file({"out": out.detach().contiguous(), "x_grad": x["x"].grad.contiguous(), **grads}, f"{result_file}.{rank}")
-    dist.destroy_process_group()
+    gloo.leave()
 
 
 def _check_sequence_parallel(tmp_path, cfg):

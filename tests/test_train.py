@@ -105,9 +105,10 @@ def test_train_dit_single_process_and_torchrun_ddp(tmp_path, tiny_model_dir):
 
 
 def _ddp_worker(rank, world, init_file, cfg, result_file):
-    import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+
+    from tests import gloo
+    gloo.join(rank, world, init_file)
     torch.manual_seed(0)
     model = DDP(VideoDiT(cfg))
     cache = _toy_cache()
@@ -116,16 +117,8 @@ def _ddp_worker(rank, world, init_file, cfg, result_file):
     loss.backward()
     if rank == 0:
         torch.save({k: p.grad for k, p in model.module.named_parameters()}, result_file)
-    # DDP's reducer holds the process group: free it first, then leave together. Tearing gloo down under a live
-    # reducer or a peer still talking aborted rank 1 (SIGABRT, "terminate called without an active exception")
-    # in about 1 run of 10
-    del model
-    dist.barrier()
-    dist.destroy_process_group()
-    # With the above, rank 1 still aborted once (in 1 full-suite run of 3; 0 of 50 single runs), place unknown.
-    # Skipping the interpreter's exit teardown rules out an exit-time abort failing a gradient test; if the abort
-    # recurs, it happens before this line and is worth a bug report upstream
-    os._exit(0)
+    del model                       # DDP's reducer holds the process group: free it before leaving
+    gloo.leave()
 
 
 def test_ddp_gradients_equal_single_process(tmp_path, tiny_dit_cfg):
