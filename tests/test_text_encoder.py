@@ -50,3 +50,21 @@ def test_any_local_hugging_face_encoder_folder(tmp_path):
     assert emb.shape[-1] == 32 and mask.sum() >= 3
     with pytest.raises(ValueError, match="width 32"):
         TextEncoder(TextConfig(name=str(tmp_path), dim=384))
+
+
+def test_tokens_from_several_layers_are_laid_end_to_end(text_encoder):
+    both = TextEncoder(TextConfig(layers=(-1, 0)))
+    emb, mask = both.encode(["a red ball moves left", "a box"])
+    last, last_mask = text_encoder.encode(["a red ball moves left", "a box"])
+    n = int(last_mask[0].sum())
+    assert mask.sum(1).tolist() == (2 * last_mask.sum(1)).tolist()
+    assert torch.allclose(emb[0, :n], last[0, :n], atol=1e-5)            # the contextual tokens come first
+    left, _ = both.encode(["a red ball moves right"])
+    # word-embedding tokens carry no context: only the changed word differs there
+    differs = ~torch.isclose(emb[0, n:2 * n], left[0, n:2 * n], atol=1e-5).all(-1)
+    assert differs.sum() == 1
+
+
+def test_text_layers_out_of_range_are_refused():
+    with pytest.raises(ValueError, match=r"layers \[9\]"):
+        TextEncoder(TextConfig(layers=(9,)))

@@ -91,6 +91,8 @@ def train_cmd(
     set_: list[str] = typer.Option([], "--set", help="DiTConfig override key=value (e.g. text_dim=512 for T5-small)"),
     init: Optional[Path] = typer.Option(None, help="start from this trained DiT file (same width; a shallower one "
                                                    "is grown to the preset's depth with identity blocks)"),
+    text_layer: list[int] = typer.Option([-1], help="text encoder hidden-state layer(s) whose tokens the DiT reads; "
+                                                    "repeatable (e.g. -1 and 0: contextual + word embeddings)"),
 ):
     """Train the diffusion transformer with flow matching on VAE latents of toy-world clips."""
     from cinegen.training.common import setup_distributed
@@ -115,7 +117,7 @@ def train_cmd(
             check_growable(cfg, trained.cfg)
         except ValueError as e:
             _fail(str(e))
-    text_cfg = C.TextConfig(name=text_encoder, dim=cfg.text_dim)
+    text_cfg = C.TextConfig(name=text_encoder, dim=cfg.text_dim, layers=tuple(text_layer))
     info = setup_distributed()
     cache = _latent_cache(vae, data, out / "latents.safetensors", info, text_cfg)
     import sys
@@ -140,7 +142,10 @@ def _latent_cache(vae_path: Path, data: C.DataConfig, path: Path, info, text_cfg
         build_latent_cache(load_vae(vae_path), encoder, data, path)
     if dist.is_initialized():
         dist.barrier()
-    return load_latent_cache(path)
+    try:
+        return load_latent_cache(path, text_cfg)
+    except ValueError as e:
+        _fail(str(e))
 
 
 def _parse_size(size: str) -> tuple[int, int]:

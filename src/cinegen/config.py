@@ -67,6 +67,10 @@ class TextConfig:
     name: str = "minilm"             # "minilm" (shipped offline) or a local path to any HF encoder (e.g. T5)
     max_tokens: int = 32             # S: captions are short; longer prompts are truncated with a warning
     dim: int = 384                   # Dt
+    # hidden-state layers whose tokens are laid end to end (S * len(layers) tokens): -1 is the contextual last
+    # layer; 0 the word-embedding layer, which keeps word identity that MiniLM's last layer blurs ("left" and
+    # "right" end up at cosine 0.63 there, "red" and "blue" at 0.32)
+    layers: tuple[int, ...] = (-1,)
 
 
 @dataclass(frozen=True)

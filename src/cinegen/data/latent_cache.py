@@ -75,24 +75,31 @@ def build_latent_cache(vae, text_encoder, data: DataConfig, path: Path, batch: i
     buckets = {k: LatentBucket(torch.stack([z for z, _ in v]), torch.tensor([c for _, c in v]))
                for k, v in grouped.items()}
     cache = LatentCache(buckets, emb, mask.sum(1), captions)
-    save_latent_cache(cache, path, data, vae.cfg)
+    save_latent_cache(cache, path, data, vae.cfg, text_encoder.cfg)
     return cache
 
 
-def save_latent_cache(cache: LatentCache, path: Path, data: DataConfig, vae_cfg) -> None:
+def save_latent_cache(cache: LatentCache, path: Path, data: DataConfig, vae_cfg, text_cfg=None) -> None:
     tensors = {"text_emb": cache.text_emb.contiguous(), "text_len": cache.text_len.contiguous()}
     for (t, h, w), b in cache.buckets.items():
         tensors[f"latents.{t}x{h}x{w}"] = b.latents.contiguous()
         tensors[f"captions.{t}x{h}x{w}"] = b.captions.contiguous()
     meta = {"captions": json.dumps(cache.captions), "data_config": json.dumps(to_dict(data)),
             "vae_config": json.dumps(to_dict(vae_cfg))}
+    if text_cfg is not None:
+        meta["text_config"] = json.dumps(to_dict(text_cfg))
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
-def load_latent_cache(path: Path) -> LatentCache:
+def load_latent_cache(path: Path, text_cfg=None) -> LatentCache:
+    """text_cfg: the run's text encoder config; a cache whose prompt embeddings came from another one is refused."""
     buckets: dict = {}
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
+        if text_cfg is not None and "text_config" in meta and json.loads(meta["text_config"]) != json.loads(
+                json.dumps(to_dict(text_cfg))):
+            raise ValueError(f"latent cache {path} was built with text encoder {meta['text_config']}, this run uses "
+                             f"{to_dict(text_cfg)}: delete it or use another --out")
         for key in f.keys():
             if key.startswith("latents."):
                 shape = tuple(int(v) for v in key.split(".", 1)[1].split("x"))

@@ -109,7 +109,7 @@ def motion_ok(track: Track, motion: str, shape: str) -> bool:
     if motion == "bounces":
         return _bounces(y)
     if motion == "falls":
-        return _falls(y)
+        return _falls(y, idx)
     if motion == "spins":
         return still and 0.75 < growth < 1.33 and _shape_changes(track)
     raise ValueError(f"unknown motion {motion!r}")
@@ -121,18 +121,22 @@ def _bounces(y: np.ndarray) -> bool:
     return y[low] - y[0] > 0.05 and low < len(y) - 1 and y[low] - y[low:].min() > 0.04
 
 
-def _falls(y: np.ndarray) -> bool:
-    """Moves down by > 10% of the frame, accelerating (later steps larger), with no rebound."""
-    if y[-1] - y[0] < 0.1:
+def _falls(y: np.ndarray, frames: np.ndarray) -> bool:
+    """Moves down by > 10% of the frame, accelerating, then rests with no rebound.
+
+    The landing is the first frame within 15% of the drop of the lowest point: decoded video settles onto the
+    floor over a few frames, and fitting those flat frames would hide the acceleration before them.
+    Acceleration is the t^2 term of a quadratic fit of y up to the landing (time scaled to 0..1): a drop from rest
+    under gravity gives about the whole drop, constant-speed 'moves down' about 0. A rebound is any rise of more
+    than 4% of the frame after the landing (the largest drawdown below the running lowest point).
+    """
+    drop = y.max() - y[0]
+    land = int(np.flatnonzero(y >= y.max() - max(0.02, 0.15 * drop))[0])
+    rebound = float(np.max(np.maximum.accumulate(y[land:]) - y[land:]))
+    if drop < 0.1 or y[-1] - y[0] < 0.1 or land < 2 or rebound > 0.04:
         return False
-    drop = y[int(np.argmax(y))] - y[0]
-    first, second = _halves(y[: int(np.argmax(y)) + 1])
-    return second >= first and y.max() - y[int(np.argmax(y)):].min() < 0.04 and drop > 0.1
-
-
-def _halves(y: np.ndarray) -> tuple[float, float]:
-    mid = len(y) // 2
-    return float(y[mid] - y[0]), float(y[-1] - y[mid])
+    t = (frames[: land + 1] - frames[0]) / max(frames[land] - frames[0], 1)
+    return float(np.polyfit(t, y[: land + 1], 2)[0]) > 0.3 * drop
 
 
 def _shape_changes(track: Track) -> bool:

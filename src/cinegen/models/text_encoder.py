@@ -45,16 +45,22 @@ class TextEncoder:
         hidden = self.model.config.hidden_size if hasattr(self.model.config, "hidden_size") else self.model.config.d_model
         if hidden != cfg.dim:
             raise ValueError(f"text encoder {cfg.name!r} has width {hidden}, config expects {cfg.dim}")
+        n_states = self.model.config.num_hidden_layers + 1          # embeddings + one per layer
+        bad = [layer for layer in cfg.layers if not -n_states <= layer < n_states]
+        if bad or not cfg.layers:
+            raise ValueError(f"text encoder layers {list(cfg.layers)}: each must be in [{-n_states}, {n_states - 1}]")
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.cache_size = cache_size
 
     @torch.no_grad()
     def _encode_uncached(self, prompts: list[str]) -> list[torch.Tensor]:
         tok = self.tokenizer(prompts, padding=True, truncation=True, max_length=self.cfg.max_tokens, return_tensors="pt")
-        hidden = self.model(input_ids=tok["input_ids"].to(self.device),
-                            attention_mask=tok["attention_mask"].to(self.device)).last_hidden_state   # (B, S, Dt)
+        states = self.model(input_ids=tok["input_ids"].to(self.device), attention_mask=tok["attention_mask"].to(self.device),
+                            output_hidden_states=True).hidden_states            # layers + 1 of (B, S, Dt)
         lengths = tok["attention_mask"].sum(1).tolist()
-        return [hidden[i, :n].float().cpu() for i, n in enumerate(lengths)]
+        # each prompt's real tokens from every chosen layer, end to end: (n * len(layers), Dt)
+        return [torch.cat([states[layer][i, :n] for layer in self.cfg.layers]).float().cpu()
+                for i, n in enumerate(lengths)]
 
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (B, S, Dt) float32 embeddings, zero-padded, and a (B, S) bool mask (True = real token)."""
