@@ -109,3 +109,14 @@ def test_export_writes_a_loadable_model_folder(tmp_path, tiny_model_dir):
     ref = TextToVideo.from_pretrained(tiny_model_dir).generate("a red ball", cfg).astype(float)
     out = TextToVideo.from_pretrained(tmp_path).generate("a red ball", cfg).astype(float)
     assert out.shape == ref.shape and abs(out - ref).mean() < 2.0                 # fp16 / int8: within ~1 grey level
+
+
+def test_export_of_unchanged_weights_leaves_the_files_alone(tmp_path, tiny_model_dir):
+    from cinegen.training.export import export_model
+    export_model(tiny_model_dir / "vae.safetensors", tiny_model_dir / "dit.safetensors", tmp_path, int8=True)
+    before = {p.name: (p.stat().st_ino, p.read_bytes()) for p in tmp_path.glob("*.safetensors")}
+    export_model(tiny_model_dir / "vae.safetensors", tiny_model_dir / "dit.safetensors", tmp_path, int8=True)
+    after = {p.name: (p.stat().st_ino, p.read_bytes()) for p in tmp_path.glob("*.safetensors")}
+    assert after == before and not list(tmp_path.glob(".*"))                  # same files, no leftovers
+    export_model(tiny_model_dir / "vae.safetensors", tiny_model_dir / "dit.safetensors", tmp_path, int8=False)
+    assert (tmp_path / "dit.safetensors").read_bytes() != before["dit.safetensors"][1]   # changed content is written

@@ -69,8 +69,7 @@ def train_vae_cmd(
                           ema_decay=0.995, log_every=log_every)
     if decoder_only and init is None:
         _fail("--decoder-only needs --init (a trained VAE whose encoder is kept)")
-    if init is not None and not init.is_file():
-        _fail(f"--init file not found: {init}")
+    _require_file(init, "--init")
     path = train_vae(cfg, train, data, out, crop=crop, init=init, decoder_only=decoder_only)
     console.print(f"VAE written to {path}")
 
@@ -110,8 +109,7 @@ def train_cmd(
                           log_every=log_every, seed=seed, cond_prob=cond_prob, parallel=parallel)
     trained = None
     if init is not None:                 # checked before the latent cache is built, so no work is lost
-        if not init.is_file():
-            _fail(f"--init file not found: {init}")
+        _require_file(init, "--init")
         try:
             trained = load_dit(init)[0]
             check_growable(cfg, trained.cfg)
@@ -146,6 +144,11 @@ def _latent_cache(vae_path: Path, data: C.DataConfig, path: Path, info, text_cfg
         return load_latent_cache(path, text_cfg)
     except ValueError as e:
         _fail(str(e))
+
+
+def _require_file(path: Optional[Path], option: str) -> None:
+    if path is not None and not path.is_file():
+        _fail(f"{option} file not found: {path}")
 
 
 def _parse_size(size: str) -> tuple[int, int]:

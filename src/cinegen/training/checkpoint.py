@@ -49,9 +49,9 @@ def save_checkpoint(path, kind: str, config, model, ema=None, optimizer=None, st
     model_state: the weights to write instead of model.state_dict() (FSDP's gathered full weights).
     int8: store the model's large matrices as int8 with a scale per output row (quantize_int8)."""
     state = model_state if model_state is not None else unwrap(model).state_dict()
-    tensors = {f"model.{k}": _cast(v, dtype) for k, v in state.items()}
-    if int8:
-        tensors.update(quantize_int8(state))
+    quantized = quantize_int8(state) if int8 else {}
+    tensors = {f"model.{k}": _cast(v, dtype) for k, v in state.items() if f"model.{k}" not in quantized}
+    tensors.update(quantized)
     if ema is not None:
         tensors.update({f"ema.{k}": _cast(v, dtype) for k, v in ema.state_dict().items()})
     meta = {"kind": kind, "config": json.dumps(to_dict(config)), "step": str(step), "extra": json.dumps(extra or {})}
@@ -109,6 +109,17 @@ def load_checkpoint(path) -> dict:
     out.update(kind=meta["kind"], config=json.loads(meta["config"]), step=int(meta.get("step", 0)),
                extra=json.loads(meta.get("extra", "{}")), optim_groups=json.loads(meta.get("optim_groups", "null")))
     return out
+
+
+def same_content(a: Path, b: Path) -> bool:
+    """True when two safetensors files hold equal tensors and metadata. Their bytes can still differ: safetensors
+    writes the metadata map in no fixed order, so a re-export of unchanged weights is never byte-identical."""
+    if not (Path(a).is_file() and Path(b).is_file()):
+        return False
+    with safe_open(str(a), framework="pt") as fa, safe_open(str(b), framework="pt") as fb:
+        if fa.metadata() != fb.metadata() or set(fa.keys()) != set(fb.keys()):
+            return False
+        return all(torch.equal(fa.get_tensor(k), fb.get_tensor(k)) for k in fa.keys())
 
 
 def _strip_prefixes(key: str) -> str:

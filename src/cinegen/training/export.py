@@ -3,6 +3,7 @@ configs and training facts kept."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -20,8 +21,18 @@ def export_model(vae_path: Path, dit_path: Path, out: Path, int8: bool = False) 
     dit, _ = load_dit(dit_path)
     vae_src, dit_src = ckpt_io.load_checkpoint(vae_path), ckpt_io.load_checkpoint(dit_path)   # step and extra
     out = Path(out)
-    ckpt_io.save_checkpoint(out / "vae.safetensors", "vae", vae.cfg, vae, step=vae_src["step"], extra=vae_src["extra"],
-                            dtype=torch.float16)
-    ckpt_io.save_checkpoint(out / "dit.safetensors", "dit", dit.cfg, dit, step=dit_src["step"], extra=dit_src["extra"],
-                            dtype=torch.float16, int8=int8)
+    _save_if_changed(out / "vae.safetensors", "vae", vae, vae_src, int8=False)
+    _save_if_changed(out / "dit.safetensors", "dit", dit, dit_src, int8=int8)
     return [out / "vae.safetensors", out / "dit.safetensors"]
+
+
+def _save_if_changed(path: Path, kind: str, model, src: dict, int8: bool) -> None:
+    """Writes beside `path`, then keeps the old file when the content is equal: an unchanged model re-exported
+    leaves the file (and git) alone."""
+    new = path.with_name(f".{path.name}.export")
+    ckpt_io.save_checkpoint(new, kind, model.cfg, model, step=src["step"], extra=src["extra"], dtype=torch.float16,
+                            int8=int8)
+    if ckpt_io.same_content(new, path):
+        new.unlink()
+    else:
+        os.replace(new, path)
