@@ -61,3 +61,14 @@ def test_constant_speed_descent_and_rebounds_are_not_falls():
     assert motion_ok(_track(steady), "moves down", "box") and not motion_ok(_track(steady), "falls", "box")
     lands_and_rebounds = [0.2, 0.22, 0.28, 0.38, 0.52, 0.7, 0.9, 0.82, 0.78, 0.8, 0.86, 0.9] + [0.9] * 5
     assert not motion_ok(_track(lands_and_rebounds), "falls", "ball")
+
+
+def test_motion_by_kind_reports_which_motions_fail():
+    from cinegen.eval.run import motion_by_kind
+    fall = parse_caption("a large red ball falls on a black background")
+    left = parse_caption("a small blue box moves left on a gray background")
+    right = parse_caption("a small blue box moves right on a gray background")
+    clips = [render_scene(s, 64, 64, 17, seed=i).video for i, s in enumerate((fall, left, right))]
+    reports = [analyze(clips[0], fall), analyze(clips[1], left), analyze(clips[2], left)]   # a right-mover, asked left
+    assert motion_by_kind([fall, left, left], reports) == {"falls": {"n": 1, "passed": 1.0},
+                                                           "moves left": {"n": 2, "passed": 0.5}}

@@ -93,8 +93,18 @@ def evaluate(generate_fn, holdout: tuple[str, ...], cfg: SampleConfig, n_seen: i
                          "checks": {k: bool(v) for k, v in gen_reports[-1].checks.items()}})
             if on_clip:
                 on_clip(name, i, prompt, gen_reports[-1].score)
-        result["splits"][name] = {"generated": summarise(gen_reports), "real": summarise(real_reports), "clips": rows}
+        result["splits"][name] = {"generated": summarise(gen_reports), "real": summarise(real_reports), "clips": rows,
+                                  "motion_by_kind": motion_by_kind(scenes, gen_reports)}
     return result
+
+
+def motion_by_kind(scenes: list[SceneSpec], reports: list) -> dict:
+    """Share of objects whose motion check passed, per prompted motion ("moves left": 0.4, ...): which motions fail."""
+    passed = defaultdict(list)
+    for scene, report in zip(scenes, reports):
+        for i, obj in enumerate(scene.objects):
+            passed[obj.motion].append(bool(report.checks[f"obj{i}.motion"]))
+    return {m: {"n": len(v), "passed": float(np.mean(v))} for m, v in sorted(passed.items())}
 
 
 def noise_baseline(cfg: SampleConfig, holdout: tuple[str, ...], n: int = 8, seed: int = 0) -> float:
