@@ -181,3 +181,22 @@ def test_train_cli_grows_an_init_model(tmp_path, tiny_model_dir):
     assert r.returncode == 0, r.stderr
     assert "depth 2 -> 4" in r.stderr
     assert load_checkpoint(tmp_path / "dit" / "dit.safetensors")["config"]["depth"] == 4
+
+
+def test_train_cli_text_layers_travel_with_the_model(tmp_path, tiny_model_dir):
+    import shutil
+
+    from cinegen.pipeline import TextToVideo
+    out = tmp_path / "dit"
+    common = ["train", "--vae", str(tiny_model_dir / "vae.safetensors"), "--out", str(out), "--preset", "tiny",
+              "--batch-size", "2", "--num-clips", "2", "--steps", "1"]
+    r = _cli(*common, "--text-layer", "-1", "--text-layer", "0")
+    assert r.returncode == 0, r.stderr
+    cache = load_latent_cache(out / "latents.safetensors")
+    n_words = len(cache.captions[1].split())
+    assert cache.text_len[1] >= 2 * n_words                                   # two layers' tokens per caption
+    shutil.copy(tiny_model_dir / "vae.safetensors", out / "vae.safetensors")
+    assert TextToVideo.from_pretrained(out).text_encoder.cfg.layers == (-1, 0)   # generation reads what training did
+    # a cache encoded with other layers is refused, not silently trained on
+    r = _cli(*common[:-1], "2", "--text-layer", "-1")
+    assert r.returncode == 2 and "latent cache" in r.stderr + r.stdout and "Traceback" not in r.stderr
