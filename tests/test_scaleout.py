@@ -67,6 +67,25 @@ def test_concurrent_claims_take_each_job_exactly_once(pg_url):
     assert all(store.get(v)["status"] == "completed" for v in ids)
 
 
+def test_heartbeats_keep_sub_second_precision_in_postgres(pg_url):
+    """REAL is 4 bytes in PostgreSQL: epoch seconds came back rounded to 128 s, so a fresh claim could read as a
+    minute stale and be requeued under its worker: the double claims the test above caught, in the 4 s of every
+    128 s where rounding goes down by more than the 60 s stale limit."""
+    import psycopg
+    with psycopg.connect(pg_url, autocommit=True) as conn:              # a store made before the fix
+        conn.execute("ALTER TABLE videos ALTER COLUMN heartbeat TYPE REAL")
+    store = JobStore(pg_url)                                            # opening it migrates the column
+    vid = store.create("studio", "m", "p", "1", "32x32", "create", {})["id"]
+    while (row := store.claim("machine-a")) is not None and row["id"] != vid:
+        store.finish(row["id"], "machine-a")
+    assert store.heartbeat(vid, "machine-a", 50)
+    now = time.time()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        stored = conn.execute("SELECT heartbeat FROM videos WHERE id = %s", (vid,)).fetchone()[0]
+    assert abs(stored - now) < 1.0
+    assert store.claim("machine-b") is None                             # a live job is not handed out again
+
+
 def test_worker_processes_render_from_the_shared_queue(pg_url, tmp_path, tiny_model_dir):
     store = JobStore(pg_url)
     ids = [store.create("studio", "cinegen-default", "a large red ball bounces on a black background", "1", "32x32",

@@ -200,3 +200,12 @@ def test_train_cli_text_layers_travel_with_the_model(tmp_path, tiny_model_dir):
     # a cache encoded with other layers is refused, not silently trained on
     r = _cli(*common[:-1], "2", "--text-layer", "-1")
     assert r.returncode == 2 and "latent cache" in r.stderr + r.stdout and "Traceback" not in r.stderr
+
+
+def test_train_cli_twins_add_word_swapped_clips(tmp_path, tiny_model_dir):
+    out = tmp_path / "dit"
+    r = _cli("train", "--vae", str(tiny_model_dir / "vae.safetensors"), "--out", str(out), "--preset", "tiny",
+             "--batch-size", "2", "--num-clips", "4", "--steps", "1", "--twins")
+    assert r.returncode == 0, r.stderr
+    cache = load_latent_cache(out / "latents.safetensors")
+    assert sum(len(b.latents) for b in cache.buckets.values()) > 4      # mirrored / reversed twins were encoded

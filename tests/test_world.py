@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -102,3 +104,35 @@ def test_random_clip_is_deterministic():
     a = random_clip(np.random.default_rng(7))
     b = random_clip(np.random.default_rng(7))
     assert a.caption == b.caption and (a.video == b.video).all()
+
+
+def test_word_swapped_twins_show_what_their_captions_say():
+    from cinegen.data.world import mirror_clip, reverse_clip
+    from cinegen.eval.analyzer import analyze
+    right = render_scene(parse_caption("a large red box moves right and a small blue ball moves up on a gray "
+                                       "background"), 64, 64, 17, seed=2)
+    mirrored, backwards = mirror_clip(right), reverse_clip(right)
+    assert mirrored.caption.startswith("a large red box moves left and a small blue ball moves up")
+    assert backwards.caption.startswith("a large red box moves left and a small blue ball moves down")
+    assert np.array_equal(mirrored.video[:, :, ::-1], right.video) and np.array_equal(backwards.video[::-1], right.video)
+    for twin in (right, mirrored, backwards):                  # the analyzer reads each twin as its own caption
+        assert analyze(twin.video, twin.scene).score == 1.0
+    assert not analyze(mirrored.video, right.scene).checks["obj0.motion"]
+
+
+def test_twins_respect_the_holdout_and_gravity():
+    from cinegen.data.world import mirror_clip, reverse_clip
+    clip = render_scene(parse_caption("a large cyan box moves right on a black background"), 64, 64, 9)
+    assert mirror_clip(clip, ("cyan box moves left",)) is None and mirror_clip(clip) is not None
+    falls = render_scene(parse_caption("a large cyan box falls on a black background"), 64, 64, 9)
+    assert reverse_clip(falls) is None                           # nothing falls upwards
+    assert mirror_clip(falls).caption == "a large cyan box falls on a black background"
+
+
+def test_render_pool_adds_twins_when_asked():
+    from cinegen.config import DataConfig
+    from cinegen.data.clips import render_pool
+    cfg = DataConfig(num_clips=6, buckets=((9, 32, 32),), holdout=("cyan box moves left",))
+    plain, twinned = render_pool(cfg, quiet=True), render_pool(replace(cfg, twins=True), quiet=True)
+    assert len(plain) == 6 and 6 < len(twinned) <= 18
+    assert all("cyan box moves left" not in c.caption for c in twinned)

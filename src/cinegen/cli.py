@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Optional
@@ -92,6 +93,8 @@ def train_cmd(
                                                    "is grown to the preset's depth with identity blocks)"),
     text_layer: list[int] = typer.Option([-1], help="text encoder hidden-state layer(s) whose tokens the DiT reads; "
                                                     "repeatable (e.g. -1 and 0: contextual + word embeddings)"),
+    twins: bool = typer.Option(False, help="also train on each clip mirrored / played backwards with the opposite "
+                                           "direction words, so only the words tell the pair apart"),
 ):
     """Train the diffusion transformer with flow matching on VAE latents of toy-world clips."""
     from cinegen.training.common import setup_distributed
@@ -99,7 +102,7 @@ def train_cmd(
     _setup_logging()
     try:
         cfg = C.override(_preset(C.DIT_PRESETS, preset), set_)
-        data = _data_config(num_clips, bucket, 8.0, holdout, seed)
+        data = dataclasses.replace(_data_config(num_clips, bucket, 8.0, holdout, seed), twins=twins)
     except ValueError as e:
         _fail(str(e))
     from cinegen.parallel.data_parallel import STRATEGIES

@@ -120,6 +120,7 @@ class DataConfig:
     holdout: tuple[str, ...] = ()
     max_objects: int = 3
     seed: int = 0
+    twins: bool = False              # also each clip mirrored / played backwards with opposite words (data.world)
 
 
 VAE_PRESETS = {

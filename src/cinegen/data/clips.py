@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from cinegen.config import DataConfig
-from cinegen.data.world import Clip, random_clip
+from cinegen.data.world import Clip, mirror_clip, random_clip, reverse_clip
 from cinegen.training.common import progress_bar
 
 
@@ -29,13 +29,16 @@ def _render_one(cfg: DataConfig, index: int, seed_offset: int) -> Clip:
 
 
 def render_pool(cfg: DataConfig, num_clips: int | None = None, seed_offset: int = 0, quiet: bool = False) -> list[Clip]:
-    """Renders clips spread over the config's buckets; deterministic in (cfg.seed, seed_offset, index)."""
+    """Renders clips spread over the config's buckets; deterministic in (cfg.seed, seed_offset, index).
+    cfg.twins: each clip is followed by its word-swapped twins (mirror_clip, reverse_clip) where they exist."""
     n = num_clips if num_clips is not None else cfg.num_clips
     clips = []
     with progress_bar(disable=quiet) as bar:
         task = bar.add_task("rendering clips", total=n, status="")
         for i in range(n):
             clips.append(_render_one(cfg, i, seed_offset))
+            if cfg.twins:
+                clips += [t for t in (mirror_clip(clips[-1], cfg.holdout), reverse_clip(clips[-1], cfg.holdout)) if t]
             bar.advance(task)
     return clips
 

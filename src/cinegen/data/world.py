@@ -406,3 +406,42 @@ def random_clip(rng: np.random.Generator, width=64, height=64, num_frames=17, fp
     scene = random_scene(rng, holdout, max_objects)
     caption = paraphrase_caption(scene, rng) if rng.random() < paraphrase_p else canonical_caption(scene)
     return render_scene(scene, width, height, num_frames, fps, seed=int(rng.integers(2**31)), caption=caption)
+
+
+# --- Word-swapped twins: the same clip mirrored or played backwards, with the opposite words ---
+# Trained on a clip and its twin, the model sees two videos that only the direction word tells apart, so it
+# cannot leave the direction to the noise (MODEL_CARD.md: the shipped DiT does exactly that).
+
+_MIRRORED = {"moves left": "moves right", "moves right": "moves left", "pans left": "pans right",
+             "pans right": "pans left"}
+_REVERSED = {**_MIRRORED, "moves up": "moves down", "moves down": "moves up", "grows": "shrinks",
+             "shrinks": "grows", "zooms in": "zooms out", "zooms out": "zooms in", "stays still": "stays still",
+             "spins": "spins", "static": "static"}
+
+
+def mirror_clip(clip: Clip, holdout: tuple[str, ...] = ()) -> Clip | None:
+    """The clip flipped left-right, "left" and "right" swapped in its scene and caption; None when that would
+    show a held-out combination (e.g. "cyan box moves left" from a "cyan box moves right")."""
+    width = clip.video.shape[2]
+    tracks = {k: np.stack([width - 1 - v[:, 0], v[:, 1], v[:, 2]], 1) for k, v in clip.tracks.items()}
+    return _twin(clip, _MIRRORED, np.ascontiguousarray(clip.video[:, :, ::-1]), tracks, holdout, keep_others=True)
+
+
+def reverse_clip(clip: Clip, holdout: tuple[str, ...] = ()) -> Clip | None:
+    """The clip played backwards with opposite words (up/down, left/right, grows/shrinks, pans, zooms); None when
+    a motion has no backwards twin (falls and bounces run against gravity) or the twin is held out."""
+    tracks = {k: v[::-1].copy() for k, v in clip.tracks.items()}
+    return _twin(clip, _REVERSED, np.ascontiguousarray(clip.video[::-1]), tracks, holdout, keep_others=False)
+
+
+def _twin(clip: Clip, swap: dict, video: np.ndarray, tracks: dict, holdout, keep_others: bool) -> Clip | None:
+    def word(w):
+        return swap.get(w, w) if keep_others else swap.get(w)
+    motions = [word(o.motion) for o in clip.scene.objects]
+    if None in motions or word(clip.scene.camera) is None:
+        return None
+    objects = tuple(replace(o, motion=m) for o, m in zip(clip.scene.objects, motions))
+    if any(matches_holdout(o, holdout) for o in objects):
+        return None
+    scene = replace(clip.scene, objects=objects, camera=word(clip.scene.camera))
+    return Clip(video, canonical_caption(scene), scene, clip.fps, tracks)

@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS videos (
     params TEXT NOT NULL,
     seq INTEGER NOT NULL,
     claimed_by TEXT,
-    heartbeat REAL
+    heartbeat DOUBLE PRECISION
 );
 CREATE INDEX IF NOT EXISTS videos_owner_seq ON videos (owner, seq);
 CREATE INDEX IF NOT EXISTS videos_status_seq ON videos (status, seq);
@@ -95,6 +95,9 @@ class _Postgres:
         with psycopg.connect(url, autocommit=True) as conn:
             for stmt in filter(str.strip, SCHEMA.split(";")):
                 conn.execute(stmt.replace("seq INTEGER", "seq BIGINT"))
+            # stores made before this fix hold heartbeats as REAL, which PostgreSQL keeps in 4 bytes: epoch seconds
+            # rounded to 128 s, so a job claimed a moment ago could look a minute stale and be claimed again
+            conn.execute("ALTER TABLE videos ALTER COLUMN heartbeat TYPE DOUBLE PRECISION")
 
     def connect(self):
         from psycopg.rows import dict_row
