@@ -66,8 +66,9 @@ def test_train_vae_then_resume(tmp_path):
     assert r.returncode == 0 and "resumed" in r.stderr
     assert load_checkpoint(out / "last.safetensors")["step"] == 6
     # decoder-only fine-tuning keeps the encoder (the latent space a DiT was trained on) bit for bit
+    # (another --seed renders other clips: re-measured latent statistics would differ; the loss weight is this run's)
     r = _cli("train-vae", "--out", str(tmp_path / "dec"), "--init", str(out / "vae.safetensors"), "--decoder-only",
-             "--steps", "3", "--num-clips", "4", "--lr", "1e-2")
+             "--steps", "3", "--num-clips", "4", "--lr", "1e-2", "--seed", "5", "--set", "edge_weight=3")
     assert r.returncode == 0, r.stderr
     before, after = load_checkpoint(out / "vae.safetensors")["model"], load_checkpoint(tmp_path / "dec" / "vae.safetensors")["model"]
     enc = [k for k in before if k.startswith("encoder.")]
@@ -76,8 +77,10 @@ def test_train_vae_then_resume(tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in dec)
     assert load_checkpoint(tmp_path / "dec" / "vae.safetensors")["config"]["latent_mean"] == \
         load_checkpoint(out / "vae.safetensors")["config"]["latent_mean"]
-    # the periodic checkpoint records the --init file's config too, not the preset's
-    assert load_checkpoint(tmp_path / "dec" / "last.safetensors")["config"] == load_checkpoint(out / "vae.safetensors")["config"]
+    # the periodic checkpoint records the --init file's architecture too, not the preset's; the loss weight is ours
+    dec_cfg, init_cfg = load_checkpoint(tmp_path / "dec" / "last.safetensors")["config"], load_checkpoint(out / "vae.safetensors")["config"]
+    assert dec_cfg["edge_weight"] == 3 and init_cfg["edge_weight"] == 1
+    assert {**dec_cfg, "edge_weight": 1} == init_cfg
     r = _cli("train-vae", "--out", str(tmp_path / "x"), "--decoder-only", "--steps", "1")
     assert r.returncode == 2 and "--init" in r.stderr
 

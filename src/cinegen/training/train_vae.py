@@ -99,7 +99,8 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     seed_everything(train.seed + info.rank)
     out = Path(out)
     model = load_vae(init).train() if init else VideoVAE(cfg)
-    cfg = model.cfg                 # with --init the file's config (latent statistics included) is the run's config
+    # with --init the file's architecture and latent statistics win; the loss weights are this run's choice
+    cfg = dataclasses.replace(model.cfg, kl_weight=cfg.kl_weight, edge_weight=cfg.edge_weight)
     if decoder_only:
         model.encoder.requires_grad_(False)
     ddp, model, ema, opt, step = build_training_state(model, train, out, device, info)
@@ -128,20 +129,26 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
                 log.info("step %d loss %.4f mse %.5f kl %.2f", step, loss.item(), parts["mse"], parts["kl"])
             if step % train.ckpt_every == 0 or step == train.steps:
                 save_training_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step, info)
-    final = _finalise(cfg, ema, data, out, device, info, eval_clips)
+    final = _finalise(cfg, ema, data, out, device, info, eval_clips, keep_stats=decoder_only)
     del ddp, opt
     teardown_distributed()
     return final
 
 
-def _finalise(cfg: VAEConfig, ema: VideoVAE, data: DataConfig, out: Path, device, info: DistInfo, eval_clips: int) -> Path:
-    """Measures latent statistics and held-out PSNR with the EMA weights and writes the shippable file."""
+def _finalise(cfg: VAEConfig, ema: VideoVAE, data: DataConfig, out: Path, device, info: DistInfo, eval_clips: int,
+              keep_stats: bool = False) -> Path:
+    """Measures latent statistics and held-out PSNR with the EMA weights and writes the shippable file.
+
+    keep_stats: the encoder was frozen, so the latent statistics a DiT was trained with are kept exactly
+    (re-measuring them on another clip pool would shift every latent the DiT sees).
+    """
     final = out / "vae.safetensors"
     if not info.main:
         return final
-    stats_clips = render_pool(data, num_clips=64, seed_offset=10_000, quiet=True)
-    mean, std = latent_stats(ema, stats_clips, device)
-    cfg = dataclasses.replace(cfg, latent_mean=mean, latent_std=std)
+    if not keep_stats:
+        stats_clips = render_pool(data, num_clips=64, seed_offset=10_000, quiet=True)
+        mean, std = latent_stats(ema, stats_clips, device)
+        cfg = dataclasses.replace(cfg, latent_mean=mean, latent_std=std)
     model = VideoVAE(cfg).to(device)
     model.load_state_dict(ema.state_dict())
     heldout = render_pool(data, num_clips=eval_clips, seed_offset=20_000, quiet=True)
