@@ -107,6 +107,24 @@ def test_train_dit_single_process_and_torchrun_ddp(tmp_path, tiny_model_dir):
     assert not torch.equal(last["model"]["blocks.0.attn.qkv.weight"], ck["model"]["blocks.0.attn.qkv.weight"])
 
 
+def test_train_flow_overrides_are_saved_and_kept_on_resume(tmp_path, tiny_model_dir):
+    """--flow sets the training noise schedule, the saved model samples with it, and a resume cannot change it."""
+    from cinegen.training.train_dit import load_dit
+    out = tmp_path / "dit"
+    common = ["train", "--vae", str(tiny_model_dir / "vae.safetensors"), "--out", str(out), "--preset", "tiny",
+              "--batch-size", "2", "--num-clips", "2"]
+    r = _cli(*common, "--steps", "1", "--flow", "base_shift=3", "--flow", "base_tokens=80")
+    assert r.returncode == 0, r.stderr
+    flow = load_dit(out / "dit.safetensors")[1]
+    assert flow.base_shift == 3.0 and flow.base_tokens == 80
+    r = _cli(*common, "--steps", "2")                               # resume without the run's --flow
+    assert r.returncode == 2 and "--flow" in r.stderr and "base_shift=3.0" in r.stderr and "Traceback" not in r.stderr
+    r = _cli(*common, "--steps", "2", "--flow", "base_shift=3", "--flow", "base_tokens=80")
+    assert r.returncode == 0 and "resumed" in r.stderr
+    r = _cli(*common, "--steps", "3", "--flow", "shift=3")
+    assert r.returncode == 2 and "shift=3" in r.stderr and "Traceback" not in r.stderr
+
+
 def _ddp_worker(rank, world, init_file, cfg, result_file):
     from torch.nn.parallel import DistributedDataParallel as DDP
 

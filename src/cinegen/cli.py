@@ -95,6 +95,8 @@ def train_cmd(
                                                     "repeatable (e.g. -1 and 0: contextual + word embeddings)"),
     twins: bool = typer.Option(False, help="also train on each clip mirrored / played backwards with the opposite "
                                            "direction words, so only the words tell the pair apart"),
+    flow_set: list[str] = typer.Option([], "--flow", help="FlowConfig override key=value, e.g. base_shift=3 "
+                                                          "(saved with the model: sampling uses the same shift)"),
 ):
     """Train the diffusion transformer with flow matching on VAE latents of toy-world clips."""
     from cinegen.training.common import setup_distributed
@@ -102,6 +104,7 @@ def train_cmd(
     _setup_logging()
     try:
         cfg = C.override(_preset(C.DIT_PRESETS, preset), set_)
+        flow = C.override(C.FlowConfig(), flow_set)
         data = dataclasses.replace(_data_config(num_clips, bucket, 8.0, holdout, seed), twins=twins)
     except ValueError as e:
         _fail(str(e))
@@ -110,6 +113,7 @@ def train_cmd(
         _fail(f"--parallel must be one of {STRATEGIES}, got {parallel!r}")
     train = C.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, grad_accum=grad_accum, ckpt_every=ckpt_every,
                           log_every=log_every, seed=seed, cond_prob=cond_prob, parallel=parallel)
+    _check_resume_flow(out / "last.safetensors", flow)
     trained = None
     if init is not None:                 # checked before the latent cache is built, so no work is lost
         _require_file(init, "--init")
@@ -122,10 +126,19 @@ def train_cmd(
     info = setup_distributed()
     cache = _latent_cache(vae, data, out / "latents.safetensors", info, text_cfg)
     import sys
-    path = train_dit(cfg, C.FlowConfig(), train, cache, out,
+    path = train_dit(cfg, flow, train, cache, out,
                      extra={"holdout": list(holdout), "command": " ".join(["cinegen"] + sys.argv[1:]),
                             "text": C.to_dict(text_cfg)}, init=trained)
     console.print(f"DiT written to {path}")
+
+
+def _check_resume_flow(last: Path, flow: C.FlowConfig) -> None:
+    """A resumed run must keep its noise schedule: the saved model samples with the one it was trained with."""
+    from cinegen.training.checkpoint import read_extra
+    if last.is_file():
+        saved = C.from_dict(C.FlowConfig, read_extra(last).get("flow", {}))
+        if saved != flow:
+            _fail(f"{last} was trained with {saved}; resume it with the same --flow values (got {flow})")
 
 
 def _latent_cache(vae_path: Path, data: C.DataConfig, path: Path, info, text_cfg: C.TextConfig):

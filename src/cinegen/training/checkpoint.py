@@ -111,6 +111,12 @@ def load_checkpoint(path) -> dict:
     return out
 
 
+def read_extra(path) -> dict:
+    """A checkpoint's `extra` metadata alone, without loading its tensors (a resume check on a large file)."""
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads((f.metadata() or {}).get("extra", "{}"))
+
+
 def same_content(a: Path, b: Path) -> bool:
     """True when two safetensors files hold equal tensors and metadata. Their bytes can still differ: safetensors
     writes the metadata map in no fixed order, so a re-export of unchanged weights is never byte-identical."""
