@@ -72,3 +72,19 @@ def test_motion_by_kind_reports_which_motions_fail():
     reports = [analyze(clips[0], fall), analyze(clips[1], left), analyze(clips[2], left)]   # a right-mover, asked left
     assert motion_by_kind([fall, left, left], reports) == {"falls": {"n": 1, "passed": 1.0},
                                                            "moves left": {"n": 2, "passed": 0.5}}
+
+
+def test_evaluate_scores_autoencoder_round_trips_as_the_models_ceiling(tiny_pipe):
+    """The report carries real clips through the model's autoencoder, scored like generated ones."""
+    from cinegen.config import SampleConfig
+    from cinegen.eval.run import evaluate
+    cfg = SampleConfig(steps=1, guidance=1.0)
+    holdout = ("purple triangle",)
+    lossless = evaluate(tiny_pipe.generate, holdout, cfg, n_seen=2, n_heldout=1, roundtrip_fn=lambda v: v)
+    for split in lossless["splits"].values():
+        assert split["autoencoder"] == split["real"] and split["real"]["adherence"] > 0.9
+    blank = evaluate(tiny_pipe.generate, holdout, cfg, n_seen=2, n_heldout=1, roundtrip_fn=np.zeros_like)
+    assert blank["splits"]["seen"]["autoencoder"]["by_attribute"]["colour"] == 0.0
+    real = evaluate(tiny_pipe.generate, holdout, cfg, n_seen=2, n_heldout=1, roundtrip_fn=tiny_pipe.roundtrip)
+    assert real["splits"]["heldout"]["autoencoder"]["clips"] == 1
+    assert "autoencoder" not in evaluate(tiny_pipe.generate, holdout, cfg, n_seen=1, n_heldout=0)["splits"]["seen"]

@@ -29,6 +29,16 @@ def test_generate_writes_a_browser_playable_mp4(tiny_model_dir, tmp_path):
     assert len(list(frames.glob("frame_*.png"))) == 9
 
 
+def test_eval_writes_a_report_with_the_autoencoder_ceiling(tiny_model_dir, tmp_path):
+    import json
+    out = tmp_path / "eval.json"
+    r = run("eval", "--model", str(tiny_model_dir), "--n-seen", "2", "--n-heldout", "1", "--steps", "1",
+            "--seconds", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    assert report["splits"]["seen"]["autoencoder"]["clips"] == 2 and "autoencoder" in r.stdout and "round trips" in r.stdout
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--size", "50x50"], "multiple of 16"), (["--size", "big"], "bad size"), (["--seconds", "-3"], "seconds"),
     (["--steps", "0"], "steps"), (["--solver", "rk9"], "solver")])

@@ -389,10 +389,12 @@ def eval_cmd(
     cfg = _sample_config(seconds, size, steps, seed, guidance, solver, "", 8.0)
     pipe = _load_pipeline(model)
     holdout = tuple(getattr(pipe.dit, "extra", {}).get("holdout", ()))
+    roundtrip = getattr(pipe, "roundtrip", None)            # our autoencoder's ceiling (a Diffusers folder has none)
     with progress_bar_ctx() as bar:
         task = bar.add_task("evaluating", total=n_seen + (n_heldout if holdout else 0), status="")
         result = evaluate(pipe.generate, holdout, cfg, n_seen, n_heldout, seed,
-                          on_clip=lambda split, i, p, s: bar.update(task, advance=1, status=f"{split} {s:.2f}"))
+                          on_clip=lambda split, i, p, s: bar.update(task, advance=1, status=f"{split} {s:.2f}"),
+                          roundtrip_fn=roundtrip)
     result["noise_baseline"] = noise_baseline(cfg, holdout)
     if modes_:
         from cinegen.eval.modes_eval import evaluate_modes, long_video_memory
@@ -403,14 +405,15 @@ def eval_cmd(
         console.print(result["modes"], result["long_video_memory"])
     write_report(result, out)
     table = Table("split", "clips", "adherence", "colour", "shape", "count", "motion", "background", "flicker",
-                  "real-clip adherence")
+                  "real clips", "autoencoder round trips")
     for name, r in result["splits"].items():
         g = r["generated"]
         if g["clips"]:
             a = g["by_attribute"]
             table.add_row(name, str(g["clips"]), f"{g['adherence']:.3f}", *(f"{a.get(k, 0):.2f}" for k in
                           ("colour", "shape", "count", "motion", "background")), f"{g['flicker']:.2f}",
-                          f"{r['real']['adherence']:.3f}")
+                          f"{r['real']['adherence']:.3f}",
+                          f"{r['autoencoder']['adherence']:.3f}" if "autoencoder" in r else "-")
     console.print(table)
     console.print(f"noise baseline adherence {result['noise_baseline']:.3f}; report written to {out}")
 

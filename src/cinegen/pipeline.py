@@ -103,6 +103,10 @@ class TextToVideo:
         with torch.no_grad():
             return tensor_to_video(self.vae.decode(latents, chunk_frames=4)[0])
 
+    def roundtrip(self, video: np.ndarray) -> np.ndarray:
+        """(T, H, W, 3) uint8 through the autoencoder and back: the best any generated video can look."""
+        return self.decode_latents(self.encode_video(video))
+
     # --- the one generate path ---
 
     @torch.no_grad()

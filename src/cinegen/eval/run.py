@@ -2,7 +2,8 @@
 
 Seen prompts are drawn like training scenes (minus the holdout); held-out prompts are built to match a holdout
 phrase, filling its unnamed attributes at random. Real toy-world renders of the same prompts are scored too,
-as the analyzer's own ceiling.
+as the analyzer's own ceiling, and (given the model's autoencoder) so are their round trips through it: the
+ceiling the diffusion model can reach, since everything it makes is decoded by that autoencoder.
 """
 
 from __future__ import annotations
@@ -77,24 +78,32 @@ def summarise(reports: list) -> dict:
 
 
 def evaluate(generate_fn, holdout: tuple[str, ...], cfg: SampleConfig, n_seen: int = 24, n_heldout: int = 16,
-             seed: int = 0, on_clip=None) -> dict:
-    """generate_fn(prompt, cfg) -> (T, H, W, 3) uint8. Returns the report dict (also real-clip ceilings)."""
+             seed: int = 0, on_clip=None, roundtrip_fn=None) -> dict:
+    """generate_fn(prompt, cfg) -> (T, H, W, 3) uint8. Returns the report dict (also real-clip ceilings).
+
+    roundtrip_fn(video) -> video: the model's autoencoder (encode then decode); its round trips of the real
+    clips are scored as "autoencoder" per split.
+    """
     splits = {"seen": seen_scenes(n_seen, holdout, seed), "heldout": heldout_scenes(n_heldout, holdout, seed)}
     result: dict = {"sample_config": cfg.__dict__, "holdout": list(holdout), "splits": {}}
     for name, scenes in splits.items():
-        gen_reports, real_reports, rows = [], [], []
+        gen_reports, real_reports, rt_reports, rows = [], [], [], []
         for i, scene in enumerate(scenes):
             prompt = canonical_caption(scene)
             video = generate_fn(prompt, replace(cfg, seed=cfg.seed + i))
             real = render_scene(scene, cfg.width, cfg.height, video.shape[0], cfg.fps, seed=i).video
             gen_reports.append(analyze(video, scene))
             real_reports.append(analyze(real, scene))
+            if roundtrip_fn is not None:
+                rt_reports.append(analyze(roundtrip_fn(real), scene))
             rows.append({"prompt": prompt, "score": gen_reports[-1].score,
                          "checks": {k: bool(v) for k, v in gen_reports[-1].checks.items()}})
             if on_clip:
                 on_clip(name, i, prompt, gen_reports[-1].score)
         result["splits"][name] = {"generated": summarise(gen_reports), "real": summarise(real_reports), "clips": rows,
                                   "motion_by_kind": motion_by_kind(scenes, gen_reports)}
+        if roundtrip_fn is not None:
+            result["splits"][name]["autoencoder"] = summarise(rt_reports)
     return result
 
 
