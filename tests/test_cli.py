@@ -36,7 +36,7 @@ def test_eval_writes_a_report_with_the_autoencoder_ceiling(tiny_model_dir, tmp_p
             "--seconds", "1", "--out", str(out))
     assert r.returncode == 0, r.stderr
     report = json.loads(out.read_text())
-    assert report["splits"]["seen"]["autoencoder"]["clips"] == 2 and "autoencoder" in r.stdout and "round trips" in r.stdout
+    assert report["splits"]["seen"]["autoencoder"]["clips"] == 2 and "autoencoder" in r.stderr and "round trips" in r.stderr
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -78,7 +78,8 @@ def test_train_vae_then_resume(tmp_path):
     assert load_checkpoint(tmp_path / "dec" / "vae.safetensors")["config"]["latent_mean"] == \
         load_checkpoint(out / "vae.safetensors")["config"]["latent_mean"]
     # the periodic checkpoint records the --init file's architecture too, not the preset's; the loss weight is ours
-    dec_cfg, init_cfg = load_checkpoint(tmp_path / "dec" / "last.safetensors")["config"], load_checkpoint(out / "vae.safetensors")["config"]
+    dec_cfg = load_checkpoint(tmp_path / "dec" / "last.safetensors")["config"]
+    init_cfg = load_checkpoint(out / "vae.safetensors")["config"]
     assert dec_cfg["edge_weight"] == 3 and init_cfg["edge_weight"] == 1
     assert {**dec_cfg, "edge_weight": 1} == init_cfg
     r = _cli("train-vae", "--out", str(tmp_path / "x"), "--decoder-only", "--steps", "1")
