@@ -120,3 +120,15 @@ def test_export_of_unchanged_weights_leaves_the_files_alone(tmp_path, tiny_model
     assert after == before and not list(tmp_path.glob(".*"))                  # same files, no leftovers
     export_model(tiny_model_dir / "vae.safetensors", tiny_model_dir / "dit.safetensors", tmp_path, int8=False)
     assert (tmp_path / "dit.safetensors").read_bytes() != before["dit.safetensors"][1]   # changed content is written
+
+
+def test_export_raw_takes_the_last_step_weights_not_the_ema(tmp_path, tiny_model_dir, tiny_dit_cfg):
+    from cinegen.training.export import export_model
+    model = perturb(VideoDiT(tiny_dit_cfg), seed=1)
+    ema = perturb(make_ema(model), seed=2)                     # the EMA lags: other weights than the model's
+    save_checkpoint(tmp_path / "last.safetensors", "dit", tiny_dit_cfg, model, ema, step=7)
+    for raw, want in ((False, ema), (True, model)):
+        out = tmp_path / ("raw" if raw else "ema")
+        export_model(tiny_model_dir / "vae.safetensors", tmp_path / "last.safetensors", out, raw=raw)
+        got = load_checkpoint(out / "dit.safetensors")["model"]
+        assert all(torch.allclose(got[k].float(), v, atol=1e-3) for k, v in want.state_dict().items())

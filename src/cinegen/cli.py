@@ -424,12 +424,13 @@ def export_cmd(
     dit: Path = typer.Option(..., help="DiT checkpoint (last.safetensors or dit.safetensors)"),
     out: Path = typer.Option(Path("src/cinegen/weights"), help="model folder to write"),
     int8: bool = typer.Option(False, "--int8", help="store the DiT's large matrices as int8 (half the file)"),
+    raw: bool = typer.Option(False, "--raw", help="the DiT checkpoint's last-step weights instead of its EMA"),
 ):
     """Write a shippable model folder: EMA weights only, fp16, with configs and training facts."""
     from cinegen.training.export import export_model
     _setup_logging()
     try:
-        paths = export_model(vae, dit, out, int8=int8)
+        paths = export_model(vae, dit, out, int8=int8, raw=raw)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     for p in paths:

@@ -11,14 +11,15 @@ import torch
 from cinegen.training import checkpoint as ckpt_io
 
 
-def export_model(vae_path: Path, dit_path: Path, out: Path, int8: bool = False) -> list[Path]:
+def export_model(vae_path: Path, dit_path: Path, out: Path, int8: bool = False, raw: bool = False) -> list[Path]:
     """Writes out/vae.safetensors and out/dit.safetensors (what TextToVideo.from_pretrained reads).
     int8: store the DiT's large matrices as int8 (about half the file; the VAE stays fp16, because pixels are
-    less forgiving than velocities)."""
+    less forgiving than velocities). raw: the DiT checkpoint's last-step weights instead of its EMA (a short
+    fine-tune's EMA still leans on the weights it started from)."""
     from cinegen.training.train_dit import load_dit
     from cinegen.training.train_vae import load_vae
     vae = load_vae(vae_path)
-    dit, _ = load_dit(dit_path)
+    dit, _ = load_dit(dit_path, raw=raw)
     vae_src, dit_src = ckpt_io.load_checkpoint(vae_path), ckpt_io.load_checkpoint(dit_path)   # step and extra
     out = Path(out)
     _save_if_changed(out / "vae.safetensors", "vae", vae, vae_src, int8=False)

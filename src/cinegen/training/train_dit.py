@@ -181,12 +181,14 @@ def grow_from(model: VideoDiT, trained: VideoDiT) -> VideoDiT:
     return model
 
 
-def load_dit(path, device="cpu") -> tuple[VideoDiT, FlowConfig]:
+def load_dit(path, device="cpu", raw: bool = False) -> tuple[VideoDiT, FlowConfig]:
+    """The EMA weights (or, raw=True, a training checkpoint's last-step weights) and the noise schedule.
+    An exported file holds one set of weights (the EMA it was exported from): both give that."""
     ck = ckpt_io.load_checkpoint(path)
     if ck["kind"] != "dit":
         raise ValueError(f"{path} holds a {ck['kind']!r} checkpoint, not a DiT")
     model = VideoDiT(from_dict(DiTConfig, ck["config"]))
-    model.load_state_dict({k: v.float() for k, v in (ck["ema"] or ck["model"]).items()})
+    model.load_state_dict({k: v.float() for k, v in (ck["model"] if raw else ck["ema"] or ck["model"]).items()})
     flow = from_dict(FlowConfig, ck["extra"].get("flow", {}))
     model.extra = ck["extra"]           # holdout list and training facts, for eval and the model card
     return model.to(device).eval(), flow
