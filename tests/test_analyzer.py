@@ -88,3 +88,20 @@ def test_evaluate_scores_autoencoder_round_trips_as_the_models_ceiling(tiny_pipe
     real = evaluate(tiny_pipe.generate, holdout, cfg, n_seen=2, n_heldout=1, roundtrip_fn=tiny_pipe.roundtrip)
     assert real["splits"]["heldout"]["autoencoder"]["clips"] == 1
     assert "autoencoder" not in evaluate(tiny_pipe.generate, holdout, cfg, n_seen=1, n_heldout=0)["splits"]["seen"]
+
+
+def test_direction_pairs_tell_a_model_that_reads_the_word_from_one_that_does_not():
+    from cinegen.config import SampleConfig
+    from cinegen.eval.run import direction_pairs
+    cfg = SampleConfig()
+
+    def obedient(prompt, c):                # the real toy world: the word decides
+        return render_scene(parse_caption(prompt), 64, 64, 17, seed=c.seed).video
+
+    def deaf(prompt, c):                    # ignores the direction word: always the same motion for a seed
+        return obedient(prompt.replace("moves right", "moves left"), c)
+    good = direction_pairs(obedient, ("cyan box moves left",), cfg, n=4)
+    bad = direction_pairs(deaf, ("cyan box moves left",), cfg, n=4)
+    assert good["follow_words"] == 1.0 and good["same_direction"] == 0.0
+    assert bad["follow_words"] == 0.0 and bad["same_direction"] == 1.0
+    assert not any(r["object"].endswith("cyan box") for r in good["rows"])      # held-out pairs are skipped

@@ -33,10 +33,11 @@ def test_eval_writes_a_report_with_the_autoencoder_ceiling(tiny_model_dir, tmp_p
     import json
     out = tmp_path / "eval.json"
     r = run("eval", "--model", str(tiny_model_dir), "--n-seen", "2", "--n-heldout", "1", "--steps", "1",
-            "--seconds", "1", "--out", str(out))
+            "--seconds", "1", "--direction-pairs", "2", "--out", str(out))
     assert r.returncode == 0, r.stderr
     report = json.loads(out.read_text())
     assert report["splits"]["seen"]["autoencoder"]["clips"] == 2 and "autoencoder" in r.stderr and "round trips" in r.stderr
+    assert len(report["direction_pairs"]["rows"]) == 2 and "'moves left' vs 'moves right'" in r.stderr
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -380,11 +380,13 @@ def eval_cmd(
     size: str = typer.Option("64x64"), seconds: float = typer.Option(2.0),
     out: Path = typer.Option(Path("eval.json"), help="JSON report"),
     modes_: bool = typer.Option(False, "--modes", help="also score animate/extend/edit/loop and long-video memory"),
+    direction_pairs_: int = typer.Option(8, "--direction-pairs", help="same-seed 'moves left'/'moves right' pairs: "
+                                                                      "does the word or the noise pick the direction"),
 ):
     """Score generated videos with the colour analyzer: attribute adherence on seen vs held-out combinations."""
     from rich.table import Table
 
-    from cinegen.eval.run import evaluate, noise_baseline, write_report
+    from cinegen.eval.run import direction_pairs, evaluate, noise_baseline, write_report
     _setup_logging()
     cfg = _sample_config(seconds, size, steps, seed, guidance, solver, "", 8.0)
     pipe = _load_pipeline(model)
@@ -396,6 +398,8 @@ def eval_cmd(
                           on_clip=lambda split, i, p, s: bar.update(task, advance=1, status=f"{split} {s:.2f}"),
                           roundtrip_fn=roundtrip)
     result["noise_baseline"] = noise_baseline(cfg, holdout)
+    if direction_pairs_ > 0:
+        result["direction_pairs"] = direction_pairs(pipe.generate, holdout, cfg, direction_pairs_, seed)
     if modes_:
         from cinegen.eval.modes_eval import evaluate_modes, long_video_memory
         from cinegen.pipeline import WEIGHTS_DIR
@@ -415,6 +419,10 @@ def eval_cmd(
                           f"{r['real']['adherence']:.3f}",
                           f"{r['autoencoder']['adherence']:.3f}" if "autoencoder" in r else "-")
     console.print(table)
+    if "direction_pairs" in result:
+        d = result["direction_pairs"]
+        console.print(f"same seed, 'moves left' vs 'moves right' ({d['pairs']} pairs): both words followed in "
+                      f"{d['follow_words']:.0%}, same direction for both words in {d['same_direction']:.0%}")
     console.print(f"noise baseline adherence {result['noise_baseline']:.3f}; report written to {out}")
 
 

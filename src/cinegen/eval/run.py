@@ -28,7 +28,7 @@ from cinegen.data.world import (
     random_scene,
     render_scene,
 )
-from cinegen.eval.analyzer import analyze
+from cinegen.eval.analyzer import COLOUR_NAMES, analyze, colour_labels, track_colour
 from cinegen.training.checkpoint import atomic_write
 
 EVAL_BACKGROUNDS = ("black", "gray", "sky")     # photos are scored in training data, not here: see MODEL_CARD.md
@@ -114,6 +114,35 @@ def motion_by_kind(scenes: list[SceneSpec], reports: list) -> dict:
         for i, obj in enumerate(scene.objects):
             passed[obj.motion].append(bool(report.checks[f"obj{i}.motion"]))
     return {m: {"n": len(v), "passed": float(np.mean(v))} for m, v in sorted(passed.items())}
+
+
+def direction_pairs(generate_fn, holdout: tuple[str, ...], cfg: SampleConfig, n: int = 8, seed: int = 0) -> dict:
+    """Same seed, opposite direction words: does the word or the noise choose where an object goes?
+
+    For n objects, "moves left" and "moves right" are generated with one seed each pair. Returns the share of pairs
+    whose horizontal displacements follow both words (left < 0 < right) and the share where both go the same way
+    (the noise decided), plus the displacements in frame widths.
+    """
+    rng = np.random.default_rng(seed + 2)
+    rows = []
+    while len(rows) < n:
+        colour, shape, size = str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES)), str(rng.choice(SIZES))
+        objs = [ObjectSpec(colour, shape, size, m) for m in ("moves left", "moves right")]
+        if any(matches_holdout(o, holdout) for o in objs):
+            continue
+        dx = [_horizontal_shift(generate_fn(canonical_caption(SceneSpec((o,), "black")),
+                                            replace(cfg, seed=cfg.seed + len(rows))), colour) for o in objs]
+        rows.append({"object": f"{size} {colour} {shape}", "dx_left": dx[0], "dx_right": dx[1]})
+    both = [r for r in rows if r["dx_left"] is not None and r["dx_right"] is not None]
+    return {"pairs": n, "follow_words": sum(r["dx_left"] < 0 < r["dx_right"] for r in both) / n,
+            "same_direction": sum(np.sign(r["dx_left"]) == np.sign(r["dx_right"]) for r in both) / n, "rows": rows}
+
+
+def _horizontal_shift(video: np.ndarray, colour: str) -> float | None:
+    """x displacement (frame widths) of the colour's largest blob, first to last frame it is seen; None if unseen."""
+    track = track_colour(colour_labels(video), COLOUR_NAMES.index(colour))
+    seen = np.flatnonzero(track.present)
+    return round(float(track.xy[seen[-1], 0] - track.xy[seen[0], 0]), 4) if len(seen) > 1 else None
 
 
 def noise_baseline(cfg: SampleConfig, holdout: tuple[str, ...], n: int = 8, seed: int = 0) -> float:
