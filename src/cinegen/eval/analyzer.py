@@ -88,12 +88,19 @@ def shape_of(track: Track) -> str | None:
     return max(set(votes), key=votes.count) if votes else None
 
 
-def motion_ok(track: Track, motion: str, shape: str) -> bool:
+def displacement(track: Track) -> np.ndarray | None:
+    """(dx, dy) in frame units from the first to the last frame the object is seen; None if seen in under 2."""
     idx = np.flatnonzero(track.present)
-    if len(idx) < 2:
+    return track.xy[idx[-1]] - track.xy[idx[0]] if len(idx) > 1 else None
+
+
+def motion_ok(track: Track, motion: str, shape: str) -> bool:
+    shift = displacement(track)
+    if shift is None:
         return False
+    idx = np.flatnonzero(track.present)
     x, y, a = track.xy[idx, 0], track.xy[idx, 1], track.area[idx]
-    dx, dy = x[-1] - x[0], y[-1] - y[0]
+    dx, dy = shift
     growth = a[-1] / max(a[0], 1.0)
     still = max(np.ptp(x), np.ptp(y)) < 0.06
     if motion == "stays still":

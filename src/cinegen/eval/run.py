@@ -28,7 +28,7 @@ from cinegen.data.world import (
     random_scene,
     render_scene,
 )
-from cinegen.eval.analyzer import COLOUR_NAMES, analyze, colour_labels, track_colour
+from cinegen.eval.analyzer import COLOUR_NAMES, analyze, colour_labels, displacement, track_colour
 from cinegen.training.checkpoint import atomic_write
 
 EVAL_BACKGROUNDS = ("black", "gray", "sky")     # photos are scored in training data, not here: see MODEL_CARD.md
@@ -140,9 +140,8 @@ def direction_pairs(generate_fn, holdout: tuple[str, ...], cfg: SampleConfig, n:
 
 def _horizontal_shift(video: np.ndarray, colour: str) -> float | None:
     """x displacement (frame widths) of the colour's largest blob, first to last frame it is seen; None if unseen."""
-    track = track_colour(colour_labels(video), COLOUR_NAMES.index(colour))
-    seen = np.flatnonzero(track.present)
-    return round(float(track.xy[seen[-1], 0] - track.xy[seen[0], 0]), 4) if len(seen) > 1 else None
+    shift = displacement(track_colour(colour_labels(video), COLOUR_NAMES.index(colour)))
+    return None if shift is None else round(float(shift[0]), 4)
 
 
 def noise_baseline(cfg: SampleConfig, holdout: tuple[str, ...], n: int = 8, seed: int = 0) -> float:

@@ -188,7 +188,7 @@ def load_dit(path, device="cpu", raw: bool = False) -> tuple[VideoDiT, FlowConfi
     if ck["kind"] != "dit":
         raise ValueError(f"{path} holds a {ck['kind']!r} checkpoint, not a DiT")
     model = VideoDiT(from_dict(DiTConfig, ck["config"]))
-    model.load_state_dict({k: v.float() for k, v in (ck["model"] if raw else ck["ema"] or ck["model"]).items()})
+    model.load_state_dict({k: v.float() for k, v in (ck["model"] if raw else (ck["ema"] or ck["model"])).items()})
     flow = from_dict(FlowConfig, ck["extra"].get("flow", {}))
     model.extra = ck["extra"]           # holdout list and training facts, for eval and the model card
     return model.to(device).eval(), flow
