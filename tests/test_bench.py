@@ -1,6 +1,7 @@
 """The benchmark harness on tiny configs: the peer models are built to our sizes and the report is written."""
 
 import pytest
+import torch
 
 pytest.importorskip("diffusers")
 
@@ -18,8 +19,8 @@ def test_wan_transformer_is_built_to_our_sizes():
 
 
 def test_side_by_side_runs_and_report(tmp_path):
-    dit = bench.dit_vs_wan(DIT_PRESETS["tiny"], VAE_PRESETS["tiny"], SampleConfig(width=32, height=32, seconds=1), repeats=1)
     t, h, w = latent_grid(VAE_PRESETS["tiny"], SampleConfig(width=32, height=32, seconds=1))
+    dit = bench.dit_vs_wan(DIT_PRESETS["tiny"], (t, h, w), "32x32 1 s", repeats=1)
     assert dit["tokens"] == t * (h // 2) * (w // 2) and dit["cinegen_ms"] > 0 and dit["wan_ms"] > 0
     assert dit["speedup"] == pytest.approx(dit["wan_ms"] / dit["cinegen_ms"])
     vae = bench.vae_vs_wan(VAE_PRESETS["tiny"], frames=5, size=32, repeats=1)
@@ -31,3 +32,33 @@ def test_side_by_side_runs_and_report(tmp_path):
                           "vae": vae}, out)
     text = out.read_text()
     assert "WanTransformer3DModel" in text and "AutoencoderKLWan" in text and f"{dit['speedup']:.2f}x" in text
+
+
+def test_bf16_weights_run_on_both_sides():
+    """The GPU bench holds both models in bf16: the pass must run in that dtype (checked here on the CPU)."""
+    dit = bench.dit_vs_wan(DIT_PRESETS["tiny"], (2, 4, 4), "tiny", repeats=1, dtype=torch.bfloat16)
+    vae = bench.vae_vs_wan(VAE_PRESETS["tiny"], frames=5, size=32, repeats=1, dtype=torch.bfloat16)
+    assert dit["cinegen_ms"] > 0 and dit["tokens"] == 2 * 2 * 2 and vae["decode_speedup"] > 0
+    assert bench.matmul_peak(64, 2, dtype=torch.bfloat16) > 0
+
+
+def test_gpu_report_is_written_and_names_failed_sections(tmp_path):
+    from cinegen.eval import bench_gpu
+    row = {"model": "m", "size": "64x64 2 s", "tokens": 80, "cinegen_ms": 1.0, "wan_ms": 1.5, "speedup": 1.5,
+           "cinegen_params": 1e6, "wan_params": 1e6, "achieved_gflops": 1000.0}
+    r = {"machine": "GPU X", "command": "c", "date": "2026-11-26", "bf16_peak_gflops": 10000.0, "fp32_peak_gflops": 500.0,
+         "dit": [row], "bf16_rel_error": 3e-3, "generate": [{"compile": False, "batch": 1, "clip": "64x64 2 s",
+                                                               "steps": 20, "seconds": 0.5, "frames": 17}],
+         "errors": {"vae": "RuntimeError: boom"}}
+    out = tmp_path / "G.md"
+    bench_gpu.write_markdown(r, out)
+    text = out.read_text()
+    assert "GPU X" in text and "1.50x" in text and "10.0%" in text and "3.00e-03" in text
+    assert "section `vae` failed: RuntimeError: boom" in text and "| False | 1 | 64x64 2 s | 0.50 | 34 |" in text
+
+
+def test_gpu_bench_refuses_without_a_gpu(tmp_path, monkeypatch):
+    from cinegen.eval import bench_gpu
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="needs a CUDA GPU"):
+        bench_gpu.run(tmp_path / "G.md")

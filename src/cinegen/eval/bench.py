@@ -30,18 +30,27 @@ from cinegen.estimate import dit_pass_flops, latent_grid
 TEXT_TOKENS = 32
 
 
-def interleaved(fns: dict, repeats: int = 7, warmup: int = 2) -> dict[str, float]:
-    """Median seconds per call of each fn, timed in alternation so drift hits all of them equally."""
+def interleaved(fns: dict, repeats: int = 7, warmup: int = 2, sync=None) -> dict[str, float]:
+    """Median seconds per call of each fn, timed in alternation so drift hits all of them equally.
+
+    sync: called before reading the clock (torch.cuda.synchronize on a GPU, whose work is asynchronous)."""
+    sync = sync or (lambda: None)
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
+            sync()
             start = time.perf_counter()
             fn()
+            sync()
             times[k].append(time.perf_counter() - start)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def syncer(device: torch.device):
+    return torch.cuda.synchronize if device.type == "cuda" else None
 
 
 def params(model: torch.nn.Module) -> int:
@@ -59,32 +68,42 @@ def wan_transformer_like(cfg: DiTConfig):
                                  rope_max_seq_len=1024).eval()
 
 
-def dit_vs_wan(cfg: DiTConfig, vae: VAEConfig, sample: SampleConfig, repeats: int = 7) -> dict:
-    """One CFG-batched (B=2) denoising pass of each model on the same latents, text and timestep."""
+def dit_vs_wan(cfg: DiTConfig, grid: tuple[int, int, int], label: str, repeats: int = 7,
+               device: str = "cpu", dtype: torch.dtype = torch.float32) -> dict:
+    """One CFG-batched (B=2) denoising pass of each model on the same latents, text and timestep.
+
+    grid: the latent grid (t, h, w); label: what clip it stands for. Both models hold their weights in `dtype`."""
     from cinegen.models.dit import VideoDiT
+    dev = torch.device(device)
     torch.manual_seed(0)
-    ours, wan = VideoDiT(cfg).eval(), wan_transformer_like(cfg)
-    grid = latent_grid(vae, sample)
-    x = torch.randn(2, cfg.latent_channels, *grid)                                 # (B, C, t, h, w)
-    cond = torch.randn(2, cfg.in_channels - cfg.latent_channels, *grid) if cfg.conditioning else None
+    with dev:                                  # built on the device: a 1.3B model initialises in seconds there
+        ours, wan = VideoDiT(cfg).eval().to(dtype), wan_transformer_like(cfg).to(dtype)
+    kw = {"device": dev, "dtype": dtype}
+    x = torch.randn(2, cfg.latent_channels, *grid, **kw)                           # (B, C, t, h, w)
+    cond = torch.randn(2, cfg.in_channels - cfg.latent_channels, *grid, **kw) if cfg.conditioning else None
     x_in = torch.cat([x, cond], 1) if cond is not None else x                      # Wan takes the channels stacked
-    t, text = torch.rand(2), torch.randn(2, TEXT_TOKENS, cfg.text_dim)
-    mask = torch.ones(2, TEXT_TOKENS, dtype=torch.bool)
+    t, text = torch.rand(2, **kw), torch.randn(2, TEXT_TOKENS, cfg.text_dim, **kw)
+    mask = torch.ones(2, TEXT_TOKENS, dtype=torch.bool, device=dev)
     with torch.no_grad():
         times = interleaved({"cinegen": lambda: ours(x, t, text, mask, cond),
-                             "wan": lambda: wan(x_in, t * 1000, text, return_dict=False)}, repeats)
+                             "wan": lambda: wan(x_in, t * 1000, text, return_dict=False)}, repeats, sync=syncer(dev))
     pt, ph, pw = cfg.patch
     tokens = grid[0] // pt * (grid[1] // ph) * (grid[2] // pw)
     flops = 2 * dit_pass_flops(cfg, grid, TEXT_TOKENS)                              # B = 2
-    return {"size": f"{sample.width}x{sample.height}", "seconds": sample.seconds, "tokens": tokens,
-            "cinegen_ms": times["cinegen"] * 1e3, "wan_ms": times["wan"] * 1e3, "speedup": times["wan"] / times["cinegen"],
-            "cinegen_params": params(ours), "wan_params": params(wan), "achieved_gflops": flops / times["cinegen"] / 1e9}
+    return {"size": label, "tokens": tokens, "cinegen_ms": times["cinegen"] * 1e3, "wan_ms": times["wan"] * 1e3,
+            "speedup": times["wan"] / times["cinegen"], "cinegen_params": params(ours), "wan_params": params(wan),
+            "achieved_gflops": flops / times["cinegen"] / 1e9}
 
 
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-    """This machine's fp32 matmul rate (FLOP/s): the denominator of MFU."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    seconds = interleaved({"mm": lambda: a @ b}, repeats)["mm"]
+def sample_label(sample: SampleConfig) -> str:
+    return f"{sample.width}x{sample.height} {sample.seconds:g} s"
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10, device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    """This machine's matmul rate (FLOP/s) in `dtype`: the denominator of MFU."""
+    dev = torch.device(device)
+    a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
+    seconds = interleaved({"mm": lambda: a @ b}, repeats, sync=syncer(dev))["mm"]
     return 2 * n ** 3 / seconds
 
 
@@ -101,16 +120,21 @@ def wan_vae_like(target_params: int, latent_channels: int):
     return make(best), best
 
 
-def vae_vs_wan(cfg: VAEConfig, frames: int = 17, size: int = 64, repeats: int = 5) -> dict:
+def vae_vs_wan(cfg: VAEConfig, frames: int = 17, size: int = 64, repeats: int = 5, device: str = "cpu",
+               dtype: torch.dtype = torch.float32) -> dict:
     from cinegen.models.vae import VideoVAE
+    dev = torch.device(device)
     torch.manual_seed(0)
     ours = VideoVAE(cfg).eval()
     wan, base = wan_vae_like(params(ours), cfg.latent_channels)
-    video = torch.rand(1, 3, frames, size, size) * 2 - 1                          # (B, 3, T, H, W) in [-1, 1]
+    ours, wan = ours.to(dev, dtype), wan.to(dev, dtype)
+    video = torch.rand(1, 3, frames, size, size, device=dev, dtype=dtype) * 2 - 1     # (B, 3, T, H, W) in [-1, 1]
     with torch.no_grad():
         z_ours, z_wan = ours.encode(video), wan.encode(video).latent_dist.mode()
-        enc = interleaved({"cinegen": lambda: ours.encode(video), "wan": lambda: wan.encode(video)}, repeats, 1)
-        dec = interleaved({"cinegen": lambda: ours.decode(z_ours), "wan": lambda: wan.decode(z_wan)}, repeats, 1)
+        enc = interleaved({"cinegen": lambda: ours.encode(video), "wan": lambda: wan.encode(video)}, repeats, 1,
+                          sync=syncer(dev))
+        dec = interleaved({"cinegen": lambda: ours.decode(z_ours), "wan": lambda: wan.decode(z_wan)}, repeats, 1,
+                          sync=syncer(dev))
     return {"clip": f"{frames}x{size}x{size}", "wan_base_dim": base, "cinegen_params": params(ours), "wan_params": params(wan),
             "encode_fps": {k: frames / v for k, v in enc.items()}, "decode_fps": {k: frames / v for k, v in dec.items()},
             "encode_speedup": enc["wan"] / enc["cinegen"], "decode_speedup": dec["wan"] / dec["cinegen"]}
@@ -206,8 +230,8 @@ def run(out: Path, quick: bool = False, model_dir: Path | None = None) -> dict:
     n, steps = (4, (4, 8)) if quick else (12, (4, 8, 16, 32, 50))
     multiples = (1, 2) if quick else (1, 2, 4, 8)
     results = {"machine": machine(), "command": "make bench" + (" (quick)" if quick else "")}
-    sections = [("(a) DiT vs Wan", "dit", lambda: [dit_vs_wan(dit, vae, SampleConfig(width=w, height=h), 3 if quick else 7)
-                                                    for w, h in sizes]),
+    sections = [("(a) DiT vs Wan", "dit", lambda: [dit_vs_wan(dit, latent_grid(vae, s), sample_label(s), 3 if quick else 7)
+                                                    for s in (SampleConfig(width=w, height=h) for w, h in sizes)]),
                 ("(b) matmul peak", "matmul_peak_gflops", lambda: matmul_peak() / 1e9),
                 ("(c) VAE vs Wan", "vae", lambda: vae_vs_wan(vae, repeats=2 if quick else 5))]
     if (model_dir / "dit.safetensors").is_file():
@@ -240,7 +264,7 @@ def write_markdown(r: dict, out: Path) -> None:
              "| clip | tokens | cinegen ms | Wan ms | speed-up (Wan / cinegen) | params cinegen / Wan | (b) MFU |",
              "|---|---|---|---|---|---|---|"]
     for d in r["dit"]:
-        lines.append(f"| {d['size']} {d['seconds']:g} s | {d['tokens']} | {d['cinegen_ms']:.1f} | {d['wan_ms']:.1f} | "
+        lines.append(f"| {d['size']} | {d['tokens']} | {d['cinegen_ms']:.1f} | {d['wan_ms']:.1f} | "
                      f"{d['speedup']:.2f}x | {d['cinegen_params'] / 1e6:.2f}M / {d['wan_params'] / 1e6:.2f}M | "
                      f"{d['achieved_gflops'] / peak:.0%} |")
     lines += ["", f"(b) MFU = achieved FLOP/s (FLOPs counted by torch's FlopCounterMode) over this machine's measured "

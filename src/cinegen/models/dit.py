@@ -155,7 +155,7 @@ class VideoDiT(nn.Module):
             latents_t = torch.cat([latents_t, cond], dim=1)                                        # (B, 2C+1, T, H, W)
         x = rearrange(latents_t, "b c (t pt) (h ph) (w pw) -> b (t h w) (pt ph pw c)", pt=pt, ph=ph, pw=pw)  # (B, L, p*Cin)
         x = self.x_embed(x)                                                                         # (B, L, D)
-        c = self.t_embed(timestep_embedding(t, 256)) + self.pool_proj(_masked_mean(text, text_mask))  # (B, D)
+        c = self.t_embed(timestep_embedding(t, 256).to(x.dtype)) + self.pool_proj(_masked_mean(text, text_mask))  # (B, D)
         text_tokens = self.text_proj(self.text_norm(text))                                          # (B, S, D)
         cos, sin = rope_3d(grid, self.cfg.width // self.cfg.heads, self.cfg.rope_theta, x.device)  # (L, hd/2)
         if self.sp_group is not None:
