@@ -2,7 +2,7 @@
 # The prepared run for a lent GPU machine (device tool; see BENCHMARKS.md "On a GPU"):
 #   1. environment: GPU, torch, the diffusers wheel carried in .whl;
 #   2. python -m cinegen.eval.bench_gpu (bf16 DiT/VAE vs Wan, MFU, GPU memory, end-to-end generate), capped;
-#   3. VAE candidates trained side by side in what is left of the wall-clock budget (scripts/device_vae.py).
+#   3. VAE candidates trained one after another in what is left of the wall-clock budget (scripts/device_vae.py).
 # Usage there: bash scripts/device_check.sh TOTAL_SECONDS   (writes everything under $OUT)
 set -u
 total=${1:-570}

@@ -86,6 +86,21 @@ def test_train_vae_then_resume(tmp_path):
     assert r.returncode == 2 and "--init" in r.stderr
 
 
+def test_train_vae_time_limit_stops_early_and_still_finalises(tmp_path):
+    """--max-minutes: a lease-bound run ends before its step count and still writes a usable model file."""
+    out = tmp_path / "vae"
+    r = _cli("train-vae", "--out", str(out), "--preset", "tiny", "--steps", "1000", "--num-clips", "4",
+             "--max-minutes", "0.00001")
+    assert r.returncode == 0, r.stderr
+    assert "time limit" in r.stderr
+    stopped = load_checkpoint(out / "last.safetensors")["step"]
+    assert stopped < 1000
+    final = load_checkpoint(out / "vae.safetensors")
+    assert final["step"] == stopped and final["extra"]["psnr_heldout"] > 0
+    r = _cli("train-vae", "--out", str(tmp_path / "bad"), "--max-minutes", "-1")
+    assert r.returncode == 2 and "--max-minutes must be >= 0, got -1" in r.stderr
+
+
 def test_train_dit_single_process_and_torchrun_ddp(tmp_path, tiny_model_dir):
     out = tmp_path / "dit"
     common = ["train", "--vae", str(tiny_model_dir / "vae.safetensors"), "--out", str(out), "--preset", "tiny",

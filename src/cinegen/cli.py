@@ -57,6 +57,7 @@ def train_vae_cmd(
     set_: list[str] = typer.Option([], "--set", help="VAEConfig override key=value"),
     init: Optional[Path] = typer.Option(None, help="start from this trained VAE file (its config wins)"),
     decoder_only: bool = typer.Option(False, help="freeze the encoder: sharpen decoding, keep the latent space"),
+    max_minutes: float = typer.Option(0.0, help="stop training after this many minutes and finalise (0 = no limit)"),
 ):
     """Train the causal video autoencoder on toy-world clips."""
     from cinegen.training.train_vae import train_vae
@@ -71,7 +72,10 @@ def train_vae_cmd(
     if decoder_only and init is None:
         _fail("--decoder-only needs --init (a trained VAE whose encoder is kept)")
     _require_file(init, "--init")
-    path = train_vae(cfg, train, data, out, crop=crop, init=init, decoder_only=decoder_only)
+    if max_minutes < 0:
+        _fail(f"--max-minutes must be >= 0, got {max_minutes}")
+    path = train_vae(cfg, train, data, out, crop=crop, init=init, decoder_only=decoder_only,
+                     time_limit=max_minutes * 60 if max_minutes else None)
     console.print(f"VAE written to {path}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -88,11 +89,14 @@ def latent_stats(vae: VideoVAE, clips, device) -> tuple[tuple[float, ...], tuple
 
 
 def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, crop: int = 64,
-              eval_clips: int = 16, init: Path | None = None, decoder_only: bool = False) -> Path:
+              eval_clips: int = 16, init: Path | None = None, decoder_only: bool = False,
+              time_limit: float | None = None) -> Path:
     """Trains (or resumes) the VAE; writes out/last.safetensors periodically and out/vae.safetensors at the end.
 
     init: start from a trained VAE file (its config wins). decoder_only: freeze the encoder, so the latent space
-    (and every DiT trained on it) stays valid while reconstructions sharpen.
+    (and every DiT trained on it) stays valid while reconstructions sharpen. time_limit: seconds of training after
+    which the run stops early and still finalises (a lent GPU's lease ends at a fixed time; a killed run would
+    leave only a checkpoint too large to bring back).
     """
     info = setup_distributed()
     device = device_for(info)
@@ -109,9 +113,14 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     if info.main:
         log.info("VAE %.2fM params, %d clips, batch %d x %d ranks", sum(p.numel() for p in model.parameters()) / 1e6,
                  len(pool), train.batch_size, info.world)
+    started = time.monotonic()
     with progress_bar(disable=not info.main) as bar:
         task = bar.add_task("train-vae", total=train.steps, completed=step, status="")
         while step < train.steps:
+            if time_limit is not None and _out_of_time(started, time_limit, device):
+                log.info("time limit of %.0f s reached at step %d of %d: finalising", time_limit, step, train.steps)
+                save_training_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step, info)
+                break
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, train.lr, train.warmup, train.steps)
             frames = FRAME_CHOICES[int(rng.integers(len(FRAME_CHOICES)))]
@@ -129,14 +138,22 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
                 log.info("step %d loss %.4f mse %.5f kl %.2f", step, loss.item(), parts["mse"], parts["kl"])
             if step % train.ckpt_every == 0 or step == train.steps:
                 save_training_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step, info)
-    final = _finalise(cfg, ema, data, out, device, info, eval_clips, keep_stats=decoder_only)
+    final = _finalise(cfg, ema, data, out, device, info, eval_clips, keep_stats=decoder_only, step=step)
     del ddp, opt
     teardown_distributed()
     return final
 
 
+def _out_of_time(started: float, limit: float, device) -> bool:
+    """Whether `limit` seconds have passed; under DDP every rank stops at the same step (rank clocks differ)."""
+    late = torch.tensor([float(time.monotonic() - started > limit)], device=device)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(late, op=torch.distributed.ReduceOp.MAX)
+    return bool(late.item())
+
+
 def _finalise(cfg: VAEConfig, ema: VideoVAE, data: DataConfig, out: Path, device, info: DistInfo, eval_clips: int,
-              keep_stats: bool = False) -> Path:
+              keep_stats: bool = False, step: int = 0) -> Path:
     """Measures latent statistics and held-out PSNR with the EMA weights and writes the shippable file.
 
     keep_stats: the encoder was frozen, so the latent statistics a DiT was trained with are kept exactly
@@ -154,7 +171,7 @@ def _finalise(cfg: VAEConfig, ema: VideoVAE, data: DataConfig, out: Path, device
     heldout = render_pool(data, num_clips=eval_clips, seed_offset=20_000, quiet=True)
     score = eval_psnr(model, heldout, device)
     log.info("VAE held-out PSNR %.2f dB on %d clips", score, len(heldout))
-    ckpt_io.save_checkpoint(final, "vae", cfg, model, extra={"psnr_heldout": score})
+    ckpt_io.save_checkpoint(final, "vae", cfg, model, step=step, extra={"psnr_heldout": score})
     return final
 
 
