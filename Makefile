@@ -7,7 +7,7 @@ SYSDEPS := $(VENV)/.sysdeps
 PROMPT ?= a large red ball bounces on a black background
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test test-slow lint eval bench clean
+.PHONY: install demo test test-slow lint eval bench bench-gpu clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,10 @@ eval: $(STAMP)
 # Benchmarks against diffusers' Wan2.1 modules and the quality/speed trade-offs -> BENCHMARKS.md (about 30 min on 2 cores)
 bench: $(STAMP)
 	$(BIN)/python -m cinegen.eval.bench --out BENCHMARKS.md
+
+# The same comparisons on a CUDA GPU in bf16, up to Wan2.1-1.3B's sizes -> docs/BENCHMARKS_GPU.md (a few minutes)
+bench-gpu: $(STAMP)
+	$(BIN)/python -m cinegen.eval.bench_gpu --out docs/BENCHMARKS_GPU.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

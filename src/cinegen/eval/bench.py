@@ -258,7 +258,8 @@ def write_markdown(r: dict, out: Path) -> None:
     peak = r["matmul_peak_gflops"]
     lines = ["# Benchmarks", "", f"Machine: {r['machine']}", "", f"Command: `{r['command']}` "
              "(`python -m cinegen.eval.bench`). Speed numbers are ratios of runs interleaved in one process on the "
-             "same inputs (median of repeats). GPU: unmeasured unless a GPU is named above.", "",
+             "same inputs (median of repeats). GPU numbers (bf16, against the same peers, up to Wan2.1-1.3B's sizes) are in "
+             "docs/BENCHMARKS_GPU.md (`make bench-gpu`, run on a lent GPU).", "",
              "## (a) DiT denoising pass vs diffusers WanTransformer3DModel (same width, depth, heads, patch, MLP, text width; "
              "CFG batch of 2, fp32)", "",
              "| clip | tokens | cinegen ms | Wan ms | speed-up (Wan / cinegen) | params cinegen / Wan | (b) MFU |",
