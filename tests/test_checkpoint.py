@@ -5,7 +5,7 @@ import torch
 
 from cinegen.config import DiTConfig, VAEConfig, from_dict, override
 from cinegen.models.dit import VideoDiT
-from cinegen.training.checkpoint import load_checkpoint, optimizer_state, save_checkpoint
+from cinegen.training.checkpoint import load_checkpoint, optimizer_state, read_meta, save_checkpoint
 from cinegen.training.common import make_ema
 from tests.conftest import perturb
 
@@ -105,6 +105,9 @@ def test_export_writes_a_loadable_model_folder(tmp_path, tiny_model_dir):
     assert [p.name for p in paths] == ["vae.safetensors", "dit.safetensors"]
     ck = load_checkpoint(tmp_path / "dit.safetensors")
     assert ck["extra"]["holdout"] == ["purple triangle"]                        # training facts travel along
+    src = load_checkpoint(tiny_model_dir / "dit.safetensors")
+    assert ck["step"] == src["step"] and ck["extra"] == src["extra"]
+    assert read_meta(tiny_model_dir / "dit.safetensors") == (src["step"], src["extra"])   # without the tensors
     cfg = SampleConfig(seconds=0, width=32, height=32, steps=2)
     ref = TextToVideo.from_pretrained(tiny_model_dir).generate("a red ball", cfg).astype(float)
     out = TextToVideo.from_pretrained(tmp_path).generate("a red ball", cfg).astype(float)

@@ -111,10 +111,16 @@ def load_checkpoint(path) -> dict:
     return out
 
 
-def read_extra(path) -> dict:
-    """A checkpoint's `extra` metadata alone, without loading its tensors (a resume check on a large file)."""
+def read_meta(path) -> tuple[int, dict]:
+    """A checkpoint's step and `extra` metadata, without loading its tensors (a resume check or an export
+    reading a 288 MB training checkpoint)."""
     with safe_open(str(path), framework="pt") as f:
-        return json.loads((f.metadata() or {}).get("extra", "{}"))
+        meta = f.metadata() or {}
+    return int(meta.get("step", 0)), json.loads(meta.get("extra", "{}"))
+
+
+def read_extra(path) -> dict:
+    return read_meta(path)[1]
 
 
 def same_content(a: Path, b: Path) -> bool:

@@ -20,19 +20,18 @@ def export_model(vae_path: Path, dit_path: Path, out: Path, int8: bool = False, 
     from cinegen.training.train_vae import load_vae
     vae = load_vae(vae_path)
     dit, _ = load_dit(dit_path, raw=raw)
-    vae_src, dit_src = ckpt_io.load_checkpoint(vae_path), ckpt_io.load_checkpoint(dit_path)   # step and extra
     out = Path(out)
-    _save_if_changed(out / "vae.safetensors", "vae", vae, vae_src, int8=False)
-    _save_if_changed(out / "dit.safetensors", "dit", dit, dit_src, int8=int8)
+    _save_if_changed(out / "vae.safetensors", "vae", vae, ckpt_io.read_meta(vae_path), int8=False)
+    _save_if_changed(out / "dit.safetensors", "dit", dit, ckpt_io.read_meta(dit_path), int8=int8)
     return [out / "vae.safetensors", out / "dit.safetensors"]
 
 
-def _save_if_changed(path: Path, kind: str, model, src: dict, int8: bool) -> None:
+def _save_if_changed(path: Path, kind: str, model, meta: tuple[int, dict], int8: bool) -> None:
     """Writes beside `path`, then keeps the old file when the content is equal: an unchanged model re-exported
-    leaves the file (and git) alone."""
+    leaves the file (and git) alone. meta: the source checkpoint's (step, extra)."""
     new = path.with_name(f".{path.name}.export")
-    ckpt_io.save_checkpoint(new, kind, model.cfg, model, step=src["step"], extra=src["extra"], dtype=torch.float16,
-                            int8=int8)
+    step, extra = meta
+    ckpt_io.save_checkpoint(new, kind, model.cfg, model, step=step, extra=extra, dtype=torch.float16, int8=int8)
     if ckpt_io.same_content(new, path):
         new.unlink()
     else:
