@@ -135,3 +135,37 @@ def test_export_raw_takes_the_last_step_weights_not_the_ema(tmp_path, tiny_model
         export_model(tiny_model_dir / "vae.safetensors", tmp_path / "last.safetensors", out, raw=raw)
         got = load_checkpoint(out / "dit.safetensors")["model"]
         assert all(torch.allclose(got[k].float(), v, atol=1e-3) for k, v in want.state_dict().items())
+
+
+def test_export_with_a_high_noise_expert_and_from_pretrained_uses_it(tmp_path, tiny_model_dir, tiny_dit_cfg):
+    from cinegen.config import FlowConfig
+    from cinegen.pipeline import TextToVideo
+    from cinegen.training.export import export_model
+    vae, dit = tiny_model_dir / "vae.safetensors", tiny_model_dir / "dit.safetensors"
+    expert = perturb(VideoDiT(tiny_dit_cfg), seed=3)
+    save_checkpoint(tmp_path / "expert.safetensors", "dit", tiny_dit_cfg, expert,
+                    extra={"flow": {**FlowConfig().__dict__, "t_min": 0.8}})
+    out = tmp_path / "model"
+    paths = export_model(vae, dit, out, dit_high=tmp_path / "expert.safetensors")
+    assert [p.name for p in paths] == ["vae.safetensors", "dit.safetensors", "dit_high.safetensors"]
+    pipe = TextToVideo.from_pretrained(out)
+    assert pipe.high_noise is not None and pipe.high_noise[1] == pytest.approx(0.8)
+    assert TextToVideo.from_pretrained(tiny_model_dir).high_noise is None
+    # a re-export without the expert removes it: it was trained beside another DiT
+    export_model(vae, dit, out)
+    assert not (out / "dit_high.safetensors").exists()
+    # a DiT trained on the whole schedule is not an expert
+    with pytest.raises(ValueError, match="not a high-noise expert.*t_min=0.0"):
+        export_model(vae, dit, out, dit_high=dit)
+
+
+def test_export_cli_takes_the_expert_and_names_a_bad_one(tmp_path, tiny_model_dir):
+    from typer.testing import CliRunner
+
+    from cinegen.cli import app
+    vae, dit = str(tiny_model_dir / "vae.safetensors"), str(tiny_model_dir / "dit.safetensors")
+    r = CliRunner().invoke(app, ["export", "--vae", vae, "--dit", dit, "--out", str(tmp_path / "m"), "--dit-high", dit])
+    assert r.exit_code == 2 and "is not a high-noise expert" in " ".join(r.output.split())
+    assert not (tmp_path / "m" / "dit.safetensors").exists()          # nothing half-written
+    r = CliRunner().invoke(app, ["export", "--vae", vae, "--dit", dit, "--out", str(tmp_path / "m")])
+    assert r.exit_code == 0 and (tmp_path / "m" / "dit.safetensors").is_file()

@@ -89,6 +89,17 @@ def test_logit_normal_times_are_inside_the_unit_interval():
     assert t_big.mean() > t.mean() + 0.1                  # bigger grids train nearer noise
 
 
+def test_an_expert_trains_only_inside_its_t_range():
+    cfg = FlowConfig(base_shift=3, base_tokens=80, t_min=0.8)
+    t = sample_t(10000, 80, cfg, generator=torch.Generator().manual_seed(0))
+    assert (t >= 0.8).all() and (t < 1).all() and t.std() > 0.03        # spread over the range, not a point
+    whole = sample_t(10000, 80, FlowConfig(base_shift=3, base_tokens=80), generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(t, 0.8 + 0.2 * whole)                            # the same draw, mapped into the range
+    for bad in ({"t_min": 0.9, "t_max": 0.5}, {"t_min": -0.1}, {"t_max": 1.5}):
+        with pytest.raises(ValueError, match="0 <= t_min < t_max <= 1"):
+            sample_t(4, 80, FlowConfig(**bad))
+
+
 def test_flow_loss_is_zero_for_the_exact_velocity_and_respects_the_mask():
     x0, eps = torch.randn(2, 1, 3, 2, 2), torch.randn(2, 1, 3, 2, 2)
     t = torch.rand(2)

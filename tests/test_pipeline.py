@@ -97,3 +97,25 @@ def test_compiled_dit_gives_the_same_video(tiny_model_dir):
     eager = TextToVideo.from_pretrained(tiny_model_dir).generate("a red ball", cfg)
     compiled = TextToVideo.from_pretrained(tiny_model_dir, compile=True).generate("a red ball", cfg)
     assert np.abs(compiled.astype(int) - eager).max() <= 2
+
+
+def test_high_noise_expert_predicts_above_its_boundary_only(tiny_pipe, tiny_dit_cfg):
+    """Two experts (Wan2.2): the expert takes the steps with t >= boundary, the base DiT the rest."""
+    from cinegen.models.dit import VideoDiT
+    from cinegen.pipeline import TextToVideo
+    from tests.conftest import perturb
+    cfg = SampleConfig(seconds=0.5, width=32, height=32, steps=4, seed=3)
+    expert = perturb(VideoDiT(tiny_dit_cfg), seed=7)
+    base = tiny_pipe.generate("a red ball", cfg)
+    p = tiny_pipe
+
+    def with_expert(boundary):
+        return TextToVideo(p.dit, p.vae, p.text_encoder, p.flow, high_noise=(expert, boundary)).generate("a red ball", cfg)
+    only_expert = TextToVideo(expert, p.vae, p.text_encoder, p.flow).generate("a red ball", cfg)
+    assert np.array_equal(with_expert(1.01), base)                 # boundary above every t: never used
+    assert np.array_equal(with_expert(0.0), only_expert)           # boundary 0: every step
+    mixed = with_expert(0.5)
+    assert not np.array_equal(mixed, base) and not np.array_equal(mixed, only_expert)
+    with pytest.raises(ValueError, match="same architecture"):
+        TextToVideo(p.dit, p.vae, p.text_encoder, p.flow, high_noise=(VideoDiT(tiny_dit_cfg.__class__(
+            latent_channels=4, width=64, depth=1, heads=2)), 0.9))

@@ -437,12 +437,14 @@ def export_cmd(
     out: Path = typer.Option(Path("src/cinegen/weights"), help="model folder to write"),
     int8: bool = typer.Option(False, "--int8", help="store the DiT's large matrices as int8 (half the file)"),
     raw: bool = typer.Option(False, "--raw", help="the DiT checkpoint's last-step weights instead of its EMA"),
+    dit_high: Optional[Path] = typer.Option(None, help="a high-noise expert DiT (trained with --flow t_min=...): "
+                                            "it predicts the steps with t >= its t_min"),
 ):
     """Write a shippable model folder: EMA weights only, fp16, with configs and training facts."""
     from cinegen.training.export import export_model
     _setup_logging()
     try:
-        paths = export_model(vae, dit, out, int8=int8, raw=raw)
+        paths = export_model(vae, dit, out, int8=int8, raw=raw, dit_high=dit_high)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     for p in paths:

@@ -60,6 +60,10 @@ class FlowConfig:
     base_shift: float = 1.0          # shift at base_tokens; grows as sqrt(tokens / base_tokens) (SD3 sec. 5.3.2)
     base_tokens: int = 256
     max_shift: float = 6.0
+    # training range of t: the whole schedule by default; a part of it for an expert denoiser (Wan2.2's
+    # high-noise expert trains and samples only t >= its boundary, where layout and motion are decided)
+    t_min: float = 0.0
+    t_max: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -62,14 +62,28 @@ def validate_request(prompt: str, cfg: SampleConfig) -> None:
 
 class TextToVideo:
     def __init__(self, dit: VideoDiT, vae: VideoVAE, text_encoder: TextEncoder, flow: FlowConfig, device="cpu",
-                 compile: bool = False):
+                 compile: bool = False, high_noise: tuple[VideoDiT, float] | None = None):
+        """high_noise: (expert DiT, boundary t): the expert predicts while t >= boundary (Wan2.2's two experts:
+        one for the noisy start, where layout and motion are decided, one for the rest)."""
         if dit.cfg.latent_channels != vae.cfg.latent_channels:
             raise ValueError(f"DiT expects {dit.cfg.latent_channels} latent channels, VAE gives {vae.cfg.latent_channels}")
         self.dit, self.vae, self.text_encoder, self.flow = dit.eval(), vae.eval(), text_encoder, flow
         self.device = torch.device(device)
         # torch.compile is optional: it pays off on GPUs and long runs, costs a warm-up on every new token grid
         self.dit_fn = torch.compile(self.dit, dynamic=True) if compile else self.dit
+        self.high_noise = None
+        if high_noise is not None:
+            expert, boundary = high_noise
+            if expert.cfg != dit.cfg:
+                raise ValueError("the high-noise expert must have the same architecture as the DiT")
+            self.high_noise = (torch.compile(expert.eval(), dynamic=True) if compile else expert.eval(), float(boundary))
         self.last_stats = {"calls": 0, "skipped": 0}
+
+    def _dit_for(self, t: torch.Tensor):
+        """The DiT that predicts at time t (B,), all equal while sampling."""
+        if self.high_noise is not None and float(t.flatten()[0]) >= self.high_noise[1]:
+            return self.high_noise[0]
+        return self.dit_fn
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device="cpu", compile: bool = False) -> "TextToVideo":
@@ -82,9 +96,13 @@ class TextToVideo:
                 raise FileNotFoundError(f"no {name} in {folder}: pass a folder holding dit.safetensors and vae.safetensors")
         dit, flow = load_dit(folder / "dit.safetensors", device)
         vae = load_vae(folder / "vae.safetensors", device)
+        high_noise = None
+        if (folder / "dit_high.safetensors").is_file():          # a high-noise expert (cinegen export --dit-high)
+            expert, expert_flow = load_dit(folder / "dit_high.safetensors", device)
+            high_noise = (expert, expert_flow.t_min)
         # the prompt encoder the DiT was trained with (older checkpoints: the shipped MiniLM)
         text_cfg = from_dict(TextConfig, dit.extra.get("text", {"dim": dit.cfg.text_dim}))
-        return cls(dit, vae, TextEncoder(text_cfg, device=device), flow, device, compile)
+        return cls(dit, vae, TextEncoder(text_cfg, device=device), flow, device, compile, high_noise)
 
     # --- latent geometry ---
 
@@ -167,5 +185,5 @@ class TextToVideo:
             e, m = (emb, mask) if guided else (emb[:n], mask[:n])                       # [positives; negatives]
             c = None if cond is None else cond.expand(x.shape[0], -1, -1, -1, -1)
             with autocast(self.device):                                                 # bf16 on GPU, fp32 on CPU
-                return self.dit_fn(x, t, e, m, c).float()
+                return self._dit_for(t)(x, t, e, m, c).float()
         return velocity

@@ -3,6 +3,7 @@ configs and training facts kept."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,20 +11,38 @@ import torch
 
 from cinegen.training import checkpoint as ckpt_io
 
+log = logging.getLogger(__name__)
 
-def export_model(vae_path: Path, dit_path: Path, out: Path, int8: bool = False, raw: bool = False) -> list[Path]:
+
+def export_model(vae_path: Path, dit_path: Path, out: Path, int8: bool = False, raw: bool = False,
+                 dit_high: Path | None = None) -> list[Path]:
     """Writes out/vae.safetensors and out/dit.safetensors (what TextToVideo.from_pretrained reads).
     int8: store the DiT's large matrices as int8 (about half the file; the VAE stays fp16, because pixels are
     less forgiving than velocities). raw: the DiT checkpoint's last-step weights instead of its EMA (a short
-    fine-tune's EMA still leans on the weights it started from)."""
+    fine-tune's EMA still leans on the weights it started from). dit_high: a high-noise expert (trained with
+    `--flow t_min=...`), written as out/dit_high.safetensors; without it a stale expert in `out` is removed, since
+    it was made for another DiT."""
     from cinegen.training.train_dit import load_dit
     from cinegen.training.train_vae import load_vae
     vae = load_vae(vae_path)
     dit, _ = load_dit(dit_path, raw=raw)
+    expert = None
+    if dit_high is not None:
+        expert, flow = load_dit(dit_high, raw=raw)
+        if flow.t_min <= 0 or expert.cfg != dit.cfg:
+            raise ValueError(f"{dit_high} is not a high-noise expert for this DiT: it needs the same architecture "
+                             f"and a training range starting above t = 0 (--flow t_min=...), got t_min={flow.t_min}")
     out = Path(out)
     _save_if_changed(out / "vae.safetensors", "vae", vae, ckpt_io.read_meta(vae_path), int8=False)
     _save_if_changed(out / "dit.safetensors", "dit", dit, ckpt_io.read_meta(dit_path), int8=int8)
-    return [out / "vae.safetensors", out / "dit.safetensors"]
+    paths = [out / "vae.safetensors", out / "dit.safetensors"]
+    if expert is not None:
+        _save_if_changed(out / "dit_high.safetensors", "dit", expert, ckpt_io.read_meta(dit_high), int8=int8)
+        paths.append(out / "dit_high.safetensors")
+    elif (out / "dit_high.safetensors").is_file():
+        (out / "dit_high.safetensors").unlink()
+        log.info("removed %s: it was the high-noise expert of another DiT", out / "dit_high.safetensors")
+    return paths
 
 
 def _save_if_changed(path: Path, kind: str, model, meta: tuple[int, dict], int8: bool) -> None:
