@@ -253,6 +253,16 @@ def run(out: Path, quick: bool = False, model_dir: Path | None = None) -> dict:
     return results
 
 
+def vae_table(v: dict, note: str = "", digits: int = 1) -> list[str]:
+    """Section (c) as markdown lines (shared with bench_gpu)."""
+    fps = lambda side, key: f"{v[key][side]:.{digits}f}"      # noqa: E731
+    return [f"## (c) VAE throughput vs diffusers AutoencoderKLWan (base_dim {v['wan_base_dim']}, "
+            f"{v['wan_params'] / 1e6:.2f}M params vs our {v['cinegen_params'] / 1e6:.2f}M; clip {v['clip']}{note})", "",
+            "| | cinegen frames/s | Wan frames/s | speed-up |", "|---|---|---|---|",
+            f"| encode | {fps('cinegen', 'encode_fps')} | {fps('wan', 'encode_fps')} | {v['encode_speedup']:.2f}x |",
+            f"| decode | {fps('cinegen', 'decode_fps')} | {fps('wan', 'decode_fps')} | {v['decode_speedup']:.2f}x |", ""]
+
+
 def write_markdown(r: dict, out: Path) -> None:
     from cinegen.training.checkpoint import atomic_write
     peak = r["matmul_peak_gflops"]
@@ -270,12 +280,7 @@ def write_markdown(r: dict, out: Path) -> None:
                      f"{d['achieved_gflops'] / peak:.0%} |")
     lines += ["", f"(b) MFU = achieved FLOP/s (FLOPs counted by torch's FlopCounterMode) over this machine's measured "
               f"fp32 matmul peak of {peak:.1f} GFLOP/s (2048x2048).", ""]
-    v = r["vae"]
-    lines += [f"## (c) VAE throughput vs diffusers AutoencoderKLWan (base_dim {v['wan_base_dim']}, "
-              f"{v['wan_params'] / 1e6:.2f}M params vs our {v['cinegen_params'] / 1e6:.2f}M; clip {v['clip']})", "",
-              "| | cinegen frames/s | Wan frames/s | speed-up |", "|---|---|---|---|",
-              f"| encode | {v['encode_fps']['cinegen']:.1f} | {v['encode_fps']['wan']:.1f} | {v['encode_speedup']:.2f}x |",
-              f"| decode | {v['decode_fps']['cinegen']:.1f} | {v['decode_fps']['wan']:.1f} | {v['decode_speedup']:.2f}x |", ""]
+    lines += vae_table(r["vae"])
     if "adherence" in r:
         lines += ["## (d) Adherence (seen prompts) vs steps and solver, shipped model, 64x64 2 s, guidance 4", "",
                   "| solver | steps | adherence | s/clip |", "|---|---|---|---|"]
@@ -297,19 +302,29 @@ def write_markdown(r: dict, out: Path) -> None:
     atomic_write(out, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
 
 
-def main(argv: list[str] | None = None) -> None:
+def arg_parser(doc: str, out: str, json_out: str, quick_help: str):
+    """The options both benchmark entry points share (this module's and bench_gpu's)."""
     import argparse
-    import json
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
-    ap.add_argument("--json", type=Path, default=Path("out/bench.json"))
-    ap.add_argument("--quick", action="store_true", help="fewer sizes, steps and repeats (a smoke run)")
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path(out))
+    ap.add_argument("--json", type=Path, default=Path(json_out))
+    ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--model", type=Path, default=None)
-    args = ap.parse_args(argv)
-    results = run(args.out, args.quick, args.model)
+    return ap
+
+
+def report(results: dict, args) -> None:
+    """Writes the raw numbers as JSON beside the markdown and prints the markdown."""
+    import json
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(args.out.read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arg_parser(__doc__, "BENCHMARKS.md", "out/bench.json", "fewer sizes, steps and repeats (a smoke run)"
+                      ).parse_args(argv)
+    report(run(args.out, args.quick, args.model), args)
 
 
 if __name__ == "__main__":

@@ -172,12 +172,7 @@ def write_markdown(r: dict, out: Path) -> None:
                   f"matmul rate of {peak / 1e3:.0f} TFLOP/s (8192^3, random data); fp32 measured "
                   f"{(r.get('fp32_peak_gflops') or float('nan')) / 1e3:.0f} TFLOP/s.", ""]
     if r.get("vae"):
-        v = r["vae"]
-        lines += [f"## (c) VAE throughput vs diffusers AutoencoderKLWan (base_dim {v['wan_base_dim']}, "
-                  f"{v['wan_params'] / 1e6:.2f}M params vs our {v['cinegen_params'] / 1e6:.2f}M; clip {v['clip']}; bf16)", "",
-                  "| | cinegen frames/s | Wan frames/s | speed-up |", "|---|---|---|---|",
-                  f"| encode | {v['encode_fps']['cinegen']:.0f} | {v['encode_fps']['wan']:.0f} | {v['encode_speedup']:.2f}x |",
-                  f"| decode | {v['decode_fps']['cinegen']:.0f} | {v['decode_fps']['wan']:.0f} | {v['decode_speedup']:.2f}x |", ""]
+        lines += bench.vae_table(r["vae"], "; bf16", digits=0)
     if r.get("bf16_rel_error") is not None:
         lines += [f"bf16 autocast vs fp32, our DiT (shipped sizes, random weights and inputs): relative error "
                   f"{r['bf16_rel_error']:.2e} (bf16 operands are expected between 1e-3 and 1e-2).", ""]
@@ -200,19 +195,11 @@ def write_markdown(r: dict, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
-    import json
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("docs/BENCHMARKS_GPU.md"))
-    ap.add_argument("--json", type=Path, default=Path("out/bench_gpu.json"))
-    ap.add_argument("--quick", action="store_true", help="fewer sizes and repeats, a small stand-in for Wan-1.3B")
-    ap.add_argument("--model", type=Path, default=None)
+    ap = bench.arg_parser(__doc__, "docs/BENCHMARKS_GPU.md", "out/bench_gpu.json",
+                          "fewer sizes and repeats, a small stand-in for Wan-1.3B")
     ap.add_argument("--text-encoder", default=None, help="local Hugging Face encoder folder (default: MiniLM)")
     args = ap.parse_args(argv)
-    results = run(args.out, args.quick, args.model, args.text_encoder)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2))
-    print(args.out.read_text())
+    bench.report(run(args.out, args.quick, args.model, args.text_encoder), args)
 
 
 if __name__ == "__main__":
