@@ -70,8 +70,8 @@ def train_one(name: str, sets: list[str], share: float, args, out: Path) -> None
         fp16 = Path(f"/tmp/{name}.fp16.safetensors")
         from cinegen.training import checkpoint as ckpt_io
         from cinegen.training.train_vae import load_vae
-        meta, model = ckpt_io.load_checkpoint(src), load_vae(src)
-        ckpt_io.save_checkpoint(fp16, "vae", model.cfg, model, step=meta["step"], extra=meta["extra"], dtype=torch.float16)
+        (step, extra), model = ckpt_io.read_meta(src), load_vae(src)
+        ckpt_io.save_checkpoint(fp16, "vae", model.cfg, model, step=step, extra=extra, dtype=torch.float16)
         subprocess.run(["split", "-b", "15M", "-d", str(fp16), str(out / f"{name}.safetensors.part")], check=False)
 
 

@@ -65,6 +65,12 @@ class FlowConfig:
     t_min: float = 0.0
     t_max: float = 1.0
 
+    def __post_init__(self):
+        # checked here, not per training step: a bad `--flow` fails before the latent cache is built
+        if not 0.0 <= self.t_min < self.t_max <= 1.0:
+            raise ValueError(f"flow t range must satisfy 0 <= t_min < t_max <= 1, got t_min={self.t_min}, "
+                             f"t_max={self.t_max}")
+
 
 @dataclass(frozen=True)
 class TextConfig:

@@ -108,7 +108,7 @@ def generate_timings(model_dir: Path, device: str, text_encoder: str | None, qui
             try:
                 rows.append(_time_generate(pipe, prompt, cfg, n))
             except Exception as e:              # a compiler missing on the machine must not lose the eager rows
-                rows.append({"compile": compile_, "batch": n, "clip": f"{cfg.width}x{cfg.height} {cfg.seconds:g} s",
+                rows.append({"compile": compile_, "batch": n, "clip": bench.sample_label(cfg),
                              "error": f"{type(e).__name__}: {str(e)[:200]}"})
     return rows
 
@@ -119,7 +119,7 @@ def _time_generate(pipe, prompt: str, cfg: SampleConfig, n: int) -> dict:
     start = time.perf_counter()
     videos = pipe.generate_batch([prompt] * n, cfg)                     # (N, T, H, W, 3)
     torch.cuda.synchronize()
-    return {"compile": pipe.dit_fn is not pipe.dit, "batch": n, "clip": f"{cfg.width}x{cfg.height} {cfg.seconds:g} s",
+    return {"compile": pipe.dit_fn is not pipe.dit, "batch": n, "clip": bench.sample_label(cfg),
             "steps": cfg.steps, "seconds": time.perf_counter() - start, "frames": int(videos.shape[0] * videos.shape[1])}
 
 
