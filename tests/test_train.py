@@ -121,6 +121,12 @@ def test_train_dit_single_process_and_torchrun_ddp(tmp_path, tiny_model_dir):
     last = load_checkpoint(out / "last.safetensors")
     assert last["step"] == 6 and last["model"].keys() == ck["model"].keys()
     assert not torch.equal(last["model"]["blocks.0.attn.qkv.weight"], ck["model"]["blocks.0.attn.qkv.weight"])
+    # --max-minutes: a lease-bound run stops long before its step count and still writes the final DiT file
+    r = _cli(*common, "--steps", "1000", "--max-minutes", "0.00001")
+    assert r.returncode == 0, r.stderr
+    assert "time limit" in r.stderr and load_checkpoint(out / "dit.safetensors")["step"] < 1000
+    r = _cli(*common, "--steps", "1000", "--max-minutes", "-2")
+    assert r.returncode == 2 and "--max-minutes must be >= 0, got -2" in r.stderr
 
 
 def test_train_flow_overrides_are_saved_and_kept_on_resume(tmp_path, tiny_model_dir):

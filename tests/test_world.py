@@ -136,3 +136,13 @@ def test_render_pool_adds_twins_when_asked():
     plain, twinned = render_pool(cfg, quiet=True), render_pool(replace(cfg, twins=True), quiet=True)
     assert len(plain) == 6 and 6 < len(twinned) <= 18
     assert all("cyan box moves left" not in c.caption for c in twinned)
+
+
+def test_render_pool_in_worker_processes_gives_the_same_clips():
+    """Big pools render on every core (a lent GPU machine has 16); the clips and their order must not change."""
+    from cinegen.config import DataConfig
+    from cinegen.data.clips import render_pool
+    cfg = DataConfig(num_clips=12, buckets=((5, 16, 16), (5, 16, 32)), bucket_weights=(1, 1), twins=True)
+    serial, parallel = render_pool(cfg, quiet=True, workers=1), render_pool(cfg, quiet=True, workers=2)
+    assert [c.caption for c in serial] == [c.caption for c in parallel] and len(serial) > 12
+    assert all(np.array_equal(a.video, b.video) for a, b in zip(serial, parallel))

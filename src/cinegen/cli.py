@@ -72,10 +72,8 @@ def train_vae_cmd(
     if decoder_only and init is None:
         _fail("--decoder-only needs --init (a trained VAE whose encoder is kept)")
     _require_file(init, "--init")
-    if max_minutes < 0:
-        _fail(f"--max-minutes must be >= 0, got {max_minutes}")
     path = train_vae(cfg, train, data, out, crop=crop, init=init, decoder_only=decoder_only,
-                     time_limit=max_minutes * 60 if max_minutes else None)
+                     time_limit=_time_limit(max_minutes))
     console.print(f"VAE written to {path}")
 
 
@@ -101,6 +99,7 @@ def train_cmd(
                                            "direction words, so only the words tell the pair apart"),
     flow_set: list[str] = typer.Option([], "--flow", help="FlowConfig override key=value, e.g. base_shift=3 "
                                                           "(saved with the model: sampling uses the same shift)"),
+    max_minutes: float = typer.Option(0.0, help="stop training after this many minutes and finalise (0 = no limit)"),
 ):
     """Train the diffusion transformer with flow matching on VAE latents of toy-world clips."""
     from cinegen.training.common import setup_distributed
@@ -118,6 +117,7 @@ def train_cmd(
     train = C.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, grad_accum=grad_accum, ckpt_every=ckpt_every,
                           log_every=log_every, seed=seed, cond_prob=cond_prob, parallel=parallel)
     _check_resume_flow(out / "last.safetensors", flow)
+    time_limit = _time_limit(max_minutes)
     trained = None
     if init is not None:                 # checked before the latent cache is built, so no work is lost
         _require_file(init, "--init")
@@ -132,8 +132,15 @@ def train_cmd(
     import sys
     path = train_dit(cfg, flow, train, cache, out,
                      extra={"holdout": list(holdout), "command": " ".join(["cinegen"] + sys.argv[1:]),
-                            "text": C.to_dict(text_cfg)}, init=trained)
+                            "text": C.to_dict(text_cfg)}, init=trained, time_limit=time_limit)
     console.print(f"DiT written to {path}")
+
+
+def _time_limit(max_minutes: float) -> float | None:
+    """--max-minutes in seconds (None = no limit), checked before any data is built."""
+    if max_minutes < 0:
+        _fail(f"--max-minutes must be >= 0, got {max_minutes}")
+    return max_minutes * 60 if max_minutes else None
 
 
 def _check_resume_flow(last: Path, flow: C.FlowConfig) -> None:
@@ -151,13 +158,15 @@ def _latent_cache(vae_path: Path, data: C.DataConfig, path: Path, info, text_cfg
 
     from cinegen.data.latent_cache import build_latent_cache, load_latent_cache
     from cinegen.models.text_encoder import TextEncoder
+    from cinegen.training.common import device_for
     from cinegen.training.train_vae import load_vae
     if info.main and not path.exists():
+        device = device_for(info)        # a GPU encodes the clips ~100x faster than the CPU
         try:
-            encoder = TextEncoder(text_cfg)
+            encoder = TextEncoder(text_cfg, device)
         except ValueError as e:
             _fail(str(e))
-        build_latent_cache(load_vae(vae_path), encoder, data, path)
+        build_latent_cache(load_vae(vae_path, device), encoder, data, path)
     if dist.is_initialized():
         dist.barrier()
     try:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+
 import numpy as np
 import torch
 
@@ -20,25 +26,37 @@ def tensor_to_video(x: torch.Tensor) -> np.ndarray:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
 
 
-def _render_one(cfg: DataConfig, index: int, seed_offset: int) -> Clip:
-    # one generator per clip: clip i is the same whatever the pool size
+def _render_one(cfg: DataConfig, index: int, seed_offset: int) -> list[Clip]:
+    """Clip `index` (one generator per clip: clip i is the same whatever the pool size), then its twins."""
     rng = np.random.default_rng([cfg.seed, seed_offset, index])
     weights = np.array(cfg.bucket_weights, dtype=float) / sum(cfg.bucket_weights)
     frames, h, w = cfg.buckets[int(rng.choice(len(cfg.buckets), p=weights))]
-    return random_clip(rng, w, h, frames, cfg.fps, cfg.holdout, cfg.max_objects)
+    clip = random_clip(rng, w, h, frames, cfg.fps, cfg.holdout, cfg.max_objects)
+    if not cfg.twins:
+        return [clip]
+    return [clip] + [t for t in (mirror_clip(clip, cfg.holdout), reverse_clip(clip, cfg.holdout)) if t]
 
 
-def render_pool(cfg: DataConfig, num_clips: int | None = None, seed_offset: int = 0, quiet: bool = False) -> list[Clip]:
+PARALLEL_FROM = 256      # clips; below this, starting worker processes costs more than it saves
+
+
+def render_pool(cfg: DataConfig, num_clips: int | None = None, seed_offset: int = 0, quiet: bool = False,
+                workers: int | None = None) -> list[Clip]:
     """Renders clips spread over the config's buckets; deterministic in (cfg.seed, seed_offset, index).
-    cfg.twins: each clip is followed by its word-swapped twins (mirror_clip, reverse_clip) where they exist."""
+    cfg.twins: each clip is followed by its word-swapped twins (mirror_clip, reverse_clip) where they exist.
+    workers: processes (default: every core for big pools); the pool is the same whatever the number."""
     n = num_clips if num_clips is not None else cfg.num_clips
-    clips = []
-    with progress_bar(disable=quiet) as bar:
+    workers = workers or (os.cpu_count() or 1 if n >= PARALLEL_FROM else 1)
+    clips: list[Clip] = []
+    with progress_bar(disable=quiet) as bar, contextlib.ExitStack() as stack:
         task = bar.add_task("rendering clips", total=n, status="")
-        for i in range(n):
-            clips.append(_render_one(cfg, i, seed_offset))
-            if cfg.twins:
-                clips += [t for t in (mirror_clip(clips[-1], cfg.holdout), reverse_clip(clips[-1], cfg.holdout)) if t]
+        if workers > 1:   # spawn, not fork: the parent may already run torch's threads
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
+            rendered = pool.map(partial(_render_one, cfg, seed_offset=seed_offset), range(n), chunksize=16)
+        else:
+            rendered = (_render_one(cfg, i, seed_offset) for i in range(n))
+        for group in rendered:                       # in index order either way
+            clips += group
             bar.advance(task)
     return clips
 

@@ -49,6 +49,8 @@ class LatentCache:
 
 @torch.no_grad()
 def build_latent_cache(vae, text_encoder, data: DataConfig, path: Path, batch: int = 16) -> LatentCache:
+    """Renders data's clips and encodes them on the VAE's device; the cache itself lives on the CPU."""
+    device = next(vae.parameters()).device
     clips = render_pool(data)
     rng = np.random.default_rng(data.seed + 1)
     captions, index = [""], {"": 0}
@@ -59,7 +61,7 @@ def build_latent_cache(vae, text_encoder, data: DataConfig, path: Path, batch: i
             chunk = clips[start:start + batch]
             for shape in {c.video.shape[:3] for c in chunk}:
                 same = [c for c in chunk if c.video.shape[:3] == shape]
-                z = vae.encode(torch.stack([video_to_tensor(c.video) for c in same]))          # (b, C, t, h, w)
+                z = vae.encode(torch.stack([video_to_tensor(c.video) for c in same]).to(device)).cpu()  # (b, C, t, h, w)
                 for c, zi in zip(same, z):
                     texts = [c.caption, canonical_caption(c.scene)] + [paraphrase_caption(c.scene, rng)
                                                                        for _ in range(CAPTIONS_PER_CLIP - 2)]

@@ -73,8 +73,21 @@ def dit_vs_wan(cfg: DiTConfig, grid: tuple[int, int, int], label: str, repeats: 
     """One CFG-batched (B=2) denoising pass of each model on the same latents, text and timestep.
 
     grid: the latent grid (t, h, w); label: what clip it stands for. Both models hold their weights in `dtype`."""
-    from cinegen.models.dit import VideoDiT
     dev = torch.device(device)
+    calls, ours, wan = dit_pair(cfg, grid, dev, dtype)
+    with torch.no_grad():
+        times = interleaved(calls, repeats, sync=syncer(dev))
+    pt, ph, pw = cfg.patch
+    tokens = grid[0] // pt * (grid[1] // ph) * (grid[2] // pw)
+    flops = 2 * dit_pass_flops(cfg, grid, TEXT_TOKENS)                              # B = 2
+    return {"size": label, "tokens": tokens, "cinegen_ms": times["cinegen"] * 1e3, "wan_ms": times["wan"] * 1e3,
+            "speedup": times["wan"] / times["cinegen"], "cinegen_params": params(ours), "wan_params": params(wan),
+            "achieved_gflops": flops / times["cinegen"] / 1e9}
+
+
+def dit_pair(cfg: DiTConfig, grid: tuple[int, int, int], dev: torch.device, dtype: torch.dtype):
+    """Our DiT and Wan's at cfg's sizes, and one pass of each on the same inputs: ({"cinegen", "wan"}, ours, wan)."""
+    from cinegen.models.dit import VideoDiT
     torch.manual_seed(0)
     with dev:                                  # built on the device: a 1.3B model initialises in seconds there
         ours, wan = VideoDiT(cfg).eval().to(dtype), wan_transformer_like(cfg).to(dtype)
@@ -84,15 +97,8 @@ def dit_vs_wan(cfg: DiTConfig, grid: tuple[int, int, int], label: str, repeats: 
     x_in = torch.cat([x, cond], 1) if cond is not None else x                      # Wan takes the channels stacked
     t, text = torch.rand(2, **kw), torch.randn(2, TEXT_TOKENS, cfg.text_dim, **kw)
     mask = torch.ones(2, TEXT_TOKENS, dtype=torch.bool, device=dev)
-    with torch.no_grad():
-        times = interleaved({"cinegen": lambda: ours(x, t, text, mask, cond),
-                             "wan": lambda: wan(x_in, t * 1000, text, return_dict=False)}, repeats, sync=syncer(dev))
-    pt, ph, pw = cfg.patch
-    tokens = grid[0] // pt * (grid[1] // ph) * (grid[2] // pw)
-    flops = 2 * dit_pass_flops(cfg, grid, TEXT_TOKENS)                              # B = 2
-    return {"size": label, "tokens": tokens, "cinegen_ms": times["cinegen"] * 1e3, "wan_ms": times["wan"] * 1e3,
-            "speedup": times["wan"] / times["cinegen"], "cinegen_params": params(ours), "wan_params": params(wan),
-            "achieved_gflops": flops / times["cinegen"] / 1e9}
+    return ({"cinegen": lambda: ours(x, t, text, mask, cond),
+             "wan": lambda: wan(x_in, t * 1000, text, return_dict=False)}, ours, wan)
 
 
 def sample_label(sample: SampleConfig) -> str:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.distributed.nn.functional import all_to_all
+
+from cinegen.models.layers import attention
 
 
 def _world(group) -> tuple[int, int]:
@@ -62,14 +63,14 @@ def ulysses_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, group) 
 
     def seq_to_heads(x):                         # (B, nh, L/P, hd) -> (B, nh/P, L, hd)
         return torch.cat(_all_to_all(list(x.chunk(world, dim=1)), group), dim=2)
-    out = F.scaled_dot_product_attention(seq_to_heads(q), seq_to_heads(k), seq_to_heads(v))   # (B, nh/P, L, hd)
+    out = attention(seq_to_heads(q), seq_to_heads(k), seq_to_heads(v))                          # (B, nh/P, L, hd)
     return torch.cat(_all_to_all(list(out.chunk(world, dim=2)), group), dim=1)                  # (B, nh, L/P, hd)
 
 
 def _gathered_kv_attention(q, k, v, group) -> torch.Tensor:
     """Fallback: local queries against all ranks' keys and values. (B, nh, L/P, hd) -> (B, nh, L/P, hd)."""
     k_all, v_all = gather_sequence(k, group, 2), gather_sequence(v, group, 2)                 # (B, nh, L, hd)
-    return F.scaled_dot_product_attention(q, k_all, v_all)
+    return attention(q, k_all, v_all)
 
 
 def shard_tokens(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, group):

@@ -7,6 +7,7 @@ import copy
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -68,6 +69,14 @@ def lr_at(step: int, base_lr: float, warmup: int, total: int) -> float:
         return base_lr * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return base_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def out_of_time(started: float, limit: float, device) -> bool:
+    """Whether `limit` seconds have passed; under DDP every rank stops at the same step (rank clocks differ)."""
+    late = torch.tensor([float(time.monotonic() - started > limit)], device=device)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(late, op=torch.distributed.ReduceOp.MAX)
+    return bool(late.item())
 
 
 def make_ema(model: torch.nn.Module) -> torch.nn.Module:

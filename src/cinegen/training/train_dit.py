@@ -11,6 +11,7 @@ first latent frames depend only on the first frames.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from cinegen.training.common import (
     build_training_state,
     device_for,
     lr_at,
+    out_of_time,
     progress_bar,
     save_training_checkpoint,
     seed_everything,
@@ -94,12 +96,13 @@ def _conditioning(model) -> bool:
 
 
 def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: LatentCache, out: Path,
-              extra: dict | None = None, init: VideoDiT | None = None) -> Path:
+              extra: dict | None = None, init: VideoDiT | None = None, time_limit: float | None = None) -> Path:
     """Trains (or resumes) the DiT; out/last.safetensors every ckpt_every steps, out/dit.safetensors at the end.
 
     extra: JSON-able facts stored with the weights (holdout list, training command) for the model card and eval.
     init: a trained DiT to start from (same width, equal or smaller depth: check it with check_growable before
     building the latent cache; see grow_from); a resumed run's own checkpoint wins over it.
+    time_limit: seconds of training after which the run checkpoints and finalises early (a lent GPU's lease).
     """
     extra = {**(extra or {}), "flow": flow.__dict__, "train": train.__dict__}
     info = setup_distributed()
@@ -119,7 +122,12 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
     binned = TimeBinnedLoss()
     with progress_bar(disable=not info.main) as bar:
         task = bar.add_task("train", total=train.steps, completed=step, status="")
+        started = time.monotonic()
         while step < train.steps:
+            if time_limit is not None and out_of_time(started, time_limit, device):
+                log.info("time limit of %.0f s reached at step %d of %d: finalising", time_limit, step, train.steps)
+                save_training_checkpoint(out / "last.safetensors", "dit", cfg, model, ema, opt, step, info, extra)
+                break
             loss = _train_step(ddp, model, ema, opt, cache, train, flow, rng, gen, step, binned, device)
             step += 1
             bar.update(task, completed=step, status=f"loss {loss:.4f}")

@@ -26,6 +26,7 @@ from cinegen.training.common import (
     build_training_state,
     device_for,
     lr_at,
+    out_of_time,
     progress_bar,
     save_training_checkpoint,
     seed_everything,
@@ -117,7 +118,7 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     with progress_bar(disable=not info.main) as bar:
         task = bar.add_task("train-vae", total=train.steps, completed=step, status="")
         while step < train.steps:
-            if time_limit is not None and _out_of_time(started, time_limit, device):
+            if time_limit is not None and out_of_time(started, time_limit, device):
                 log.info("time limit of %.0f s reached at step %d of %d: finalising", time_limit, step, train.steps)
                 save_training_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step, info)
                 break
@@ -142,14 +143,6 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     del ddp, opt
     teardown_distributed()
     return final
-
-
-def _out_of_time(started: float, limit: float, device) -> bool:
-    """Whether `limit` seconds have passed; under DDP every rank stops at the same step (rank clocks differ)."""
-    late = torch.tensor([float(time.monotonic() - started > limit)], device=device)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(late, op=torch.distributed.ReduceOp.MAX)
-    return bool(late.item())
 
 
 def _finalise(cfg: VAEConfig, ema: VideoVAE, data: DataConfig, out: Path, device, info: DistInfo, eval_clips: int,
