@@ -4,13 +4,14 @@
 
 The text encoder travels as scripts/travel_minilm.py's packed copy (.devcarry/minilm_toy, unpacked to
 /tmp/minilm_toy); the latent cache is built there (clips rendered on every core, encoded on the GPU). Steps:
-one step to build the cache (checked for NaN prompt embeddings: a word piece the packed copy lacks), a 40-step
-pilot that times a step, then the run itself with its cosine schedule sized to what is left (`--max-minutes`
+one step to build the cache (checked for NaN prompt embeddings: a word piece the packed copy lacks), a
+300-step pilot whose rate the trainer logs, then the run itself with its cosine schedule sized to what is left (`--max-minutes`
 stops it anyway). The expert comes back as `cinegen export --int8` writes it, last-step weights and EMA, in 15 MB
 parts (the device tool returns files up to 16 MB): `cat dit_high_raw.safetensors.part* > dit_high.safetensors`.
 """
 
 import argparse
+import re
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from safetensors import safe_open
 HOLDOUT = ("purple triangle", "orange ring bounces", "cyan box moves left", "yellow ball falls")
 RUN = Path("/tmp/expert")
 EXPORT_S = 40
+PILOT_STEPS = 300      # ~25 s on an H200 (about 77 ms per step at batch 128): long enough to time the steady rate
 
 
 def train_cmd(args, steps: int, minutes: float | None = None) -> list[str]:
@@ -62,12 +64,13 @@ def main() -> None:
         emb = f.get_tensor("text_emb")
     if emb.isnan().any():
         sys.exit(f"{int(emb.isnan().any(-1).any(-1).sum())} caption(s) use a word piece the packed MiniLM lacks")
-    pilot = run(train_cmd(args, 41), log)          # 40 steps plus the fixed cost of a start (cache load, model)
-    fixed = 15.0
-    per_step = max(pilot - fixed, 1.0) / 40
+    pilot = run(train_cmd(args, PILOT_STEPS + 1), log)
+    # the trainer's own rate over the pilot's steps (a start's fixed cost, cache load and model, is not in it)
+    per_step = float(re.findall(r"steps in [\d.]+ s: ([\d.]+) ms per step", log.read_text())[-1]) / 1e3
+    fixed = max(pilot - PILOT_STEPS * per_step, 0.0)
     left = max(args.budget - (time.time() - start) - EXPORT_S - fixed, 20.0)
-    steps = 41 + int(left / per_step)
-    print(f"pilot {pilot:.0f} s for 40 steps: ~{per_step * 1e3:.0f} ms per step; training to step {steps}", flush=True)
+    steps = PILOT_STEPS + 1 + int(left / per_step)
+    print(f"pilot: {per_step * 1e3:.0f} ms per step, {fixed:.0f} s to start; training to step {steps}", flush=True)
     run(train_cmd(args, steps, minutes=left / 60), log)
     for name, raw in (("raw", ["--raw"]), ("ema", [])):
         dst = Path(f"/tmp/m_{name}")

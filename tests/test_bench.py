@@ -49,26 +49,12 @@ def test_gpu_report_is_written_and_names_failed_sections(tmp_path):
     r = {"machine": "GPU X", "command": "c", "date": "2026-11-26", "bf16_peak_gflops": 10000.0, "fp32_peak_gflops": 500.0,
          "dit": [row], "bf16_rel_error": 3e-3, "generate": [{"compile": False, "batch": 1, "clip": "64x64 2 s",
                                                                "steps": 20, "seconds": 0.5, "frames": 17}],
-         "attention": [{"size": "480x832 17 frames", "cinegen torch order": 150.0, "cinegen cuDNN first": 120.0,
-                        "wan torch order": 156.0, "wan cuDNN first": 125.0}],
          "errors": {"vae": "RuntimeError: boom"}}
     out = tmp_path / "G.md"
     bench_gpu.write_markdown(r, out)
     text = out.read_text()
     assert "GPU X" in text and "1.50x" in text and "10.0%" in text and "3.00e-03" in text
     assert "section `vae` failed: RuntimeError: boom" in text and "| False | 1 | 64x64 2 s | 0.50 | 34 |" in text
-    assert "| 480x832 17 frames | 150.0 | 120.0 | 156.0 | 125.0 | 1.30x |" in text
-
-
-def test_attention_uses_the_preferred_kernel_order_only_on_cuda(monkeypatch):
-    """layers.attention wraps SDPA in the cuDNN-first kernel order on CUDA tensors; CPU tensors never enter it."""
-    from cinegen.models import layers
-    entered = []
-    monkeypatch.setattr(layers, "sdpa_kernel", lambda order, set_priority: entered.append((order, set_priority)))
-    q = torch.randn(1, 2, 4, 8)
-    out = layers.attention(q, q, q)
-    assert entered == [] and torch.allclose(out, torch.nn.functional.scaled_dot_product_attention(q, q, q))
-    assert layers.CUDA_SDPA_ORDER[0] == torch.nn.attention.SDPBackend.CUDNN_ATTENTION
 
 
 def test_gpu_bench_refuses_without_a_gpu(tmp_path, monkeypatch):

@@ -107,6 +107,7 @@ def test_train_dit_single_process_and_torchrun_ddp(tmp_path, tiny_model_dir):
               "--batch-size", "2", "--num-clips", "6", "--holdout", "purple triangle", "--log-every", "1"]
     r = _cli(*common, "--steps", "2")
     assert r.returncode == 0, r.stderr
+    assert "2 steps in" in r.stderr and "ms per step" in r.stderr           # the rate a GPU lease plans with
     cache = load_latent_cache(out / "latents.safetensors")
     assert sum(len(b.latents) for b in cache.buckets.values()) == 6 and cache.captions[0] == ""
     r = _cli(*common, "--steps", "4", torchrun=True)

@@ -18,7 +18,6 @@ side-by-side run in one process on the same inputs (interleaved repeats, median,
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from pathlib import Path
@@ -48,62 +47,6 @@ def dit_rows(device: str, quick: bool) -> list[dict]:
               "model": "Wan2.1-1.3B sizes (D 1536, depth 30)" if not quick else "quick stand-in"}
              for grid, label in wan_grids]
     return rows
-
-
-@contextlib.contextmanager
-def sdpa_order(order):
-    """Runs both DiTs under one SDPA kernel order: ours reads layers.CUDA_SDPA_ORDER (None = PyTorch's own order);
-    Wan's attention calls F.scaled_dot_product_attention directly, so the same order is set around it."""
-    from torch.nn.attention import sdpa_kernel
-
-    from cinegen.models import layers
-    saved, layers.CUDA_SDPA_ORDER = layers.CUDA_SDPA_ORDER, order
-    try:
-        with sdpa_kernel(order, set_priority=True) if order else contextlib.nullcontext():
-            yield
-    finally:
-        layers.CUDA_SDPA_ORDER = saved
-
-
-def attention_kernels(device: str, quick: bool) -> list[dict]:
-    """Both DiTs at Wan2.1-1.3B's sizes under PyTorch's default SDPA kernel order and with cuDNN's attention first
-    (our default, layers.CUDA_SDPA_ORDER), interleaved: how much of a speed-up is the kernel, and what Wan gets
-    from the same choice."""
-    from cinegen.models import layers
-    cudnn_first = layers.CUDA_SDPA_ORDER or [torch.nn.attention.SDPBackend.CUDNN_ATTENTION]
-    cfg = WAN_1_3B if not quick else DiTConfig(width=384, depth=2, heads=6, mlp_ratio=8960 / 1536, text_dim=4096)
-    grids = [((5, 60, 104), "480x832 17 frames")] + ([] if quick else [((21, 60, 104), "480x832 81 frames (5 s)")])
-    rows = []
-    for grid, label in grids:
-        calls, ours, wan = bench.dit_pair(cfg, grid, torch.device(device), torch.bfloat16)
-
-        def under(order, fn):
-            def run():
-                with sdpa_order(order):
-                    fn()
-            return run
-        variants = {f"{model} {name}": under(order, calls[model]) for model in ("cinegen", "wan")
-                    for name, order in (("torch order", None), ("cuDNN first", cudnn_first))}
-        with torch.no_grad():
-            times = bench.interleaved(variants, 3 if quick else 5, sync=torch.cuda.synchronize)
-            rows.append({"size": label, **{k: v * 1e3 for k, v in times.items()}, **_kernel_checks(calls["cinegen"])})
-        del ours, wan, calls
-        torch.cuda.empty_cache()
-    return rows
-
-
-def _kernel_checks(ours) -> dict:
-    """Whether cuDNN alone can run our DiT's attention (no silent fall-through), and how far its output is from
-    PyTorch's default kernel's (both bf16)."""
-    from torch.nn.attention import SDPBackend
-    with sdpa_order(None):
-        ref = ours().float()
-    try:
-        with sdpa_order([SDPBackend.CUDNN_ATTENTION]):
-            alone = ours().float()
-        return {"cudnn_alone": True, "cudnn_vs_default_rel_diff": float((alone - ref).norm() / ref.norm())}
-    except RuntimeError as e:                 # cuDNN refused some call: the cuDNN-first order falls through there
-        return {"cudnn_alone": False, "cudnn_error": str(e)[:200]}
 
 
 @torch.no_grad()
@@ -195,7 +138,6 @@ def run(out: Path, quick: bool = False, model_dir: Path | None = None, text_enco
                  lambda: bench.matmul_peak(8192, 10, device, torch.bfloat16) / 1e9),
                 ("fp32 matmul peak", "fp32_peak_gflops", lambda: bench.matmul_peak(8192, 5, device) / 1e9),
                 ("(a) DiT vs Wan", "dit", lambda: dit_rows(device, quick)),
-                ("attention kernels", "attention", lambda: attention_kernels(device, quick)),
                 ("(c) VAE vs Wan", "vae", lambda: bench.vae_vs_wan(VAE_PRESETS["default"], 17, 64 if quick else 256,
                                                                    3 if quick else 10, device, torch.bfloat16)),
                 ("bf16 error", "bf16_rel_error", lambda: bf16_error(device)),
@@ -230,7 +172,8 @@ def write_markdown(r: dict, out: Path) -> None:
     peak = r.get("bf16_peak_gflops") or float("nan")
     lines = ["# Benchmarks on a GPU", "", f"Machine: {r['machine']}", "", f"Measured {r['date']} with `{r['command']}`. "
              "Ratios of runs interleaved in one process on the same inputs (median of repeats, clocks read after "
-             "torch.cuda.synchronize). Weights and activations in bf16 for both sides.", ""]
+             "torch.cuda.synchronize). Weights and activations in bf16 for both sides. "
+             "What the numbers taught us, lease by lease: [GPU_NOTES.md](GPU_NOTES.md).", ""]
     if r.get("dit"):
         lines += ["## (a) DiT denoising pass vs diffusers WanTransformer3DModel (same sizes; CFG batch of 2, bf16)", "",
                   "| model sizes | clip | tokens | cinegen ms | Wan ms | speed-up (Wan / cinegen) | params cinegen / Wan | (b) MFU |",
@@ -241,22 +184,6 @@ def write_markdown(r: dict, out: Path) -> None:
         lines += ["", f"(b) MFU = achieved FLOP/s (FLOPs counted by torch's FlopCounterMode) over this GPU's measured bf16 "
                   f"matmul rate of {peak / 1e3:.0f} TFLOP/s (8192^3, random data); fp32 measured "
                   f"{(r.get('fp32_peak_gflops') or float('nan')) / 1e3:.0f} TFLOP/s.", ""]
-    if r.get("attention"):
-        lines += ["## Attention kernel: the same two DiTs at Wan2.1-1.3B sizes, per SDPA kernel order (ms per pass)", "",
-                  "PyTorch's own order tries FlashAttention-2 first; cinegen's default (`layers.CUDA_SDPA_ORDER`) "
-                  "tries cuDNN's fused attention first. Wan is diffusers' default (native SDPA, PyTorch's order) in "
-                  "(a); its cuDNN-first column shows what the peer would gain from the same choice.", "",
-                  "| clip | cinegen, torch order | cinegen, cuDNN first | Wan, torch order | Wan, cuDNN first | "
-                  "cinegen cuDNN vs Wan default |", "|---|---|---|---|---|---|"]
-        lines += [f"| {a['size']} | {a['cinegen torch order']:.1f} | {a['cinegen cuDNN first']:.1f} | "
-                  f"{a['wan torch order']:.1f} | {a['wan cuDNN first']:.1f} | "
-                  f"{a['wan torch order'] / a['cinegen cuDNN first']:.2f}x |" for a in r["attention"]]
-        lines += [""] + [f"- {a['size']}: " + (f"cuDNN alone runs every attention call of our DiT; its output differs "
-                                              f"from the default kernel's by {a['cudnn_vs_default_rel_diff']:.1e} "
-                                              "(relative, bf16)" if a.get("cudnn_alone") else
-                                              f"cuDNN alone refused a call ({a.get('cudnn_error')}): those calls "
-                                              "fall through to the next kernel") for a in r["attention"]]
-        lines.append("")
     if r.get("vae"):
         lines += bench.vae_table(r["vae"], "; bf16", digits=0)
     if r.get("bf16_rel_error") is not None:
@@ -288,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = bench.arg_parser(__doc__, "docs/BENCHMARKS_GPU.md", "out/bench_gpu.json",
                           "fewer sizes and repeats, a small stand-in for Wan-1.3B")
     ap.add_argument("--text-encoder", default=None, help="local Hugging Face encoder folder (default: MiniLM)")
-    ap.add_argument("--only", default=None, help="comma-separated result keys to measure, e.g. dit,attention")
+    ap.add_argument("--only", default=None, help="comma-separated result keys to measure, e.g. dit,generate")
     ap.add_argument("--previous", type=Path, default=None, help="an earlier run's JSON: sections not measured now "
                                                                  "are carried from it, with their own date")
     args = ap.parse_args(argv)

@@ -122,7 +122,7 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
     binned = TimeBinnedLoss()
     with progress_bar(disable=not info.main) as bar:
         task = bar.add_task("train", total=train.steps, completed=step, status="")
-        started = time.monotonic()
+        started, first = time.monotonic(), step
         while step < train.steps:
             if time_limit is not None and out_of_time(started, time_limit, device):
                 log.info("time limit of %.0f s reached at step %d of %d: finalising", time_limit, step, train.steps)
@@ -135,6 +135,9 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
                 log.info("step %d loss %.4f | loss by t-bin %s", step, loss, binned.report())
             if step % train.ckpt_every == 0 or step == train.steps:
                 save_training_checkpoint(out / "last.safetensors", "dit", cfg, model, ema, opt, step, info, extra)
+    if info.main and step > first:          # the rate a lease plans its step count with (scripts/device_expert.py)
+        seconds = time.monotonic() - started
+        log.info("%d steps in %.1f s: %.1f ms per step", step - first, seconds, 1e3 * seconds / (step - first))
     final = out / "dit.safetensors"
     if info.main:
         ckpt_io.save_checkpoint(final, "dit", cfg, ema, step=step, extra=extra)
