@@ -135,7 +135,7 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
                 log.info("step %d loss %.4f | loss by t-bin %s", step, loss, binned.report())
             if step % train.ckpt_every == 0 or step == train.steps:
                 save_training_checkpoint(out / "last.safetensors", "dit", cfg, model, ema, opt, step, info, extra)
-    if info.main and step > first:          # the rate a lease plans its step count with (scripts/device_expert.py)
+    if info.main and step > first:          # the rate a lease plans its step count with (scripts/device_train.py)
         seconds = time.monotonic() - started
         log.info("%d steps in %.1f s: %.1f ms per step", step - first, seconds, 1e3 * seconds / (step - first))
     final = out / "dit.safetensors"

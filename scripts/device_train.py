@@ -1,0 +1,123 @@
+"""One lent-GPU lease of training: optionally the autoencoder, then either or both of the shipped pair of DiTs.
+
+    python scripts/device_train.py OUT_DIR [--vae-seconds 200] [--dit low:170] [--dit expert:110] [--clips 4000]
+
+Stages, each bounded by the trainers' own --max-minutes, which still finalise:
+  1. (--vae-seconds) the shipped VAE fine-tuned on clips of every combination: the holdout list is a test of the
+     DiT's composition of words, and a pixel codec that never reads a caption need not be kept from the pixels;
+  2. the latent cache built once with that VAE: clips rendered on every core and encoded on the GPU; prompts
+     encoded by scripts/travel_minilm.py's packed MiniLM (unpacked to /tmp/minilm_toy), checked for NaN (a word
+     piece the packed copy lacks);
+  3. each --dit TARGET:SECONDS in turn from its shipped weights: `low` trains t <= 0.8 (dit.safetensors), `expert`
+     t >= 0.8 (dit_high.safetensors), both with the step-4 data recipe (twins, shift 3) and the documented holdout;
+  4. `cinegen export --int8 --raw` of the new set; the changed files come back in 15 MB parts (the device tool
+     returns files up to 16 MB): `cat dit_high.safetensors.part* > dit_high.safetensors`.
+Step counts come from the rates measured on an H200 (2026-11-26): VAE 50 ms per step at batch 16, DiT 77 ms per
+step at batch 128; the trainers log their own rate (`N steps in S s: X ms per step`) for the next plan.
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from safetensors import safe_open
+
+HOLDOUT = ("purple triangle", "orange ring bounces", "cyan box moves left", "yellow ball falls")
+WEIGHTS = Path("src/cinegen/weights")
+CLI = [sys.executable, "-m", "cinegen.cli"]
+# target -> (the shipped file it continues, its noise range)
+TARGETS = {"low": ("dit.safetensors", "t_max=0.8"), "expert": ("dit_high.safetensors", "t_min=0.8")}
+
+
+def vae_cmd(args, seconds: float) -> list[str]:
+    return CLI + ["train-vae", "--out", "/tmp/vae", "--init", str(WEIGHTS / "vae.safetensors"),
+                  "--steps", str(max(int(seconds / args.vae_rate), 1)), "--batch-size", "16", "--lr", "2e-4",
+                  "--num-clips", str(args.vae_clips), "--log-every", "500", "--ckpt-every", "100000",
+                  "--max-minutes", f"{seconds / 60:.3f}"]
+
+
+def dit_cmd(args, target: str, vae: Path, steps: int, seconds: float | None = None) -> list[str]:
+    name, t_range = TARGETS[target]
+    cmd = CLI + ["train", "--vae", str(vae), "--out", f"/tmp/dit_{target}", "--init", str(WEIGHTS / name),
+                 "--preset", "shipped", "--twins", "--seed", str(args.seed), "--num-clips", str(args.clips),
+                 "--steps", str(steps), "--batch-size", str(args.batch), "--lr", str(args.lr),
+                 "--flow", "base_shift=3", "--flow", "base_tokens=80", "--flow", t_range,
+                 "--text-encoder", "/tmp/minilm_toy", "--log-every", "250", "--ckpt-every", "100000"]
+    cmd += [a for b in ["17x64x64"] * 4 + ["17x64x96"] for a in ("--bucket", b)]
+    cmd += [a for h in HOLDOUT for a in ("--holdout", h)]
+    return cmd + (["--max-minutes", f"{seconds / 60:.3f}"] if seconds else [])
+
+
+def run(cmd: list[str], log: Path) -> None:
+    start = time.time()
+    with open(log, "a") as f:
+        code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+    print(f"exit {code} after {time.time() - start:.0f} s: {cmd[3]} --out {cmd[cmd.index('--out') + 1]}", flush=True)
+    if code:
+        print("".join(open(log).readlines()[-15:]), flush=True)
+        sys.exit(code)
+
+
+def check_prompts(cache: Path) -> None:
+    with safe_open(str(cache), "pt") as f:
+        emb = f.get_tensor("text_emb")
+    if emb.isnan().any():
+        sys.exit(f"{int(emb.isnan().any(-1).any(-1).sum())} caption(s) use a word piece the packed MiniLM lacks")
+
+
+def parse_targets(specs: list[str]) -> list[tuple[str, float]]:
+    out = []
+    for spec in specs:
+        target, _, seconds = spec.partition(":")
+        if target not in TARGETS or not seconds.replace(".", "", 1).isdigit():
+            sys.exit(f"--dit {spec!r}: expected TARGET:SECONDS with TARGET in {sorted(TARGETS)}")
+        out.append((target, float(seconds)))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--vae-seconds", type=float, default=0.0)
+    ap.add_argument("--dit", action="append", default=[], help="TARGET:SECONDS, TARGET low or expert; repeatable")
+    ap.add_argument("--clips", type=int, default=4000, help="source clips for the DiT (twins come on top)")
+    ap.add_argument("--vae-clips", type=int, default=1500)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--seed", type=int, default=3, help="data seed (3: the clips of the 2026-11-26 lease)")
+    ap.add_argument("--vae-rate", type=float, default=0.05, help="seconds per VAE step (H200, batch 16)")
+    ap.add_argument("--dit-rate", type=float, default=0.077, help="seconds per DiT step (H200, batch 128)")
+    args = ap.parse_args()
+    targets = parse_targets(args.dit)
+    start, log = time.time(), args.out / "train_log.txt"
+    vae = WEIGHTS / "vae.safetensors"
+    if args.vae_seconds:
+        run(vae_cmd(args, args.vae_seconds), log)
+        vae = Path("/tmp/vae/vae.safetensors")
+    trained = {}
+    if targets:
+        subprocess.run([sys.executable, "scripts/travel_minilm.py", "unpack", ".devcarry/minilm_toy",
+                        "/tmp/minilm_toy"], check=True)
+        first = f"/tmp/dit_{targets[0][0]}"
+        run(dit_cmd(args, targets[0][0], vae, 0), log)          # builds the latent cache only (0 steps)
+        check_prompts(Path(first) / "latents.safetensors")
+        for target, seconds in targets:
+            Path(f"/tmp/dit_{target}").mkdir(exist_ok=True)
+            if f"/tmp/dit_{target}" != first:                     # same data and VAE: the same cache
+                shutil.copy(Path(first) / "latents.safetensors", f"/tmp/dit_{target}/latents.safetensors")
+            run(dit_cmd(args, target, vae, max(int(seconds / args.dit_rate), 1), seconds), log)
+            trained[TARGETS[target][0]] = Path(f"/tmp/dit_{target}/last.safetensors")
+    pair = {name: trained.get(name, WEIGHTS / name) for name in ("dit.safetensors", "dit_high.safetensors")}
+    subprocess.run(CLI + ["export", "--vae", str(vae), "--dit", str(pair["dit.safetensors"]),
+                          "--dit-high", str(pair["dit_high.safetensors"]), "--int8", "--raw", "--out", "/tmp/m"],
+                   check=True)
+    for name in ["vae.safetensors"] * bool(args.vae_seconds) + list(trained):
+        subprocess.run(["split", "-b", "15M", "-d", f"/tmp/m/{name}", str(args.out / f"{name}.part")], check=True)
+    print(f"done in {time.time() - start:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
