@@ -46,7 +46,9 @@ def render_pool(cfg: DataConfig, num_clips: int | None = None, seed_offset: int 
     cfg.twins: each clip is followed by its word-swapped twins (mirror_clip, reverse_clip) where they exist.
     workers: processes (default: every core for big pools); the pool is the same whatever the number."""
     n = num_clips if num_clips is not None else cfg.num_clips
-    workers = workers or (os.cpu_count() or 1 if n >= PARALLEL_FROM else 1)
+    if workers is None:    # under torchrun every rank renders its own pool: share the cores between them
+        cores = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        workers = max(cores, 1) if n >= PARALLEL_FROM else 1
     clips: list[Clip] = []
     with progress_bar(disable=quiet) as bar, contextlib.ExitStack() as stack:
         task = bar.add_task("rendering clips", total=n, status="")

@@ -123,9 +123,12 @@ def motion_ok(track: Track, motion: str, shape: str) -> bool:
 
 
 def _bounces(y: np.ndarray) -> bool:
-    """Goes down, touches a floor, comes back up by at least 4% of the frame: a rebound."""
-    low = int(np.argmax(y))
-    return y[low] - y[0] > 0.05 and low < len(y) - 1 and y[low] - y[low:].min() > 0.04
+    """Goes down by more than 5% of the frame to a floor contact, then comes back up by at least 4%: a rebound.
+
+    The contact is any frame, not only the lowest one: a decoded ball often lands a second time a pixel below its
+    first landing, and that lowest point, at the clip's end, has no rebound after it."""
+    rest_min = np.minimum.accumulate(y[::-1])[::-1]                     # lowest height (max up) from each frame on
+    return bool(np.any((y - y[0] > 0.05) & (y - rest_min > 0.04)))
 
 
 def _falls(y: np.ndarray, frames: np.ndarray) -> bool:
