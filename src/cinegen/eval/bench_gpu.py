@@ -144,15 +144,16 @@ def run(out: Path, quick: bool = False, model_dir: Path | None = None, text_enco
                 ("(f) decode memory", "decode_memory", lambda: gpu_decode_memory(model_dir, device,
                                                                                   (1, 2) if quick else (1, 2, 4, 8))),
                 ("generate", "generate", lambda: generate_timings(model_dir, device, text_encoder, quick))]
-    unknown = (only or set()) - {key for _, key, _ in sections}
-    if unknown:
-        raise SystemExit(f"unknown section(s) {sorted(unknown)}; choose from {[key for _, key, _ in sections]}")
+    keys = [key for _, key, _ in sections]
+    only = set(keys) if only is None else only
+    if only - set(keys):
+        raise SystemExit(f"unknown section(s) {sorted(only - set(keys))}; choose from {keys}")
     results["dates"] = {}
-    for key in {key for _, key, _ in sections} - (only or {key for _, key, _ in sections}):
-        if previous and previous.get(key) is not None:
+    for key in keys:
+        if key not in only and previous and previous.get(key) is not None:
             results[key] = previous[key]
             results["dates"][key] = previous.get("dates", {}).get(key, previous["date"])
-    sections = [s for s in sections if only is None or s[1] in only]
+    sections = [s for s in sections if s[1] in only]
     with progress_bar() as bar:
         task = bar.add_task("bench-gpu", total=len(sections), status="")
         for label, key, fn in sections:

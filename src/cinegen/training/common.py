@@ -71,11 +71,16 @@ def lr_at(step: int, base_lr: float, warmup: int, total: int) -> float:
     return base_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def out_of_time(started: float, limit: float, device) -> bool:
-    """Whether `limit` seconds have passed; under DDP every rank stops at the same step (rank clocks differ)."""
+def out_of_time(started: float, limit: float | None, device, step: int, total: int) -> bool:
+    """Whether a run with a wall-clock `limit` (seconds; None = none) must stop before `step`; says so in the log.
+    Under DDP every rank stops at the same step (rank clocks differ)."""
+    if limit is None:
+        return False
     late = torch.tensor([float(time.monotonic() - started > limit)], device=device)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(late, op=torch.distributed.ReduceOp.MAX)
+    if late.item():
+        log.info("time limit of %.0f s reached at step %d of %d: finalising", limit, step, total)
     return bool(late.item())
 
 

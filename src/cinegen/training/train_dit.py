@@ -124,8 +124,7 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
         task = bar.add_task("train", total=train.steps, completed=step, status="")
         started, first = time.monotonic(), step
         while step < train.steps:
-            if time_limit is not None and out_of_time(started, time_limit, device):
-                log.info("time limit of %.0f s reached at step %d of %d: finalising", time_limit, step, train.steps)
+            if out_of_time(started, time_limit, device, step, train.steps):
                 save_training_checkpoint(out / "last.safetensors", "dit", cfg, model, ema, opt, step, info, extra)
                 break
             loss = _train_step(ddp, model, ema, opt, cache, train, flow, rng, gen, step, binned, device)

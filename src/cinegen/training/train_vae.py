@@ -118,8 +118,7 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     with progress_bar(disable=not info.main) as bar:
         task = bar.add_task("train-vae", total=train.steps, completed=step, status="")
         while step < train.steps:
-            if time_limit is not None and out_of_time(started, time_limit, device):
-                log.info("time limit of %.0f s reached at step %d of %d: finalising", time_limit, step, train.steps)
+            if out_of_time(started, time_limit, device, step, train.steps):
                 save_training_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step, info)
                 break
             for g in opt.param_groups:
