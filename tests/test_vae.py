@@ -94,3 +94,30 @@ def test_edge_weighted_loss_puts_more_weight_on_object_errors(tiny_vae_cfg):
     weighted, parts_w = vae_loss(vae, video, 0.0, 4.0)
     assert parts["mse"] == pytest.approx(parts_w["mse"])                        # same reconstruction, same MSE
     assert weighted.item() != pytest.approx(plain.item())
+
+
+def test_refine_stage_keeps_the_decoder_causal_and_chunkable(tiny_vae_cfg):
+    import dataclasses
+    torch.manual_seed(0)
+    vae = VideoVAE(dataclasses.replace(tiny_vae_cfg, refine_channels=8)).eval()
+    torch.nn.init.normal_(vae.decoder.refine.net[-1].weight, std=0.1)         # as if trained: not the identity
+    z = torch.randn(1, vae.cfg.latent_channels, 6, 8, 8)
+    whole = vae.decode(z)
+    torch.testing.assert_close(vae.decode(z, chunk_frames=2), whole, rtol=1e-5, atol=1e-5)
+    z2 = z.clone()
+    z2[:, :, 3:] = torch.randn_like(z2[:, :, 3:])
+    assert torch.equal(vae.decode(z2)[:, :, :9], whole[:, :, :9])
+
+
+def test_grown_refine_stage_starts_as_the_identity_then_learns(tiny_vae_cfg):
+    from cinegen.training.train_vae import with_refine
+    torch.manual_seed(0)
+    vae = VideoVAE(tiny_vae_cfg).eval()
+    grown = with_refine(vae, 8).eval()
+    x = torch.rand(1, 3, 9, 16, 16) * 2 - 1
+    assert torch.equal(grown.decode(grown.encode(x)), vae.decode(vae.encode(x)))
+    recon, _, _ = grown.train()(x)
+    recon.pow(2).mean().backward()
+    assert grown.decoder.refine.net[-1].weight.grad.abs().sum() > 0             # the zero-started conv does learn
+    with pytest.raises(ValueError, match="cannot grow"):
+        with_refine(grown, 8)                                                    # already has one: refuse, not overwrite

@@ -21,6 +21,10 @@ class VAEConfig:
     temporal_down: int = 2           # causal 2x temporal downsamples: T = 1 + 4k -> 1 + k
     channels: tuple[int, ...] = (64, 128, 128)   # width per stage; len = 1 + max(spatial_down, temporal_down)
     res_blocks: int = 1              # residual blocks per stage
+    # width of a per-frame refinement stage at full resolution after the decoder (0 = none). Everything else in the
+    # decoder works on 4x4-pixel patches, so a small object's edges come from one linear map per patch and blur;
+    # this stage sees pixels and sharpens them. Decoder-only: the latent space (and every DiT) is unchanged.
+    refine_channels: int = 0
     kl_weight: float = 1e-6          # small KL: we want a near-deterministic autoencoder with a smooth latent
     edge_weight: float = 1.0         # extra loss weight on edges in space and time (objects), training/train_vae.py
     latent_mean: tuple[float, ...] = ()   # per-channel statistics measured after training (empty = 0 / 1)

@@ -104,7 +104,10 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     seed_everything(train.seed + info.rank)
     out = Path(out)
     model = load_vae(init).train() if init else VideoVAE(cfg)
-    # with --init the file's architecture and latent statistics win; the loss weights are this run's choice
+    if init and cfg.refine_channels and not model.cfg.refine_channels:
+        model = with_refine(model, cfg.refine_channels).train()
+    # with --init the file's architecture and latent statistics win (bar a refinement stage grown onto it);
+    # the loss weights are this run's choice
     cfg = dataclasses.replace(model.cfg, kl_weight=cfg.kl_weight, edge_weight=cfg.edge_weight)
     if decoder_only:
         model.encoder.requires_grad_(False)
@@ -165,6 +168,18 @@ def _finalise(cfg: VAEConfig, ema: VideoVAE, data: DataConfig, out: Path, device
     log.info("VAE held-out PSNR %.2f dB on %d clips", score, len(heldout))
     ckpt_io.save_checkpoint(final, "vae", cfg, model, step=step, extra={"psnr_heldout": score})
     return final
+
+
+def with_refine(vae: VideoVAE, width: int) -> VideoVAE:
+    """The same autoencoder with a full-resolution refinement stage added (models/vae.Refine); since that stage
+    starts as an exact identity, the result decodes exactly as `vae` does until it is trained."""
+    if vae.cfg.refine_channels:
+        raise ValueError(f"cannot grow a refinement stage onto this VAE: it has one ({vae.cfg.refine_channels} wide)")
+    grown = VideoVAE(dataclasses.replace(vae.cfg, refine_channels=width))
+    missing, unexpected = grown.load_state_dict(vae.state_dict(), strict=False)
+    if unexpected or any(not k.startswith(("decoder.refine.", "decoder.feat_out.")) for k in missing):
+        raise ValueError(f"cannot grow a refinement stage onto this VAE: missing {missing}, unexpected {unexpected}")
+    return grown
 
 
 def load_vae(path, device="cpu") -> VideoVAE:
