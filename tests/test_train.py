@@ -91,6 +91,15 @@ def test_train_vae_then_resume(tmp_path):
     assert grown["config"]["refine_channels"] == 4 and any(k.startswith("decoder.refine.") for k in grown["model"])
     assert all(torch.equal(before[k], grown["model"][k]) for k in enc)
     assert load_vae(tmp_path / "ref" / "vae.safetensors").cfg.refine_channels == 4
+    # an adversarial loss: the critic is checkpointed beside the autoencoder and resumes with it
+    gan = tmp_path / "gan"
+    for steps in ("2", "3"):
+        r = _cli("train-vae", "--out", str(gan), "--init", str(out / "vae.safetensors"), "--decoder-only",
+                 "--steps", steps, "--num-clips", "4", "--set", "adv_weight=0.1", "--log-every", "1")
+        assert r.returncode == 0, r.stderr
+        assert load_checkpoint(gan / "critic.safetensors")["step"] == int(steps)
+    assert "resumed" in r.stderr and "critic" in r.stderr
+    assert load_checkpoint(gan / "vae.safetensors")["config"]["adv_weight"] == 0.1
     r = _cli("train-vae", "--out", str(tmp_path / "x"), "--decoder-only", "--steps", "1")
     assert r.returncode == 2 and "--init" in r.stderr
 

@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from cinegen.config import DataConfig, TrainConfig, VAEConfig, from_dict
 from cinegen.data.clips import render_pool, sample_vae_batch, video_to_tensor
+from cinegen.models.discriminator import PatchDiscriminator
 from cinegen.models.vae import VideoVAE
 from cinegen.training import checkpoint as ckpt_io
 from cinegen.training.common import (
@@ -52,8 +54,10 @@ def edge_weights(video: torch.Tensor, strength: float) -> torch.Tensor:
     return 1 + strength * g / g.mean(dim=(1, 2, 3, 4), keepdim=True).clamp(min=1e-6)
 
 
-def vae_loss(vae: torch.nn.Module, video: torch.Tensor, kl_weight: float, edge_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
-    """(Edge-weighted) MSE + L1 reconstruction plus a small KL to N(0, 1). video: (B, 3, T, H, W) in [-1, 1]."""
+def vae_loss(vae: torch.nn.Module, video: torch.Tensor, kl_weight: float, edge_weight: float = 0.0,
+             critic: torch.nn.Module | None = None, adv_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """(Edge-weighted) MSE + L1 reconstruction plus a small KL to N(0, 1), plus (given a critic) the adversarial
+    term. video: (B, 3, T, H, W) in [-1, 1]. parts["recon"] is the reconstruction, for the critic's own step."""
     recon, mean, logvar = vae(video)
     err = recon - video
     sq = err.pow(2)
@@ -61,7 +65,43 @@ def vae_loss(vae: torch.nn.Module, video: torch.Tensor, kl_weight: float, edge_w
     w = edge_weights(video, edge_weight) if edge_weight else 1.0
     rec = (w * (sq + err.abs())).mean()
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
-    return rec + kl_weight * kl, {"mse": mse.item(), "kl": kl.item()}
+    loss, parts = rec + kl_weight * kl, {"mse": mse.item(), "kl": kl.item(), "recon": recon}
+    if critic is not None and adv_weight:
+        fool = -critic(frames_of(recon)).mean()                              # hinge GAN: generator raises the logits
+        loss, parts["adv"] = loss + adv_weight * fool, fool.item()
+    return loss, parts
+
+
+def frames_of(video: torch.Tensor) -> torch.Tensor:
+    return rearrange(video, "b c t h w -> (b t) c h w")                        # (B*T, 3, H, W)
+
+
+def critic_step(critic: torch.nn.Module, opt: torch.optim.Optimizer, video: torch.Tensor, recon: torch.Tensor) -> float:
+    """One hinge-loss step of the patch discriminator: rendered frames above +1, decoded frames below -1."""
+    n = video.shape[0] * video.shape[2]
+    logits = critic(torch.cat([frames_of(video), frames_of(recon.detach())]))   # one call: DDP allows one per backward
+    real, fake = logits[:n], logits[n:]
+    loss = F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def build_critic(cfg: VAEConfig, train: TrainConfig, out: Path, device, info: DistInfo):
+    """(critic to call, critic, its optimizer), resumed from out/critic.safetensors; (None, None, None) when
+    cfg.adv_weight is 0. Adam betas (0.5, 0.9) as GANs use: the critic's target moves every step."""
+    if not cfg.adv_weight:
+        return None, None, None
+    from cinegen.parallel.data_parallel import wrap
+    critic = PatchDiscriminator().to(device)
+    opt = torch.optim.AdamW(critic.parameters(), lr=train.lr, betas=(0.5, 0.9))
+    path = out / "critic.safetensors"
+    if path.exists():
+        ck = ckpt_io.load_checkpoint(path)
+        critic.load_state_dict(ck["model"])
+        opt.load_state_dict(ckpt_io.optimizer_state(ck))
+    return wrap(critic, "ddp", info.world), critic, opt
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -108,10 +148,11 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
         model = with_refine(model, cfg.refine_channels).train()
     # with --init the file's architecture and latent statistics win (bar a refinement stage grown onto it);
     # the loss weights are this run's choice
-    cfg = dataclasses.replace(model.cfg, kl_weight=cfg.kl_weight, edge_weight=cfg.edge_weight)
+    cfg = dataclasses.replace(model.cfg, kl_weight=cfg.kl_weight, edge_weight=cfg.edge_weight, adv_weight=cfg.adv_weight)
     if decoder_only:
         model.encoder.requires_grad_(False)
     ddp, model, ema, opt, step = build_training_state(model, train, out, device, info)
+    critic_ddp, critic, critic_opt = build_critic(cfg, train, out, device, info)
     pool = render_pool(data, seed_offset=info.rank, quiet=not info.main)
     rng = np.random.default_rng(train.seed * 7919 + info.rank + step)
     if info.main:
@@ -122,29 +163,40 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
         task = bar.add_task("train-vae", total=train.steps, completed=step, status="")
         while step < train.steps:
             if out_of_time(started, time_limit, device, step, train.steps):
-                save_training_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step, info)
+                save_checkpoints(out, cfg, model, ema, opt, critic, critic_opt, step, info)
                 break
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, train.lr, train.warmup, train.steps)
             frames = FRAME_CHOICES[int(rng.integers(len(FRAME_CHOICES)))]
             batch = sample_vae_batch(pool, rng, train.batch_size, frames, crop).to(device)
             with autocast(device):
-                loss, parts = vae_loss(ddp, batch, cfg.kl_weight, cfg.edge_weight)
+                loss, parts = vae_loss(ddp, batch, cfg.kl_weight, cfg.edge_weight, critic_ddp, cfg.adv_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
             opt.step()
+            if critic is not None:
+                with autocast(device):
+                    parts["critic"] = critic_step(critic_ddp, critic_opt, batch, parts["recon"])
             update_ema(ema, model, train.ema_decay)
             step += 1
             bar.update(task, completed=step, status=f"loss {loss.item():.4f} psnr~{10 * math.log10(4 / max(parts['mse'], 1e-12)):.1f}")
             if info.main and step % train.log_every == 0:
-                log.info("step %d loss %.4f mse %.5f kl %.2f", step, loss.item(), parts["mse"], parts["kl"])
+                log.info("step %d loss %.4f mse %.5f kl %.2f%s", step, loss.item(), parts["mse"], parts["kl"],
+                         f" adv {parts['adv']:.3f} critic {parts['critic']:.3f}" if critic is not None else "")
             if step % train.ckpt_every == 0 or step == train.steps:
-                save_training_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step, info)
+                save_checkpoints(out, cfg, model, ema, opt, critic, critic_opt, step, info)
     final = _finalise(cfg, ema, data, out, device, info, eval_clips, keep_stats=decoder_only, step=step)
     del ddp, opt
     teardown_distributed()
     return final
+
+
+def save_checkpoints(out: Path, cfg, model, ema, opt, critic, critic_opt, step: int, info: DistInfo) -> None:
+    """The autoencoder's checkpoint and, with an adversarial loss, the critic's beside it (both resume)."""
+    save_training_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step, info)
+    if critic is not None and info.main:
+        ckpt_io.save_checkpoint(out / "critic.safetensors", "critic", cfg, critic, optimizer=critic_opt, step=step)
 
 
 def _finalise(cfg: VAEConfig, ema: VideoVAE, data: DataConfig, out: Path, device, info: DistInfo, eval_clips: int,
