@@ -38,6 +38,30 @@ def test_eval_writes_a_report_with_the_autoencoder_ceiling(tiny_model_dir, tmp_p
     report = json.loads(out.read_text())
     assert report["splits"]["seen"]["autoencoder"]["clips"] == 2 and "autoencoder" in r.stderr and "round trips" in r.stderr
     assert len(report["direction_pairs"]["rows"]) == 2 and "'moves left' vs 'moves right'" in r.stderr
+    # the same run again, paired against the first: same prompts and seeds, so no change at all
+    r = run("eval", "--model", str(tiny_model_dir), "--n-seen", "2", "--n-heldout", "1", "--steps", "1",
+            "--seconds", "1", "--direction-pairs", "0", "--out", str(tmp_path / "again.json"), "--compare", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "paired against" in r.stderr and "+0.000 ± 0.000" in r.stderr
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    r = run("eval", "--model", str(tiny_model_dir), "--compare", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x.json"))
+    assert r.returncode == 2 and "not a cinegen eval report" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.json").exists()                                   # refused before the long run
+
+
+def test_paired_difference_pairs_clips_and_refuses_other_prompts():
+    from cinegen.eval.run import paired_difference
+
+    def report(scores, prompts="abcd"):
+        return {"splits": {"seen": {"clips": [{"prompt": p, "score": s, "checks": {"obj0.shape": s > 0.5}}
+                                              for p, s in zip(prompts, scores)]}}}
+    d = paired_difference(report([0.2, 0.4, 0.6, 0.8]), report([0.3, 0.5, 0.7, 0.9]))["seen"]
+    assert d["change"] == pytest.approx(0.1) and d["stderr"] == pytest.approx(0.0, abs=1e-12)   # every clip +0.1
+    assert d["before"] == pytest.approx(0.5) and d["by_attribute"]["shape"] == (0.5, 0.5)
+    d = paired_difference(report([0.2, 0.4, 0.6, 0.8]), report([0.3, 0.4, 0.6, 0.8]))["seen"]
+    assert d["change"] == pytest.approx(0.025) and d["stderr"] == pytest.approx(0.025)
+    with pytest.raises(ValueError, match="different seen prompts"):
+        paired_difference(report([0.2] * 4), report([0.2] * 4, prompts="abce"))
 
 
 @pytest.mark.parametrize("args, needle", [

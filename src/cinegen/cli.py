@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 from typing import Optional
@@ -395,12 +396,15 @@ def eval_cmd(
     modes_: bool = typer.Option(False, "--modes", help="also score animate/extend/edit/loop and long-video memory"),
     direction_pairs_: int = typer.Option(8, "--direction-pairs", help="same-seed 'moves left'/'moves right' pairs: "
                                                                       "does the word or the noise pick the direction"),
+    compare: Optional[Path] = typer.Option(None, help="an earlier report of the same prompts: print the paired "
+                                                      "change per split with its standard error"),
 ):
     """Score generated videos with the colour analyzer: attribute adherence on seen vs held-out combinations."""
     from rich.table import Table
 
     from cinegen.eval.run import direction_pairs, evaluate, noise_baseline, write_report
     _setup_logging()
+    earlier = _read_report(compare) if compare else None       # read first: a bad file fails before the long run
     cfg = _sample_config(seconds, size, steps, seed, guidance, solver, "", 8.0)
     pipe = _load_pipeline(model)
     holdout = tuple(getattr(pipe.dit, "extra", {}).get("holdout", ()))
@@ -437,6 +441,33 @@ def eval_cmd(
         console.print(f"same seed, 'moves left' vs 'moves right' ({d['pairs']} pairs): both words followed in "
                       f"{d['follow_words']:.0%}, same direction for both words in {d['same_direction']:.0%}")
     console.print(f"noise baseline adherence {result['noise_baseline']:.3f}; report written to {out}")
+    if earlier is not None:
+        _print_comparison(compare, earlier, result)
+
+
+def _read_report(path: Path) -> dict:
+    _require_file(path, "--compare")
+    try:
+        report = json.loads(path.read_text())
+        report["splits"]
+        return report
+    except (ValueError, KeyError, TypeError) as e:
+        _fail(f"--compare {path} is not a cinegen eval report: {e!r}")
+
+
+def _print_comparison(path: Path, earlier: dict, result: dict) -> None:
+    from rich.table import Table
+
+    from cinegen.eval.run import paired_difference
+    try:
+        pairs = paired_difference(earlier, result)
+    except (ValueError, KeyError) as e:
+        _fail(f"cannot compare with {path} (this run's report is written): {e}")
+    table = Table("split", "clips", "before", "after", "paired change", *next(iter(pairs.values()), {}).get("by_attribute", {}))
+    for split, p in pairs.items():
+        table.add_row(split, str(p["clips"]), f"{p['before']:.3f}", f"{p['after']:.3f}",
+                      f"{p['change']:+.3f} ± {p['stderr']:.3f}", *(f"{a:.2f}->{b:.2f}" for a, b in p["by_attribute"].values()))
+    console.print(f"paired against {path} (same prompts and seeds; ± one standard error):", table)
 
 
 @app.command("export")

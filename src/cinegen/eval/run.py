@@ -152,5 +152,29 @@ def noise_baseline(cfg: SampleConfig, holdout: tuple[str, ...], n: int = 8, seed
     return float(np.mean(scores))
 
 
+def paired_difference(before: dict, after: dict) -> dict:
+    """Per split: mean clip-score change from `before` to `after` (two eval reports of the same prompts and seeds)
+    with its standard error, and per attribute the pass rates before and after. Pairing removes the prompt-to-
+    prompt spread, so changes far smaller than either report's own noise show up."""
+    out = {}
+    for split, a in before["splits"].items():
+        ca, cb = a["clips"], after["splits"].get(split, {}).get("clips", [])
+        if [c["prompt"] for c in ca] != [c["prompt"] for c in cb]:
+            raise ValueError(f"the reports hold different {split} prompts (other --n-seen/--n-heldout/--seed?)")
+        if len(ca) < 2:
+            continue
+        d = np.array([y["score"] - x["score"] for x, y in zip(ca, cb)])
+        attrs = sorted({k.split(".")[-1] for c in ca for k in c["checks"]})
+        out[split] = {"clips": len(d), "before": float(np.mean([c["score"] for c in ca])),
+                      "after": float(np.mean([c["score"] for c in cb])), "change": float(d.mean()),
+                      "stderr": float(d.std(ddof=1) / np.sqrt(len(d))),
+                      "by_attribute": {k: (_pass_rate(ca, k), _pass_rate(cb, k)) for k in attrs}}
+    return out
+
+
+def _pass_rate(clips: list[dict], attr: str) -> float:
+    return float(np.mean([v for c in clips for k, v in c["checks"].items() if k.split(".")[-1] == attr]))
+
+
 def write_report(result: dict, path: Path) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
