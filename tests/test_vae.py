@@ -154,3 +154,18 @@ def test_adversarial_term_reaches_the_decoder(tiny_vae_cfg):
     (loss - plain).backward()           # same posterior sample in both: the reconstruction terms cancel, adv remains
     assert vae.decoder.conv_out.conv.weight.grad.abs().sum() > 0
     assert vae.encoder.conv_in.conv.weight.grad.abs().sum() > 0
+
+
+def test_grown_decoder_starts_as_the_trained_one_and_keeps_the_encoder(tiny_vae_cfg):
+    from cinegen.training.train_vae import with_decoder_blocks
+    torch.manual_seed(0)
+    vae = VideoVAE(tiny_vae_cfg).eval()
+    for p in vae.decoder.parameters():                                           # as if trained: no zero weights
+        torch.nn.init.normal_(p, std=0.05)
+    grown = with_decoder_blocks(vae, 2).eval()
+    assert len(grown.decoder.blocks) > len(vae.decoder.blocks) and len(grown.encoder.blocks) == len(vae.encoder.blocks)
+    x = torch.rand(1, 3, 9, 16, 16) * 2 - 1
+    assert torch.equal(grown.encode(x), vae.encode(x))
+    torch.testing.assert_close(grown.decode(grown.encode(x)), vae.decode(vae.encode(x)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="beyond 2"):
+        with_decoder_blocks(grown, 2)

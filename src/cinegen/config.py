@@ -21,6 +21,10 @@ class VAEConfig:
     temporal_down: int = 2           # causal 2x temporal downsamples: T = 1 + 4k -> 1 + k
     channels: tuple[int, ...] = (64, 128, 128)   # width per stage; len = 1 + max(spatial_down, temporal_down)
     res_blocks: int = 1              # residual blocks per stage
+    # the decoder's residual blocks per stage (0 = res_blocks). The encoder's latents hold more than the decoder
+    # draws: a probe reads a small object's shape from a 3x3 latent patch 95% right, the decoded frame only 49%
+    # (MODEL_CARD.md), so the decoder can grow (train_vae.with_decoder_blocks) and leave the latent space alone.
+    decoder_res_blocks: int = 0
     # width of a per-frame refinement stage at full resolution after the decoder (0 = none). Everything else in the
     # decoder works on 4x4-pixel patches, so a small object's edges come from one linear map per patch and blur;
     # this stage sees pixels and sharpens them. Decoder-only: the latent space (and every DiT) is unchanged.

@@ -143,11 +143,12 @@ class Decoder(nn.Module):
         super().__init__()
         ch, p = cfg.channels, cfg.patch
         self.patch, self.out_channels = p, cfg.in_channels
+        n = cfg.decoder_res_blocks or cfg.res_blocks
         self.conv_in = CausalConv3d(cfg.latent_channels, ch[-1])
-        self.blocks = nn.ModuleList(ResBlock(ch[-1], ch[-1]) for _ in range(cfg.res_blocks))
+        self.blocks = nn.ModuleList(ResBlock(ch[-1], ch[-1]) for _ in range(n))
         for i in reversed(range(len(ch) - 1)):
             self.blocks.append(Upsample(ch[i + 1], ch[i], time=i < cfg.temporal_down, space=i < cfg.spatial_down))
-            self.blocks.extend(ResBlock(ch[i], ch[i]) for _ in range(cfg.res_blocks))
+            self.blocks.extend(ResBlock(ch[i], ch[i]) for _ in range(n))
         self.norm_out = RMSNorm(ch[0], channel_dim=1)
         self.conv_out = CausalConv3d(ch[0], cfg.in_channels * p * p)
         if cfg.refine_channels:

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
 from cinegen.config import DataConfig, TrainConfig, VAEConfig, from_dict
 from cinegen.data.clips import render_pool, sample_vae_batch, video_to_tensor
 from cinegen.models.discriminator import PatchDiscriminator
-from cinegen.models.vae import VideoVAE
+from cinegen.models.vae import ResBlock, VideoVAE
 from cinegen.training import checkpoint as ckpt_io
 from cinegen.training.common import (
     DistInfo,
@@ -146,6 +147,8 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     model = load_vae(init).train() if init else VideoVAE(cfg)
     if init and cfg.refine_channels and not model.cfg.refine_channels:
         model = with_refine(model, cfg.refine_channels).train()
+    if init and cfg.decoder_res_blocks > (model.cfg.decoder_res_blocks or model.cfg.res_blocks):
+        model = with_decoder_blocks(model, cfg.decoder_res_blocks).train()
     # with --init the file's architecture and latent statistics win (bar a refinement stage grown onto it);
     # the loss weights are this run's choice
     cfg = dataclasses.replace(model.cfg, kl_weight=cfg.kl_weight, edge_weight=cfg.edge_weight, adv_weight=cfg.adv_weight)
@@ -232,6 +235,43 @@ def with_refine(vae: VideoVAE, width: int) -> VideoVAE:
     if unexpected or any(not k.startswith(("decoder.refine.", "decoder.feat_out.")) for k in missing):
         raise ValueError(f"cannot grow a refinement stage onto this VAE: missing {missing}, unexpected {unexpected}")
     return grown
+
+
+def with_decoder_blocks(vae: VideoVAE, blocks: int) -> VideoVAE:
+    """The same autoencoder with `blocks` residual blocks per decoder stage: each trained block keeps its weights,
+    and the new ones follow it in its stage with their last conv at zero, so they start as identities (the skip
+    path) and the grown decoder decodes exactly as before until it is trained. The encoder is untouched."""
+    old_n = vae.cfg.decoder_res_blocks or vae.cfg.res_blocks
+    if blocks <= old_n:
+        raise ValueError(f"decoder_res_blocks must grow the decoder beyond {old_n} blocks per stage, got {blocks}")
+    grown = VideoVAE(dataclasses.replace(vae.cfg, decoder_res_blocks=blocks))
+    old, new = vae.decoder.blocks, grown.decoder.blocks
+    mapping = _block_mapping(old, new)
+    state = {k: v for k, v in vae.state_dict().items() if not k.startswith("decoder.blocks.")}
+    for i, j in mapping.items():
+        state.update({f"decoder.blocks.{j}.{k}": v for k, v in old[i].state_dict().items()})
+    for j, block in enumerate(new):
+        if j not in mapping.values():
+            nn.init.zeros_(block.conv2.conv.weight)
+            nn.init.zeros_(block.conv2.conv.bias)
+            state.update({f"decoder.blocks.{j}.{k}": v for k, v in block.state_dict().items()})
+    grown.load_state_dict(state)
+    return grown
+
+
+def _block_mapping(old, new) -> dict[int, int]:
+    """Old decoder block index -> new index. Both lists are stages of residual blocks between upsamples; the k-th
+    block of a stage maps to the k-th block of the same stage, and the i-th upsample to the i-th upsample."""
+    def stages(blocks):                       # [[indices of stage 0's blocks], upsample index, [stage 1...], ...]
+        out, cur = [], []
+        for i, block in enumerate(blocks):
+            if isinstance(block, ResBlock):
+                cur.append(i)
+            else:
+                out += [cur, [i]]
+                cur = []
+        return out + [cur]
+    return {i: j for so, sn in zip(stages(old), stages(new)) for i, j in zip(so, sn)}
 
 
 def load_vae(path, device="cpu") -> VideoVAE:
