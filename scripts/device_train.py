@@ -5,6 +5,8 @@
 Stages, each bounded by the trainers' own --max-minutes, which still finalise:
   1. (--vae-seconds) the shipped VAE fine-tuned on clips of every combination: the holdout list is a test of the
      DiT's composition of words, and a pixel codec that never reads a caption need not be kept from the pixels;
+     with --decoder-blocks N only its decoder, grown to N residual blocks per stage (the latent space and so the
+     shipped DiTs stay valid: the encoder keeps a small object's shape, the decoder loses it; MODEL_CARD.md);
   2. the latent cache built once with that VAE: clips rendered on every core and encoded on the GPU; prompts
      encoded by scripts/travel_minilm.py's packed MiniLM (unpacked to /tmp/minilm_toy), checked for NaN (a word
      piece the packed copy lacks);
@@ -36,7 +38,8 @@ def vae_cmd(args, seconds: float) -> list[str]:
     return CLI + ["train-vae", "--out", "/tmp/vae", "--init", str(WEIGHTS / "vae.safetensors"),
                   "--steps", str(max(int(seconds / args.vae_rate), 1)), "--batch-size", "16", "--lr", "2e-4",
                   "--num-clips", str(args.vae_clips), "--log-every", "500", "--ckpt-every", "100000",
-                  "--max-minutes", f"{seconds / 60:.3f}"]
+                  "--max-minutes", f"{seconds / 60:.3f}"] + (
+        ["--decoder-only", "--set", f"decoder_res_blocks={args.decoder_blocks}"] if args.decoder_blocks else [])
 
 
 def dit_cmd(args, target: str, vae: Path, steps: int, seconds: float | None = None) -> list[str]:
@@ -85,6 +88,8 @@ def main() -> None:
     ap.add_argument("--dit", action="append", default=[], help="TARGET:SECONDS, TARGET low or expert; repeatable")
     ap.add_argument("--clips", type=int, default=4000, help="source clips for the DiT (twins come on top)")
     ap.add_argument("--vae-clips", type=int, default=1500)
+    ap.add_argument("--decoder-blocks", type=int, default=0, help="train only the VAE's decoder, grown to this many "
+                                                                   "residual blocks per stage (0: fine-tune it all)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--seed", type=int, default=3, help="data seed (3: the clips of the 2026-11-26 lease)")

@@ -104,6 +104,15 @@ def test_train_vae_then_resume(tmp_path):
     assert r.returncode == 2 and "--init" in r.stderr
 
 
+def test_resuming_another_architecture_is_a_clear_error_and_keeps_the_checkpoint(tmp_path):
+    out = tmp_path / "vae"
+    assert _cli("train-vae", "--out", str(out), "--preset", "tiny", "--steps", "1", "--num-clips", "2").returncode == 0
+    before = (out / "last.safetensors").read_bytes()
+    r = _cli("train-vae", "--out", str(out), "--preset", "tiny", "--steps", "2", "--num-clips", "2", "--set", "res_blocks=2")
+    assert r.returncode == 2 and "checkpoint of another architecture" in r.stderr and "Traceback" not in r.stderr
+    assert (out / "last.safetensors").read_bytes() == before
+
+
 def test_train_vae_time_limit_stops_early_and_still_finalises(tmp_path):
     """--max-minutes: a lease-bound run ends before its step count and still writes a usable model file."""
     out = tmp_path / "vae"

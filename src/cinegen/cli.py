@@ -73,8 +73,11 @@ def train_vae_cmd(
     if decoder_only and init is None:
         _fail("--decoder-only needs --init (a trained VAE whose encoder is kept)")
     _require_file(init, "--init")
-    path = train_vae(cfg, train, data, out, crop=crop, init=init, decoder_only=decoder_only,
-                     time_limit=_time_limit(max_minutes))
+    try:
+        path = train_vae(cfg, train, data, out, crop=crop, init=init, decoder_only=decoder_only,
+                         time_limit=_time_limit(max_minutes))
+    except ValueError as e:
+        _fail(str(e))
     console.print(f"VAE written to {path}")
 
 
@@ -131,9 +134,12 @@ def train_cmd(
     info = setup_distributed()
     cache = _latent_cache(vae, data, out / "latents.safetensors", info, text_cfg)
     import sys
-    path = train_dit(cfg, flow, train, cache, out,
-                     extra={"holdout": list(holdout), "command": " ".join(["cinegen"] + sys.argv[1:]),
-                            "text": C.to_dict(text_cfg)}, init=trained, time_limit=time_limit)
+    try:
+        path = train_dit(cfg, flow, train, cache, out,
+                         extra={"holdout": list(holdout), "command": " ".join(["cinegen"] + sys.argv[1:]),
+                                "text": C.to_dict(text_cfg)}, init=trained, time_limit=time_limit)
+    except ValueError as e:
+        _fail(str(e))
     console.print(f"DiT written to {path}")
 
 

@@ -156,7 +156,12 @@ def resume_weights(path, model: torch.nn.Module, ema: torch.nn.Module) -> tuple[
     if not Path(path).exists():
         return 0, None
     ck = load_checkpoint(path)
-    unwrap(model).load_state_dict(ck["model"])
-    ema.load_state_dict(ck["ema"])
+    try:
+        unwrap(model).load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+    except RuntimeError as e:          # another run's checkpoint in this folder: say so, and keep it
+        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+        raise ValueError(f"{path} is a checkpoint of another architecture ({first}); resume with the settings it "
+                         f"was trained with, or give a new --out") from None
     return ck["step"], optimizer_state(ck)
 
