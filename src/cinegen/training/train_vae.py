@@ -91,7 +91,8 @@ def critic_step(critic: torch.nn.Module, opt: torch.optim.Optimizer, video: torc
 
 def build_critic(cfg: VAEConfig, train: TrainConfig, out: Path, device, info: DistInfo):
     """(critic to call, critic, its optimizer), resumed from out/critic.safetensors; (None, None, None) when
-    cfg.adv_weight is 0. Adam betas (0.5, 0.9) as GANs use: the critic's target moves every step."""
+    cfg.adv_weight is 0. Adam betas (0.5, 0.9) as GANs use: the critic's target moves every step. Its learning
+    rate is the run's peak, held constant (the autoencoder's follows warmup and cosine)."""
     if not cfg.adv_weight:
         return None, None, None
     from cinegen.parallel.data_parallel import wrap
@@ -144,13 +145,9 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     device = device_for(info)
     seed_everything(train.seed + info.rank)
     out = Path(out)
-    model = load_vae(init).train() if init else VideoVAE(cfg)
-    if init and cfg.refine_channels and not model.cfg.refine_channels:
-        model = with_refine(model, cfg.refine_channels).train()
-    if init and cfg.decoder_res_blocks > (model.cfg.decoder_res_blocks or model.cfg.res_blocks):
-        model = with_decoder_blocks(model, cfg.decoder_res_blocks).train()
-    # with --init the file's architecture and latent statistics win (bar a refinement stage grown onto it);
-    # the loss weights are this run's choice
+    model = grow_decoder(load_vae(init), cfg).train() if init else VideoVAE(cfg)
+    # with --init the file's architecture and latent statistics win (bar a decoder grown onto it); the loss
+    # weights are this run's choice
     cfg = dataclasses.replace(model.cfg, kl_weight=cfg.kl_weight, edge_weight=cfg.edge_weight, adv_weight=cfg.adv_weight)
     if decoder_only:
         model.encoder.requires_grad_(False)
@@ -223,6 +220,16 @@ def _finalise(cfg: VAEConfig, ema: VideoVAE, data: DataConfig, out: Path, device
     log.info("VAE held-out PSNR %.2f dB on %d clips", score, len(heldout))
     ckpt_io.save_checkpoint(final, "vae", cfg, model, step=step, extra={"psnr_heldout": score})
     return final
+
+
+def grow_decoder(vae: VideoVAE, cfg: VAEConfig) -> VideoVAE:
+    """`vae` with the refinement stage and the residual blocks per decoder stage that `cfg` asks for beyond its own
+    (each grown part starts as an identity); the encoder and everything else stay the file's."""
+    if cfg.refine_channels and not vae.cfg.refine_channels:
+        vae = with_refine(vae, cfg.refine_channels)
+    if cfg.decoder_res_blocks > (vae.cfg.decoder_res_blocks or vae.cfg.res_blocks):
+        vae = with_decoder_blocks(vae, cfg.decoder_res_blocks)
+    return vae
 
 
 def with_refine(vae: VideoVAE, width: int) -> VideoVAE:
