@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
-from cinegen.data.clips import video_to_tensor
+from cinegen.data.clips import tensor_to_video, video_to_tensor
 from cinegen.data.world import COLOURS, ObjectSpec, SceneSpec, render_scene
 from cinegen.eval.analyzer import COLOUR_NAMES, colour_labels, shape_of, track_colour
 from cinegen.pipeline import WEIGHTS_DIR
@@ -74,8 +74,7 @@ def main() -> None:
     for path, vae in zip(args.vae or ["shipped"], vaes):
         ok = []
         for z, k, shape in zip(latents[split:], colours[split:], labels[split:]):
-            frame = vae.decode(z[None, :, None])[0].clamp(-1, 1)            # (3, 1, H, W)
-            frame = ((frame.permute(1, 2, 3, 0).numpy() + 1) * 127.5).round().astype(np.uint8)   # (1, H, W, 3)
+            frame = tensor_to_video(vae.decode(z[None, :, None])[0])        # (1, H, W, 3) uint8
             ok.append(shape_of(track_colour(colour_labels(frame), k)) == shape)
         print(f"analyzer on frames decoded by {path}: {np.mean(ok):.3f}")
     print(f"({args.images - split} held-out images of small still objects, four shapes in turn: chance 0.25)")

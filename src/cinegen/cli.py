@@ -455,10 +455,11 @@ def _read_report(path: Path) -> dict:
     _require_file(path, "--compare")
     try:
         report = json.loads(path.read_text())
-        report["splits"]
-        return report
-    except (ValueError, KeyError, TypeError) as e:
+    except ValueError as e:
         _fail(f"--compare {path} is not a cinegen eval report: {e!r}")
+    if not isinstance(report, dict) or "splits" not in report:
+        _fail(f"--compare {path} is not a cinegen eval report: it has no 'splits'")
+    return report
 
 
 def _print_comparison(path: Path, earlier: dict, result: dict) -> None:

@@ -257,8 +257,9 @@ def with_decoder_blocks(vae: VideoVAE, blocks: int) -> VideoVAE:
     state = {k: v for k, v in vae.state_dict().items() if not k.startswith("decoder.blocks.")}
     for i, j in mapping.items():
         state.update({f"decoder.blocks.{j}.{k}": v for k, v in old[i].state_dict().items()})
+    kept = set(mapping.values())
     for j, block in enumerate(new):
-        if j not in mapping.values():
+        if j not in kept:
             nn.init.zeros_(block.conv2.conv.weight)
             nn.init.zeros_(block.conv2.conv.bias)
             state.update({f"decoder.blocks.{j}.{k}": v for k, v in block.state_dict().items()})
