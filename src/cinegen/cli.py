@@ -59,6 +59,9 @@ def train_vae_cmd(
     init: Optional[Path] = typer.Option(None, help="start from this trained VAE file (its config wins)"),
     decoder_only: bool = typer.Option(False, help="freeze the encoder: sharpen decoding, keep the latent space"),
     max_minutes: float = typer.Option(0.0, help="stop training after this many minutes and finalise (0 = no limit)"),
+    dit_latents: Optional[Path] = typer.Option(None, help="DiT latents paired with their clips (cinegen dit-latents): "
+                                                          "with --decoder-only, the decoder also learns to draw them"),
+    dit_share: float = typer.Option(0.5, help="share of steps that decode --dit-latents"),
 ):
     """Train the causal video autoencoder on toy-world clips."""
     from cinegen.training.train_vae import train_vae
@@ -73,12 +76,40 @@ def train_vae_cmd(
     if decoder_only and init is None:
         _fail("--decoder-only needs --init (a trained VAE whose encoder is kept)")
     _require_file(init, "--init")
+    _require_file(dit_latents, "--dit-latents")
     try:
         path = train_vae(cfg, train, data, out, crop=crop, init=init, decoder_only=decoder_only,
-                         time_limit=_time_limit(max_minutes))
+                         time_limit=_time_limit(max_minutes), dit_latents=dit_latents, dit_share=dit_share)
     except ValueError as e:
         _fail(str(e))
     console.print(f"VAE written to {path}")
+
+
+@app.command("dit-latents")
+def dit_latents_cmd(
+    out: Path = typer.Option(..., help="file to write (safetensors): real clips and the DiT's latents of them"),
+    model: Optional[Path] = typer.Option(None, help="model folder (default: the shipped model)"),
+    num_clips: int = typer.Option(1000), seed: int = typer.Option(0, help="data seed of the rendered clips"),
+    bucket: str = typer.Option("17x64x64", help="FRAMESxHEIGHTxWIDTH of every clip"),
+    holdout: list[str] = typer.Option([], help="attribute combinations to exclude, e.g. 'purple triangle'"),
+    strength: list[float] = typer.Option([0.4, 0.5, 0.6, 0.7, 0.8], help="SDEdit strengths, one per batch in turn"),
+    steps: int = typer.Option(20, help="sampling steps of a whole schedule (SDEdit runs the last `strength` of it)"),
+    batch_size: int = typer.Option(8),
+):
+    """Re-imagine rendered clips with their own captions (SDEdit) and keep the DiT's latents beside the clips:
+    data for `train-vae --decoder-only --dit-latents`, a decoder that draws what the DiT draws."""
+    from cinegen.data.clips import render_pool
+    from cinegen.training.dit_latents import make_pairs, save_pairs
+    _setup_logging()
+    data = _data_config(num_clips, [bucket], 8.0, holdout, seed)
+    pipe = _load_pipeline(model)
+    try:
+        pairs = make_pairs(pipe, render_pool(data), tuple(strength), steps=steps, batch=batch_size)
+    except ValueError as e:
+        _fail(str(e))
+    pairs.meta.update(model=str(model or "shipped"), data=dataclasses.asdict(data))
+    save_pairs(pairs, out)
+    console.print(f"{len(pairs)} pairs written to {out}")
 
 
 @app.command("train")

@@ -147,13 +147,16 @@ class TextToVideo:
                        callback=None, return_latents: bool = False):
         """Several prompts in one batch (one DiT call per step for all of them, both CFG halves included).
         Prompt i uses seed cfg.seed + i, so it gets what `generate` gives it alone with that seed.
+        source: (1 or N, C, t, h, w) latents to re-imagine, one shared or one per prompt.
         Returns (N, T, H, W, 3) uint8 (or the (N, C, t, h, w) latents)."""
         if not prompts:
             raise ValueError("prompts must not be empty")
         for p in prompts:
             validate_request(p, cfg)
         n = len(prompts)
-        shape = self.latent_shape(cfg) if source is None else tuple(source.shape)
+        if source is not None and source.shape[0] not in (1, n):
+            raise ValueError(f"source must hold 1 or {n} (one per prompt) latent videos, got {source.shape[0]}")
+        shape = self.latent_shape(cfg) if source is None else (1, *source.shape[1:])     # one prompt's noise
         noise = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(cfg.seed + i))
                            for i in range(n)]).to(self.device)                                  # (N, C, t, h, w)
         pt, ph, pw = self.dit.cfg.patch

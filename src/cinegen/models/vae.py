@@ -230,8 +230,12 @@ class VideoVAE(nn.Module):
         for c in self._chunks(latents, chunk_frames, 1):
             yield self.decode(c, cache)
 
-    def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training pass: (reconstruction, mean, logvar), sampling the posterior."""
+    def forward(self, video: torch.Tensor, latents: torch.Tensor | None = None):
+        """Training pass: (reconstruction, mean, logvar), sampling the posterior. latents: normalised latents to
+        decode instead of the video's own (a decoder trained on a DiT's latents); mean and logvar are then None.
+        (Through forward, not decode, so that DDP sees the pass.)"""
+        if latents is not None:
+            return self.decode(latents), None, None
         mean, logvar = self.encode_dist(video)
         z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
         return self.decoder(z, None), mean, logvar

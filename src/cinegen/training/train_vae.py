@@ -37,6 +37,7 @@ from cinegen.training.common import (
     teardown_distributed,
     update_ema,
 )
+from cinegen.training.dit_latents import load_pairs, sample_pair_batch
 
 log = logging.getLogger(__name__)
 FRAME_CHOICES = (1, 5, 9, 17)    # images and clips long enough that the decoder sees its steady state (no zero history)
@@ -56,16 +57,18 @@ def edge_weights(video: torch.Tensor, strength: float) -> torch.Tensor:
 
 
 def vae_loss(vae: torch.nn.Module, video: torch.Tensor, kl_weight: float, edge_weight: float = 0.0,
-             critic: torch.nn.Module | None = None, adv_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+             critic: torch.nn.Module | None = None, adv_weight: float = 0.0,
+             latents: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """(Edge-weighted) MSE + L1 reconstruction plus a small KL to N(0, 1), plus (given a critic) the adversarial
-    term. video: (B, 3, T, H, W) in [-1, 1]. parts["recon"] is the reconstruction, for the critic's own step."""
-    recon, mean, logvar = vae(video)
+    term. video: (B, 3, T, H, W) in [-1, 1]. latents: decode these (a DiT's latents of `video`) instead of the
+    video's own; there is no KL then. parts["recon"] is the reconstruction, for the critic's own step."""
+    recon, mean, logvar = vae(video, latents)
     err = recon - video
     sq = err.pow(2)
     mse = sq.mean()
     w = edge_weights(video, edge_weight) if edge_weight else 1.0
     rec = (w * (sq + err.abs())).mean()
-    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean() if mean is not None else recon.new_zeros(())
     loss, parts = rec + kl_weight * kl, {"mse": mse.item(), "kl": kl.item(), "recon": recon}
     if critic is not None and adv_weight:
         fool = -critic(frames_of(recon)).mean()                              # hinge GAN: generator raises the logits
@@ -133,13 +136,14 @@ def latent_stats(vae: VideoVAE, clips, device) -> tuple[tuple[float, ...], tuple
 
 def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, crop: int = 64,
               eval_clips: int = 16, init: Path | None = None, decoder_only: bool = False,
-              time_limit: float | None = None) -> Path:
+              time_limit: float | None = None, dit_latents: Path | None = None, dit_share: float = 0.5) -> Path:
     """Trains (or resumes) the VAE; writes out/last.safetensors periodically and out/vae.safetensors at the end.
 
     init: start from a trained VAE file (its config wins). decoder_only: freeze the encoder, so the latent space
     (and every DiT trained on it) stays valid while reconstructions sharpen. time_limit: seconds of training after
     which the run stops early and still finalises (a lent GPU's lease ends at a fixed time; a killed run would
-    leave only a checkpoint too large to bring back).
+    leave only a checkpoint too large to bring back). dit_latents: a file of DiT latents paired with their real
+    clips (training/dit_latents.py); a share dit_share of the steps decodes those instead of encoder latents.
     """
     info = setup_distributed()
     device = device_for(info)
@@ -151,6 +155,7 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     cfg = dataclasses.replace(model.cfg, kl_weight=cfg.kl_weight, edge_weight=cfg.edge_weight, adv_weight=cfg.adv_weight)
     if decoder_only:
         model.encoder.requires_grad_(False)
+    pairs = _dit_pairs(dit_latents, model.cfg, decoder_only, dit_share)
     ddp, model, ema, opt, step = build_training_state(model, train, out, device, info)
     critic_ddp, critic, critic_opt = build_critic(cfg, train, out, device, info)
     pool = render_pool(data, seed_offset=info.rank, quiet=not info.main)
@@ -167,10 +172,10 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
                 break
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, train.lr, train.warmup, train.steps)
-            frames = FRAME_CHOICES[int(rng.integers(len(FRAME_CHOICES)))]
-            batch = sample_vae_batch(pool, rng, train.batch_size, frames, crop).to(device)
+            latents, batch = _next_batch(pool, pairs, dit_share, rng, train.batch_size, crop)
+            batch, latents = batch.to(device), None if latents is None else latents.to(device)
             with autocast(device):
-                loss, parts = vae_loss(ddp, batch, cfg.kl_weight, cfg.edge_weight, critic_ddp, cfg.adv_weight)
+                loss, parts = vae_loss(ddp, batch, cfg.kl_weight, cfg.edge_weight, critic_ddp, cfg.adv_weight, latents)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
@@ -190,6 +195,33 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     del ddp, opt
     teardown_distributed()
     return final
+
+
+def _dit_pairs(path: Path | None, cfg: VAEConfig, decoder_only: bool, share: float):
+    """The DiT-latent pairs to train on (None without a file), checked against this autoencoder."""
+    if path is None:
+        return None
+    if not decoder_only:
+        raise ValueError("--dit-latents needs --decoder-only: the DiT's latents belong to the frozen encoder's space")
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"dit share must be in (0, 1], got {share}")
+    pairs = load_pairs(path, cfg.latent_channels)
+    made_with = pairs.meta.get("latent_mean")
+    if made_with is None or not np.allclose(made_with, cfg.latent_mean or [0.0] * cfg.latent_channels, atol=1e-5):
+        raise ValueError(f"{path} was made with another autoencoder's latent space (latent means {made_with}, "
+                         f"this one's {cfg.latent_mean}): remake it with this VAE")
+    return pairs
+
+
+def _next_batch(pool, pairs, share: float, rng: np.random.Generator, batch_size: int, crop: int):
+    """(latents or None, video (B, 3, T, H, W)): DiT latents with their clips a `share` of the time, else windows
+    of rendered clips for the autoencoder's own pass."""
+    if pairs is not None and rng.random() < share:
+        return sample_pair_batch(pairs, rng, batch_size)
+    shortest = min(c.video.shape[0] for c in pool)               # a 5-frame bucket cannot give 17-frame windows
+    choices = [f for f in FRAME_CHOICES if f <= shortest]
+    frames = choices[int(rng.integers(len(choices)))]
+    return None, sample_vae_batch(pool, rng, batch_size, frames, crop)
 
 
 def save_checkpoints(out: Path, cfg, model, ema, opt, critic, critic_opt, step: int, info: DistInfo) -> None:

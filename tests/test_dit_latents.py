@@ -1,0 +1,109 @@
+"""A decoder that learns the DiT's latents: the pairs are what SDEdit gives, the decoder trains on them, bad files are
+refused with the reason."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from cinegen.config import DataConfig, SampleConfig, TrainConfig
+from cinegen.data.clips import render_pool
+from cinegen.training.checkpoint import load_checkpoint
+from cinegen.training.dit_latents import load_pairs, make_pairs, sample_pair_batch, save_pairs
+from cinegen.training.train_vae import load_vae, train_vae
+from tests.test_train import _cli
+
+DATA = DataConfig(num_clips=3, buckets=((5, 32, 32),), holdout=("purple triangle",), seed=3)
+
+
+def test_generate_batch_takes_one_source_per_prompt(tiny_pipe):
+    clips = render_pool(DATA, quiet=True)[:2]
+    sources = torch.cat([tiny_pipe.encode_video(c.video) for c in clips])              # (2, C, t, h, w)
+    cfg = SampleConfig(seconds=0.5, width=32, height=32, steps=6, seed=4)
+    both = tiny_pipe.generate_batch(["a red ball", "a blue box"], cfg, source=sources, strength=0.5, return_latents=True)
+    for i, prompt in enumerate(["a red ball", "a blue box"]):
+        alone = tiny_pipe.generate(prompt, dataclasses.replace(cfg, seed=4 + i), source=sources[i:i + 1], strength=0.5,
+                                   return_latents=True)
+        torch.testing.assert_close(both[i:i + 1], alone, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(both[0], both[1])
+    with pytest.raises(ValueError, match="1 or 3 .* got 2"):
+        tiny_pipe.generate_batch(["a", "b", "c"], cfg, source=sources, strength=0.5)
+
+
+def test_make_pairs_keeps_each_clip_beside_its_own_sdedit(tiny_pipe, tmp_path):
+    clips = render_pool(DATA, quiet=True)
+    pairs = make_pairs(tiny_pipe, clips, strengths=(0.3, 0.7), steps=6, batch=2, seed=10, quiet=True)
+    assert pairs.strength.tolist() == pytest.approx([0.3, 0.3, 0.7])
+    assert torch.equal(pairs.videos[2], torch.from_numpy(clips[2].video))
+    source = tiny_pipe.encode_video(clips[2].video)
+    alone = tiny_pipe.generate(clips[2].caption, SampleConfig(seconds=0.5, width=32, height=32, steps=6, seed=12),
+                               source=source, strength=0.7, return_latents=True)
+    torch.testing.assert_close(pairs.latents[2:3], alone, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(pairs.latents[2:3], source)              # the DiT changed the encoder's latent
+    assert pairs.meta["latent_mean"] == [0.0] * 4
+    save_pairs(pairs, tmp_path / "p.safetensors")
+    back = load_pairs(tmp_path / "p.safetensors", latent_channels=4)
+    assert torch.equal(back.videos, pairs.videos) and torch.equal(back.latents, pairs.latents)
+    assert back.meta == pairs.meta
+    latents, video = sample_pair_batch(back, np.random.default_rng(0), 5)
+    assert latents.shape == (5, *pairs.latents.shape[1:]) and video.shape == (5, 3, 5, 32, 32)
+    assert -1.0 <= float(video.min()) and float(video.max()) <= 1.0
+    with pytest.raises(ValueError, match="4-channel latents, the decoder takes 16"):
+        load_pairs(tmp_path / "p.safetensors", latent_channels=16)
+    (tmp_path / "junk.safetensors").write_bytes(b"not a file of pairs")
+    with pytest.raises(ValueError, match="not a DiT-latent pair file"):
+        load_pairs(tmp_path / "junk.safetensors")
+    with pytest.raises(ValueError, match=r"strengths must be in \(0, 1\)"):
+        make_pairs(tiny_pipe, clips, strengths=(1.0,), quiet=True)
+    wide = render_pool(dataclasses.replace(DATA, num_clips=1, buckets=((5, 32, 48),)), quiet=True)
+    with pytest.raises(ValueError, match="one size"):
+        make_pairs(tiny_pipe, clips + wide, strengths=(0.5,), quiet=True)
+
+
+def test_decoder_learns_the_pairs_and_keeps_the_encoder(tiny_pipe, tiny_model_dir, tmp_path):
+    clips = render_pool(dataclasses.replace(DATA, num_clips=4), quiet=True)
+    pairs = make_pairs(tiny_pipe, clips, strengths=(0.6,), steps=4, quiet=True)
+    save_pairs(pairs, tmp_path / "p.safetensors")
+    vae_file = tiny_model_dir / "vae.safetensors"
+
+    def pair_mse(vae):
+        latents, video = sample_pair_batch(pairs, np.random.default_rng(0), 4)
+        with torch.no_grad():
+            assert torch.equal(vae(video, latents)[0], vae.decode(latents))       # the training pass decodes them
+            return float((vae.decode(latents) - video).pow(2).mean())
+
+    train = TrainConfig(steps=40, batch_size=4, lr=3e-3, warmup=1, ema_decay=0.0, log_every=100, ckpt_every=100)
+    out = train_vae(load_vae(vae_file).cfg, train, dataclasses.replace(DATA, num_clips=4), tmp_path / "dec",
+                    crop=32, eval_clips=1, init=vae_file, decoder_only=True, dit_latents=tmp_path / "p.safetensors",
+                    dit_share=1.0)
+    before, after = load_vae(vae_file), load_vae(out)
+    assert pair_mse(after) < 0.8 * pair_mse(before)
+    b, a = load_checkpoint(vae_file)["model"], load_checkpoint(out)["model"]
+    assert all(torch.equal(b[k], a[k]) for k in b if k.startswith("encoder."))
+
+
+def test_dit_latents_cli_and_refusals(tiny_model_dir, tmp_path):
+    pairs = tmp_path / "p.safetensors"
+    r = _cli("dit-latents", "--model", str(tiny_model_dir), "--out", str(pairs), "--num-clips", "2", "--bucket",
+             "5x32x32", "--steps", "4", "--strength", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert len(load_pairs(pairs)) == 2 and load_pairs(pairs).meta["data"]["buckets"] == [[5, 32, 32]]
+    vae = str(tiny_model_dir / "vae.safetensors")
+    common = ("--steps", "2", "--num-clips", "2", "--bucket", "5x32x32", "--crop", "32")
+    r = _cli("train-vae", "--out", str(tmp_path / "dec"), "--init", vae, "--decoder-only", "--dit-latents", str(pairs), *common)
+    assert r.returncode == 0, r.stderr
+    r = _cli("train-vae", "--out", str(tmp_path / "x"), "--preset", "tiny", "--dit-latents", str(pairs), *common)
+    assert r.returncode == 2 and "--dit-latents needs --decoder-only" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("train-vae", "--out", str(tmp_path / "x"), "--init", vae, "--decoder-only", "--dit-latents",
+             str(tmp_path / "missing.safetensors"), *common)
+    assert r.returncode == 2 and "--dit-latents file not found" in r.stderr
+    # pairs made in another autoencoder's latent space (the trained file measured its own latent statistics)
+    other = tmp_path / "other"
+    assert _cli("train-vae", "--out", str(other), "--preset", "tiny", "--steps", "1", *common).returncode == 0
+    r = _cli("train-vae", "--out", str(tmp_path / "y"), "--init", str(other / "vae.safetensors"), "--decoder-only",
+             "--dit-latents", str(pairs), *common)
+    assert r.returncode == 2 and "another autoencoder's latent space" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("dit-latents", "--model", str(tiny_model_dir), "--out", str(tmp_path / "z.safetensors"), "--num-clips", "1",
+             "--bucket", "5x32x32", "--strength", "1.5")
+    assert r.returncode == 2 and "strengths must be in (0, 1)" in r.stderr
