@@ -70,7 +70,7 @@ def main() -> None:
         probe.fit(x[:split], y[:split])
         print(f"{type(probe).__name__:>20} on the latent: {np.mean(probe.predict(x[split:]) == y[split:]):.3f}")
     if args.generated:
-        probe_generated(probe, args.generated)
+        probe_generated(probe, args.generated, vaes, args.vae or ["shipped"])
     for path, vae in zip(args.vae or ["shipped"], vaes):
         ok = []
         for z, k, shape in zip(latents[split:], colours[split:], labels[split:]):
@@ -80,25 +80,29 @@ def main() -> None:
     print(f"({args.images - split} held-out images of small still objects, four shapes in turn: chance 0.25)")
 
 
-def probe_generated(probe, n: int) -> None:
-    """The fitted probe on the shipped model's own latents, beside the analyzer on the frames they decode to."""
+def probe_generated(probe, n: int, vaes: list, names: list) -> None:
+    """The fitted probe on the shipped model's own latents, beside the analyzer on the frames each VAE decodes them to
+    (the probe reads where the first VAE drew the object)."""
     from cinegen.config import SampleConfig
     from cinegen.pipeline import TextToVideo
     pipe = TextToVideo.from_pretrained()
-    read, drawn, found = [], [], 0
+    read, drawn = [], {name: [] for name in names}
     for i, (scene, _, k) in enumerate(scenes(n, seed=1)):
         obj = scene.objects[0]
         prompt = f"a small {obj.colour} {obj.shape} stays still on a black background"
         z = pipe.generate(prompt, SampleConfig(seed=i), return_latents=True)[0, :, 0].cpu()   # (C, h, w)
-        frame = pipe.decode_latents(z[None, :, None])                        # (1, H, W, 3)
-        track = track_colour(colour_labels(frame), k)
-        if not track.present[0]:
-            continue                                                         # no object of that colour drawn
-        found += 1
-        read.append(probe.predict(patch_around(z, *track.xy[0])[None])[0] == obj.shape)
-        drawn.append(shape_of(track) == obj.shape)
-    print(f"shipped model, {n} prompts, object of the prompted colour drawn in {found}: the probe reads the prompted "
-          f"shape from its latent in {np.mean(read):.3f}, the analyzer from its decoded frame in {np.mean(drawn):.3f}")
+        for j, (name, vae) in enumerate(zip(names, vaes)):
+            with torch.no_grad():
+                frame = tensor_to_video(vae.decode(z[None, :, None])[0])    # (1, H, W, 3) uint8
+            track = track_colour(colour_labels(frame), k)
+            drawn[name].append(bool(track.present[0]) and shape_of(track) == obj.shape)
+            if j == 0 and track.present[0]:
+                read.append(probe.predict(patch_around(z, *track.xy[0])[None])[0] == obj.shape)
+    print(f"shipped model, {n} prompts; object found in {len(read)} frames of the first VAE: the probe reads the "
+          f"prompted shape from its latent there in {np.mean(read):.3f}")
+    for name in names:
+        print(f"  frames decoded by {name}: the prompted shape drawn (object found and right) in {np.mean(drawn[name]):.3f} "
+              "of all prompts")
 
 
 if __name__ == "__main__":

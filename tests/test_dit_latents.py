@@ -10,7 +10,7 @@ import torch
 from cinegen.config import DataConfig, SampleConfig, TrainConfig
 from cinegen.data.clips import render_pool
 from cinegen.training.checkpoint import load_checkpoint
-from cinegen.training.dit_latents import load_pairs, make_pairs, sample_pair_batch, save_pairs
+from cinegen.training.dit_latents import LatentPairs, load_pairs, make_pairs, sample_pair_batch, save_pairs
 from cinegen.training.train_vae import load_vae, train_vae
 from tests.test_train import _cli
 
@@ -51,6 +51,9 @@ def test_make_pairs_keeps_each_clip_beside_its_own_sdedit(tiny_pipe, tmp_path):
     assert -1.0 <= float(video.min()) and float(video.max()) <= 1.0
     with pytest.raises(ValueError, match="4-channel latents, the decoder takes 16"):
         load_pairs(tmp_path / "p.safetensors", latent_channels=16)
+    save_pairs(LatentPairs(pairs.videos[:0], pairs.latents[:0], pairs.strength[:0]), tmp_path / "e.safetensors")
+    with pytest.raises(ValueError, match="holds no pairs"):
+        load_pairs(tmp_path / "e.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"not a file of pairs")
     with pytest.raises(ValueError, match="not a DiT-latent pair file"):
         load_pairs(tmp_path / "junk.safetensors")
@@ -104,6 +107,9 @@ def test_dit_latents_cli_and_refusals(tiny_model_dir, tmp_path):
     r = _cli("train-vae", "--out", str(tmp_path / "y"), "--init", str(other / "vae.safetensors"), "--decoder-only",
              "--dit-latents", str(pairs), *common)
     assert r.returncode == 2 and "another autoencoder's latent space" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("train-vae", "--out", str(tmp_path / "x"), "--init", vae, "--decoder-only", "--dit-latents", str(pairs),
+             "--dit-share", "0", *common)
+    assert r.returncode == 2 and "--dit-share must be in (0, 1], got 0.0" in r.stderr
     r = _cli("dit-latents", "--model", str(tiny_model_dir), "--out", str(tmp_path / "z.safetensors"), "--num-clips", "1",
              "--bucket", "5x32x32", "--strength", "1.5")
     assert r.returncode == 2 and "strengths must be in (0, 1)" in r.stderr

@@ -81,6 +81,8 @@ def load_pairs(path: Path, latent_channels: int | None = None) -> LatentPairs:
                                 json.loads((f.metadata() or {}).get("info", "{}")))
     except Exception as e:         # not a safetensors file, or one without these tensors
         raise ValueError(f"{path} is not a DiT-latent pair file (cinegen dit-latents): {e}") from None
+    if len(pairs) == 0:
+        raise ValueError(f"{path} holds no pairs")
     if latent_channels is not None and pairs.latents.shape[1] != latent_channels:
         raise ValueError(f"{path} holds {pairs.latents.shape[1]}-channel latents, the decoder takes {latent_channels}")
     return pairs

@@ -187,8 +187,9 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
             step += 1
             bar.update(task, completed=step, status=f"loss {loss.item():.4f} psnr~{10 * math.log10(4 / max(parts['mse'], 1e-12)):.1f}")
             if info.main and step % train.log_every == 0:
-                log.info("step %d loss %.4f mse %.5f kl %.2f%s", step, loss.item(), parts["mse"], parts["kl"],
-                         f" adv {parts['adv']:.3f} critic {parts['critic']:.3f}" if critic is not None else "")
+                log.info("step %d loss %.4f mse %.5f kl %.2f%s%s", step, loss.item(), parts["mse"], parts["kl"],
+                         f" adv {parts['adv']:.3f} critic {parts['critic']:.3f}" if critic is not None else "",
+                         " (DiT latents)" if latents is not None else "")
             if step % train.ckpt_every == 0 or step == train.steps:
                 save_checkpoints(out, cfg, model, ema, opt, critic, critic_opt, step, info)
     final = _finalise(cfg, ema, data, out, device, info, eval_clips, keep_stats=decoder_only, step=step)
@@ -204,7 +205,7 @@ def _dit_pairs(path: Path | None, cfg: VAEConfig, decoder_only: bool, share: flo
     if not decoder_only:
         raise ValueError("--dit-latents needs --decoder-only: the DiT's latents belong to the frozen encoder's space")
     if not 0.0 < share <= 1.0:
-        raise ValueError(f"dit share must be in (0, 1], got {share}")
+        raise ValueError(f"--dit-share must be in (0, 1], got {share}")
     pairs = load_pairs(path, cfg.latent_channels)
     made_with = pairs.meta.get("latent_mean")
     if made_with is None or not np.allclose(made_with, cfg.latent_mean or [0.0] * cfg.latent_channels, atol=1e-5):
