@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cinegen.config import DataConfig, SampleConfig, TrainConfig
-from cinegen.data.clips import render_pool
+from cinegen.data.clips import render_pool, video_to_tensor
 from cinegen.training.checkpoint import load_checkpoint
 from cinegen.training.dit_latents import LatentPairs, load_pairs, make_pairs, sample_pair_batch, save_pairs
 from cinegen.training.train_vae import load_vae, train_vae
@@ -113,3 +113,45 @@ def test_dit_latents_cli_and_refusals(tiny_model_dir, tmp_path):
     r = _cli("dit-latents", "--model", str(tiny_model_dir), "--out", str(tmp_path / "z.safetensors"), "--num-clips", "1",
              "--bucket", "5x32x32", "--strength", "1.5")
     assert r.returncode == 2 and "strengths must be in (0, 1)" in r.stderr
+
+
+def test_object_crops_centre_on_each_object():
+    """A crop is centred on its object: a filled ball's colour fills the crop's middle, whatever its size."""
+    from cinegen.data.world import COLOURS, ObjectSpec, SceneSpec, render_scene
+    from cinegen.training.shape_loss import CROP, clip_tracks, object_crops
+    scene = SceneSpec(objects=(ObjectSpec("red", "ball", "large", "moves right"),
+                               ObjectSpec("blue", "box", "small", "stays still")), background="black")
+    clip = render_scene(scene, 64, 64, 5)
+    tracks, shapes = clip_tracks([clip])
+    assert shapes.tolist() == [[0, 1, -1]] and tracks.shape == (1, 3, 5, 3)
+    crops = object_crops(video_to_tensor(clip.video)[None], tracks)                      # (1*5*3, 3, S, S)
+    assert crops.shape == (15, 3, CROP, CROP)
+    middle = ((crops[:, :, CROP // 2 - 1:CROP // 2 + 1, CROP // 2 - 1:CROP // 2 + 1].mean((2, 3)) + 1) * 127.5)
+    for k, colour in ((0, "red"), (1, "blue")):
+        assert torch.allclose(middle[k::3], torch.tensor(COLOURS[colour], dtype=torch.float32), atol=3)
+    assert float(crops[:, :, 0, 0].abs().max()) <= 1.0            # corners: background (or zero padding)
+
+
+def test_shape_reader_learns_rendered_shapes_and_the_loss_trains_a_decoder(tiny_pipe, tiny_model_dir, tmp_path):
+    from cinegen.training.shape_loss import train_shape_reader
+    clips = render_pool(DataConfig(num_clips=120, buckets=((5, 32, 32),), seed=2), quiet=True, workers=1)
+    reader, accuracy = train_shape_reader(clips, steps=300, quiet=True)
+    assert accuracy > 0.5                                          # four shapes: chance is about 0.25
+    assert not any(p.requires_grad for p in reader.parameters())
+    pairs = make_pairs(tiny_pipe, clips[:4], strengths=(0.5,), steps=4, quiet=True)
+    assert pairs.shapes is not None and pairs.tracks.shape == (4, 3, 5, 3)
+    save_pairs(pairs, tmp_path / "p.safetensors")
+    assert torch.equal(load_pairs(tmp_path / "p.safetensors").tracks, pairs.tracks)
+    vae = str(tiny_model_dir / "vae.safetensors")
+    args = ("--init", vae, "--decoder-only", "--dit-latents", str(tmp_path / "p.safetensors"), "--dit-share", "1",
+            "--set", "shape_weight=0.1", "--set", "shape_reader_steps=20", "--num-clips", "12", "--bucket", "5x32x32",
+            "--crop", "32", "--log-every", "1")
+    r = _cli("train-vae", "--out", str(tmp_path / "dec"), "--steps", "2", *args)
+    assert r.returncode == 0, r.stderr
+    assert "shape reader:" in r.stderr and " shape " in r.stderr and (tmp_path / "dec" / "shape_reader.safetensors").exists()
+    r = _cli("train-vae", "--out", str(tmp_path / "dec"), "--steps", "3", *args)     # resumes with the same reader
+    assert r.returncode == 0 and "resumed" in r.stderr and "shape reader:" not in r.stderr
+    assert load_checkpoint(tmp_path / "dec" / "vae.safetensors")["config"]["shape_weight"] == 0.1
+    r = _cli("train-vae", "--out", str(tmp_path / "x"), "--init", vae, "--decoder-only", "--set", "shape_weight=0.1",
+             "--steps", "1", "--num-clips", "2", "--bucket", "5x32x32", "--crop", "32")
+    assert r.returncode == 2 and "shape_weight needs --dit-latents" in r.stderr and "Traceback" not in r.stderr

@@ -32,6 +32,8 @@ class VAEConfig:
     kl_weight: float = 1e-6          # small KL: we want a near-deterministic autoencoder with a smooth latent
     edge_weight: float = 1.0         # extra loss weight on edges in space and time (objects), training/train_vae.py
     adv_weight: float = 0.0          # weight of the patch discriminator's hinge loss (0 = none; models/discriminator.py)
+    shape_weight: float = 0.0        # weight of the shape reader's loss on decoded DiT latents (training/shape_loss.py)
+    shape_reader_steps: int = 1500   # training steps of that reader, on the run's rendered clips
     latent_mean: tuple[float, ...] = ()   # per-channel statistics measured after training (empty = 0 / 1)
     latent_std: tuple[float, ...] = ()
 

@@ -25,6 +25,7 @@ from cinegen.data.clips import video_to_tensor
 from cinegen.data.world import Clip
 from cinegen.training.checkpoint import atomic_write
 from cinegen.training.common import progress_bar
+from cinegen.training.shape_loss import clip_tracks
 
 
 @dataclasses.dataclass
@@ -33,6 +34,8 @@ class LatentPairs:
     latents: torch.Tensor        # (N, C, t, h, w): the DiT's latents re-imagined from each clip
     strength: torch.Tensor       # (N,): the SDEdit strength each came from
     meta: dict = dataclasses.field(default_factory=dict)   # how they were made (model, data, latent_mean)
+    tracks: torch.Tensor | None = None    # (N, K, T, 3) objects' (x, y, radius) in pixels (training/shape_loss.py)
+    shapes: torch.Tensor | None = None    # (N, K) shape indices, -1 for no object
 
     def __len__(self) -> int:
         return self.videos.shape[0]
@@ -63,13 +66,24 @@ def make_pairs(pipe, clips: list[Clip], strengths: tuple[float, ...], steps: int
             bar.update(task, advance=len(group))
     meta = {"latent_mean": pipe.vae.latent_mean.flatten().tolist(), "strengths": list(strengths), "steps": steps,
             "seed": seed}
-    return LatentPairs(torch.from_numpy(np.stack([c.video for c in clips])), torch.cat(latents),
-                       torch.tensor(used, dtype=torch.float32), meta)
+    return with_tracks(LatentPairs(torch.from_numpy(np.stack([c.video for c in clips])), torch.cat(latents),
+                                   torch.tensor(used, dtype=torch.float32), meta), clips)
+
+
+def with_tracks(pairs: LatentPairs, clips: list[Clip]) -> LatentPairs:
+    """The pairs with their clips' object tracks and shapes (for the decoder's shape loss); clips must be the
+    pairs' own (same videos, same order), as a re-render of the pair file's data config gives."""
+    if len(clips) != len(pairs) or any(not np.array_equal(c.video, v) for c, v in zip(clips, pairs.videos.numpy())):
+        raise ValueError("these clips are not the ones the pairs were made from")
+    tracks, shapes = clip_tracks(clips)
+    return dataclasses.replace(pairs, tracks=tracks, shapes=shapes)
 
 
 def save_pairs(pairs: LatentPairs, path: Path) -> None:
     tensors = {"videos": pairs.videos.contiguous(), "latents": pairs.latents.float().contiguous(),
                "strength": pairs.strength.contiguous()}
+    if pairs.tracks is not None:
+        tensors.update(tracks=pairs.tracks.contiguous(), shapes=pairs.shapes.contiguous())
     atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata={"info": json.dumps(pairs.meta)}))
 
 
@@ -77,8 +91,9 @@ def load_pairs(path: Path, latent_channels: int | None = None) -> LatentPairs:
     """latent_channels: the decoder's; a file from another latent space is refused with the numbers."""
     try:
         with safe_open(str(path), framework="pt") as f:
+            extra = {k: f.get_tensor(k) for k in ("tracks", "shapes") if k in f.keys()}    # older files lack them
             pairs = LatentPairs(f.get_tensor("videos"), f.get_tensor("latents"), f.get_tensor("strength"),
-                                json.loads((f.metadata() or {}).get("info", "{}")))
+                                json.loads((f.metadata() or {}).get("info", "{}")), **extra)
     except Exception as e:         # not a safetensors file, or one without these tensors
         raise ValueError(f"{path} is not a DiT-latent pair file (cinegen dit-latents): {e}") from None
     if len(pairs) == 0:
@@ -88,9 +103,12 @@ def load_pairs(path: Path, latent_channels: int | None = None) -> LatentPairs:
     return pairs
 
 
-def sample_pair_batch(pairs: LatentPairs, rng: np.random.Generator, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(latents (B, C, t, h, w), videos (B, 3, T, H, W) in [-1, 1]): whole clips, no flips (a flipped latent is
-    not the latent of the flipped clip: the convolutions are not mirror-symmetric)."""
+def sample_pair_batch(pairs: LatentPairs, rng: np.random.Generator, batch_size: int):
+    """(latents (B, C, t, h, w), videos (B, 3, T, H, W) in [-1, 1], tracks (B, K, T, 3) or None, shapes (B, K) or
+    None): whole clips, no flips (a flipped latent is not the latent of the flipped clip: the convolutions are not
+    mirror-symmetric)."""
     idx = torch.from_numpy(rng.integers(len(pairs), size=batch_size))
     video = torch.stack([video_to_tensor(v) for v in pairs.videos[idx].numpy()])        # (B, 3, T, H, W)
-    return pairs.latents[idx].float(), video
+    if pairs.tracks is None:
+        return pairs.latents[idx].float(), video, None, None
+    return pairs.latents[idx].float(), video, pairs.tracks[idx], pairs.shapes[idx]

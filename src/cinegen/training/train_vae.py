@@ -17,10 +17,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
+from safetensors.torch import load_file, save_file
 
 from cinegen.config import DataConfig, TrainConfig, VAEConfig, from_dict
 from cinegen.data.clips import render_pool, sample_vae_batch, video_to_tensor
 from cinegen.models.discriminator import PatchDiscriminator
+from cinegen.models.shape_reader import ShapeReader
 from cinegen.models.vae import ResBlock, VideoVAE
 from cinegen.training import checkpoint as ckpt_io
 from cinegen.training.common import (
@@ -38,6 +40,7 @@ from cinegen.training.common import (
     update_ema,
 )
 from cinegen.training.dit_latents import load_pairs, sample_pair_batch
+from cinegen.training.shape_loss import shape_loss, train_shape_reader
 
 log = logging.getLogger(__name__)
 FRAME_CHOICES = (1, 5, 9, 17)    # images and clips long enough that the decoder sees its steady state (no zero history)
@@ -152,13 +155,15 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     model = grow_decoder(load_vae(init), cfg).train() if init else VideoVAE(cfg)
     # with --init the file's architecture and latent statistics win (bar a decoder grown onto it); the loss
     # weights are this run's choice
-    cfg = dataclasses.replace(model.cfg, kl_weight=cfg.kl_weight, edge_weight=cfg.edge_weight, adv_weight=cfg.adv_weight)
+    cfg = dataclasses.replace(model.cfg, kl_weight=cfg.kl_weight, edge_weight=cfg.edge_weight, adv_weight=cfg.adv_weight,
+                              shape_weight=cfg.shape_weight, shape_reader_steps=cfg.shape_reader_steps)
     if decoder_only:
         model.encoder.requires_grad_(False)
     pairs = _dit_pairs(dit_latents, model.cfg, decoder_only, dit_share)
     ddp, model, ema, opt, step = build_training_state(model, train, out, device, info)
     critic_ddp, critic, critic_opt = build_critic(cfg, train, out, device, info)
     pool = render_pool(data, seed_offset=info.rank, quiet=not info.main)
+    reader = _shape_reader(cfg, pairs, pool, out, info)
     rng = np.random.default_rng(train.seed * 7919 + info.rank + step)
     if info.main:
         log.info("VAE %.2fM params, %d clips, batch %d x %d ranks", sum(p.numel() for p in model.parameters()) / 1e6,
@@ -172,10 +177,13 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
                 break
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, train.lr, train.warmup, train.steps)
-            latents, batch = _next_batch(pool, pairs, dit_share, rng, train.batch_size, crop)
+            latents, batch, tracks, shapes = _next_batch(pool, pairs, dit_share, rng, train.batch_size, crop)
             batch, latents = batch.to(device), None if latents is None else latents.to(device)
             with autocast(device):
                 loss, parts = vae_loss(ddp, batch, cfg.kl_weight, cfg.edge_weight, critic_ddp, cfg.adv_weight, latents)
+                if reader is not None and tracks is not None:
+                    parts["shape"] = shape_loss(reader, parts["recon"], tracks.to(device), shapes.to(device))
+                    loss = loss + cfg.shape_weight * parts["shape"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
@@ -187,8 +195,9 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
             step += 1
             bar.update(task, completed=step, status=f"loss {loss.item():.4f} psnr~{10 * math.log10(4 / max(parts['mse'], 1e-12)):.1f}")
             if info.main and step % train.log_every == 0:
-                log.info("step %d loss %.4f mse %.5f kl %.2f%s%s", step, loss.item(), parts["mse"], parts["kl"],
+                log.info("step %d loss %.4f mse %.5f kl %.2f%s%s%s", step, loss.item(), parts["mse"], parts["kl"],
                          f" adv {parts['adv']:.3f} critic {parts['critic']:.3f}" if critic is not None else "",
+                         f" shape {parts['shape'].item():.3f}" if "shape" in parts else "",
                          " (DiT latents)" if latents is not None else "")
             if step % train.ckpt_every == 0 or step == train.steps:
                 save_checkpoints(out, cfg, model, ema, opt, critic, critic_opt, step, info)
@@ -218,11 +227,36 @@ def _next_batch(pool, pairs, share: float, rng: np.random.Generator, batch_size:
     """(latents or None, video (B, 3, T, H, W)): DiT latents with their clips a `share` of the time, else windows
     of rendered clips for the autoencoder's own pass."""
     if pairs is not None and rng.random() < share:
-        return sample_pair_batch(pairs, rng, batch_size)
+        return sample_pair_batch(pairs, rng, batch_size)                      # (latents, video, tracks, shapes)
     shortest = min(c.video.shape[0] for c in pool)               # a 5-frame bucket cannot give 17-frame windows
     choices = [f for f in FRAME_CHOICES if f <= shortest]
     frames = choices[int(rng.integers(len(choices)))]
-    return None, sample_vae_batch(pool, rng, batch_size, frames, crop)
+    return None, sample_vae_batch(pool, rng, batch_size, frames, crop), None, None
+
+
+def _shape_reader(cfg: VAEConfig, pairs, pool, out: Path, info: DistInfo):
+    """The frozen ShapeReader of the shape loss (None when cfg.shape_weight is 0): trained on the run's rendered
+    clips of the pairs' length, or resumed from out/shape_reader.safetensors so a resumed run keeps its loss."""
+    if not cfg.shape_weight:
+        return None
+    if pairs is None or pairs.tracks is None:
+        raise ValueError("shape_weight needs --dit-latents with object tracks (a file from this version of "
+                         "`cinegen dit-latents`): the shape loss reads the decoded DiT latents")
+    path = out / "shape_reader.safetensors"
+    if path.exists():
+        reader = ShapeReader()
+        reader.load_state_dict(load_file(str(path)))
+        return reader.eval().requires_grad_(False)
+    clips = [c for c in pool if c.video.shape == tuple(pairs.videos.shape[1:])]
+    if len(clips) < 10:
+        raise ValueError(f"the shape reader trains on rendered clips of the pairs' size {tuple(pairs.videos.shape[1:])}:"
+                         f" this run renders {len(clips)} of them; add that --bucket")
+    reader, accuracy = train_shape_reader(clips, steps=cfg.shape_reader_steps, quiet=not info.main)
+    if info.main:
+        log.info("shape reader: %.3f of the objects' shapes read right on %d held-out rendered clips", accuracy,
+                 max(1, len(clips) // 10))
+        ckpt_io.atomic_write(path, lambda tmp: save_file(reader.state_dict(), tmp))
+    return reader
 
 
 def save_checkpoints(out: Path, cfg, model, ema, opt, critic, critic_opt, step: int, info: DistInfo) -> None:

@@ -1,0 +1,103 @@
+"""The decoder's shape loss: crops around every rendered object, read by a ShapeReader trained on rendered frames.
+
+    tracks: (B, K, T, 3) per object and frame (x, y, radius) in pixels, as data.world draws them;
+    shapes: (B, K) index into data.world.SHAPES, -1 where a clip has fewer than K objects.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from cinegen.data.clips import video_to_tensor
+from cinegen.data.world import SHAPES, Clip
+from cinegen.models.shape_reader import ShapeReader
+from cinegen.training.common import progress_bar
+
+log = logging.getLogger(__name__)
+CROP = 16          # pixels of a crop's side
+SPAN = 1.6         # a crop reaches SPAN radii from the object's centre: the whole outline and a margin
+
+
+def clip_tracks(clips: list[Clip], max_objects: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tracks (N, K, T, 3), shapes (N, K)) of clips of one length; missing objects have shape -1, track 0."""
+    frames = clips[0].video.shape[0]
+    tracks = torch.zeros(len(clips), max_objects, frames, 3)
+    shapes = torch.full((len(clips), max_objects), -1, dtype=torch.long)
+    for n, clip in enumerate(clips):
+        for k, obj in enumerate(clip.scene.objects[:max_objects]):
+            tracks[n, k] = torch.from_numpy(clip.tracks[k])
+            shapes[n, k] = SHAPES.index(obj.shape)
+    return tracks, shapes
+
+
+def object_crops(video: torch.Tensor, tracks: torch.Tensor, jitter: torch.Tensor | None = None) -> torch.Tensor:
+    """Differentiable crops, CROP x CROP, each reaching SPAN radii around an object's centre.
+    video (B, 3, T, H, W), tracks (B, K, T, 3) -> (B * T * K, 3, CROP, CROP), ordered (b, t, k).
+    jitter: (B, T, K, 3) offsets of (x, y) in radii and of the radius as a factor's log (reader training)."""
+    b, _, t, h, w = video.shape
+    k = tracks.shape[1]
+    frames = rearrange(video, "b c t h w -> (b t) c h w")                          # (B*T, 3, H, W)
+    xyr = rearrange(tracks, "b k t c -> (b t) k c")                                # (B*T, K, 3)
+    if jitter is not None:
+        j = rearrange(jitter, "b t k c -> (b t) k c")
+        r = xyr[..., 2] * j[..., 2].exp()
+        xyr = torch.stack([xyr[..., 0] + j[..., 0] * r, xyr[..., 1] + j[..., 1] * r, r], dim=-1)
+    lin = torch.linspace(-SPAN, SPAN, CROP, device=video.device)
+    r = xyr[..., 2].clamp(min=1.0)[..., None]                                      # (B*T, K, 1)
+    gx = (xyr[..., :1] + lin * r) / w * 2 - 1                                      # (B*T, K, S): pixel x -> [-1, 1]
+    gy = (xyr[..., 1:2] + lin * r) / h * 2 - 1
+    grid = torch.stack(torch.broadcast_tensors(gx[:, :, None, :], gy[:, :, :, None]), dim=-1)   # (B*T, K, S, S, 2)
+    grid = rearrange(grid, "n k s u c -> n (k s) u c")                             # K crops stacked in height
+    crops = F.grid_sample(frames, grid, align_corners=False)                        # (B*T, 3, K*S, S)
+    return rearrange(crops, "n c (k s) u -> (n k) c s u", k=k)
+
+
+def shape_loss(reader: ShapeReader, video: torch.Tensor, tracks: torch.Tensor, shapes: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the reader on every present object in every frame of video (B, 3, T, H, W)."""
+    logits = reader(object_crops(video, tracks))                                   # (B*T*K, len(SHAPES))
+    labels = shapes[:, None, :].expand(-1, video.shape[2], -1).reshape(-1)         # (B, K) -> (B*T*K,)
+    keep = labels >= 0
+    return F.cross_entropy(logits[keep], labels[keep])
+
+
+def train_shape_reader(clips: list[Clip], steps: int = 1500, batch: int = 8, seed: int = 0,
+                       quiet: bool = False) -> tuple[ShapeReader, float]:
+    """A reader trained on rendered frames (crops jittered by up to 0.15 radii and 15% in scale, so that it reads
+    a shape drawn a pixel off its track); returns it frozen, with its accuracy on the last tenth of the clips."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    split = len(clips) - max(1, len(clips) // 10)
+    videos = torch.stack([video_to_tensor(c.video) for c in clips])                # (N, 3, T, H, W)
+    tracks, shapes = clip_tracks(clips)
+    reader = ShapeReader()
+    opt = torch.optim.AdamW(reader.parameters(), lr=2e-3)
+    with progress_bar(disable=quiet) as bar:
+        task = bar.add_task("shape reader", total=steps, status="")
+        for _ in range(steps):
+            idx = torch.from_numpy(rng.integers(split, size=batch))
+            v, tr = videos[idx], tracks[idx]
+            jitter = (torch.rand(batch, v.shape[2], tr.shape[1], 3) * 2 - 1) * torch.tensor([0.15, 0.15, 0.15])
+            logits = reader(object_crops(v, tr, jitter))
+            labels = shapes[idx][:, None, :].expand(-1, v.shape[2], -1).reshape(-1)
+            keep = labels >= 0
+            loss = F.cross_entropy(logits[keep], labels[keep])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.update(task, advance=1, status=f"loss {loss.item():.3f}")
+    reader.eval().requires_grad_(False)
+    return reader, reader_accuracy(reader, videos[split:], tracks[split:], shapes[split:])
+
+
+@torch.no_grad()
+def reader_accuracy(reader: ShapeReader, videos: torch.Tensor, tracks: torch.Tensor, shapes: torch.Tensor) -> float:
+    """Share of present objects (every frame) whose shape the reader names."""
+    logits = reader(object_crops(videos, tracks))
+    labels = shapes[:, None, :].expand(-1, videos.shape[2], -1).reshape(-1)
+    keep = labels >= 0
+    return float((logits[keep].argmax(1) == labels[keep]).float().mean())
