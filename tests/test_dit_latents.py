@@ -46,8 +46,9 @@ def test_make_pairs_keeps_each_clip_beside_its_own_sdedit(tiny_pipe, tmp_path):
     back = load_pairs(tmp_path / "p.safetensors", latent_channels=4)
     assert torch.equal(back.videos, pairs.videos) and torch.equal(back.latents, pairs.latents)
     assert back.meta == pairs.meta
-    latents, video = sample_pair_batch(back, np.random.default_rng(0), 5)
+    latents, video, tracks, shapes = sample_pair_batch(back, np.random.default_rng(0), 5)
     assert latents.shape == (5, *pairs.latents.shape[1:]) and video.shape == (5, 3, 5, 32, 32)
+    assert tracks.shape == (5, 3, 5, 3) and shapes.shape == (5, 3)
     assert -1.0 <= float(video.min()) and float(video.max()) <= 1.0
     with pytest.raises(ValueError, match="4-channel latents, the decoder takes 16"):
         load_pairs(tmp_path / "p.safetensors", latent_channels=16)
@@ -71,7 +72,7 @@ def test_decoder_learns_the_pairs_and_keeps_the_encoder(tiny_pipe, tiny_model_di
     vae_file = tiny_model_dir / "vae.safetensors"
 
     def pair_mse(vae):
-        latents, video = sample_pair_batch(pairs, np.random.default_rng(0), 4)
+        latents, video, _, _ = sample_pair_batch(pairs, np.random.default_rng(0), 4)
         with torch.no_grad():
             assert torch.equal(vae(video, latents)[0], vae.decode(latents))       # the training pass decodes them
             return float((vae.decode(latents) - video).pow(2).mean())
