@@ -57,20 +57,32 @@ def object_crops(video: torch.Tensor, tracks: torch.Tensor, jitter: torch.Tensor
     return rearrange(crops, "n c (k s) u -> (n k) c s u", k=k)
 
 
-def shape_loss(reader: ShapeReader, video: torch.Tensor, tracks: torch.Tensor, shapes: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the reader on every present object in every frame of video (B, 3, T, H, W)."""
-    logits = reader(object_crops(video, tracks))                                   # (B*T*K, len(SHAPES))
-    labels = shapes[:, None, :].expand(-1, video.shape[2], -1).reshape(-1)         # (B, K) -> (B*T*K,)
+def _read(reader: ShapeReader, video: torch.Tensor, tracks: torch.Tensor, shapes: torch.Tensor,
+          jitter: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) of every present object in every frame: (M, len(SHAPES)), (M,)."""
+    logits = reader(object_crops(video, tracks, jitter))                           # (B*T*K, len(SHAPES))
+    labels = shapes[:, None, :].expand(-1, video.shape[2], -1).reshape(-1)         # (B, K) -> (B*T*K,), order (b, t, k)
     keep = labels >= 0
-    return F.cross_entropy(logits[keep], labels[keep])
+    return logits[keep], labels[keep]
+
+
+def shape_loss(reader: ShapeReader, video: torch.Tensor, tracks: torch.Tensor, shapes: torch.Tensor,
+               jitter: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of the reader on every present object in every frame of video (B, 3, T, H, W)."""
+    return F.cross_entropy(*_read(reader, video, tracks, shapes, jitter))
 
 
 def train_shape_reader(clips: list[Clip], steps: int = 1500, batch: int = 8, seed: int = 0,
                        quiet: bool = False) -> tuple[ShapeReader, float]:
     """A reader trained on rendered frames (crops jittered by up to 0.15 radii and 15% in scale, so that it reads
-    a shape drawn a pixel off its track); returns it frozen, with its accuracy on the last tenth of the clips."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    a shape drawn a pixel off its track); returns it frozen, with its accuracy on the last tenth of the clips.
+    Seeded on a forked RNG, so the calling run's own random stream is left as it was."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return _train_reader(clips, steps, batch, np.random.default_rng(seed), quiet)
+
+
+def _train_reader(clips: list[Clip], steps: int, batch: int, rng: np.random.Generator, quiet: bool):
     split = len(clips) - max(1, len(clips) // 10)
     videos = torch.stack([video_to_tensor(c.video) for c in clips])                # (N, 3, T, H, W)
     tracks, shapes = clip_tracks(clips)
@@ -81,11 +93,8 @@ def train_shape_reader(clips: list[Clip], steps: int = 1500, batch: int = 8, see
         for _ in range(steps):
             idx = torch.from_numpy(rng.integers(split, size=batch))
             v, tr = videos[idx], tracks[idx]
-            jitter = (torch.rand(batch, v.shape[2], tr.shape[1], 3) * 2 - 1) * torch.tensor([0.15, 0.15, 0.15])
-            logits = reader(object_crops(v, tr, jitter))
-            labels = shapes[idx][:, None, :].expand(-1, v.shape[2], -1).reshape(-1)
-            keep = labels >= 0
-            loss = F.cross_entropy(logits[keep], labels[keep])
+            jitter = (torch.rand(batch, v.shape[2], tr.shape[1], 3) * 2 - 1) * 0.15     # (B, T, K, 3)
+            loss = shape_loss(reader, v, tr, shapes[idx], jitter)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -97,7 +106,5 @@ def train_shape_reader(clips: list[Clip], steps: int = 1500, batch: int = 8, see
 @torch.no_grad()
 def reader_accuracy(reader: ShapeReader, videos: torch.Tensor, tracks: torch.Tensor, shapes: torch.Tensor) -> float:
     """Share of present objects (every frame) whose shape the reader names."""
-    logits = reader(object_crops(videos, tracks))
-    labels = shapes[:, None, :].expand(-1, videos.shape[2], -1).reshape(-1)
-    keep = labels >= 0
-    return float((logits[keep].argmax(1) == labels[keep]).float().mean())
+    logits, labels = _read(reader, videos, tracks, shapes)
+    return float((logits.argmax(1) == labels).float().mean())
