@@ -66,17 +66,9 @@ def make_pairs(pipe, clips: list[Clip], strengths: tuple[float, ...], steps: int
             bar.update(task, advance=len(group))
     meta = {"latent_mean": pipe.vae.latent_mean.flatten().tolist(), "strengths": list(strengths), "steps": steps,
             "seed": seed}
-    return with_tracks(LatentPairs(torch.from_numpy(np.stack([c.video for c in clips])), torch.cat(latents),
-                                   torch.tensor(used, dtype=torch.float32), meta), clips)
-
-
-def with_tracks(pairs: LatentPairs, clips: list[Clip]) -> LatentPairs:
-    """The pairs with their clips' object tracks and shapes (for the decoder's shape loss); clips must be the
-    pairs' own (same videos, same order), as a re-render of the pair file's data config gives."""
-    if len(clips) != len(pairs) or any(not np.array_equal(c.video, v) for c, v in zip(clips, pairs.videos.numpy())):
-        raise ValueError("these clips are not the ones the pairs were made from")
-    tracks, shapes = clip_tracks(clips)
-    return dataclasses.replace(pairs, tracks=tracks, shapes=shapes)
+    tracks, shapes = clip_tracks(clips)                                  # for the decoder's shape loss
+    return LatentPairs(torch.from_numpy(np.stack([c.video for c in clips])), torch.cat(latents),
+                       torch.tensor(used, dtype=torch.float32), meta, tracks, shapes)
 
 
 def save_pairs(pairs: LatentPairs, path: Path) -> None:

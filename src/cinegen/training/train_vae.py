@@ -17,7 +17,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
-from safetensors.torch import load_file, save_file
 
 from cinegen.config import DataConfig, TrainConfig, VAEConfig, from_dict
 from cinegen.data.clips import render_pool, sample_vae_batch, video_to_tensor
@@ -165,6 +164,8 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     pool = render_pool(data, seed_offset=info.rank, quiet=not info.main)
     reader = _shape_reader(cfg, pairs, pool, out, info)
     rng = np.random.default_rng(train.seed * 7919 + info.rank + step)
+    shortest = min(c.video.shape[0] for c in pool)               # a 5-frame bucket cannot give 17-frame windows
+    frame_choices = [f for f in FRAME_CHOICES if f <= shortest]
     if info.main:
         log.info("VAE %.2fM params, %d clips, batch %d x %d ranks", sum(p.numel() for p in model.parameters()) / 1e6,
                  len(pool), train.batch_size, info.world)
@@ -177,7 +178,8 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
                 break
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, train.lr, train.warmup, train.steps)
-            latents, batch, tracks, shapes = _next_batch(pool, pairs, dit_share, rng, train.batch_size, crop)
+            latents, batch, tracks, shapes = _next_batch(pool, frame_choices, pairs, dit_share, rng, train.batch_size,
+                                                         crop)
             batch, latents = batch.to(device), None if latents is None else latents.to(device)
             with autocast(device):
                 loss, parts = vae_loss(ddp, batch, cfg.kl_weight, cfg.edge_weight, critic_ddp, cfg.adv_weight, latents)
@@ -223,14 +225,13 @@ def _dit_pairs(path: Path | None, cfg: VAEConfig, decoder_only: bool, share: flo
     return pairs
 
 
-def _next_batch(pool, pairs, share: float, rng: np.random.Generator, batch_size: int, crop: int):
-    """(latents or None, video (B, 3, T, H, W)): DiT latents with their clips a `share` of the time, else windows
-    of rendered clips for the autoencoder's own pass."""
+def _next_batch(pool, frame_choices: list[int], pairs, share: float, rng: np.random.Generator, batch_size: int,
+                crop: int):
+    """(latents or None, video (B, 3, T, H, W), tracks or None, shapes or None): DiT latents with their clips a
+    `share` of the time, else windows of rendered clips (one of frame_choices long) for the autoencoder's own pass."""
     if pairs is not None and rng.random() < share:
-        return sample_pair_batch(pairs, rng, batch_size)                      # (latents, video, tracks, shapes)
-    shortest = min(c.video.shape[0] for c in pool)               # a 5-frame bucket cannot give 17-frame windows
-    choices = [f for f in FRAME_CHOICES if f <= shortest]
-    frames = choices[int(rng.integers(len(choices)))]
+        return sample_pair_batch(pairs, rng, batch_size)
+    frames = frame_choices[int(rng.integers(len(frame_choices)))]
     return None, sample_vae_batch(pool, rng, batch_size, frames, crop), None, None
 
 
@@ -245,7 +246,7 @@ def _shape_reader(cfg: VAEConfig, pairs, pool, out: Path, info: DistInfo):
     path = out / "shape_reader.safetensors"
     if path.exists():
         reader = ShapeReader()
-        reader.load_state_dict(load_file(str(path)))
+        reader.load_state_dict(ckpt_io.load_checkpoint(path)["model"])
         return reader.eval().requires_grad_(False)
     clips = [c for c in pool if c.video.shape == tuple(pairs.videos.shape[1:])]
     if len(clips) < 10:
@@ -255,7 +256,7 @@ def _shape_reader(cfg: VAEConfig, pairs, pool, out: Path, info: DistInfo):
     if info.main:
         log.info("shape reader: %.3f of the objects' shapes read right on %d held-out rendered clips", accuracy,
                  max(1, len(clips) // 10))
-        ckpt_io.atomic_write(path, lambda tmp: save_file(reader.state_dict(), tmp))
+        ckpt_io.save_checkpoint(path, "shape_reader", cfg, reader, extra={"accuracy": accuracy})
     return reader
 
 
