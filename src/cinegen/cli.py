@@ -135,6 +135,8 @@ def train_cmd(
     flow_set: list[str] = typer.Option([], "--flow", help="FlowConfig override key=value, e.g. base_shift=3 "
                                                           "(saved with the model: sampling uses the same shift)"),
     max_minutes: float = typer.Option(0.0, help="stop training after this many minutes and finalise (0 = no limit)"),
+    object_weight: float = typer.Option(0.0, help="extra loss weight on latent cells that touch an object "
+                                                  "(1 + W times a background cell's); 0 = plain loss"),
 ):
     """Train the diffusion transformer with flow matching on VAE latents of toy-world clips."""
     from cinegen.training.common import setup_distributed
@@ -150,7 +152,10 @@ def train_cmd(
     if parallel not in STRATEGIES:
         _fail(f"--parallel must be one of {STRATEGIES}, got {parallel!r}")
     train = C.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, grad_accum=grad_accum, ckpt_every=ckpt_every,
-                          log_every=log_every, seed=seed, cond_prob=cond_prob, parallel=parallel)
+                          log_every=log_every, seed=seed, cond_prob=cond_prob, parallel=parallel,
+                          object_weight=object_weight)
+    if not 0 <= object_weight <= 100:
+        _fail(f"--object-weight must be in [0, 100], got {object_weight}")
     _check_resume_flow(out / "last.safetensors", flow)
     time_limit = _time_limit(max_minutes)
     trained = None
@@ -163,7 +168,7 @@ def train_cmd(
             _fail(str(e))
     text_cfg = C.TextConfig(name=text_encoder, dim=cfg.text_dim, layers=tuple(text_layer))
     info = setup_distributed()
-    cache = _latent_cache(vae, data, out / "latents.safetensors", info, text_cfg)
+    cache = _latent_cache(vae, data, out / "latents.safetensors", info, text_cfg, need_objects=object_weight > 0)
     import sys
     try:
         path = train_dit(cfg, flow, train, cache, out,
@@ -190,11 +195,13 @@ def _check_resume_flow(last: Path, flow: C.FlowConfig) -> None:
             _fail(f"{last} was trained with {saved}; resume it with the same --flow values (got {flow})")
 
 
-def _latent_cache(vae_path: Path, data: C.DataConfig, path: Path, info, text_cfg: C.TextConfig):
-    """Builds the latent cache once (rank 0) and loads it everywhere."""
+def _latent_cache(vae_path: Path, data: C.DataConfig, path: Path, info, text_cfg: C.TextConfig,
+                  need_objects: bool = False):
+    """Builds the latent cache once (rank 0) and loads it everywhere. need_objects: a cache from before object
+    maps existed gets them added (its clips re-rendered, not re-encoded)."""
     import torch.distributed as dist
 
-    from cinegen.data.latent_cache import build_latent_cache, load_latent_cache
+    from cinegen.data.latent_cache import add_object_maps, build_latent_cache, cache_has_object_maps, load_latent_cache
     from cinegen.models.text_encoder import TextEncoder
     from cinegen.training.common import device_for
     from cinegen.training.train_vae import load_vae
@@ -205,6 +212,12 @@ def _latent_cache(vae_path: Path, data: C.DataConfig, path: Path, info, text_cfg
         except ValueError as e:
             _fail(str(e))
         build_latent_cache(load_vae(vae_path, device), encoder, data, path)
+    if info.main and need_objects and not cache_has_object_maps(path):
+        console.print(f"{path} has no object maps: re-rendering its clips to add them")
+        try:
+            add_object_maps(path)
+        except ValueError as e:
+            _fail(str(e))
     if dist.is_initialized():
         dist.barrier()
     try:

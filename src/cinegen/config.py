@@ -130,6 +130,10 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     parallel: str = "ddp"            # ddp | fsdp (FSDP2 fully_shard) when launched with torchrun
+    # extra loss weight on latent cells that touch an object: the cell's error counts (1 + object_weight) times.
+    # Objects are a few percent of the cells, so an unweighted loss is mostly background (the VAE's edge_weight
+    # answers the same problem in pixels); 0 = plain flow-matching loss
+    object_weight: float = 0.0
 
 
 @dataclass(frozen=True)

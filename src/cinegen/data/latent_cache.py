@@ -2,6 +2,8 @@
 
 Encoding every clip once (instead of every step) is what makes DiT training affordable on a CPU.
 Keys: `latents.<T>x<H>x<W>` (N, C, t, h, w) and `captions.<T>x<H>x<W>` (N, K) indices into the caption table;
+`objects.<T>x<H>x<W>` (N, 1, t, h, w), 1 where a latent cell touches an object (for `--object-weight`; caches
+from before it lack the key, and `add_object_maps` re-renders their clips to add it);
 `text_emb` (N_captions, S, Dt) and `text_len` (N_captions,). Metadata: `captions` (JSON list; index 0 is the
 empty prompt used for classifier-free guidance), `data_config`, `vae_config`.
 """
@@ -18,9 +20,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from cinegen.config import DataConfig, to_dict
+from cinegen.config import DataConfig, TextConfig, VAEConfig, from_dict, to_dict
 from cinegen.data.clips import render_pool, video_to_tensor
-from cinegen.data.world import canonical_caption, paraphrase_caption
+from cinegen.data.world import Clip, canonical_caption, paraphrase_caption
 from cinegen.training.checkpoint import atomic_write
 from cinegen.training.common import progress_bar
 
@@ -31,6 +33,7 @@ CAPTIONS_PER_CLIP = 3        # canonical + two paraphrases: the model must follo
 class LatentBucket:
     latents: torch.Tensor        # (N, C, t, h, w)
     captions: torch.Tensor       # (N, K) long indices into the caption table
+    objects: torch.Tensor | None = None   # (N, 1, t, h, w) 1 where a latent cell touches an object, else 0
 
 
 @dataclass
@@ -65,7 +68,8 @@ def build_latent_cache(vae, text_encoder, data: DataConfig, path: Path, batch: i
                 for c, zi in zip(same, z):
                     texts = [c.caption, canonical_caption(c.scene)] + [paraphrase_caption(c.scene, rng)
                                                                        for _ in range(CAPTIONS_PER_CLIP - 2)]
-                    grouped[tuple(shape)].append((zi, [index.setdefault(t, len(index)) for t in texts]))
+                    grouped[tuple(shape)].append((zi, [index.setdefault(t, len(index)) for t in texts],
+                                                  object_map(c, vae.cfg)))
             bar.advance(task, len(chunk))
     captions = list(index)
     from cinegen.models.text_encoder import pad_embeddings
@@ -74,8 +78,8 @@ def build_latent_cache(vae, text_encoder, data: DataConfig, path: Path, batch: i
         emb, mask = text_encoder.encode(captions[start:start + 256])                          # (n, S, Dt)
         per_caption += [e[:m.sum()] for e, m in zip(emb, mask)]
     emb, mask = pad_embeddings(per_caption)                                                   # (N, S, Dt)
-    buckets = {k: LatentBucket(torch.stack([z for z, _ in v]), torch.tensor([c for _, c in v]))
-               for k, v in grouped.items()}
+    buckets = {k: LatentBucket(torch.stack([z for z, _, _ in v]), torch.tensor([c for _, c, _ in v]),
+                               torch.stack([m for _, _, m in v])) for k, v in grouped.items()}
     cache = LatentCache(buckets, emb, mask.sum(1), captions)
     save_latent_cache(cache, path, data, vae.cfg, text_encoder.cfg)
     return cache
@@ -86,6 +90,8 @@ def save_latent_cache(cache: LatentCache, path: Path, data: DataConfig, vae_cfg,
     for (t, h, w), b in cache.buckets.items():
         tensors[f"latents.{t}x{h}x{w}"] = b.latents.contiguous()
         tensors[f"captions.{t}x{h}x{w}"] = b.captions.contiguous()
+        if b.objects is not None:
+            tensors[f"objects.{t}x{h}x{w}"] = b.objects.to(torch.uint8).contiguous()
     meta = {"captions": json.dumps(cache.captions), "data_config": json.dumps(to_dict(data)),
             "vae_config": json.dumps(to_dict(vae_cfg))}
     if text_cfg is not None:
@@ -105,6 +111,62 @@ def load_latent_cache(path: Path, text_cfg=None) -> LatentCache:
         for key in f.keys():
             if key.startswith("latents."):
                 shape = tuple(int(v) for v in key.split(".", 1)[1].split("x"))
-                buckets[shape] = LatentBucket(f.get_tensor(key), f.get_tensor("captions." + key.split(".", 1)[1]))
+                grid = key.split(".", 1)[1]
+                objects = f.get_tensor("objects." + grid).float() if "objects." + grid in f.keys() else None
+                buckets[shape] = LatentBucket(f.get_tensor(key), f.get_tensor("captions." + grid), objects)
         emb, length = f.get_tensor("text_emb"), f.get_tensor("text_len")
     return LatentCache(buckets, emb, length, json.loads(meta["captions"]))
+
+
+# --- Object maps: where the objects are, in latent cells (the DiT's loss can weight them up) ---
+
+OBJECT_MARGIN_PX = 2.0       # a cell within this many pixels of an object's outline counts: its edge lives there
+
+
+def object_map(clip: Clip, vae_cfg: VAEConfig) -> torch.Tensor:
+    """(1, t, h, w) in {0, 1}: 1 where a latent cell's pixels, in any frame it encodes, come within
+    OBJECT_MARGIN_PX of an object's bounding circle. Causal grouping as the VAE's: frame 0 alone, then
+    temporal_factor frames per latent frame; spatial_factor x spatial_factor pixels per cell."""
+    n, height, width = clip.video.shape[:3]
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
+    pixels = np.zeros((n, height, width), bool)                                    # (T, H, W)
+    for track in clip.tracks.values():                                             # (T, 3): x, y, radius in px
+        for f, (cx, cy, r) in enumerate(track):
+            pixels[f] |= (xx - cx) ** 2 + (yy - cy) ** 2 <= (r + OBJECT_MARGIN_PX) ** 2
+    tf, sf = vae_cfg.temporal_factor, vae_cfg.spatial_factor
+    x = torch.from_numpy(pixels).float()[None, None]                               # (1, 1, T, H, W)
+    first = torch.nn.functional.max_pool3d(x[:, :, :1], (1, sf, sf))               # (1, 1, 1, h, w)
+    rest = torch.nn.functional.max_pool3d(x[:, :, 1:], (tf, sf, sf)) if n > 1 else first[:, :, :0]
+    return torch.cat([first, rest], 2)[0]                                          # (1, t, h, w)
+
+
+def cache_has_object_maps(path: Path) -> bool:
+    """Whether the cache file holds an object map for every bucket (reads the key list, not the tensors)."""
+    with safe_open(str(path), framework="pt") as f:
+        keys = set(f.keys())
+    grids = [k.split(".", 1)[1] for k in keys if k.startswith("latents.")]
+    return all("objects." + g in keys for g in grids)
+
+
+def add_object_maps(path: Path) -> LatentCache:
+    """Adds object maps to a cache built before they existed. The clips are re-rendered from the cache's own data
+    config (rendering is deterministic per clip and far cheaper than encoding); each clip's caption must match the
+    cached one, or the cache is refused rather than paired with the wrong maps. Rewrites the file atomically."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    data = from_dict(DataConfig, json.loads(meta["data_config"]))
+    vae_cfg = from_dict(VAEConfig, json.loads(meta["vae_config"]))
+    cache = load_latent_cache(path)
+    grouped: dict[tuple, list[Clip]] = defaultdict(list)
+    for c in render_pool(data):
+        grouped[tuple(c.video.shape[:3])].append(c)
+    for key, bucket in cache.buckets.items():
+        clips = grouped.get(key, [])
+        cached = [cache.captions[i] for i in bucket.captions[:, 0].tolist()]
+        if len(clips) != len(bucket.latents) or [c.caption for c in clips] != cached:
+            raise ValueError(f"latent cache {path}: re-rendering its data config does not give its clips back "
+                             f"(bucket {key}: {len(clips)} clips rendered, {len(bucket.latents)} cached)")
+        bucket.objects = torch.stack([object_map(c, vae_cfg) for c in clips])
+    text_cfg = from_dict(TextConfig, json.loads(meta["text_config"])) if "text_config" in meta else None
+    save_latent_cache(cache, path, data, vae_cfg, text_cfg)
+    return cache

@@ -60,7 +60,7 @@ class TimeBinnedLoss:
 
 
 def sample_batch(cache: LatentCache, rng: np.random.Generator, batch_size: int, text_dropout: float):
-    """One bucket's batch: x0 (B, C, T, H, W), caption indices (B,)."""
+    """One bucket's batch: x0 (B, C, T, H, W), caption indices (B,), object maps (B, 1, T, H, W) or None."""
     keys = list(cache.buckets)
     sizes = np.array([len(cache.buckets[k].latents) for k in keys], dtype=float)
     bucket = cache.buckets[keys[int(rng.choice(len(keys), p=sizes / sizes.sum()))]]
@@ -69,11 +69,14 @@ def sample_batch(cache: LatentCache, rng: np.random.Generator, batch_size: int, 
     x0 = bucket.latents[idx][:, :, :keep]                                                    # (B, C, T, H, W)
     caps = bucket.captions[idx, rng.integers(bucket.captions.shape[1], size=batch_size)]    # (B,)
     caps[torch.from_numpy(rng.random(batch_size) < text_dropout)] = 0                       # 0 = empty prompt
-    return x0, caps
+    objects = None if bucket.objects is None else bucket.objects[idx][:, :, :keep]          # (B, 1, T, H, W)
+    return x0, caps, objects
 
 
-def training_loss(model, cache: LatentCache, x0, caps, flow: FlowConfig, cond_prob: float, gen) -> tuple:
-    """Flow-matching loss on a batch with random conditioning masks. Returns (mean loss, t, per-sample loss)."""
+def training_loss(model, cache: LatentCache, x0, caps, flow: FlowConfig, cond_prob: float, gen,
+                  weight: torch.Tensor | None = None) -> tuple:
+    """Flow-matching loss on a batch with random conditioning masks. Returns (mean loss, t, per-sample loss).
+    weight: (B, 1, T, H, W) per-cell loss weights (object cells weighted up), or None for uniform."""
     b, _, t_len, h, w = x0.shape
     text, text_mask = cache.text(caps)
     pt, ph, pw = _patch(model)
@@ -82,8 +85,9 @@ def training_loss(model, cache: LatentCache, x0, caps, flow: FlowConfig, cond_pr
     cond = make_cond(x0, mask) if _conditioning(model) else None
     noise = torch.randn(x0.shape, generator=gen)
     dev = next(model.parameters()).device
+    loss_mask = (1 - mask) if weight is None else (1 - mask) * weight                       # (B, 1, T, H, W)
     per_sample = flow_loss(lambda xt, tt: model(xt, tt, text.to(dev), text_mask.to(dev), None if cond is None else cond.to(dev)),
-                           x0.to(dev), t.to(dev), noise.to(dev), loss_mask=(1 - mask).to(dev))
+                           x0.to(dev), t.to(dev), noise.to(dev), loss_mask=loss_mask.to(dev))
     return per_sample.mean(), t, per_sample
 
 
@@ -105,6 +109,8 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
     time_limit: seconds of training after which the run checkpoints and finalises early (a lent GPU's lease).
     """
     extra = {**(extra or {}), "flow": flow.__dict__, "train": train.__dict__}
+    if train.object_weight and any(b.objects is None for b in cache.buckets.values()):
+        raise ValueError("object_weight needs a latent cache with object maps (data.latent_cache.add_object_maps)")
     info = setup_distributed()
     device = device_for(info)
     seed_everything(train.seed + info.rank)
@@ -151,9 +157,10 @@ def _train_step(ddp, model, ema, opt, cache, train: TrainConfig, flow, rng, gen,
     opt.zero_grad(set_to_none=True)
     total = 0.0
     for _ in range(train.grad_accum):
-        x0, caps = sample_batch(cache, rng, train.batch_size, train.text_dropout)
+        x0, caps, objects = sample_batch(cache, rng, train.batch_size, train.text_dropout)
+        weight = 1 + train.object_weight * objects if train.object_weight else None
         with autocast(device):
-            loss, t, per_sample = training_loss(ddp, cache, x0, caps, flow, train.cond_prob, gen)
+            loss, t, per_sample = training_loss(ddp, cache, x0, caps, flow, train.cond_prob, gen, weight)
         # explicit scaling so accumulated gradients equal one big batch's
         (loss / train.grad_accum).backward()
         binned.add(t, per_sample)
