@@ -12,6 +12,7 @@ Stages, each bounded by the trainers' own --max-minutes, which still finalise:
      piece the packed copy lacks);
   3. each --dit TARGET:SECONDS in turn from its shipped weights: `low` trains t <= 0.8 (dit.safetensors), `expert`
      t >= 0.8 (dit_high.safetensors), both with the step-4 data recipe (twins, shift 3) and the documented holdout;
+     --object-weight W weights the low DiT's loss towards object cells, where shape is drawn;
   4. `cinegen export --int8 --raw` of the new set; the changed files come back in 15 MB parts (the device tool
      returns files up to 16 MB): `cat dit_high.safetensors.part* > dit_high.safetensors`.
 Step counts come from the rates measured on an H200 (2026-11-26): VAE 50 ms per step at batch 16, DiT 77 ms per
@@ -51,6 +52,7 @@ def dit_cmd(args, target: str, vae: Path, steps: int, seconds: float | None = No
                  "--text-encoder", "/tmp/minilm_toy", "--log-every", "250", "--ckpt-every", "100000"]
     cmd += [a for b in ["17x64x64"] * 4 + ["17x64x96"] for a in ("--bucket", b)]
     cmd += [a for h in HOLDOUT for a in ("--holdout", h)]
+    cmd += ["--object-weight", str(args.object_weight)] if args.object_weight and target == "low" else []
     return cmd + (["--max-minutes", f"{seconds / 60:.3f}"] if seconds else [])
 
 
@@ -90,6 +92,8 @@ def main() -> None:
     ap.add_argument("--vae-clips", type=int, default=1500)
     ap.add_argument("--decoder-blocks", type=int, default=0, help="train only the VAE's decoder, grown to this many "
                                                                    "residual blocks per stage (0: fine-tune it all)")
+    ap.add_argument("--object-weight", type=float, default=0.0, help="the low DiT's extra loss weight on object "
+                    "cells (cinegen train --object-weight)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--seed", type=int, default=3, help="data seed (3: the clips of the 2026-11-26 lease)")
