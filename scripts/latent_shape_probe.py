@@ -9,7 +9,7 @@ The same held-out images are decoded by each VAE and read by the evaluation's an
 decoded frames means the encoder kept the shape and the decoder loses it: a better decoder (decoder-only
 training) can win it back without touching the latent space.
 
---generated N: the shipped model generates N clips of "a small <colour> <shape> stays still on a black
+--generated N: the shipped model (or --model DIR's DiTs) generates N clips of "a small <colour> <shape> stays still on a black
 background" (native 2 s, 64x64, seed i), and the same MLP probe reads the first latent frame where the object
 is drawn: does the DiT's latent carry the shape the way the encoder's does? Hand-written here; sklearn fits.
 """
@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--vae", action="append", default=[], help="VAE files sharing one encoder (default: shipped)")
     ap.add_argument("--images", type=int, default=1200)
     ap.add_argument("--generated", type=int, default=0, help="also probe this many of the shipped model's latents")
+    ap.add_argument("--model", default=None, help="model folder whose DiTs generate for --generated (default: shipped)")
     args = ap.parse_args()
     vaes = [load_vae(p) for p in (args.vae or [WEIGHTS_DIR / "vae.safetensors"])]
     split = args.images * 3 // 4
@@ -68,7 +69,7 @@ def main() -> None:
         probe.fit(x[:split], y[:split])
         print(f"{type(probe).__name__:>20} on the latent: {np.mean(probe.predict(x[split:]) == y[split:]):.3f}")
     if args.generated:
-        probe_generated(probe, args.generated, vaes, args.vae or ["shipped"])
+        probe_generated(probe, args.generated, vaes, args.vae or ["shipped"], args.model)
     for path, vae in zip(args.vae or ["shipped"], vaes):
         ok = []
         for z, k, shape in zip(latents[split:], colours[split:], labels[split:]):
@@ -78,12 +79,12 @@ def main() -> None:
     print(f"({args.images - split} held-out images of small still objects, four shapes in turn: chance 0.25)")
 
 
-def probe_generated(probe, n: int, vaes: list, names: list) -> None:
-    """The fitted probe on the shipped model's own latents, beside the analyzer on the frames each VAE decodes them to
+def probe_generated(probe, n: int, vaes: list, names: list, model: str | None = None) -> None:
+    """The fitted probe on a model's (default: the shipped one's) own latents, beside the analyzer on the frames each VAE decodes them to
     (the probe reads where the first VAE drew the object)."""
     from cinegen.config import SampleConfig
     from cinegen.pipeline import TextToVideo
-    pipe = TextToVideo.from_pretrained()
+    pipe = TextToVideo.from_pretrained(model)
     read, drawn = [], {name: [] for name in names}
     for i, (scene, _, k) in enumerate(scenes(n, seed=1)):
         obj = scene.objects[0]
@@ -96,7 +97,7 @@ def probe_generated(probe, n: int, vaes: list, names: list) -> None:
             drawn[name].append(bool(track.present[0]) and shape_of(track) == obj.shape)
             if j == 0 and track.present[0]:
                 read.append(probe.predict(patch_around(z, *track.xy[0])[None])[0] == obj.shape)
-    print(f"shipped model, {n} prompts; object found in {len(read)} frames of the first VAE: the probe reads the "
+    print(f"{model or 'shipped'} model, {n} prompts; object found in {len(read)} frames of the first VAE: the probe reads the "
           f"prompted shape from its latent there in {np.mean(read):.3f}")
     for name in names:
         print(f"  frames decoded by {name}: the prompted shape drawn (object found and right) in {np.mean(drawn[name]):.3f} "
