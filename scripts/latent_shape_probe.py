@@ -80,8 +80,8 @@ def main() -> None:
 
 
 def probe_generated(probe, n: int, vaes: list, names: list, model: str | None = None) -> None:
-    """The fitted probe on a model's (default: the shipped one's) own latents, beside the analyzer on the frames each VAE decodes them to
-    (the probe reads where the first VAE drew the object)."""
+    """The fitted probe on a model's (default: the shipped one's) own latents, beside the analyzer on the frames
+    each VAE decodes them to (the probe reads where the first VAE drew the object)."""
     from cinegen.config import SampleConfig
     from cinegen.pipeline import TextToVideo
     pipe = TextToVideo.from_pretrained(model)
