@@ -157,6 +157,17 @@ def test_export_with_a_high_noise_expert_and_from_pretrained_uses_it(tmp_path, t
     # a DiT trained on the whole schedule is not an expert
     with pytest.raises(ValueError, match="not a high-noise expert.*t_min=0.0"):
         export_model(vae, dit, out, dit_high=dit)
+    # a low-noise DiT (--flow t_max=0.8) ships only with an expert that starts at or below its t_max
+    low = tmp_path / "low.safetensors"
+    save_checkpoint(low, "dit", tiny_dit_cfg, perturb(VideoDiT(tiny_dit_cfg), seed=4),
+                    extra={"flow": {**FlowConfig().__dict__, "t_max": 0.8}})
+    with pytest.raises(ValueError, match="t <= 0.8 only, and no --dit-high expert"):
+        export_model(vae, low, out)
+    late = tmp_path / "late.safetensors"
+    save_checkpoint(late, "dit", tiny_dit_cfg, expert, extra={"flow": {**FlowConfig().__dict__, "t_min": 0.9}})
+    with pytest.raises(ValueError, match="starts at t = 0.9: no model was trained between"):
+        export_model(vae, low, out, dit_high=late)
+    assert export_model(vae, low, out, dit_high=tmp_path / "expert.safetensors")[-1].name == "dit_high.safetensors"
 
 
 def test_export_cli_takes_the_expert_and_names_a_bad_one(tmp_path, tiny_model_dir):

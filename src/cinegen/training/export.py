@@ -25,13 +25,20 @@ def export_model(vae_path: Path, dit_path: Path, out: Path, int8: bool = False, 
     from cinegen.training.train_dit import load_dit
     from cinegen.training.train_vae import load_vae
     vae = load_vae(vae_path)
-    dit, _ = load_dit(dit_path, raw=raw)
+    dit, dit_flow = load_dit(dit_path, raw=raw)
     expert = None
     if dit_high is not None:
         expert, flow = load_dit(dit_high, raw=raw)
         if flow.t_min <= 0 or expert.cfg != dit.cfg:
             raise ValueError(f"{dit_high} is not a high-noise expert for this DiT: it needs the same architecture "
                              f"and a training range starting above t = 0 (--flow t_min=...), got t_min={flow.t_min}")
+    # sampling runs every t from 1 to 0: some model must have been trained at each (a low-noise DiT, trained with
+    # --flow t_max=..., never saw the steps above its t_max, which its expert takes)
+    takeover = 1.0 if expert is None else flow.t_min                     # where the expert starts (1: nowhere)
+    if dit_flow.t_max < takeover:
+        raise ValueError(f"{dit_path} was trained on t <= {dit_flow.t_max} only, and "
+                         + ("no --dit-high expert takes the steps above it" if expert is None else
+                            f"the expert {dit_high} starts at t = {takeover}: no model was trained between"))
     out = Path(out)
     _save_if_changed(out / "vae.safetensors", "vae", vae, ckpt_io.read_meta(vae_path), int8=False)
     _save_if_changed(out / "dit.safetensors", "dit", dit, ckpt_io.read_meta(dit_path), int8=int8)
