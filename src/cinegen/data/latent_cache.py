@@ -126,7 +126,7 @@ OBJECT_MARGIN_PX = 2.0       # a cell within this many pixels of an object's out
 def object_map(clip: Clip, vae_cfg: VAEConfig) -> torch.Tensor:
     """(1, t, h, w) in {0, 1}: 1 where a latent cell's pixels, in any frame it encodes, come within
     OBJECT_MARGIN_PX of the circle of the object's track radius r. Every shape fits in that circle except a box,
-    whose corners reach 1.2 r: a large box's overshoot the margin by 0.2 px, inside cells that are marked anyway.
+    whose corners reach 1.2 r: a large box's overshoot the margin by 0.2 px (rarely into an unmarked cell).
     Causal grouping as the VAE's: frame 0 alone, then temporal_factor frames per latent frame;
     spatial_factor x spatial_factor pixels per cell."""
     n, height, width = clip.video.shape[:3]
