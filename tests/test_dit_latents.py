@@ -2,6 +2,7 @@
 refused with the reason."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +157,36 @@ def test_shape_reader_learns_rendered_shapes_and_the_loss_trains_a_decoder(tiny_
     r = _cli("train-vae", "--out", str(tmp_path / "x"), "--init", vae, "--decoder-only", "--set", "shape_weight=0.1",
              "--steps", "1", "--num-clips", "2", "--bucket", "5x32x32", "--crop", "32")
     assert r.returncode == 2 and "shape_weight needs --dit-latents" in r.stderr and "Traceback" not in r.stderr
+
+
+def _reader_worker(rank, world, init_file, out_dir):
+    import types
+
+    from safetensors.torch import save_file
+
+    from cinegen.config import VAEConfig
+    from cinegen.training.common import DistInfo
+    from cinegen.training.train_vae import _shape_reader
+    from tests import gloo
+    gloo.join(rank, world, init_file)
+    torch.manual_seed(rank)                    # each rank starts from other weights, as torchrun ranks would
+    pool = render_pool(DataConfig(num_clips=12, buckets=((5, 32, 32),), seed=2), seed_offset=rank, quiet=True,
+                       workers=1)              # each rank renders its own pool, as train-vae does
+    pairs = types.SimpleNamespace(tracks=torch.zeros(1), videos=torch.zeros(1, 5, 32, 32, 3))
+    cfg = VAEConfig(shape_weight=0.1, shape_reader_steps=5)
+    reader = _shape_reader(cfg, pairs, pool, Path(out_dir), DistInfo(rank, world), torch.device("cpu"))
+    save_file(reader.state_dict(), f"{out_dir}/rank{rank}.safetensors")
+    gloo.leave()
+
+
+def test_torchrun_ranks_share_one_shape_reader(tmp_path):
+    """Rank 0 trains the reader and every rank takes its weights, so the shape loss is the same network everywhere
+    (before, each rank trained its own on its own clips, and the loss averaged two readers)."""
+    import torch.multiprocessing as mp
+    from safetensors.torch import load_file
+    mp.spawn(_reader_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    saved = load_checkpoint(tmp_path / "shape_reader.safetensors")["model"]
+    ranks = [load_file(tmp_path / f"rank{r}.safetensors") for r in range(2)]
+    assert saved.keys() == ranks[0].keys() == ranks[1].keys()
+    for name, weight in saved.items():
+        assert torch.equal(ranks[0][name], weight) and torch.equal(ranks[1][name], weight), name

@@ -98,6 +98,15 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.lerp_(full(p.detach()), 1 - decay)
 
 
+@torch.no_grad()
+def broadcast_module(module: torch.nn.Module, info: DistInfo) -> None:
+    """Gives every rank rank 0's weights and buffers, in place: for a helper network (a frozen loss model) that only
+    rank 0 trained, so that all ranks compute the same loss. A no-op in a single process."""
+    if info.world > 1:
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+
 def build_training_state(model: torch.nn.Module, train, out, device, info: DistInfo):
     """(module to call, model, EMA copy, optimizer, step) with weights resumed from out/last.safetensors.
 

@@ -27,6 +27,7 @@ from cinegen.training import checkpoint as ckpt_io
 from cinegen.training.common import (
     DistInfo,
     autocast,
+    broadcast_module,
     build_training_state,
     device_for,
     lr_at,
@@ -162,7 +163,7 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     ddp, model, ema, opt, step = build_training_state(model, train, out, device, info)
     critic_ddp, critic, critic_opt = build_critic(cfg, train, out, device, info)
     pool = render_pool(data, seed_offset=info.rank, quiet=not info.main)
-    reader = _shape_reader(cfg, pairs, pool, out, info)
+    reader = _shape_reader(cfg, pairs, pool, out, info, device)
     rng = np.random.default_rng(train.seed * 7919 + info.rank + step)
     shortest = min(c.video.shape[0] for c in pool)               # a 5-frame bucket cannot give 17-frame windows
     frame_choices = [f for f in FRAME_CHOICES if f <= shortest]
@@ -235,29 +236,36 @@ def _next_batch(pool, frame_choices: list[int], pairs, share: float, rng: np.ran
     return None, sample_vae_batch(pool, rng, batch_size, frames, crop), None, None
 
 
-def _shape_reader(cfg: VAEConfig, pairs, pool, out: Path, info: DistInfo):
-    """The frozen ShapeReader of the shape loss (None when cfg.shape_weight is 0): trained on the run's rendered
-    clips of the pairs' length, or resumed from out/shape_reader.safetensors so a resumed run keeps its loss."""
+def _shape_reader(cfg: VAEConfig, pairs, pool, out: Path, info: DistInfo, device: torch.device):
+    """The frozen ShapeReader of the shape loss (None when cfg.shape_weight is 0), on `device`: trained on the run's
+    rendered clips of the pairs' length, or resumed from out/shape_reader.safetensors so a resumed run keeps its
+    loss. Under torchrun rank 0 trains it and every rank takes rank 0's weights: one reader, one loss."""
     if not cfg.shape_weight:
         return None
     if pairs is None or pairs.tracks is None:
         raise ValueError("shape_weight needs --dit-latents with object tracks (a file from this version of "
                          "`cinegen dit-latents`): the shape loss reads the decoded DiT latents")
     path = out / "shape_reader.safetensors"
+    reader = ShapeReader()
     if path.exists():
-        reader = ShapeReader()
         reader.load_state_dict(ckpt_io.load_checkpoint(path)["model"])
-        return reader.eval().requires_grad_(False)
+    elif info.main:
+        reader, accuracy = _train_reader_on(pool, pairs, cfg)
+        ckpt_io.save_checkpoint(path, "shape_reader", cfg, reader, extra={"accuracy": accuracy})
+    reader = reader.to(device).eval().requires_grad_(False)
+    broadcast_module(reader, info)
+    return reader
+
+
+def _train_reader_on(pool, pairs, cfg: VAEConfig) -> tuple[ShapeReader, float]:
     clips = [c for c in pool if c.video.shape == tuple(pairs.videos.shape[1:])]
     if len(clips) < 10:
         raise ValueError(f"the shape reader trains on rendered clips of the pairs' size {tuple(pairs.videos.shape[1:])}:"
                          f" this run renders {len(clips)} of them; add that --bucket")
-    reader, accuracy = train_shape_reader(clips, steps=cfg.shape_reader_steps, quiet=not info.main)
-    if info.main:
-        log.info("shape reader: %.3f of the objects' shapes read right on %d held-out rendered clips", accuracy,
-                 max(1, len(clips) // 10))
-        ckpt_io.save_checkpoint(path, "shape_reader", cfg, reader, extra={"accuracy": accuracy})
-    return reader
+    reader, accuracy = train_shape_reader(clips, steps=cfg.shape_reader_steps)
+    log.info("shape reader: %.3f of the objects' shapes read right on %d held-out rendered clips", accuracy,
+             max(1, len(clips) // 10))
+    return reader, accuracy
 
 
 def save_checkpoints(out: Path, cfg, model, ema, opt, critic, critic_opt, step: int, info: DistInfo) -> None:
