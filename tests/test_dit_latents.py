@@ -190,3 +190,16 @@ def test_torchrun_ranks_share_one_shape_reader(tmp_path):
     assert saved.keys() == ranks[0].keys() == ranks[1].keys()
     for name, weight in saved.items():
         assert torch.equal(ranks[0][name], weight) and torch.equal(ranks[1][name], weight), name
+
+
+def test_logged_means_average_each_kind_of_step_apart():
+    from cinegen.training.train_vae import LoggedMeans
+    means = LoggedMeans()
+    means.add("round trips", torch.tensor(1.0), {"mse": 0.1, "kl": 2.0, "recon": torch.zeros(3)})
+    means.add("DiT latents", torch.tensor(4.0), {"mse": 0.4, "kl": 0.0, "shape": torch.tensor(1.5)})
+    means.add("round trips", torch.tensor(3.0), {"mse": 0.3, "kl": 4.0, "recon": torch.zeros(3)})
+    line = means.report()
+    assert line == ("round trips (2 steps): loss 2.0000 mse 0.20000 kl 3.0000 | "
+                    "DiT latents (1 steps): loss 4.0000 mse 0.40000 kl 0.0000 shape 1.5000")
+    means.add("round trips", torch.tensor(5.0), {"mse": 0.5, "kl": 1.0})
+    assert means.report() == "round trips (1 steps): loss 5.0000 mse 0.50000 kl 1.0000"     # reset after each line
