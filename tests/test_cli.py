@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import av
+import numpy as np
 import pytest
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2", "COLUMNS": "120"}
@@ -62,6 +63,47 @@ def test_paired_difference_pairs_clips_and_refuses_other_prompts():
     assert d["change"] == pytest.approx(0.025) and d["stderr"] == pytest.approx(0.025)
     with pytest.raises(ValueError, match="different seen prompts"):
         paired_difference(report([0.2] * 4), report([0.2] * 4, prompts="abce"))
+
+
+def _report(scores, prompts="abcd"):
+    return {"splits": {"seen": {"clips": [{"prompt": p, "score": s, "checks": {"obj0.shape": s > 0.5}}
+                                          for p, s in zip(prompts, scores)]}}}
+
+
+def test_pooled_difference_counts_every_clip_of_every_pair_once():
+    from cinegen.eval.run import paired_difference, pooled_difference
+    a0, b0 = _report([0.2, 0.4, 0.6, 0.8]), _report([0.3, 0.4, 0.6, 0.9])          # changes +0.1, 0, 0, +0.1
+    a1, b1 = _report([0.1, 0.9], prompts="xy"), _report([0.6, 0.9], prompts="xy")   # +0.5, 0
+    d = pooled_difference([(a0, b0), (a1, b1)])["seen"]
+    changes = np.array([0.1, 0, 0, 0.1, 0.5, 0])
+    assert d["clips"] == 6 and d["change"] == pytest.approx(changes.mean())
+    assert d["stderr"] == pytest.approx(changes.std(ddof=1) / np.sqrt(6))
+    assert d["by_attribute"]["shape"] == (pytest.approx(3 / 6), pytest.approx(4 / 6))     # 0.6, 0.8, 0.9 -> + 0.6
+    shape_changes = np.array([0, 0, 0, 0, 1, 0])
+    assert d["attribute_change"]["shape"] == (pytest.approx(shape_changes.mean()),
+                                              pytest.approx(shape_changes.std(ddof=1) / np.sqrt(6)))
+    assert paired_difference(a0, b0)["seen"]["change"] == pytest.approx(0.05)           # one pair alone
+    with pytest.raises(ValueError, match="different seen prompts"):
+        pooled_difference([(a0, b0), (a1, b0)])
+
+
+def test_compare_cli_pools_pairs_and_refuses_bad_input(tmp_path):
+    import json
+    paths = []
+    for name, rep in [("a0", _report([0.2, 0.4, 0.6, 0.8])), ("b0", _report([0.3, 0.4, 0.6, 0.9])),
+                      ("a1", _report([0.1, 0.9], prompts="xy")), ("b1", _report([0.6, 0.9], prompts="xy"))]:
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(rep))
+    r = run("compare", *map(str, paths), "--out", str(tmp_path / "pooled.json"))
+    assert r.returncode == 0, r.stderr
+    assert "2 pair(s) pooled" in r.stdout + r.stderr and "+0.117" in r.stdout + r.stderr
+    assert json.loads((tmp_path / "pooled.json").read_text())["seen"]["clips"] == 6
+    r = run("compare", *map(str, paths[:3]))
+    assert r.returncode == 2 and "pairs; got 3" in r.stderr and "Traceback" not in r.stderr
+    r = run("compare", str(paths[0]), str(paths[2]))
+    assert r.returncode == 2 and "different seen prompts" in r.stderr and "Traceback" not in r.stderr
+    r = run("compare", str(paths[0]), str(tmp_path / "missing.json"))
+    assert r.returncode == 2 and "missing.json" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("args, needle", [

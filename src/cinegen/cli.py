@@ -495,30 +495,62 @@ def eval_cmd(
         _print_comparison(compare, earlier, result)
 
 
-def _read_report(path: Path) -> dict:
-    _require_file(path, "--compare")
+def _read_report(path: Path, what: str = "--compare") -> dict:
+    _require_file(path, what)
     try:
         report = json.loads(path.read_text())
     except ValueError as e:
-        _fail(f"--compare {path} is not a cinegen eval report: {e!r}")
+        _fail(f"{what} {path} is not a cinegen eval report: {e!r}")
     if not isinstance(report, dict) or "splits" not in report:
-        _fail(f"--compare {path} is not a cinegen eval report: it has no 'splits'")
+        _fail(f"{what} {path} is not a cinegen eval report: it has no 'splits'")
     return report
 
 
 def _print_comparison(path: Path, earlier: dict, result: dict) -> None:
-    from rich.table import Table
-
     from cinegen.eval.run import paired_difference
     try:
         pairs = paired_difference(earlier, result)
     except (ValueError, KeyError) as e:
         _fail(f"cannot compare with {path} (this run's report is written): {e}")
-    table = Table("split", "clips", "before", "after", "paired change", *next(iter(pairs.values()), {}).get("by_attribute", {}))
+    console.print(f"paired against {path} (same prompts and seeds; ± one standard error):", _paired_table(pairs))
+
+
+def _paired_table(pairs: dict):
+    """Adherence per split, then each attribute's pass rate per split, with the paired changes."""
+    from rich.console import Group
+    from rich.table import Table
+    splits = Table("split", "clips", "before", "after", "paired change")
+    attributes = Table("split", "attribute", "before", "after", "paired change")
     for split, p in pairs.items():
-        table.add_row(split, str(p["clips"]), f"{p['before']:.3f}", f"{p['after']:.3f}",
-                      f"{p['change']:+.3f} ± {p['stderr']:.3f}", *(f"{a:.2f}->{b:.2f}" for a, b in p["by_attribute"].values()))
-    console.print(f"paired against {path} (same prompts and seeds; ± one standard error):", table)
+        splits.add_row(split, str(p["clips"]), f"{p['before']:.3f}", f"{p['after']:.3f}",
+                       f"{p['change']:+.3f} ± {p['stderr']:.3f}")
+        for name, (a, b) in p["by_attribute"].items():
+            change, err = p["attribute_change"][name]
+            attributes.add_row(split, name, f"{a:.3f}", f"{b:.3f}", f"{change:+.3f} ± {err:.3f}")
+    return Group(splits, attributes)
+
+
+@app.command("compare")
+def compare_cmd(
+    reports: list[Path] = typer.Argument(..., help="eval reports in pairs: BEFORE AFTER [BEFORE AFTER ...], each "
+                                                   "pair of the same prompts and seeds"),
+    out: Optional[Path] = typer.Option(None, help="also write the pooled comparison as JSON"),
+):
+    """Paired change between eval reports, pooled over several prompt sets (e.g. --seed 0 and --seed 1 runs of two
+    models): every clip's score change counts once, so the standard error is that of all pooled clips."""
+    from cinegen.eval.run import pooled_difference
+    from cinegen.training.checkpoint import atomic_write
+    if len(reports) % 2:
+        _fail(f"compare takes reports in BEFORE AFTER pairs; got {len(reports)} ({', '.join(map(str, reports))})")
+    loaded = [_read_report(p, "compare") for p in reports]
+    try:
+        pooled = pooled_difference(list(zip(loaded[::2], loaded[1::2])))
+    except (ValueError, KeyError) as e:
+        _fail(f"cannot pair these reports: {e}")
+    if out is not None:
+        atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(pooled, indent=2)))
+    console.print(f"{len(reports) // 2} pair(s) pooled (same prompts and seeds within a pair; ± one standard error):",
+                  _paired_table(pooled))
 
 
 @app.command("export")

@@ -156,20 +156,44 @@ def paired_difference(before: dict, after: dict) -> dict:
     """Per split: mean clip-score change from `before` to `after` (two eval reports of the same prompts and seeds)
     with its standard error, and per attribute the pass rates before and after. Pairing removes the prompt-to-
     prompt spread, so changes far smaller than either report's own noise show up."""
+    return pooled_difference([(before, after)])
+
+
+def pooled_difference(pairs: list[tuple[dict, dict]]) -> dict:
+    """paired_difference over several (before, after) report pairs at once (e.g. two models on `--seed 0` and on
+    `--seed 1`): the clip differences of every pair are pooled, so the standard error is that of all clips. Per
+    attribute: pass rates before and after, and the paired change of each clip's pass rate with its standard error
+    (over the clips that check that attribute)."""
     out = {}
-    for split, a in before["splits"].items():
-        ca, cb = a["clips"], after["splits"].get(split, {}).get("clips", [])
-        if [c["prompt"] for c in ca] != [c["prompt"] for c in cb]:
-            raise ValueError(f"the reports hold different {split} prompts (other --n-seen/--n-heldout/--seed?)")
+    for split in dict.fromkeys(s for before, _ in pairs for s in before["splits"]):
+        ca, cb = [], []
+        for before, after in pairs:
+            a = before["splits"].get(split, {}).get("clips", [])
+            b = after["splits"].get(split, {}).get("clips", [])
+            if [c["prompt"] for c in a] != [c["prompt"] for c in b]:
+                raise ValueError(f"the reports hold different {split} prompts (other --n-seen/--n-heldout/--seed?)")
+            ca, cb = ca + a, cb + b
         if len(ca) < 2:
             continue
         d = np.array([y["score"] - x["score"] for x, y in zip(ca, cb)])
         attrs = sorted({k.split(".")[-1] for c in ca for k in c["checks"]})
         out[split] = {"clips": len(d), "before": float(np.mean([c["score"] for c in ca])),
                       "after": float(np.mean([c["score"] for c in cb])), "change": float(d.mean()),
-                      "stderr": float(d.std(ddof=1) / np.sqrt(len(d))),
-                      "by_attribute": {k: (_pass_rate(ca, k), _pass_rate(cb, k)) for k in attrs}}
+                      "stderr": _stderr(d),
+                      "by_attribute": {k: (_pass_rate(ca, k), _pass_rate(cb, k)) for k in attrs},
+                      "attribute_change": {k: _attribute_change(ca, cb, k) for k in attrs}}
     return out
+
+
+def _stderr(d: np.ndarray) -> float:
+    return float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+
+
+def _attribute_change(ca: list[dict], cb: list[dict], attr: str) -> tuple[float, float]:
+    """(mean change, standard error) of the clip-level pass rate of `attr`, over the clips that check it."""
+    checks = [(x, y) for x, y in zip(ca, cb) if all(any(k.split(".")[-1] == attr for k in c["checks"]) for c in (x, y))]
+    d = np.array([_pass_rate([y], attr) - _pass_rate([x], attr) for x, y in checks])
+    return float(d.mean()), _stderr(d)
 
 
 def _pass_rate(clips: list[dict], attr: str) -> float:
