@@ -48,6 +48,9 @@ def test_eval_writes_a_report_with_the_autoencoder_ceiling(tiny_model_dir, tmp_p
     r = run("eval", "--model", str(tiny_model_dir), "--compare", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x.json"))
     assert r.returncode == 2 and "not a cinegen eval report" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x.json").exists()                                   # refused before the long run
+    r = run("eval", "--model", str(tiny_model_dir), "--guidance-high", "6", "--out", str(tmp_path / "x.json"))
+    assert r.returncode == 2 and "high-noise expert" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.json").exists()                                   # no expert: refused before the run
 
 
 def test_paired_difference_pairs_clips_and_refuses_other_prompts():
@@ -108,7 +111,8 @@ def test_compare_cli_pools_pairs_and_refuses_bad_input(tmp_path):
 
 @pytest.mark.parametrize("args, needle", [
     (["--size", "50x50"], "multiple of 16"), (["--size", "big"], "bad size"), (["--seconds", "-3"], "seconds"),
-    (["--steps", "0"], "steps"), (["--solver", "rk9"], "solver")])
+    (["--steps", "0"], "steps"), (["--solver", "rk9"], "solver"), (["--guidance-high", "-1"], "guidance_high must be >= 0"),
+    (["--guidance-high", "6"], "high-noise expert")])   # the tiny model has one DiT only
 def test_bad_input_gives_a_clear_error_not_a_traceback(tiny_model_dir, tmp_path, args, needle):
     r = run("generate", "a red ball", "--model", str(tiny_model_dir), "-o", str(tmp_path / "x.mp4"), *args)
     assert r.returncode == 2

@@ -119,6 +119,9 @@ def test_cfg_combines_positive_and_negative():
     x, t = torch.zeros(1, 3), torch.zeros(1)
     assert torch.allclose(cfg_model_fn(velocity, 3.0)(x, t), torch.full((1, 3), 1.0 + 3.0 * (2.0 - 1.0)))
     assert torch.allclose(cfg_model_fn(velocity, 1.0)(x, t), torch.full((1, 3), 2.0))
+    per_t = cfg_model_fn(velocity, lambda t: 3.0 if float(t[0]) >= 0.5 else 1.0)    # a scale per noise level
+    assert torch.allclose(per_t(x, torch.ones(1)), torch.full((1, 3), 4.0))
+    assert torch.allclose(per_t(x, t), torch.full((1, 3), 2.0))
 
 
 def test_schedules_and_bad_values():

@@ -119,3 +119,28 @@ def test_high_noise_expert_predicts_above_its_boundary_only(tiny_pipe, tiny_dit_
     with pytest.raises(ValueError, match="same architecture"):
         TextToVideo(p.dit, p.vae, p.text_encoder, p.flow, high_noise=(VideoDiT(tiny_dit_cfg.__class__(
             latent_channels=4, width=64, depth=1, heads=2)), 0.9))
+
+
+def test_guidance_high_guides_only_the_steps_the_expert_predicts(tiny_pipe, tiny_dit_cfg):
+    """Wan2.2-style: one guidance scale per expert. It must change exactly the expert's steps."""
+    from dataclasses import replace
+
+    from cinegen.models.dit import VideoDiT
+    from cinegen.pipeline import TextToVideo
+    from tests.conftest import perturb
+    cfg = SampleConfig(seconds=0.5, width=32, height=32, steps=4, seed=3, guidance=4.0)
+    p, expert = tiny_pipe, perturb(VideoDiT(tiny_dit_cfg), seed=7)
+
+    def run(boundary, **kw):
+        pipe = TextToVideo(p.dit, p.vae, p.text_encoder, p.flow, high_noise=(expert, boundary))
+        return pipe.generate("a red ball", replace(cfg, **kw))
+    base = run(0.5)
+    assert np.array_equal(run(0.5, guidance_high=4.0), base)        # the same scale: the same video
+    assert not np.array_equal(run(0.5, guidance_high=8.0), base)    # another scale for the expert's steps
+    assert np.array_equal(run(1.01, guidance_high=8.0), run(1.01))  # the expert never predicts: nothing changes
+    everywhere = run(0.0, guidance=8.0)                             # the expert predicts every step ...
+    assert np.array_equal(run(0.0, guidance_high=8.0), everywhere)  # ... so its scale is the only one used
+    with pytest.raises(ValueError, match="guidance_high=6.0 needs a model with a high-noise expert"):
+        p.generate("a red ball", replace(cfg, guidance_high=6.0))
+    with pytest.raises(ValueError, match="guidance_high must be >= 0"):
+        p.generate("a red ball", replace(cfg, guidance_high=-1.0))

@@ -238,10 +238,22 @@ def _parse_size(size: str) -> tuple[int, int]:
         _fail(str(e))
 
 
-def _sample_config(seconds, size, steps, seed, guidance, solver, negative, fps, cache: float = 0.0) -> C.SampleConfig:
+def _sample_config(seconds, size, steps, seed, guidance, solver, negative, fps, cache: float = 0.0,
+                   guidance_high: Optional[float] = None) -> C.SampleConfig:
     w, h = _parse_size(size)
     return C.SampleConfig(seconds=seconds, fps=fps, width=w, height=h, steps=steps, solver=solver, guidance=guidance,
-                          negative_prompt=negative, seed=seed, cache=cache)
+                          guidance_high=guidance_high, negative_prompt=negative, seed=seed, cache=cache)
+
+
+GUIDANCE_HIGH_HELP = "guidance while the high-noise expert predicts (default: --guidance)"
+
+
+def _check_guidance_high(pipe, cfg: C.SampleConfig) -> None:
+    """A --guidance-high the model cannot use fails before the long run, not after it."""
+    try:
+        pipe.guidance_at(cfg)
+    except ValueError as e:
+        _fail(str(e))
 
 
 def _load_pipeline(model: Optional[Path], diffusers_ok: bool = False, compile: bool = False):
@@ -296,6 +308,7 @@ def generate_cmd(
     output: Path = typer.Option(Path("out.mp4"), "-o", "--output"),
     seconds: float = typer.Option(2.0), size: str = typer.Option("64x64", help="WIDTHxHEIGHT, multiples of 16"),
     steps: int = typer.Option(20), seed: int = typer.Option(0), guidance: float = typer.Option(4.0),
+    guidance_high: Optional[float] = typer.Option(None, help=GUIDANCE_HIGH_HELP),
     solver: str = typer.Option("euler", help="euler | heun | dpmpp_2m"), negative: str = typer.Option("", help="negative prompt"),
     cache: float = typer.Option(0.0, help="skip transformer calls whose input barely changed (TeaCache-style); 0 = off"),
     fps: float = typer.Option(8.0), frames_dir: Optional[Path] = typer.Option(None, help="also write PNG frames here"),
@@ -307,7 +320,7 @@ def generate_cmd(
 ):
     """Generate a video from a text prompt and write an H.264 MP4."""
     _setup_logging()
-    cfg = _sample_config(seconds, size, steps, seed, guidance, solver, negative, fps, cache)
+    cfg = _sample_config(seconds, size, steps, seed, guidance, solver, negative, fps, cache, guidance_high)
     try:
         from cinegen.pipeline import validate_request
         validate_request(prompt, cfg)
@@ -441,6 +454,7 @@ def eval_cmd(
     model: Optional[Path] = typer.Option(None, help="model folder (default: shipped)"),
     n_seen: int = typer.Option(24), n_heldout: int = typer.Option(16), steps: int = typer.Option(20),
     guidance: float = typer.Option(4.0), solver: str = typer.Option("euler"), seed: int = typer.Option(0),
+    guidance_high: Optional[float] = typer.Option(None, help=GUIDANCE_HIGH_HELP),
     size: str = typer.Option("64x64"), seconds: float = typer.Option(2.0),
     out: Path = typer.Option(Path("eval.json"), help="JSON report"),
     modes_: bool = typer.Option(False, "--modes", help="also score animate/extend/edit/loop and long-video memory"),
@@ -455,8 +469,9 @@ def eval_cmd(
     from cinegen.eval.run import direction_pairs, evaluate, noise_baseline, write_report
     _setup_logging()
     earlier = _read_report(compare) if compare else None       # read first: a bad file fails before the long run
-    cfg = _sample_config(seconds, size, steps, seed, guidance, solver, "", 8.0)
+    cfg = _sample_config(seconds, size, steps, seed, guidance, solver, "", 8.0, guidance_high=guidance_high)
     pipe = _load_pipeline(model)
+    _check_guidance_high(pipe, cfg)
     holdout = tuple(getattr(pipe.dit, "extra", {}).get("holdout", ()))
     roundtrip = getattr(pipe, "roundtrip", None)            # our autoencoder's ceiling (a Diffusers folder has none)
     with progress_bar_ctx() as bar:

@@ -103,6 +103,8 @@ class SampleConfig:
     steps: int = 20
     solver: str = "euler"            # euler | heun | dpmpp_2m
     guidance: float = 4.0            # classifier-free guidance scale; 1 = off
+    # the scale while a high-noise expert predicts (Wan2.2 guides its two experts apart); None = `guidance`
+    guidance_high: float | None = None
     negative_prompt: str = ""
     seed: int = 0
     cache: float = 0.0               # TeaCache-style step skipping threshold (0 = off; see diffusion.samplers)

@@ -47,6 +47,9 @@ class DiffusersVideo:
     def generate(self, prompt: str, cfg: SampleConfig = SampleConfig(), callback=None) -> np.ndarray:
         from cinegen.pipeline import validate_request
         validate_request(prompt, cfg)
+        if cfg.guidance_high is not None:        # not mapped onto Wan2.2's guidance_scale_2: untested here
+            raise ValueError(f"guidance_high={cfg.guidance_high} applies to cinegen models with a high-noise "
+                             f"expert, not to the Diffusers pipeline {self.name}")
         steps = cfg.steps
 
         def on_step(pipe, i, t, kwargs):

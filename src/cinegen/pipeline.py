@@ -55,6 +55,8 @@ def validate_request(prompt: str, cfg: SampleConfig) -> None:
         raise ValueError(f"steps must be between 1 and 1000, got {cfg.steps}")
     if not cfg.guidance >= 0:
         raise ValueError(f"guidance must be >= 0, got {cfg.guidance}")
+    if cfg.guidance_high is not None and not cfg.guidance_high >= 0:
+        raise ValueError(f"guidance_high must be >= 0, got {cfg.guidance_high}")
     get_sampler(cfg.solver)
     if not cfg.cache >= 0:
         raise ValueError(f"cache threshold must be >= 0, got {cfg.cache}")
@@ -79,11 +81,21 @@ class TextToVideo:
             self.high_noise = (torch.compile(expert.eval(), dynamic=True) if compile else expert.eval(), float(boundary))
         self.last_stats = {"calls": 0, "skipped": 0}
 
+    def _is_high_noise(self, t: torch.Tensor) -> bool:
+        """Whether the high-noise expert predicts at time t (B,), all equal while sampling."""
+        return self.high_noise is not None and float(t.flatten()[0]) >= self.high_noise[1]
+
     def _dit_for(self, t: torch.Tensor):
-        """The DiT that predicts at time t (B,), all equal while sampling."""
-        if self.high_noise is not None and float(t.flatten()[0]) >= self.high_noise[1]:
-            return self.high_noise[0]
-        return self.dit_fn
+        return self.high_noise[0] if self._is_high_noise(t) else self.dit_fn
+
+    def guidance_at(self, cfg: SampleConfig):
+        """cfg.guidance, or a function of t: cfg.guidance_high while the high-noise expert predicts."""
+        if cfg.guidance_high is None:
+            return cfg.guidance
+        if self.high_noise is None:
+            raise ValueError(f"guidance_high={cfg.guidance_high} needs a model with a high-noise expert "
+                             "(dit_high.safetensors); this one has none: use guidance alone")
+        return lambda t: cfg.guidance_high if self._is_high_noise(t) else cfg.guidance
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device="cpu", compile: bool = False) -> "TextToVideo":
@@ -165,7 +177,7 @@ class TextToVideo:
         if source is not None:
             ts = truncated_ts(ts, strength)
             x = interpolate(source.to(self.device).expand_as(noise), noise, torch.full((n,), float(ts[0]), device=self.device))
-        model_fn = cfg_model_fn(self._velocity_fn(prompts, cfg.negative_prompt, conditions), cfg.guidance)
+        model_fn = cfg_model_fn(self._velocity_fn(prompts, cfg.negative_prompt, conditions), self.guidance_at(cfg))
         model_fn, self.last_stats = step_cache(model_fn, cfg.cache)      # {"calls", "skipped"}; cache 0 never skips
         steps = len(ts) - 1
         cb = None if callback is None else (lambda d: callback({**d, "steps": steps}))

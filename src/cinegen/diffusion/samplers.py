@@ -115,15 +115,19 @@ def step_cache(model_fn, threshold: float):
     return cached, stats
 
 
-def cfg_model_fn(velocity_fn, scale: float):
+def cfg_model_fn(velocity_fn, scale):
     """Classifier-free guidance: v = v_neg + scale * (v_pos - v_neg), both from one batched call.
 
     velocity_fn(x2, t2) is called with the batch doubled ([positive; negative] prompts are the caller's
     business: it knows which text goes with which half). scale == 1 skips the negative half entirely.
+    scale: a number, or a function of t (B,) giving one (a scale per expert, per noise level).
     """
+    scale_at = scale if callable(scale) else (lambda t: scale)
+
     def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if scale == 1.0:
+        s = float(scale_at(t))
+        if s == 1.0:
             return velocity_fn(x, t, guided=False)
         v_pos, v_neg = velocity_fn(torch.cat([x, x]), torch.cat([t, t]), guided=True).chunk(2)
-        return v_neg + scale * (v_pos - v_neg)
+        return v_neg + s * (v_pos - v_neg)
     return model_fn
