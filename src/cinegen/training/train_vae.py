@@ -222,6 +222,7 @@ class LoggedMeans:
     def add(self, kind: str, loss: torch.Tensor, parts: dict) -> None:
         sums = self.sums.setdefault(kind, {})
         for name, value in [("loss", loss), *((p, parts[p]) for p in self.PARTS if p in parts)]:
+            value = value.detach() if isinstance(value, torch.Tensor) else value    # the loss still holds its graph
             sums[name] = sums.get(name, 0.0) + float(value)
         self.counts[kind] = self.counts.get(kind, 0) + 1
 
