@@ -58,6 +58,8 @@ def test_wan_generate_is_deterministic_and_modes_refuse(tiny_wan_dir, tmp_path):
     assert a.shape == (9, 32, 32, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
     with pytest.raises(ValueError, match="multiple of 16"):
         pipe.generate("a blue box", SampleConfig(width=30))
+    with pytest.raises(ValueError, match="guidance_high=6.0 applies to cinegen models"):
+        pipe.generate("a blue box", SampleConfig(guidance_high=6.0))             # not silently ignored
     (tmp_path / "s.png").write_bytes(b"")
     from PIL import Image
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "s.png")
