@@ -248,14 +248,6 @@ def _sample_config(seconds, size, steps, seed, guidance, solver, negative, fps, 
 GUIDANCE_HIGH_HELP = "guidance while the high-noise expert predicts (default: --guidance)"
 
 
-def _check_guidance_high(pipe, cfg: C.SampleConfig) -> None:
-    """A --guidance-high the model cannot use fails before the long run, not after it."""
-    try:
-        pipe.guidance_at(cfg)
-    except ValueError as e:
-        _fail(str(e))
-
-
 def _load_pipeline(model: Optional[Path], diffusers_ok: bool = False, compile: bool = False):
     """Our own model folder, or (for plain text-to-video) a local Diffusers pipeline such as Wan2.1."""
     from cinegen.peers import DiffusersVideo, is_diffusers_folder
@@ -471,7 +463,7 @@ def eval_cmd(
     earlier = _read_report(compare) if compare else None       # read first: a bad file fails before the long run
     cfg = _sample_config(seconds, size, steps, seed, guidance, solver, "", 8.0, guidance_high=guidance_high)
     pipe = _load_pipeline(model)
-    _check_guidance_high(pipe, cfg)
+    _run_mode(pipe.guidance_at, cfg)        # a --guidance-high the model cannot use fails before the long run
     holdout = tuple(getattr(pipe.dit, "extra", {}).get("holdout", ()))
     roundtrip = getattr(pipe, "roundtrip", None)            # our autoencoder's ceiling (a Diffusers folder has none)
     with progress_bar_ctx() as bar:
