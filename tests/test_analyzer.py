@@ -1,7 +1,8 @@
 import numpy as np
+from scipy import ndimage
 
 from cinegen.data.world import ObjectSpec, SceneSpec, parse_caption, render_scene
-from cinegen.eval.analyzer import Track, analyze, classify_shape, motion_ok
+from cinegen.eval.analyzer import Track, analyze, classify_background, classify_shape, colour_labels, motion_ok
 from cinegen.eval.run import heldout_scenes, seen_scenes
 
 
@@ -23,6 +24,26 @@ def test_wrong_prompt_scores_low():
     right = analyze(clip.video, parse_caption("a large red ball moves left on a black background"))
     wrong = analyze(clip.video, parse_caption("a large blue box moves right on a gray background"))
     assert right.score == 1.0 and wrong.score == 0.0
+
+
+def _soft_edged(video: np.ndarray, sigma: float) -> np.ndarray:
+    """A rendered clip with its edges blurred over a few pixels, as the decoder draws them."""
+    return np.clip(ndimage.gaussian_filter(video.astype(np.float32), (0, sigma, sigma, 0)), 0, 255).astype(np.uint8)
+
+
+def test_a_soft_edged_object_does_not_change_the_background():
+    """A large object's blurred edge is no vocabulary colour; counted as background it made black read as
+    'unknown' (its spread above 20). The margin around vocabulary colours keeps it out; the plain non-vocabulary
+    pixels here do spread over 20, so without the margin this clip would fail."""
+    for caption, background in (("a large cyan box moves left on a black background", "black"),
+                                ("a large yellow ball falls on a gray background", "gray"),
+                                ("a large orange ring bounces on a sky background", "sky")):
+        video = _soft_edged(render_scene(parse_caption(caption), 64, 64, 17).video, sigma=2.5)
+        labels = colour_labels(video)
+        assert classify_background(video, labels) == background, caption
+    box = _soft_edged(render_scene(parse_caption("a large cyan box moves left on a black background"), 64, 64, 17).video, 2.5)
+    assert box[colour_labels(box) < 0].astype(np.float32).std(0).mean() > 20
+    assert classify_background(box, colour_labels(box)) != "gray"
 
 
 def test_shapes_are_told_apart():
