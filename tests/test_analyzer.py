@@ -118,6 +118,8 @@ def test_evaluate_scores_autoencoder_round_trips_as_the_models_ceiling(tiny_pipe
     assert blank["splits"]["seen"]["autoencoder"]["by_attribute"]["colour"] == 0.0
     real = evaluate(tiny_pipe.generate, holdout, cfg, n_seen=2, n_heldout=1, roundtrip_fn=tiny_pipe.roundtrip)
     assert real["splits"]["heldout"]["autoencoder"]["clips"] == 1
+    from cinegen.eval.analyzer import ANALYZER_VERSION
+    assert real["analyzer"] == ANALYZER_VERSION        # compare refuses to pair reports of other versions
     assert "autoencoder" not in evaluate(tiny_pipe.generate, holdout, cfg, n_seen=1, n_heldout=0)["splits"]["seen"]
 
 

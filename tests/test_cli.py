@@ -66,6 +66,11 @@ def test_paired_difference_pairs_clips_and_refuses_other_prompts():
     assert d["change"] == pytest.approx(0.025) and d["stderr"] == pytest.approx(0.025)
     with pytest.raises(ValueError, match="different seen prompts"):
         paired_difference(report([0.2] * 4), report([0.2] * 4, prompts="abce"))
+    # a report scored by another analyzer version (or one from before versions were written) does not pair
+    newer = dict(report([0.2] * 4), analyzer="2099-01-01")
+    with pytest.raises(ValueError, match="different analyzer versions"):
+        paired_difference(report([0.2] * 4), newer)
+    assert paired_difference(newer, dict(newer))["seen"]["change"] == 0
 
 
 def _report(scores, prompts="abcd"):

@@ -28,7 +28,15 @@ from cinegen.data.world import (
     random_scene,
     render_scene,
 )
-from cinegen.eval.analyzer import COLOUR_NAMES, analyze, colour_labels, displacement, track_colour
+from cinegen.eval.analyzer import (
+    ANALYZER_BEFORE_VERSIONS,
+    ANALYZER_VERSION,
+    COLOUR_NAMES,
+    analyze,
+    colour_labels,
+    displacement,
+    track_colour,
+)
 from cinegen.training.checkpoint import atomic_write
 
 EVAL_BACKGROUNDS = ("black", "gray", "sky")     # photos are scored in training data, not here: see MODEL_CARD.md
@@ -85,7 +93,7 @@ def evaluate(generate_fn, holdout: tuple[str, ...], cfg: SampleConfig, n_seen: i
     clips are scored as "autoencoder" per split.
     """
     splits = {"seen": seen_scenes(n_seen, holdout, seed), "heldout": heldout_scenes(n_heldout, holdout, seed)}
-    result: dict = {"sample_config": cfg.__dict__, "holdout": list(holdout), "splits": {}}
+    result: dict = {"analyzer": ANALYZER_VERSION, "sample_config": cfg.__dict__, "holdout": list(holdout), "splits": {}}
     for name, scenes in splits.items():
         gen_reports, real_reports, rt_reports, rows = [], [], [], []
         for i, scene in enumerate(scenes):
@@ -164,6 +172,10 @@ def pooled_difference(pairs: list[tuple[dict, dict]]) -> dict:
     `--seed 1`): the clip differences of every pair are pooled, so the standard error is that of all clips. Per
     attribute: pass rates before and after, and the paired change of each clip's pass rate with its standard error
     (over the clips that check that attribute)."""
+    versions = {r.get("analyzer", ANALYZER_BEFORE_VERSIONS) for pair in pairs for r in pair}
+    if len(versions) > 1:
+        raise ValueError(f"the reports were scored by different analyzer versions ({', '.join(sorted(versions))}): "
+                         "re-run the older ones with this cinegen")
     out = {}
     for split in dict.fromkeys(s for before, _ in pairs for s in before["splits"]):
         ca, cb = [], []
