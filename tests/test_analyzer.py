@@ -2,7 +2,7 @@ import numpy as np
 from scipy import ndimage
 
 from cinegen.data.world import ObjectSpec, SceneSpec, parse_caption, render_scene
-from cinegen.eval.analyzer import Track, analyze, classify_background, classify_shape, colour_labels, motion_ok
+from cinegen.eval.analyzer import ANALYZER_VERSION, Track, analyze, classify_background, classify_shape, colour_labels, motion_ok
 from cinegen.eval.run import heldout_scenes, seen_scenes
 
 
@@ -35,13 +35,13 @@ def test_a_soft_edged_object_does_not_change_the_background():
     """A large object's blurred edge is no vocabulary colour; counted as background it made black read as
     'unknown' (its spread above 20). The margin around vocabulary colours keeps it out; the plain non-vocabulary
     pixels here do spread over 20, so without the margin this clip would fail."""
-    for caption, background in (("a large cyan box moves left on a black background", "black"),
-                                ("a large yellow ball falls on a gray background", "gray"),
-                                ("a large orange ring bounces on a sky background", "sky")):
-        video = _soft_edged(render_scene(parse_caption(caption), 64, 64, 17).video, sigma=2.5)
-        labels = colour_labels(video)
-        assert classify_background(video, labels) == background, caption
-    box = _soft_edged(render_scene(parse_caption("a large cyan box moves left on a black background"), 64, 64, 17).video, 2.5)
+    clips = {background: _soft_edged(render_scene(parse_caption(caption), 64, 64, 17).video, sigma=2.5)
+             for caption, background in (("a large cyan box moves left on a black background", "black"),
+                                         ("a large yellow ball falls on a gray background", "gray"),
+                                         ("a large orange ring bounces on a sky background", "sky"))}
+    for background, video in clips.items():
+        assert classify_background(video, colour_labels(video)) == background
+    box = clips["black"]
     assert box[colour_labels(box) < 0].astype(np.float32).std(0).mean() > 20
     assert classify_background(box, colour_labels(box)) != "gray"
 
@@ -118,7 +118,6 @@ def test_evaluate_scores_autoencoder_round_trips_as_the_models_ceiling(tiny_pipe
     assert blank["splits"]["seen"]["autoencoder"]["by_attribute"]["colour"] == 0.0
     real = evaluate(tiny_pipe.generate, holdout, cfg, n_seen=2, n_heldout=1, roundtrip_fn=tiny_pipe.roundtrip)
     assert real["splits"]["heldout"]["autoencoder"]["clips"] == 1
-    from cinegen.eval.analyzer import ANALYZER_VERSION
     assert real["analyzer"] == ANALYZER_VERSION        # compare refuses to pair reports of other versions
     assert "autoencoder" not in evaluate(tiny_pipe.generate, holdout, cfg, n_seen=1, n_heldout=0)["splits"]["seen"]
 

@@ -22,13 +22,14 @@ from cinegen.data.world import COLOURS, ObjectSpec, SceneSpec
 COLOUR_NAMES = list(COLOURS)
 PALETTE = np.array([COLOURS[c] for c in COLOUR_NAMES], np.float32)     # (K, 3)
 MAX_COLOUR_DIST = 45.0        # RGB distance for a vocabulary colour; the sky's blue and the ground's green sit 52-64 away
+MIN_PRESENT = 0.5             # an object must be visible in at least this share of frames
+EDGE_MARGIN = 3               # pixels (at 64x64) around vocabulary colours left out of the background: decoded edges
+MIN_BACKGROUND = 0.1          # the share of the video that must remain for the margin to apply
+
 # Written into every eval report; `compare` refuses to pair reports of different versions, since a changed check
 # would read as a change of model. Bump it whenever a check changes.
 ANALYZER_VERSION = "2026-11-27"
 ANALYZER_BEFORE_VERSIONS = "before 2026-11-27"       # what a report without the field was scored by
-MIN_PRESENT = 0.5             # an object must be visible in at least this share of frames
-EDGE_MARGIN = 3               # pixels (at 64x64) around vocabulary colours left out of the background: decoded edges
-MIN_BACKGROUND = 0.1          # the share of the video that must remain for the margin to apply
 
 
 @dataclass
