@@ -70,15 +70,31 @@ def test_cache_stores_object_maps_and_adds_them_to_an_old_cache(tiny_cache, tmp_
     for key, b in loaded.buckets.items():
         assert b.objects.shape == (len(b.latents), 1, *b.latents.shape[2:])
         assert torch.equal(b.objects, cache.buckets[key].objects) and b.objects.sum() > 0
-    # the same file without its maps, as caches were before them: add_object_maps renders them back exactly
+        n, k = b.shapes.shape
+        assert b.tracks.shape == (n, k, 5, 3) and torch.equal(b.tracks, cache.buckets[key].tracks)
+        assert torch.equal(b.shapes, cache.buckets[key].shapes) and (b.shapes[:, 0] >= 0).all()
+    # the same file without its maps and tracks, as caches were before them: add_object_maps renders them back
     old = tmp_path / "old.safetensors"
     with safe_open(str(path), framework="pt") as f:
-        save_file({k: f.get_tensor(k) for k in f.keys() if not k.startswith("objects.")}, str(old), f.metadata())
+        save_file({k: f.get_tensor(k) for k in f.keys() if not k.startswith(("objects.", "tracks.", "shapes."))},
+                  str(old), f.metadata())
     assert not cache_has_object_maps(old) and load_latent_cache(old).buckets[(5, 32, 32)].objects is None
     add_object_maps(old)
     assert cache_has_object_maps(old)
     for key, b in load_latent_cache(old).buckets.items():
         assert torch.equal(b.objects, loaded.buckets[key].objects)
+        assert torch.equal(b.tracks, loaded.buckets[key].tracks) and torch.equal(b.shapes, loaded.buckets[key].shapes)
+
+
+def test_object_tracks_are_the_renderers_tracks_and_shapes():
+    from cinegen.data.latent_cache import object_tracks
+    from cinegen.data.world import SHAPES
+    scene = SceneSpec((ObjectSpec("red", "ring", "large", "moves left"), ObjectSpec("blue", "triangle", "small",
+                                                                                    "stays still")), "gray")
+    clip = render_scene(scene, 64, 64, 9, seed=2)
+    tracks, shapes = object_tracks(clip)
+    assert tracks.shape == (3, 9, 3) and shapes.tolist() == [SHAPES.index("ring"), SHAPES.index("triangle"), -1]
+    assert torch.allclose(tracks[1], torch.from_numpy(clip.tracks[1]).float()) and (tracks[2] == 0).all()
 
 
 def test_add_object_maps_refuses_a_cache_its_data_config_does_not_reproduce(tiny_cache, tmp_path):

@@ -136,6 +136,10 @@ class TrainConfig:
     # Objects are a few percent of the cells, so an unweighted loss is mostly background (the VAE's edge_weight
     # answers the same problem in pixels); 0 = plain flow-matching loss
     object_weight: float = 0.0
+    # weight of the DiT shape loss (training.shape_loss.DiTShapeTerm): the decoded first frame of the model's clean
+    # estimate, read by a small shape classifier, at training times t <= shape_t_max; 0 = off
+    shape_weight: float = 0.0
+    shape_t_max: float = 0.5
 
 
 @dataclass(frozen=True)

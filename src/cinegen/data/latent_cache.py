@@ -2,8 +2,10 @@
 
 Encoding every clip once (instead of every step) is what makes DiT training affordable on a CPU.
 Keys: `latents.<T>x<H>x<W>` (N, C, t, h, w) and `captions.<T>x<H>x<W>` (N, K) indices into the caption table;
-`objects.<T>x<H>x<W>` (N, 1, t, h, w), 1 where a latent cell touches an object (for `--object-weight`; caches
-from before it lack the key, and `add_object_maps` re-renders their clips to add it);
+`objects.<T>x<H>x<W>` (N, 1, t, h, w), 1 where a latent cell touches an object (for `--object-weight`), with
+`tracks.<T>x<H>x<W>` (N, K, T, 3) each object's (x, y, radius) in pixels per frame and `shapes.<T>x<H>x<W>` (N, K)
+its index in data.world.SHAPES, -1 for no object (for `--shape-weight`); caches from before them lack the keys,
+and `add_object_maps` re-renders their clips to add them;
 `text_emb` (N_captions, S, Dt) and `text_len` (N_captions,). Metadata: `captions` (JSON list; index 0 is the
 empty prompt used for classifier-free guidance), `data_config`, `vae_config`.
 """
@@ -22,7 +24,7 @@ from safetensors.torch import save_file
 
 from cinegen.config import DataConfig, TextConfig, VAEConfig, from_dict, to_dict
 from cinegen.data.clips import render_pool, video_to_tensor
-from cinegen.data.world import Clip, canonical_caption, paraphrase_caption
+from cinegen.data.world import SHAPES, Clip, canonical_caption, paraphrase_caption
 from cinegen.training.checkpoint import atomic_write
 from cinegen.training.common import progress_bar
 
@@ -34,6 +36,8 @@ class LatentBucket:
     latents: torch.Tensor        # (N, C, t, h, w)
     captions: torch.Tensor       # (N, K) long indices into the caption table
     objects: torch.Tensor | None = None   # (N, 1, t, h, w) 1 where a latent cell touches an object, else 0
+    tracks: torch.Tensor | None = None    # (N, K, T, 3) per object and pixel frame: x, y, radius in pixels
+    shapes: torch.Tensor | None = None    # (N, K) long index into data.world.SHAPES, -1 where there is no object
 
 
 @dataclass
@@ -69,7 +73,7 @@ def build_latent_cache(vae, text_encoder, data: DataConfig, path: Path, batch: i
                     texts = [c.caption, canonical_caption(c.scene)] + [paraphrase_caption(c.scene, rng)
                                                                        for _ in range(CAPTIONS_PER_CLIP - 2)]
                     grouped[tuple(shape)].append((zi, [index.setdefault(t, len(index)) for t in texts],
-                                                  object_map(c, vae.cfg)))
+                                                  object_map(c, vae.cfg), *object_tracks(c)))
             bar.advance(task, len(chunk))
     captions = list(index)
     from cinegen.models.text_encoder import pad_embeddings
@@ -78,11 +82,16 @@ def build_latent_cache(vae, text_encoder, data: DataConfig, path: Path, batch: i
         emb, mask = text_encoder.encode(captions[start:start + 256])                          # (n, S, Dt)
         per_caption += [e[:m.sum()] for e, m in zip(emb, mask)]
     emb, mask = pad_embeddings(per_caption)                                                   # (N, S, Dt)
-    buckets = {k: LatentBucket(torch.stack([z for z, _, _ in v]), torch.tensor([c for _, c, _ in v]),
-                               torch.stack([m for _, _, m in v])) for k, v in grouped.items()}
+    buckets = {k: _bucket(v) for k, v in grouped.items()}
     cache = LatentCache(buckets, emb, mask.sum(1), captions)
     save_latent_cache(cache, path, data, vae.cfg, text_encoder.cfg)
     return cache
+
+
+def _bucket(items: list) -> LatentBucket:
+    """items: one (latents, caption indices, object map, tracks, shapes) per clip of one grid."""
+    z, caps, maps, tracks, shapes = zip(*items)
+    return LatentBucket(torch.stack(z), torch.tensor(caps), torch.stack(maps), torch.stack(tracks), torch.stack(shapes))
 
 
 def save_latent_cache(cache: LatentCache, path: Path, data: DataConfig, vae_cfg, text_cfg=None) -> None:
@@ -92,6 +101,9 @@ def save_latent_cache(cache: LatentCache, path: Path, data: DataConfig, vae_cfg,
         tensors[f"captions.{t}x{h}x{w}"] = b.captions.contiguous()
         if b.objects is not None:
             tensors[f"objects.{t}x{h}x{w}"] = b.objects.to(torch.uint8).contiguous()
+        if b.tracks is not None:
+            tensors[f"tracks.{t}x{h}x{w}"] = b.tracks.float().contiguous()
+            tensors[f"shapes.{t}x{h}x{w}"] = b.shapes.long().contiguous()
     meta = {"captions": json.dumps(cache.captions), "data_config": json.dumps(to_dict(data)),
             "vae_config": json.dumps(to_dict(vae_cfg))}
     if text_cfg is not None:
@@ -112,8 +124,11 @@ def load_latent_cache(path: Path, text_cfg=None) -> LatentCache:
             if key.startswith("latents."):
                 shape = tuple(int(v) for v in key.split(".", 1)[1].split("x"))
                 grid = key.split(".", 1)[1]
-                objects = f.get_tensor("objects." + grid).float() if "objects." + grid in f.keys() else None
-                buckets[shape] = LatentBucket(f.get_tensor(key), f.get_tensor("captions." + grid), objects)
+                extra = {name: f.get_tensor(f"{name}.{grid}") for name in ("objects", "tracks", "shapes")
+                         if f"{name}.{grid}" in f.keys()}
+                if "objects" in extra:
+                    extra["objects"] = extra["objects"].float()
+                buckets[shape] = LatentBucket(f.get_tensor(key), f.get_tensor("captions." + grid), **extra)
         emb, length = f.get_tensor("text_emb"), f.get_tensor("text_len")
     return LatentCache(buckets, emb, length, json.loads(meta["captions"]))
 
@@ -142,18 +157,30 @@ def object_map(clip: Clip, vae_cfg: VAEConfig) -> torch.Tensor:
     return torch.cat([first, rest], 2)[0]                                          # (1, t, h, w)
 
 
+def object_tracks(clip: Clip, max_objects: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tracks (K, T, 3), shapes (K,)) of one clip, K = max_objects: each object's (x, y, radius) in pixels per
+    frame, as data.world drew it, and its index in SHAPES; a missing object has track 0 and shape -1."""
+    tracks = torch.zeros(max_objects, clip.video.shape[0], 3)
+    shapes = torch.full((max_objects,), -1, dtype=torch.long)
+    for k, obj in enumerate(clip.scene.objects[:max_objects]):
+        tracks[k] = torch.from_numpy(np.asarray(clip.tracks[k], dtype=np.float32))
+        shapes[k] = SHAPES.index(obj.shape)
+    return tracks, shapes
+
+
 def cache_has_object_maps(path: Path) -> bool:
-    """Whether the cache file holds an object map for every bucket (reads the key list, not the tensors)."""
+    """Whether the cache file holds object maps, tracks and shapes for every bucket (reads the key list only)."""
     with safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
     grids = [k.split(".", 1)[1] for k in keys if k.startswith("latents.")]
-    return all("objects." + g in keys for g in grids)
+    return all(f"{name}.{g}" in keys for g in grids for name in ("objects", "tracks", "shapes"))
 
 
 def add_object_maps(path: Path) -> LatentCache:
-    """Adds object maps to a cache built before they existed. The clips are re-rendered from the cache's own data
-    config (rendering is deterministic per clip and far cheaper than encoding); each clip's caption must match the
-    cached one, or the cache is refused rather than paired with the wrong maps. Rewrites the file atomically."""
+    """Adds object maps, tracks and shapes to a cache built before they existed. The clips are re-rendered from the
+    cache's own data config (rendering is deterministic per clip and far cheaper than encoding); each clip's
+    caption must match the cached one, or the cache is refused rather than paired with the wrong objects.
+    Rewrites the file atomically."""
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
     data = from_dict(DataConfig, json.loads(meta["data_config"]))
@@ -169,6 +196,7 @@ def add_object_maps(path: Path) -> LatentCache:
             raise ValueError(f"latent cache {path}: re-rendering its data config does not give its clips back "
                              f"(bucket {key}: {len(clips)} clips rendered, {len(bucket.latents)} cached)")
         bucket.objects = torch.stack([object_map(c, vae_cfg) for c in clips])
+        bucket.tracks, bucket.shapes = (torch.stack(x) for x in zip(*[object_tracks(c) for c in clips]))
     text_cfg = from_dict(TextConfig, json.loads(meta["text_config"])) if "text_config" in meta else None
     save_latent_cache(cache, path, data, vae_cfg, text_cfg)
     return cache

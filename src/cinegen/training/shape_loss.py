@@ -1,4 +1,6 @@
-"""The decoder's shape loss: crops around every rendered object, read by a ShapeReader trained on rendered frames.
+"""Shape losses: crops around every rendered object, read by a frozen ShapeReader trained on rendered frames.
+The decoder's (train-vae --set shape_weight) reads decoded DiT latents; the DiT's (train --shape-weight, DiTShapeTerm)
+reads the first frame the decoder draws from the DiT's own clean-latent estimate.
 
     tracks: (B, K, T, 3) per object and frame (x, y, radius) in pixels, as data.world draws them;
     shapes: (B, K) index into data.world.SHAPES, -1 where a clip has fewer than K objects.
@@ -7,6 +9,9 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -14,9 +19,11 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from cinegen.data.clips import video_to_tensor
-from cinegen.data.world import SHAPES, Clip
+from cinegen.data.latent_cache import object_tracks
+from cinegen.data.world import Clip
 from cinegen.models.shape_reader import ShapeReader
-from cinegen.training.common import progress_bar
+from cinegen.training import checkpoint as ckpt_io
+from cinegen.training.common import DistInfo, broadcast_module, progress_bar
 
 log = logging.getLogger(__name__)
 CROP = 16          # pixels of a crop's side
@@ -25,14 +32,8 @@ SPAN = 1.6         # a crop reaches SPAN radii from the object's centre: the who
 
 def clip_tracks(clips: list[Clip], max_objects: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     """(tracks (N, K, T, 3), shapes (N, K)) of clips of one length; missing objects have shape -1, track 0."""
-    frames = clips[0].video.shape[0]
-    tracks = torch.zeros(len(clips), max_objects, frames, 3)
-    shapes = torch.full((len(clips), max_objects), -1, dtype=torch.long)
-    for n, clip in enumerate(clips):
-        for k, obj in enumerate(clip.scene.objects[:max_objects]):
-            tracks[n, k] = torch.from_numpy(clip.tracks[k])
-            shapes[n, k] = SHAPES.index(obj.shape)
-    return tracks, shapes
+    tracks, shapes = zip(*[object_tracks(c, max_objects) for c in clips])
+    return torch.stack(tracks), torch.stack(shapes)
 
 
 def object_crops(video: torch.Tensor, tracks: torch.Tensor, jitter: torch.Tensor | None = None) -> torch.Tensor:
@@ -108,3 +109,53 @@ def reader_accuracy(reader: ShapeReader, videos: torch.Tensor, tracks: torch.Ten
     """Share of present objects (every frame) whose shape the reader names."""
     logits, labels = _read(reader, videos, tracks, shapes)
     return float((logits.argmax(1) == labels).float().mean())
+
+
+def load_or_train_reader(path: Path, clips: Callable[[], list[Clip]], steps: int, config, info: DistInfo,
+                         device: torch.device) -> ShapeReader:
+    """A run's frozen reader, on `device`: resumed from `path`, so that a resumed run keeps its loss, or trained
+    (rank 0) on clips() and saved there. Under torchrun every rank takes rank 0's weights: one reader, one loss."""
+    reader = ShapeReader()
+    if path.exists():
+        reader.load_state_dict(ckpt_io.load_checkpoint(path)["model"])
+    elif info.main:
+        train_clips = clips()
+        reader, accuracy = train_shape_reader(train_clips, steps=steps)
+        log.info("shape reader: %.3f of the objects' shapes read right on %d held-out rendered clips", accuracy,
+                 max(1, len(train_clips) // 10))
+        ckpt_io.save_checkpoint(path, "shape_reader", config, reader, extra={"accuracy": accuracy})
+    reader = reader.to(device).eval().requires_grad_(False)
+    broadcast_module(reader, info)
+    return reader
+
+
+@dataclass
+class DiTShapeTerm:
+    """The DiT's shape loss. The flow-matching loss weighs a wrong outline little: a small object's shape is a few
+    latent numbers. Here the frozen decoder draws the first frame of the DiT's clean-latent estimate
+    x0_hat = x_t - t * v (first frame only: the causal decoder draws it alone, about 10 ms a clip on a CPU) and the
+    frozen reader names each object's shape there; its cross-entropy, times `weight`, joins the loss. Samples with
+    t above `t_max` (x0_hat is a blur there) or whose first frame is given as conditioning are left out."""
+    vae: torch.nn.Module          # frozen VideoVAE: decode() takes normalised latents
+    reader: ShapeReader           # frozen
+    weight: float
+    t_max: float = 0.5
+    total: float = 0.0            # running sum and count of the cross-entropy, for the training log
+    count: int = 0
+
+    def __call__(self, xt: torch.Tensor, v: torch.Tensor, t: torch.Tensor, given: torch.Tensor,
+                 tracks: torch.Tensor, shapes: torch.Tensor) -> torch.Tensor:
+        """xt, v (B, C, T, h, w); t (B,); given (B,) bool: first frame given; tracks (B, K, T', 3); shapes (B, K)."""
+        use = (t <= self.t_max) & ~given                                             # (B,)
+        if not use.any() or not (shapes[use] >= 0).any():
+            return v.sum() * 0.0                                                       # keeps every rank's graph alike
+        x0 = xt[use, :, :1] - t[use].view(-1, 1, 1, 1, 1) * v[use, :, :1]              # (b, C, 1, h, w)
+        frame = self.vae.decode(x0.float()).clamp(-1, 1)                               # (b, 3, 1, H, W)
+        loss = shape_loss(self.reader, frame, tracks[use][:, :, :1], shapes[use])
+        self.total, self.count = self.total + loss.item(), self.count + 1
+        return self.weight * loss
+
+    def report(self) -> str:
+        mean = self.total / max(self.count, 1)
+        self.total, self.count = 0.0, 0
+        return f"{mean:.3f}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ from cinegen.training.common import (
     teardown_distributed,
     update_ema,
 )
+from cinegen.training.shape_loss import DiTShapeTerm
 
 log = logging.getLogger(__name__)
 # (latent frames to keep, probability): full clips mostly, some short clips, some single images (t2i)
@@ -59,8 +61,16 @@ class TimeBinnedLoss:
         return " ".join(f"{m:.3f}" for m in means)
 
 
-def sample_batch(cache: LatentCache, rng: np.random.Generator, batch_size: int, text_dropout: float):
-    """One bucket's batch: x0 (B, C, T, H, W), caption indices (B,), object maps (B, 1, T, H, W) or None."""
+class Batch(NamedTuple):
+    x0: torch.Tensor                      # (B, C, T, H, W) latents
+    caps: torch.Tensor                    # (B,) caption indices, 0 = the empty prompt
+    objects: torch.Tensor | None          # (B, 1, T, H, W) object maps, or None for a cache without them
+    tracks: torch.Tensor | None = None    # (B, K, T_pixels, 3) object tracks in pixels (uncropped), or None
+    shapes: torch.Tensor | None = None    # (B, K) shape indices, -1 for no object, or None
+
+
+def sample_batch(cache: LatentCache, rng: np.random.Generator, batch_size: int, text_dropout: float) -> Batch:
+    """One bucket's batch, temporally cropped to whole clips, short clips or single images."""
     keys = list(cache.buckets)
     sizes = np.array([len(cache.buckets[k].latents) for k in keys], dtype=float)
     bucket = cache.buckets[keys[int(rng.choice(len(keys), p=sizes / sizes.sum()))]]
@@ -70,13 +80,17 @@ def sample_batch(cache: LatentCache, rng: np.random.Generator, batch_size: int, 
     caps = bucket.captions[idx, rng.integers(bucket.captions.shape[1], size=batch_size)]    # (B,)
     caps[torch.from_numpy(rng.random(batch_size) < text_dropout)] = 0                       # 0 = empty prompt
     objects = None if bucket.objects is None else bucket.objects[idx][:, :, :keep]          # (B, 1, T, H, W)
-    return x0, caps, objects
+    if bucket.tracks is None:
+        return Batch(x0, caps, objects)
+    return Batch(x0, caps, objects, bucket.tracks[idx], bucket.shapes[idx])             # (B, K, T', 3), (B, K)
 
 
 def training_loss(model, cache: LatentCache, x0, caps, flow: FlowConfig, cond_prob: float, gen,
-                  weight: torch.Tensor | None = None) -> tuple:
+                  weight: torch.Tensor | None = None, shape: DiTShapeTerm | None = None,
+                  tracks: torch.Tensor | None = None, shapes: torch.Tensor | None = None) -> tuple:
     """Flow-matching loss on a batch with random conditioning masks. Returns (mean loss, t, per-sample loss).
-    weight: (B, 1, T, H, W) per-cell loss weights (object cells weighted up), or None for uniform."""
+    weight: (B, 1, T, H, W) per-cell loss weights (object cells weighted up), or None for uniform.
+    shape: the shape term, added to the mean loss, with the batch's tracks (B, K, T', 3) and shapes (B, K)."""
     b, _, t_len, h, w = x0.shape
     text, text_mask = cache.text(caps)
     pt, ph, pw = _patch(model)
@@ -86,9 +100,18 @@ def training_loss(model, cache: LatentCache, x0, caps, flow: FlowConfig, cond_pr
     noise = torch.randn(x0.shape, generator=gen)
     dev = next(model.parameters()).device
     loss_mask = (1 - mask) if weight is None else (1 - mask) * weight                       # (B, 1, T, H, W)
-    per_sample = flow_loss(lambda xt, tt: model(xt, tt, text.to(dev), text_mask.to(dev), None if cond is None else cond.to(dev)),
-                           x0.to(dev), t.to(dev), noise.to(dev), loss_mask=loss_mask.to(dev))
-    return per_sample.mean(), t, per_sample
+    seen = {}
+
+    def predict(xt, tt):                  # keeps x_t and v: the shape term needs the model's clean estimate
+        seen["xt"], seen["v"] = xt, model(xt, tt, text.to(dev), text_mask.to(dev), None if cond is None else cond.to(dev))
+        return seen["v"]
+
+    per_sample = flow_loss(predict, x0.to(dev), t.to(dev), noise.to(dev), loss_mask=loss_mask.to(dev))
+    loss = per_sample.mean()
+    if shape is not None:
+        given = mask[:, :, 0].flatten(1).amax(1) > 0                                       # (B,) first frame given
+        loss = loss + shape(seen["xt"], seen["v"], t.to(dev), given.to(dev), tracks.to(dev), shapes.to(dev))
+    return loss, t, per_sample
 
 
 def _patch(model):
@@ -100,17 +123,21 @@ def _conditioning(model) -> bool:
 
 
 def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: LatentCache, out: Path,
-              extra: dict | None = None, init: VideoDiT | None = None, time_limit: float | None = None) -> Path:
+              extra: dict | None = None, init: VideoDiT | None = None, time_limit: float | None = None,
+              shape: DiTShapeTerm | None = None) -> Path:
     """Trains (or resumes) the DiT; out/last.safetensors every ckpt_every steps, out/dit.safetensors at the end.
 
     extra: JSON-able facts stored with the weights (holdout list, training command) for the model card and eval.
     init: a trained DiT to start from (same width, equal or smaller depth: check it with check_growable before
     building the latent cache; see grow_from); a resumed run's own checkpoint wins over it.
     time_limit: seconds of training after which the run checkpoints and finalises early (a lent GPU's lease).
+    shape: the DiT shape loss (frozen decoder and reader on the training device), or None.
     """
     extra = {**(extra or {}), "flow": flow.__dict__, "train": train.__dict__}
     if train.object_weight and any(b.objects is None for b in cache.buckets.values()):
         raise ValueError("object_weight needs a latent cache with object maps (data.latent_cache.add_object_maps)")
+    if shape is not None and any(b.tracks is None for b in cache.buckets.values()):
+        raise ValueError("the shape loss needs a latent cache with object tracks (data.latent_cache.add_object_maps)")
     info = setup_distributed()
     device = device_for(info)
     seed_everything(train.seed + info.rank)
@@ -133,11 +160,12 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
             if out_of_time(started, time_limit, device, step, train.steps):
                 save_training_checkpoint(out / "last.safetensors", "dit", cfg, model, ema, opt, step, info, extra)
                 break
-            loss = _train_step(ddp, model, ema, opt, cache, train, flow, rng, gen, step, binned, device)
+            loss = _train_step(ddp, model, ema, opt, cache, train, flow, rng, gen, step, binned, device, shape)
             step += 1
             bar.update(task, completed=step, status=f"loss {loss:.4f}")
             if info.main and step % train.log_every == 0:
-                log.info("step %d loss %.4f | loss by t-bin %s", step, loss, binned.report())
+                log.info("step %d loss %.4f | loss by t-bin %s%s", step, loss, binned.report(),
+                         "" if shape is None else f" | shape cross-entropy {shape.report()}")
             if step % train.ckpt_every == 0 or step == train.steps:
                 save_training_checkpoint(out / "last.safetensors", "dit", cfg, model, ema, opt, step, info, extra)
     if info.main and step > first:          # the rate a lease plans its step count with (scripts/device_train.py)
@@ -151,16 +179,18 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
     return final
 
 
-def _train_step(ddp, model, ema, opt, cache, train: TrainConfig, flow, rng, gen, step, binned, device) -> float:
+def _train_step(ddp, model, ema, opt, cache, train: TrainConfig, flow, rng, gen, step, binned, device,
+                shape: DiTShapeTerm | None = None) -> float:
     for g in opt.param_groups:
         g["lr"] = lr_at(step, train.lr, train.warmup, train.steps)
     opt.zero_grad(set_to_none=True)
     total = 0.0
     for _ in range(train.grad_accum):
-        x0, caps, objects = sample_batch(cache, rng, train.batch_size, train.text_dropout)
-        weight = 1 + train.object_weight * objects if train.object_weight else None
+        batch = sample_batch(cache, rng, train.batch_size, train.text_dropout)
+        weight = 1 + train.object_weight * batch.objects if train.object_weight else None
         with autocast(device):
-            loss, t, per_sample = training_loss(ddp, cache, x0, caps, flow, train.cond_prob, gen, weight)
+            loss, t, per_sample = training_loss(ddp, cache, batch.x0, batch.caps, flow, train.cond_prob, gen, weight,
+                                                shape, batch.tracks, batch.shapes)
         # explicit scaling so accumulated gradients equal one big batch's
         (loss / train.grad_accum).backward()
         binned.add(t, per_sample)

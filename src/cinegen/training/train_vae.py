@@ -21,13 +21,11 @@ from einops import rearrange
 from cinegen.config import DataConfig, TrainConfig, VAEConfig, from_dict
 from cinegen.data.clips import render_pool, sample_vae_batch, video_to_tensor
 from cinegen.models.discriminator import PatchDiscriminator
-from cinegen.models.shape_reader import ShapeReader
 from cinegen.models.vae import ResBlock, VideoVAE
 from cinegen.training import checkpoint as ckpt_io
 from cinegen.training.common import (
     DistInfo,
     autocast,
-    broadcast_module,
     build_training_state,
     device_for,
     lr_at,
@@ -40,7 +38,7 @@ from cinegen.training.common import (
     update_ema,
 )
 from cinegen.training.dit_latents import load_pairs, sample_pair_batch
-from cinegen.training.shape_loss import shape_loss, train_shape_reader
+from cinegen.training.shape_loss import load_or_train_reader, shape_loss
 
 log = logging.getLogger(__name__)
 FRAME_CHOICES = (1, 5, 9, 17)    # images and clips long enough that the decoder sees its steady state (no zero history)
@@ -272,27 +270,16 @@ def _shape_reader(cfg: VAEConfig, pairs, pool, out: Path, info: DistInfo, device
     if pairs is None or pairs.tracks is None:
         raise ValueError("shape_weight needs --dit-latents with object tracks (a file from this version of "
                          "`cinegen dit-latents`): the shape loss reads the decoded DiT latents")
-    path = out / "shape_reader.safetensors"
-    reader = ShapeReader()
-    if path.exists():
-        reader.load_state_dict(ckpt_io.load_checkpoint(path)["model"])
-    elif info.main:
-        reader, accuracy = _train_reader_on(pool, pairs, cfg)
-        ckpt_io.save_checkpoint(path, "shape_reader", cfg, reader, extra={"accuracy": accuracy})
-    reader = reader.to(device).eval().requires_grad_(False)
-    broadcast_module(reader, info)
-    return reader
+    return load_or_train_reader(out / "shape_reader.safetensors", lambda: _reader_clips(pool, pairs),
+                                cfg.shape_reader_steps, cfg, info, device)
 
 
-def _train_reader_on(pool, pairs, cfg: VAEConfig) -> tuple[ShapeReader, float]:
+def _reader_clips(pool, pairs) -> list:
     clips = [c for c in pool if c.video.shape == tuple(pairs.videos.shape[1:])]
     if len(clips) < 10:
         raise ValueError(f"the shape reader trains on rendered clips of the pairs' size {tuple(pairs.videos.shape[1:])}:"
                          f" this run renders {len(clips)} of them; add that --bucket")
-    reader, accuracy = train_shape_reader(clips, steps=cfg.shape_reader_steps)
-    log.info("shape reader: %.3f of the objects' shapes read right on %d held-out rendered clips", accuracy,
-             max(1, len(clips) // 10))
-    return reader, accuracy
+    return clips
 
 
 def save_checkpoints(out: Path, cfg, model, ema, opt, critic, critic_opt, step: int, info: DistInfo) -> None:
