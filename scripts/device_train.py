@@ -12,7 +12,8 @@ Stages, each bounded by the trainers' own --max-minutes, which still finalise:
      piece the packed copy lacks);
   3. each --dit TARGET:SECONDS in turn from its shipped weights: `low` trains t <= 0.8 (dit.safetensors), `expert`
      t >= 0.8 (dit_high.safetensors), both with the step-4 data recipe (twins, shift 3) and the documented holdout;
-     --object-weight W weights the low DiT's loss towards object cells, where shape is drawn;
+     --object-weight W weights the low DiT's loss towards object cells, where shape is drawn; --low-patch 1
+     re-patches the low DiT to 1x1 latent cells (4x the tokens; the expert keeps 2x2);
   4. `cinegen export --int8 --raw` of the new set; the changed files come back in 15 MB parts (the device tool
      returns files up to 16 MB): `cat dit_high.safetensors.part* > dit_high.safetensors`.
 Step counts come from the rates measured on an H200 (2026-11-26): VAE 50 ms per step at batch 16, DiT 77 ms per
@@ -45,14 +46,16 @@ def vae_cmd(args, seconds: float) -> list[str]:
 
 def dit_cmd(args, target: str, vae: Path, steps: int, seconds: float | None = None) -> list[str]:
     name, t_range = TARGETS[target]
+    fine = args.low_patch == 1 and target == "low"          # 4x the tokens: base_tokens 4x keeps the shift
     cmd = CLI + ["train", "--vae", str(vae), "--out", f"/tmp/dit_{target}", "--init", str(WEIGHTS / name),
                  "--preset", "shipped", "--twins", "--seed", str(args.seed), "--num-clips", str(args.clips),
                  "--steps", str(steps), "--batch-size", str(args.batch), "--lr", str(args.lr),
-                 "--flow", "base_shift=3", "--flow", "base_tokens=80", "--flow", t_range,
+                 "--flow", "base_shift=3", "--flow", f"base_tokens={320 if fine else 80}", "--flow", t_range,
                  "--text-encoder", "/tmp/minilm_toy", "--log-every", "250", "--ckpt-every", "100000"]
     cmd += [a for b in ["17x64x64"] * 4 + ["17x64x96"] for a in ("--bucket", b)]
     cmd += [a for h in HOLDOUT for a in ("--holdout", h)]
     cmd += ["--object-weight", str(args.object_weight)] if args.object_weight and target == "low" else []
+    cmd += ["--set", "patch=[1,1,1]"] if fine else []
     return cmd + (["--max-minutes", f"{seconds / 60:.3f}"] if seconds else [])
 
 
@@ -94,6 +97,9 @@ def main() -> None:
                                                                    "residual blocks per stage (0: fine-tune it all)")
     ap.add_argument("--object-weight", type=float, default=0.0, help="the low DiT's extra loss weight on object "
                     "cells (cinegen train --object-weight)")
+    ap.add_argument("--low-patch", type=int, default=2, choices=(1, 2), help="1: the low DiT re-patched to 1x1 "
+                    "latent cells (from its 2x2 weights; train_dit.repatch_state), where a small object's outline fits; "
+                    "about 4x the time per step, so give --dit-rate too")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--seed", type=int, default=3, help="data seed (3: the clips of the 2026-11-26 lease)")

@@ -116,9 +116,9 @@ def test_high_noise_expert_predicts_above_its_boundary_only(tiny_pipe, tiny_dit_
     assert np.array_equal(with_expert(0.0), only_expert)           # boundary 0: every step
     mixed = with_expert(0.5)
     assert not np.array_equal(mixed, base) and not np.array_equal(mixed, only_expert)
-    with pytest.raises(ValueError, match="same architecture"):
+    with pytest.raises(ValueError, match="same latents, conditioning and prompt tokens"):
         TextToVideo(p.dit, p.vae, p.text_encoder, p.flow, high_noise=(VideoDiT(tiny_dit_cfg.__class__(
-            latent_channels=4, width=64, depth=1, heads=2)), 0.9))
+            latent_channels=4, width=64, depth=1, heads=2, conditioning=False)), 0.9))
 
 
 def test_guidance_high_guides_only_the_steps_the_expert_predicts(tiny_pipe, tiny_dit_cfg):

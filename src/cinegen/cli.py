@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -145,7 +146,7 @@ def train_cmd(
 ):
     """Train the diffusion transformer with flow matching on VAE latents of toy-world clips."""
     from cinegen.training.common import setup_distributed
-    from cinegen.training.train_dit import check_growable, load_dit, train_dit
+    from cinegen.training.train_dit import check_growable, load_dit, repatch_config, train_dit
     _setup_logging()
     try:
         cfg = C.override(_preset(C.DIT_PRESETS, preset), set_)
@@ -174,6 +175,11 @@ def train_cmd(
         _require_file(init, "--init")
         try:
             trained = load_dit(init)[0]
+            if cfg.patch != trained.cfg.patch:        # a finer patch: tokens keep the trained positional scale
+                cfg = repatch_config(cfg, trained.cfg)
+                console.print(f"patch {trained.cfg.patch} -> {cfg.patch}, RoPE step {cfg.rope_step}: a clip has "
+                              f"{math.prod(trained.cfg.patch) // math.prod(cfg.patch)}x the tokens, so scale "
+                              "--flow base_tokens by that to keep the noise schedule's shift")
             check_growable(cfg, trained.cfg)
         except ValueError as e:
             _fail(str(e))

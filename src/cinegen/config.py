@@ -56,6 +56,9 @@ class DiTConfig:
     mlp_ratio: float = 4.0
     text_dim: int = 384              # Dt: MiniLM-L6 hidden size
     rope_theta: float = 10000.0
+    # RoPE position distance between neighbouring tokens (t, h, w): 1 by default; 0.5 along an axis whose patch was
+    # halved from a trained DiT's (train_dit.repatch_config), so the trained attention sees the same distances
+    rope_step: tuple[float, float, float] = (1.0, 1.0, 1.0)
     conditioning: bool = True        # extra input channels: mask (1) + clean latents (C) for image/video prompts
 
     @property

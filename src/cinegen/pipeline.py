@@ -24,7 +24,7 @@ from cinegen.diffusion.conditioning import make_cond
 from cinegen.diffusion.flow import interpolate, shift_for
 from cinegen.diffusion.samplers import cfg_model_fn, get_sampler, step_cache
 from cinegen.diffusion.schedules import shifted_ts, truncated_ts
-from cinegen.models.dit import VideoDiT
+from cinegen.models.dit import VideoDiT, same_interface
 from cinegen.models.text_encoder import TextEncoder
 from cinegen.models.vae import VideoVAE
 
@@ -76,8 +76,9 @@ class TextToVideo:
         self.high_noise = None
         if high_noise is not None:
             expert, boundary = high_noise
-            if expert.cfg != dit.cfg:
-                raise ValueError("the high-noise expert must have the same architecture as the DiT")
+            if not same_interface(expert.cfg, dit.cfg):
+                raise ValueError("the high-noise expert must take the same latents, conditioning and prompt tokens "
+                                 f"as the DiT: {expert.cfg} against {dit.cfg}")
             self.high_noise = (torch.compile(expert.eval(), dynamic=True) if compile else expert.eval(), float(boundary))
         self.last_stats = {"calls": 0, "skipped": 0}
 

@@ -157,7 +157,8 @@ class VideoDiT(nn.Module):
         x = self.x_embed(x)                                                                         # (B, L, D)
         c = self.t_embed(timestep_embedding(t, 256).to(x.dtype)) + self.pool_proj(_masked_mean(text, text_mask))  # (B, D)
         text_tokens = self.text_proj(self.text_norm(text))                                          # (B, S, D)
-        cos, sin = rope_3d(grid, self.cfg.width // self.cfg.heads, self.cfg.rope_theta, x.device)  # (L, hd/2)
+        cos, sin = rope_3d(grid, self.cfg.width // self.cfg.heads, self.cfg.rope_theta, x.device,
+                           step=self.cfg.rope_step)                                                 # (L, hd/2)
         if self.sp_group is not None:
             from cinegen.parallel.sequence import gather_tokens, shard_tokens
             x, cos, sin = shard_tokens(x, cos, sin, self.sp_group)                                  # (B, L/P, D)
@@ -168,6 +169,13 @@ class VideoDiT(nn.Module):
         x = self.final(x, c)                                                                        # (B, L, p*C)
         return rearrange(x, "b (t h w) (pt ph pw c) -> b c (t pt) (h ph) (w pw)",
                          t=grid[0], h=grid[1], w=grid[2], pt=pt, ph=ph, pw=pw)                      # (B, C, T, H, W)
+
+
+def same_interface(a: DiTConfig, b: DiTConfig) -> bool:
+    """Whether two DiTs can take turns in one sampling run (a high-noise expert and its low-noise partner): the
+    same latents, conditioning input and prompt-token width. Width, depth and patch may differ: each model
+    patchifies for itself (a partner with a finer patch draws detail the expert's coarse tokens cannot)."""
+    return (a.latent_channels, a.conditioning, a.text_dim) == (b.latent_channels, b.conditioning, b.text_dim)
 
 
 def _masked_mean(text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ def export_model(vae_path: Path, dit_path: Path, out: Path, int8: bool = False, 
     fine-tune's EMA still leans on the weights it started from). dit_high: a high-noise expert (trained with
     `--flow t_min=...`), written as out/dit_high.safetensors; without it a stale expert in `out` is removed, since
     it was made for another DiT."""
+    from cinegen.models.dit import same_interface
     from cinegen.training.train_dit import load_dit
     from cinegen.training.train_vae import load_vae
     vae = load_vae(vae_path)
@@ -29,9 +30,10 @@ def export_model(vae_path: Path, dit_path: Path, out: Path, int8: bool = False, 
     expert = None
     if dit_high is not None:
         expert, flow = load_dit(dit_high, raw=raw)
-        if flow.t_min <= 0 or expert.cfg != dit.cfg:
-            raise ValueError(f"{dit_high} is not a high-noise expert for this DiT: it needs the same architecture "
-                             f"and a training range starting above t = 0 (--flow t_min=...), got t_min={flow.t_min}")
+        if flow.t_min <= 0 or not same_interface(expert.cfg, dit.cfg) or _prompt_tokens(expert) != _prompt_tokens(dit):
+            raise ValueError(f"{dit_high} is not a high-noise expert for this DiT: it needs the same latents, "
+                             "conditioning, text encoder and prompt tokens, and a training range starting above t = 0 "
+                             f"(--flow t_min=...), got t_min={flow.t_min}")
     # sampling runs every t from 1 to 0: some model must have been trained at each (a low-noise DiT, trained with
     # --flow t_max=..., never saw the steps above its t_max, which its expert takes)
     takeover = 1.0 if expert is None else flow.t_min                     # where the expert starts (1: nowhere)
@@ -62,3 +64,9 @@ def _save_if_changed(path: Path, kind: str, model, meta: tuple[int, dict], int8:
         new.unlink()
     else:
         os.replace(new, path)
+
+
+def _prompt_tokens(dit) -> dict:
+    """What a DiT's prompt tokens are: the text encoder's settings, less its name (a lent GPU loads the same MiniLM
+    from another path, scripts/travel_minilm.py)."""
+    return {k: v for k, v in dit.extra.get("text", {}).items() if k != "name"}

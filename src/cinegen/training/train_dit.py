@@ -10,6 +10,7 @@ first latent frames depend only on the first frames.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from einops import reduce
 
 from cinegen.config import DiTConfig, FlowConfig, TrainConfig, from_dict
 from cinegen.data.latent_cache import LatentCache
@@ -202,16 +204,30 @@ def _train_step(ddp, model, ema, opt, cache, train: TrainConfig, flow, rng, gen,
 
 
 def check_growable(new: DiTConfig, old: DiTConfig) -> None:
-    """Raises ValueError unless a trained DiT with config `old` can be grown into `new` (grow_from)."""
-    same = ("width", "heads", "patch", "latent_channels", "text_dim", "conditioning", "mlp_ratio", "rope_theta")
+    """Raises ValueError unless a trained DiT with config `old` can be grown into `new` (grow_from): deeper, or
+    with a finer patch that divides the old one (and the RoPE step repatch_config gives it)."""
+    same = ("width", "heads", "latent_channels", "text_dim", "conditioning", "mlp_ratio", "rope_theta")
     if any(getattr(new, f) != getattr(old, f) for f in same):
-        raise ValueError(f"--init DiT {old} differs from the run's {new} in more than depth")
+        raise ValueError(f"--init DiT {old} differs from the run's {new} in more than depth and patch")
     if new.depth < old.depth:
         raise ValueError(f"--init DiT has depth {old.depth}, deeper than the run's {new.depth}")
+    if new.patch != old.patch and new != repatch_config(new, old):
+        raise ValueError(f"a patch of {new.patch} from a DiT trained with {old.patch} needs rope_step "
+                         f"{repatch_config(new, old).rope_step}, got {new.rope_step}")
+
+
+def repatch_config(new: DiTConfig, old: DiTConfig) -> DiTConfig:
+    """`new` with the RoPE step that keeps `old`'s positional scale: each axis's patch must divide the old one, and
+    a patch k times finer puts tokens 1/k apart, so the trained attention sees the same distances in the frame."""
+    if any(o % n for n, o in zip(new.patch, old.patch)):
+        raise ValueError(f"patch {new.patch} does not divide the trained DiT's patch {old.patch}")
+    step = tuple(s * n / o for s, n, o in zip(old.rope_step, new.patch, old.patch))
+    return dataclasses.replace(new, rope_step=step)
 
 
 def grow_from(model: VideoDiT, trained: VideoDiT) -> VideoDiT:
-    """Copies a trained DiT into a deeper one of the same width and patch, block i to block i * depth // old_depth.
+    """Copies a trained DiT into a deeper one of the same width, block i to block i * depth // old_depth, and
+    into a finer patch (repatch_state).
 
     The blocks in between keep their adaLN-Zero initialisation (zero gates, zero cross-attention output), so each
     is exactly the identity and the grown model computes what the trained one did at step 0; training then uses the
@@ -220,12 +236,30 @@ def grow_from(model: VideoDiT, trained: VideoDiT) -> VideoDiT:
     new, old = model.cfg, trained.cfg
     check_growable(new, old)
     state = {k: v for k, v in trained.state_dict().items() if not k.startswith("blocks.")}
+    if new.patch != old.patch:
+        state.update(repatch_state(state, old.patch, new.patch, old.in_channels, old.latent_channels))
     for i, block in enumerate(trained.blocks):
         j = i * new.depth // old.depth
         state.update({f"blocks.{j}.{k}": v for k, v in block.state_dict().items()})
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert not unexpected and all(k.startswith("blocks.") for k in missing), (missing, unexpected)
     return model
+
+
+def repatch_state(state: dict, old: tuple, new: tuple, in_channels: int, channels: int) -> dict:
+    """The patch embedding and output layer for a patch `new` that divides `old` (FlexiViT's patch resizing, for
+    the case of an exact divisor). A new token holds one sub-block of an old patch. Its embedding is the old
+    embedding of a patch filled with copies of that sub-block (the old weights summed over sub-blocks), and its
+    output is the old patch's mean over sub-blocks. On latents that are constant within each old patch, the new
+    model then computes what the old one did, but for the finer RoPE grid; elsewhere it starts close to it."""
+    (ft, fh, fw), (qt, qh, qw) = (o // n for o, n in zip(old, new)), new
+    split = dict(ft=ft, fh=fh, fw=fw, qt=qt, qh=qh, qw=qw)
+    w_in = reduce(state["x_embed.weight"], "d (ft qt fh qh fw qw c) -> d (qt qh qw c)", "sum",
+                  c=in_channels, **split)                                                  # (D, q*Cin)
+    w_out = reduce(state["final.linear.weight"], "(ft qt fh qh fw qw c) d -> (qt qh qw c) d", "mean",
+                   c=channels, **split)                                                    # (q*C, D)
+    b_out = reduce(state["final.linear.bias"], "(ft qt fh qh fw qw c) -> (qt qh qw c)", "mean", c=channels, **split)
+    return {"x_embed.weight": w_in, "final.linear.weight": w_out, "final.linear.bias": b_out}
 
 
 def load_dit(path, device="cpu", raw: bool = False) -> tuple[VideoDiT, FlowConfig]:
