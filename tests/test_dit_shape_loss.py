@@ -1,9 +1,6 @@
 """The DiT's shape loss (`cinegen train --shape-weight`): the decoder draws the first frame of the model's clean
 estimate and a frozen reader names each object's shape there."""
 
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -16,6 +13,7 @@ from cinegen.models.shape_reader import ShapeReader
 from cinegen.models.vae import VideoVAE
 from cinegen.training.checkpoint import load_checkpoint
 from cinegen.training.shape_loss import DiTShapeTerm, shape_loss
+from tests.test_train import _cli
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +86,6 @@ def test_training_loss_adds_the_term_and_its_gradient_reaches_the_dit(parts, tin
     loss, with_term = grads(DiTShapeTerm(vae, reader, weight=1.0, t_max=1.0))
     assert torch.allclose(zero_loss, plain_loss) and torch.allclose(zero, plain)
     assert float(loss) > float(plain_loss) + 0.1 and not torch.allclose(with_term, plain)
-
-
-def _cli(*args):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "cinegen.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
 
 
 def test_train_cli_shape_weight_trains_a_reader_once_and_checks_its_values(tmp_path, tiny_model_dir):

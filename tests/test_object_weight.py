@@ -1,9 +1,6 @@
 """Object maps in the latent cache and the object-weighted flow-matching loss (`cinegen train --object-weight`)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -21,6 +18,7 @@ from cinegen.data.latent_cache import (
 from cinegen.data.world import ObjectSpec, SceneSpec, render_scene
 from cinegen.diffusion.flow import flow_loss
 from cinegen.training.train_vae import load_vae
+from tests.test_train import _cli
 
 VAE8 = VAEConfig()          # 8x in space, 4x in time: the shipped latent grid
 
@@ -124,12 +122,6 @@ def test_weighted_flow_loss_is_the_weighted_mean_of_the_squared_error():
     want = (err * w).flatten(1).sum(1) / w.expand_as(err).flatten(1).sum(1)
     got = flow_loss(lambda xt, tt: pred, x0, t, noise, loss_mask=w)
     assert torch.allclose(got, want) and not torch.allclose(got, plain)
-
-
-def _cli(*args):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "cinegen.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
 
 
 def test_train_cli_object_weight_adds_maps_to_an_old_cache_and_checks_its_value(tmp_path, tiny_model_dir):

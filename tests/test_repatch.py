@@ -2,9 +2,6 @@
 expert whose patch differs from its low-noise partner's."""
 
 import dataclasses
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,6 +13,7 @@ from cinegen.models.layers import rope_3d
 from cinegen.training.checkpoint import load_checkpoint
 from cinegen.training.train_dit import grow_from, repatch_config
 from tests.conftest import perturb
+from tests.test_train import _cli
 
 
 def test_a_rope_step_of_a_half_puts_every_other_token_where_the_coarse_grid_had_its_tokens():
@@ -62,12 +60,6 @@ def test_an_expert_with_another_patch_takes_its_steps_and_a_foreign_one_is_refus
     with pytest.raises(ValueError, match="same latents, conditioning and prompt tokens"):
         TextToVideo(p.dit, p.vae, p.text_encoder, p.flow,
                     high_noise=(VideoDiT(dataclasses.replace(tiny_dit_cfg, latent_channels=8)), 0.9))
-
-
-def _cli(*args):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "cinegen.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
 
 
 def test_train_cli_repatches_an_init_model_and_exports_it_beside_a_coarse_expert(tmp_path, tiny_model_dir):

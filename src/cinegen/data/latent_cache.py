@@ -168,6 +168,12 @@ def object_tracks(clip: Clip, max_objects: int = 3) -> tuple[torch.Tensor, torch
     return tracks, shapes
 
 
+def clip_tracks(clips: list[Clip], max_objects: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tracks (N, K, T, 3), shapes (N, K)) of clips of one length (object_tracks of each)."""
+    tracks, shapes = zip(*[object_tracks(c, max_objects) for c in clips])
+    return torch.stack(tracks), torch.stack(shapes)
+
+
 def cache_has_object_maps(path: Path) -> bool:
     """Whether the cache file holds object maps, tracks and shapes for every bucket (reads the key list only)."""
     with safe_open(str(path), framework="pt") as f:
@@ -196,7 +202,7 @@ def add_object_maps(path: Path) -> LatentCache:
             raise ValueError(f"latent cache {path}: re-rendering its data config does not give its clips back "
                              f"(bucket {key}: {len(clips)} clips rendered, {len(bucket.latents)} cached)")
         bucket.objects = torch.stack([object_map(c, vae_cfg) for c in clips])
-        bucket.tracks, bucket.shapes = (torch.stack(x) for x in zip(*[object_tracks(c) for c in clips]))
+        bucket.tracks, bucket.shapes = clip_tracks(clips)
     text_cfg = from_dict(TextConfig, json.loads(meta["text_config"])) if "text_config" in meta else None
     save_latent_cache(cache, path, data, vae_cfg, text_cfg)
     return cache

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from cinegen.data.clips import video_to_tensor
-from cinegen.data.latent_cache import object_tracks
+from cinegen.data.latent_cache import clip_tracks
 from cinegen.data.world import Clip
 from cinegen.models.shape_reader import ShapeReader
 from cinegen.training import checkpoint as ckpt_io
@@ -28,12 +28,6 @@ from cinegen.training.common import DistInfo, broadcast_module, progress_bar
 log = logging.getLogger(__name__)
 CROP = 16          # pixels of a crop's side
 SPAN = 1.6         # a crop reaches SPAN radii from the object's centre: the whole outline and a margin
-
-
-def clip_tracks(clips: list[Clip], max_objects: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tracks (N, K, T, 3), shapes (N, K)) of clips of one length; missing objects have shape -1, track 0."""
-    tracks, shapes = zip(*[object_tracks(c, max_objects) for c in clips])
-    return torch.stack(tracks), torch.stack(shapes)
 
 
 def object_crops(video: torch.Tensor, tracks: torch.Tensor, jitter: torch.Tensor | None = None) -> torch.Tensor:

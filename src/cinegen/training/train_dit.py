@@ -82,9 +82,9 @@ def sample_batch(cache: LatentCache, rng: np.random.Generator, batch_size: int, 
     caps = bucket.captions[idx, rng.integers(bucket.captions.shape[1], size=batch_size)]    # (B,)
     caps[torch.from_numpy(rng.random(batch_size) < text_dropout)] = 0                       # 0 = empty prompt
     objects = None if bucket.objects is None else bucket.objects[idx][:, :, :keep]          # (B, 1, T, H, W)
-    if bucket.tracks is None:
-        return Batch(x0, caps, objects)
-    return Batch(x0, caps, objects, bucket.tracks[idx], bucket.shapes[idx])             # (B, K, T', 3), (B, K)
+    tracks = None if bucket.tracks is None else bucket.tracks[idx]                          # (B, K, T', 3)
+    shapes = None if bucket.shapes is None else bucket.shapes[idx]                          # (B, K)
+    return Batch(x0, caps, objects, tracks, shapes)
 
 
 def training_loss(model, cache: LatentCache, x0, caps, flow: FlowConfig, cond_prob: float, gen,
@@ -211,7 +211,7 @@ def check_growable(new: DiTConfig, old: DiTConfig) -> None:
         raise ValueError(f"--init DiT {old} differs from the run's {new} in more than depth and patch")
     if new.depth < old.depth:
         raise ValueError(f"--init DiT has depth {old.depth}, deeper than the run's {new.depth}")
-    if new.patch != old.patch and new != repatch_config(new, old):
+    if new != repatch_config(new, old):                   # same patch: the trained RoPE step, unchanged
         raise ValueError(f"a patch of {new.patch} from a DiT trained with {old.patch} needs rope_step "
                          f"{repatch_config(new, old).rope_step}, got {new.rope_step}")
 
