@@ -84,6 +84,26 @@ def test_cache_stores_object_maps_and_adds_them_to_an_old_cache(tiny_cache, tmp_
         assert torch.equal(b.tracks, loaded.buckets[key].tracks) and torch.equal(b.shapes, loaded.buckets[key].shapes)
 
 
+def test_cache_records_its_world_and_an_older_one_is_named_on_load(tiny_cache, tmp_path, caplog):
+    from cinegen.data.world import WORLD_VERSION
+    path, _, _ = tiny_cache
+    with safe_open(str(path), framework="pt") as f:
+        assert f.metadata()["world_version"] == WORLD_VERSION
+        tensors, meta = {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())
+    with caplog.at_level("WARNING"):
+        load_latent_cache(path)
+    assert "toy world" not in caplog.text
+    old = tmp_path / "old_world.safetensors"             # as caches were before the field (and the triangle fix)
+    del meta["world_version"]
+    save_file({k: v for k, v in tensors.items() if not k.startswith(("objects.", "tracks.", "shapes."))}, str(old), meta)
+    with caplog.at_level("WARNING"):
+        load_latent_cache(old)
+    assert "toy world of before 2026-11-27" in caplog.text and str(old) in caplog.text
+    add_object_maps(old)                                  # new maps, old latents: the file keeps its old world
+    with safe_open(str(old), framework="pt") as f:
+        assert f.metadata()["world_version"] == "before 2026-11-27"
+
+
 def test_object_tracks_are_the_renderers_tracks_and_shapes():
     from cinegen.data.latent_cache import object_tracks
     from cinegen.data.world import SHAPES

@@ -35,6 +35,20 @@ def test_object_colour_is_exact():
     assert tuple(clip.video[0, int(y), int(x)]) == COLOURS["purple"]
 
 
+def test_triangle_is_a_triangle():
+    # an equilateral triangle of circumradius r has area 3*sqrt(3)/4 r^2 and its apex r above the centre; the
+    # world once cut the top half of the apex off (a trapezoid of 0.89 the area, flat r/2 above the centre)
+    scene = parse_caption("a large red triangle stays still on a black background")
+    clip = render_scene(scene, 256, 256, 1)
+    x, y, r = clip.tracks[0][0]
+    cover = clip.video[0, ..., 0] / COLOURS["red"][0]                    # anti-aliased coverage on black
+    assert cover.sum() == pytest.approx(3 * np.sqrt(3) / 4 * r ** 2, rel=0.02)
+    mask = cover > 0.5
+    rows = np.flatnonzero(mask.any(1))
+    assert rows.min() == pytest.approx(y - r, abs=1.5) and rows.max() == pytest.approx(y + r / 2, abs=1.5)
+    assert mask[int(y - 0.8 * r)].sum() <= 0.25 * r                        # narrow near the apex
+
+
 @pytest.mark.parametrize("bad", [0, 15, 100, -16])
 def test_bad_sizes_are_rejected(bad):
     with pytest.raises(ValueError, match="multiple of 16"):

@@ -7,12 +7,14 @@ Keys: `latents.<T>x<H>x<W>` (N, C, t, h, w) and `captions.<T>x<H>x<W>` (N, K) in
 its index in data.world.SHAPES, -1 for no object (for `--shape-weight`); caches from before them lack the keys,
 and `add_object_maps` re-renders their clips to add them;
 `text_emb` (N_captions, S, Dt) and `text_len` (N_captions,). Metadata: `captions` (JSON list; index 0 is the
-empty prompt used for classifier-free guidance), `data_config`, `vae_config`.
+empty prompt used for classifier-free guidance), `data_config`, `vae_config`, `world_version` (the toy world's
+WORLD_VERSION that rendered the clips; absent before 2026-11-27).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +26,12 @@ from safetensors.torch import save_file
 
 from cinegen.config import DataConfig, TextConfig, VAEConfig, from_dict, to_dict
 from cinegen.data.clips import render_pool, video_to_tensor
-from cinegen.data.world import SHAPES, Clip, canonical_caption, paraphrase_caption
+from cinegen.data.world import SHAPES, WORLD_VERSION, Clip, canonical_caption, paraphrase_caption
 from cinegen.training.checkpoint import atomic_write
 from cinegen.training.common import progress_bar
+
+log = logging.getLogger(__name__)
+WORLD_BEFORE_VERSIONS = "before 2026-11-27"       # what a cache without the field was rendered by
 
 CAPTIONS_PER_CLIP = 3        # canonical + two paraphrases: the model must follow wording it was not drilled on
 
@@ -94,7 +99,8 @@ def _bucket(items: list) -> LatentBucket:
     return LatentBucket(torch.stack(z), torch.tensor(caps), torch.stack(maps), torch.stack(tracks), torch.stack(shapes))
 
 
-def save_latent_cache(cache: LatentCache, path: Path, data: DataConfig, vae_cfg, text_cfg=None) -> None:
+def save_latent_cache(cache: LatentCache, path: Path, data: DataConfig, vae_cfg, text_cfg=None,
+                      world_version: str = WORLD_VERSION) -> None:
     tensors = {"text_emb": cache.text_emb.contiguous(), "text_len": cache.text_len.contiguous()}
     for (t, h, w), b in cache.buckets.items():
         tensors[f"latents.{t}x{h}x{w}"] = b.latents.contiguous()
@@ -105,7 +111,7 @@ def save_latent_cache(cache: LatentCache, path: Path, data: DataConfig, vae_cfg,
             tensors[f"tracks.{t}x{h}x{w}"] = b.tracks.float().contiguous()
             tensors[f"shapes.{t}x{h}x{w}"] = b.shapes.long().contiguous()
     meta = {"captions": json.dumps(cache.captions), "data_config": json.dumps(to_dict(data)),
-            "vae_config": json.dumps(to_dict(vae_cfg))}
+            "vae_config": json.dumps(to_dict(vae_cfg)), "world_version": world_version}
     if text_cfg is not None:
         meta["text_config"] = json.dumps(to_dict(text_cfg))
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
@@ -120,6 +126,12 @@ def load_latent_cache(path: Path, text_cfg=None) -> LatentCache:
                 json.dumps(to_dict(text_cfg))):
             raise ValueError(f"latent cache {path} was built with text encoder {meta['text_config']}, this run uses "
                              f"{to_dict(text_cfg)}: delete it or use another --out")
+        world = meta.get("world_version", WORLD_BEFORE_VERSIONS)
+        if world != WORLD_VERSION:
+            # a warning, not a refusal: a resumed run keeps training on the data it started with
+            log.warning("latent cache %s was rendered by the toy world of %s, this code renders %s (see "
+                        "data.world.WORLD_VERSION: triangles were trapezoids before 2026-11-27); its clips stay as "
+                        "they are: delete it to render them anew", path, world, WORLD_VERSION)
         for key in f.keys():
             if key.startswith("latents."):
                 shape = tuple(int(v) for v in key.split(".", 1)[1].split("x"))
@@ -204,5 +216,6 @@ def add_object_maps(path: Path) -> LatentCache:
         bucket.objects = torch.stack([object_map(c, vae_cfg) for c in clips])
         bucket.tracks, bucket.shapes = clip_tracks(clips)
     text_cfg = from_dict(TextConfig, json.loads(meta["text_config"])) if "text_config" in meta else None
-    save_latent_cache(cache, path, data, vae_cfg, text_cfg)
+    # the latents were encoded from the cache's own clips: its world version stays, whatever renders the maps
+    save_latent_cache(cache, path, data, vae_cfg, text_cfg, meta.get("world_version", WORLD_BEFORE_VERSIONS))
     return cache

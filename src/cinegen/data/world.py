@@ -50,6 +50,10 @@ WALL_RGB = (110, 75, 45)                        # occluding wall: brown, outside
 SKY_TOP, SKY_BOTTOM, GROUND_RGB = (70, 110, 190), (170, 200, 235), (60, 120, 50)
 GRAY_RGB = (128, 128, 128)
 
+# Bumped whenever rendering changes, and written into latent caches, so that a cache rendered by another world
+# is noticed. 2026-11-27: triangles are triangles (before, a trapezoid: the top half of the apex was cut off).
+WORLD_VERSION = "2026-11-27"
+
 # A default holdout list: these combinations never appear in the default model's training data, so the
 # evaluation can measure composition of attributes that were only seen apart (MODEL_CARD.md).
 DEFAULT_HOLDOUT = ("purple triangle", "orange ring bounces", "cyan box moves left", "yellow ball falls")
@@ -304,12 +308,14 @@ def _sdf(shape: str, px: np.ndarray, py: np.ndarray, r: float, angle: float) -> 
         return np.maximum(np.abs(u), np.abs(v)) - 0.85 * r
     if shape == "ring":
         return np.abs(np.hypot(px, py) - 0.72 * r) - 0.28 * r
-    # equilateral triangle pointing up (in image rows, up is -v), circumradius r
-    d = -v - r / 2
+    # equilateral triangle pointing up (in image rows, up is -v), circumradius r: three edges at inradius r/2,
+    # the base below the centre and two slanted ones meeting at the apex r above it. (Until WORLD_VERSION
+    # 2026-11-27 a fourth edge at r/2 above the centre cut the top half of the apex off: a trapezoid.)
+    d = v - r / 2
     for k in (1, 2):
         a = 2 * math.pi * k / 3
         d = np.maximum(d, -(math.cos(a) * -v + math.sin(a) * u) - r / 2)
-    return np.maximum(d, v - r / 2)
+    return d
 
 
 @lru_cache(maxsize=8)
