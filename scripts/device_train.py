@@ -29,7 +29,8 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-HOLDOUT = ("purple triangle", "orange ring bounces", "cyan box moves left", "yellow ball falls")
+from cinegen.data.world import DEFAULT_HOLDOUT
+
 WEIGHTS = Path("src/cinegen/weights")
 CLI = [sys.executable, "-m", "cinegen.cli"]
 # target -> (the shipped file it continues, its noise range)
@@ -53,7 +54,7 @@ def dit_cmd(args, target: str, vae: Path, steps: int, seconds: float | None = No
                  "--flow", "base_shift=3", "--flow", f"base_tokens={320 if fine else 80}", "--flow", t_range,
                  "--text-encoder", "/tmp/minilm_toy", "--log-every", "250", "--ckpt-every", "100000"]
     cmd += [a for b in ["17x64x64"] * 4 + ["17x64x96"] for a in ("--bucket", b)]
-    cmd += [a for h in HOLDOUT for a in ("--holdout", h)]
+    cmd += [a for h in DEFAULT_HOLDOUT for a in ("--holdout", h)]
     cmd += ["--object-weight", str(args.object_weight)] if args.object_weight and target == "low" else []
     cmd += ["--set", "patch=[1,1,1]"] if fine else []
     return cmd + (["--max-minutes", f"{seconds / 60:.3f}"] if seconds else [])

@@ -11,6 +11,7 @@ import torch
 
 from cinegen.config import DataConfig, TextConfig
 from cinegen.data.clips import render_pool, video_to_tensor
+from cinegen.data.world import DEFAULT_HOLDOUT
 from cinegen.diffusion.flow import interpolate
 from cinegen.models.dit import VideoDiT
 from cinegen.models.text_encoder import TextEncoder
@@ -20,8 +21,7 @@ from cinegen.training.train_vae import load_vae
 
 def main():
     torch.manual_seed(0)
-    hold = ("purple triangle", "orange ring bounces", "cyan box moves left", "yellow ball falls")
-    clips = render_pool(DataConfig(num_clips=16, seed=99, holdout=hold), quiet=True, workers=1)
+    clips = render_pool(DataConfig(num_clips=16, seed=99, holdout=DEFAULT_HOLDOUT), quiet=True, workers=1)
     vae = load_vae("src/cinegen/weights/vae.safetensors")
     with torch.no_grad():
         x0 = vae.encode(torch.stack([video_to_tensor(c.video) for c in clips]))          # (16, C, 5, 8, 8)
