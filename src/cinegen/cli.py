@@ -96,6 +96,8 @@ def dit_latents_cmd(
     strength: list[float] = typer.Option([0.4, 0.5, 0.6, 0.7, 0.8], help="SDEdit strengths, one per batch in turn"),
     steps: int = typer.Option(20, help="sampling steps of a whole schedule (SDEdit runs the last `strength` of it)"),
     batch_size: int = typer.Option(8),
+    text_encoder: Optional[str] = typer.Option(None, help="a local copy of the prompt encoder the DiT was trained "
+                                               "with, in place of the one its file names (e.g. on a GPU lease)"),
 ):
     """Re-imagine rendered clips with their own captions (SDEdit) and keep the DiT's latents beside the clips:
     data for `train-vae --decoder-only --dit-latents`, a decoder that draws what the DiT draws."""
@@ -103,7 +105,7 @@ def dit_latents_cmd(
     from cinegen.training.dit_latents import make_pairs, save_pairs
     _setup_logging()
     data = _data_config(num_clips, [bucket], 8.0, holdout, seed)
-    pipe = _load_pipeline(model)
+    pipe = _load_pipeline(model, text_encoder=text_encoder)
     try:
         pairs = make_pairs(pipe, render_pool(data), tuple(strength), steps=steps, batch=batch_size)
     except ValueError as e:
@@ -286,7 +288,8 @@ def _sample_config(seconds, size, steps, seed, guidance, solver, negative, fps, 
 GUIDANCE_HIGH_HELP = "guidance while the high-noise expert predicts (default: --guidance)"
 
 
-def _load_pipeline(model: Optional[Path], diffusers_ok: bool = False, compile: bool = False):
+def _load_pipeline(model: Optional[Path], diffusers_ok: bool = False, compile: bool = False,
+                   text_encoder: Optional[str] = None):
     """Our own model folder, or (for plain text-to-video) a local Diffusers pipeline such as Wan2.1."""
     from cinegen.peers import DiffusersVideo, is_diffusers_folder
     from cinegen.pipeline import TextToVideo
@@ -296,7 +299,7 @@ def _load_pipeline(model: Optional[Path], diffusers_ok: bool = False, compile: b
                 raise ValueError(f"{model} is a Diffusers pipeline; it runs `cinegen generate` only, the image/video "
                                  "modes need a cinegen model (dit.safetensors + vae.safetensors)")
             return DiffusersVideo.from_pretrained(model)
-        return TextToVideo.from_pretrained(model, compile=compile)
+        return TextToVideo.from_pretrained(model, compile=compile, text_encoder=text_encoder)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
 

@@ -11,7 +11,7 @@ source latent plus a strength; the higher-level modes (animate, extend, loop, co
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,11 @@ def validate_request(prompt: str, cfg: SampleConfig) -> None:
         raise ValueError(f"cache threshold must be >= 0, got {cfg.cache}")
 
 
+def default_device() -> str:
+    """The GPU when there is one: a studio's GPU machine should not sample on its CPU unless asked to."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class TextToVideo:
     def __init__(self, dit: VideoDiT, vae: VideoVAE, text_encoder: TextEncoder, flow: FlowConfig, device="cpu",
                  compile: bool = False, high_noise: tuple[VideoDiT, float] | None = None):
@@ -99,8 +104,12 @@ class TextToVideo:
         return lambda t: cfg.guidance_high if self._is_high_noise(t) else cfg.guidance
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, device="cpu", compile: bool = False) -> "TextToVideo":
-        """Loads `path`/dit.safetensors and `path`/vae.safetensors (default: the shipped weights)."""
+    def from_pretrained(cls, path: str | Path | None = None, device: str | None = None, compile: bool = False,
+                        text_encoder: str | None = None) -> "TextToVideo":
+        """Loads `path`/dit.safetensors and `path`/vae.safetensors (default: the shipped weights) onto `device`
+        (default: the GPU when there is one). text_encoder: another copy of the encoder the DiT was trained with
+        (a local folder, e.g. a GPU lease's packed MiniLM), in place of the one its file names."""
+        device = device or default_device()
         from cinegen.training.train_dit import load_dit
         from cinegen.training.train_vae import load_vae
         folder = Path(path) if path else WEIGHTS_DIR
@@ -115,6 +124,8 @@ class TextToVideo:
             high_noise = (expert, expert_flow.t_min)
         # the prompt encoder the DiT was trained with (older checkpoints: the shipped MiniLM)
         text_cfg = from_dict(TextConfig, dit.extra.get("text", {"dim": dit.cfg.text_dim}))
+        if text_encoder:
+            text_cfg = replace(text_cfg, name=text_encoder)
         return cls(dit, vae, TextEncoder(text_cfg, device=device), flow, device, compile, high_noise)
 
     # --- latent geometry ---

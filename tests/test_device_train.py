@@ -1,0 +1,68 @@
+"""scripts/device_train.py runs only on a lent GPU, where a misspelt option costs device time: every command it
+builds must name options the cinegen commands have and config fields that exist."""
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import pytest
+import typer
+
+from cinegen import config as C
+from cinegen.cli import app
+
+SCRIPT = Path(__file__).parent.parent / "scripts" / "device_train.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("device_train", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def lease_args(**kw) -> argparse.Namespace:
+    base = dict(clips=4000, vae_clips=1500, decoder_blocks=0, object_weight=3.0, low_patch=1, decoder_seconds=300.0,
+                pair_clips=1000, batch=128, lr=3e-4, seed=3, vae_rate=0.05, dit_rate=0.3)
+    return argparse.Namespace(**{**base, **kw})
+
+
+def check_command(cmd: list[str]) -> None:
+    """cmd = [python, -m, cinegen.cli, COMMAND, ...]: each --option exists on COMMAND, each --set key on its config."""
+    group = typer.main.get_command(app)
+    command = group.commands[cmd[3]]
+    known = {opt for p in command.params if p.param_type_name == "option" for opt in p.opts}
+    options = [a for a in cmd[4:] if a.startswith("--")]
+    assert set(options) <= known, f"{cmd[3]}: unknown {sorted(set(options) - known)}"
+    sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
+    cfg = C.VAEConfig() if cmd[3] == "train-vae" else C.DiTConfig()
+    C.override(cfg, sets)                                    # raises on a key the config lacks
+
+
+def test_every_lease_command_names_real_options(script):
+    args = lease_args()
+    vae = Path("/tmp/vae/vae.safetensors")
+    commands = [script.vae_cmd(lease_args(decoder_blocks=2), 200), script.vae_cmd(args, 200),
+                script.dit_cmd(args, "low", vae, 100, 60), script.dit_cmd(args, "expert", vae, 0),
+                script.pairs_cmd(args, Path("/tmp/m")), script.decoder_cmd(args, vae, 300)]
+    for cmd in commands:
+        check_command(cmd)
+
+
+def test_decoder_stage_keeps_the_holdout_and_grows_the_decoder(script):
+    cmd = script.decoder_cmd(lease_args(), Path("/tmp/vae.safetensors"), 300)
+    pairs = script.pairs_cmd(lease_args(), Path("/tmp/m"))
+    for c in (cmd, pairs):
+        held = [c[i + 1] for i, a in enumerate(c) if a == "--holdout"]
+        assert held == list(script.DEFAULT_HOLDOUT)
+    assert "decoder_res_blocks=2" in cmd and cmd[cmd.index("--dit-latents") + 1] == pairs[pairs.index("--out") + 1]
+    assert cmd[cmd.index("--steps") + 1] == "6000"           # 300 s at 50 ms per step
+    assert "decoder_res_blocks=3" in script.decoder_cmd(lease_args(decoder_blocks=3), Path("/tmp/v"), 300)
+
+
+def test_check_command_catches_a_misspelt_option():
+    with pytest.raises(AssertionError, match="--dit-share-x"):
+        check_command(["python", "-m", "cinegen.cli", "train-vae", "--dit-share-x", "0.5"])
+    with pytest.raises(ValueError, match="decoder_blocks"):
+        check_command(["python", "-m", "cinegen.cli", "train-vae", "--set", "decoder_blocks=2"])
