@@ -143,6 +143,7 @@ def main() -> None:
     ap.add_argument("--dit-rate", type=float, default=0.077, help="seconds per DiT step (H200, batch 128)")
     args = ap.parse_args()
     targets = parse_targets(args.dit)
+    args.out.mkdir(parents=True, exist_ok=True)
     start, log = time.time(), args.out / "train_log.txt"
     vae = WEIGHTS / "vae.safetensors"
     if args.vae_seconds:
