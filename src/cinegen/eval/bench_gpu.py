@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from cinegen.config import DIT_PRESETS, VAE_PRESETS, DiTConfig, SampleConfig, TextConfig
+from cinegen.config import DIT_PRESETS, VAE_PRESETS, DiTConfig, SampleConfig
 from cinegen.estimate import latent_grid
 from cinegen.eval import bench
 
@@ -90,19 +90,14 @@ def gpu_decode_memory(model_dir: Path, device: str, multiples=(1, 2, 4, 8), size
 
 
 def generate_timings(model_dir: Path, device: str, text_encoder: str | None, quick: bool) -> list[dict]:
-    """Wall seconds of the one generate path on the GPU (shipped DiT + VAE, bf16 autocast), after a warm-up."""
-    from cinegen.models.text_encoder import TextEncoder
+    """Wall seconds of the one generate path on the GPU (the model as `cinegen generate` loads it: the DiT, its
+    high-noise expert if the folder has one, the VAE; bf16 autocast), after a warm-up."""
     from cinegen.pipeline import TextToVideo
-    from cinegen.training.train_dit import load_dit
-    from cinegen.training.train_vae import load_vae
-    dit, flow = load_dit(model_dir / "dit.safetensors", device)
-    vae = load_vae(model_dir / "vae.safetensors", device)
-    text = TextEncoder(TextConfig(name=text_encoder) if text_encoder else TextConfig(), device=device)
     prompt = "a large red ball bounces on a black background"
     cases = [(SampleConfig(), 1), (SampleConfig(), 4), (SampleConfig(width=256, height=256, seconds=4), 1)]
     rows = []
     for compile_ in ((False,) if quick else (False, True)):
-        pipe = TextToVideo(dit, vae, text, flow, device, compile=compile_)
+        pipe = TextToVideo.from_pretrained(model_dir, device, compile=compile_, text_encoder=text_encoder)
         # compiled: one grid only (every new grid or batch costs another compilation)
         for cfg, n in cases[:1] if compile_ else cases[:2] if quick else cases:
             try:
