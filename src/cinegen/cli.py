@@ -578,6 +578,49 @@ def _paired_table(pairs: dict):
     return Group(splits, attributes)
 
 
+@app.command("eval-vae")
+def eval_vae_cmd(
+    vae: Optional[list[Path]] = typer.Argument(None, help="VAE files (train-vae or a model folder's vae.safetensors; "
+                                                          "default: the shipped one)"),
+    num_clips: int = typer.Option(48), seed: int = typer.Option(0, help="data seed of the rendered clips"),
+    bucket: str = typer.Option("17x64x64", help="FRAMESxHEIGHTxWIDTH of every clip"),
+    out: Optional[Path] = typer.Option(None, help="also write the rows as JSON (with every clip's PSNR)"),
+):
+    """Reconstruction PSNR of one or more autoencoders on the same held-out clips (those train-vae never renders),
+    overall and by background; each file after the first is paired with it (± one standard error)."""
+    from rich.table import Table
+
+    from cinegen.data.clips import render_pool
+    from cinegen.data.world import BACKGROUNDS
+    from cinegen.eval.reconstruction import compare_vaes
+    from cinegen.pipeline import WEIGHTS_DIR
+    from cinegen.training.checkpoint import atomic_write
+    _setup_logging()
+    paths = list(vae or [WEIGHTS_DIR / "vae.safetensors"])
+    for p in paths:
+        if not p.is_file():
+            _fail(f"VAE file not found: {p}")
+    if num_clips < 1:
+        _fail(f"--num-clips must be at least 1, got {num_clips}")
+    # seed offset 20000: the clips train-vae holds out for its own PSNR, never among its training clips
+    clips = render_pool(_data_config(num_clips, [bucket], 8.0, [], seed), seed_offset=20_000)
+    try:
+        rows = compare_vaes(paths, clips)
+    except (ValueError, KeyError) as e:
+        _fail(str(e))
+    if out is not None:
+        atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps({"seed": seed, "bucket": bucket, "rows": rows},
+                                                                      indent=2)))
+    counts = rows[0]["by_background"]
+    table = Table("#", "PSNR dB", "vs #1", *(f"{bg} ({counts[bg]['clips']})" for bg in BACKGROUNDS if bg in counts))
+    for i, row in enumerate(rows, 1):
+        d = row.get("vs_first")
+        table.add_row(str(i), f"{row['psnr']:.2f}", f"{d['mean']:+.2f} ± {d['se']:.2f}" if d else "",
+                      *(f"{row['by_background'][bg]['psnr']:.2f}" for bg in BACKGROUNDS if bg in counts))
+    console.print(f"{len(clips)} held-out clips ({bucket}, seed {seed}); PSNR by background (clips):", table,
+                  *(f"#{i}: {row['vae']}" for i, row in enumerate(rows, 1)))
+
+
 @app.command("compare")
 def compare_cmd(
     reports: list[Path] = typer.Argument(..., help="eval reports in pairs: BEFORE AFTER [BEFORE AFTER ...], each "

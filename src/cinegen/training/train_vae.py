@@ -20,6 +20,7 @@ from einops import rearrange
 
 from cinegen.config import DataConfig, TrainConfig, VAEConfig, from_dict
 from cinegen.data.clips import render_pool, sample_vae_batch, video_to_tensor
+from cinegen.eval.reconstruction import clip_psnrs
 from cinegen.models.discriminator import PatchDiscriminator
 from cinegen.models.vae import ResBlock, VideoVAE
 from cinegen.training import checkpoint as ckpt_io
@@ -108,23 +109,6 @@ def build_critic(cfg: VAEConfig, train: TrainConfig, out: Path, device, info: Di
         critic.load_state_dict(ck["model"])
         opt.load_state_dict(ckpt_io.optimizer_state(ck))
     return wrap(critic, "ddp", info.world), critic, opt
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of two tensors in [-1, 1] (peak-to-peak 2)."""
-    mse = F.mse_loss(a.clamp(-1, 1), b.clamp(-1, 1)).item()
-    return 10 * math.log10(4.0 / max(mse, 1e-12))
-
-
-@torch.no_grad()
-def eval_psnr(vae: VideoVAE, clips, device) -> float:
-    """Mean reconstruction PSNR over whole clips (posterior mean)."""
-    vae.eval()
-    scores = []
-    for clip in clips:
-        x = video_to_tensor(clip.video)[None].to(device)                   # (1, 3, T, H, W)
-        scores.append(psnr(vae.decode(vae.encode(x)), x))
-    return float(np.mean(scores))
 
 
 @torch.no_grad()
@@ -306,7 +290,7 @@ def _finalise(cfg: VAEConfig, ema: VideoVAE, data: DataConfig, out: Path, device
     model = VideoVAE(cfg).to(device)
     model.load_state_dict(ema.state_dict())
     heldout = render_pool(data, num_clips=eval_clips, seed_offset=20_000, quiet=True)
-    score = eval_psnr(model, heldout, device)
+    score = float(np.mean(clip_psnrs(model, heldout, device)))
     log.info("VAE held-out PSNR %.2f dB on %d clips", score, len(heldout))
     ckpt_io.save_checkpoint(final, "vae", cfg, model, step=step, extra={"psnr_heldout": score})
     return final

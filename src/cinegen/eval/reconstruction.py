@@ -1,0 +1,68 @@
+"""Reconstruction PSNR of video autoencoders, all on the same held-out world clips, overall and by background.
+
+    cinegen eval-vae runs/a/vae.safetensors runs/b/vae.safetensors --num-clips 48 --seed 0
+
+Why a command of its own: `train-vae` scores each run on 16 clips drawn from that run's own data seed, so two runs'
+numbers come from different clips, and the mix of backgrounds alone moves the mean by a dB or more (photos read
+19-22 dB, flat backgrounds 27-30). Here every file reads the same clips, and each is paired with the first.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cinegen.data.clips import video_to_tensor
+from cinegen.data.world import BACKGROUNDS, Clip
+from cinegen.training.common import progress_bar
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two tensors in [-1, 1] (peak-to-peak 2)."""
+    mse = F.mse_loss(a.clamp(-1, 1), b.clamp(-1, 1)).item()
+    return 10 * math.log10(4.0 / max(mse, 1e-12))
+
+
+@torch.no_grad()
+def clip_psnrs(vae, clips: list[Clip], device, bar=None) -> list[float]:
+    """Each whole clip's round trip through the posterior mean, in clip order."""
+    vae.eval()
+    scores = []
+    for clip in clips:
+        x = video_to_tensor(clip.video)[None].to(device)                   # (1, 3, T, H, W)
+        scores.append(psnr(vae.decode(vae.encode(x)), x))
+        if bar is not None:
+            bar.advance(bar.task_ids[-1])
+    return scores
+
+
+def summarise(clips: list[Clip], scores: list[float], reference: list[float] | None = None) -> dict:
+    """Mean PSNR, by background, and (given the first file's scores on the same clips) the paired change."""
+    row = {"psnr": float(np.mean(scores)), "by_background": {}}
+    for bg in BACKGROUNDS:
+        mine = [s for c, s in zip(clips, scores) if c.scene.background == bg]
+        if mine:
+            row["by_background"][bg] = {"psnr": float(np.mean(mine)), "clips": len(mine)}
+    if reference is not None:
+        diff = np.asarray(scores) - np.asarray(reference)
+        row["vs_first"] = {"mean": float(diff.mean()),
+                           "se": float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")}
+    return row
+
+
+def compare_vaes(paths: list[Path], clips: list[Clip], device="cpu") -> list[dict]:
+    """One row per file, each scored on the same clips; rows after the first are paired with it."""
+    # imported here: train_vae imports this module
+    from cinegen.training.train_vae import load_vae
+    rows, first = [], None
+    with progress_bar() as bar:
+        for path in paths:
+            bar.add_task(f"round trips: {Path(path).parent.name}/{Path(path).name}", total=len(clips), status="")
+            scores = clip_psnrs(load_vae(path, device), clips, device, bar)
+            rows.append({"vae": str(path), **summarise(clips, scores, first), "clip_psnr": scores})
+            first = first or scores
+    return rows
