@@ -318,6 +318,12 @@ def _sdf(shape: str, px: np.ndarray, py: np.ndarray, r: float, angle: float) -> 
     return d
 
 
+def shape_mask(shape: str, height: int, width: int, cx: float, cy: float, r: float, angle: float = 0.0) -> np.ndarray:
+    """(height, width) bool: the pixels whose centres lie inside the shape drawn at (cx, cy) in pixels, size r."""
+    py, px = np.mgrid[0:height, 0:width].astype(np.float32)                 # (H, W) pixel centres
+    return _sdf(shape, px - cx, py - cy, r, angle) < 0
+
+
 @lru_cache(maxsize=8)
 def _photo(name: str) -> np.ndarray:
     import skimage.data
