@@ -618,7 +618,7 @@ def eval_vae_cmd(
         table.add_row(str(i), f"{row['psnr']:.2f}", f"{d['mean']:+.2f} ± {d['se']:.2f}" if d else "",
                       *(f"{row['by_background'][bg]['psnr']:.2f}" for bg in BACKGROUNDS if bg in counts))
     console.print(f"{len(clips)} held-out clips ({bucket}, seed {seed}); PSNR by background (clips):", table,
-                  *(f"#{i}: {row['vae']}" for i, row in enumerate(rows, 1)))
+                  *(f"#{i}: {row['vae']}" for i, row in enumerate(rows, 1)), sep="\n")
 
 
 @app.command("compare")

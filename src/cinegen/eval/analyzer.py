@@ -112,6 +112,19 @@ def classify_shape(mask: np.ndarray) -> str:
     return best[1]
 
 
+def classify_shape_by_ratio(mask: np.ndarray) -> str:
+    """The shape check before analyzer 2026-11-27.2, kept as the baseline that tests and
+    scripts/shape_check_study.py measure classify_shape against: a hole makes a ring; otherwise the blob's area over
+    the disc through its farthest pixel (ball ~1, box ~0.64, triangle ~0.41)."""
+    filled = ndimage.binary_fill_holes(mask)
+    if filled.sum() > 1.15 * mask.sum():
+        return "ring"
+    ys, xs = np.nonzero(filled)
+    r_max = np.sqrt((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2).max() + 0.5
+    ratio = filled.sum() / (np.pi * r_max ** 2)
+    return "ball" if ratio > 0.8 else "box" if ratio > 0.52 else "triangle"
+
+
 def shape_of(track: Track) -> str | None:
     votes = [classify_shape(m) for m in track.masks if m is not None]
     return max(set(votes), key=votes.count) if votes else None
