@@ -2,7 +2,7 @@
 makes every object findable without a learned detector.
 
 For each prompted object: colour (a blob of that colour is present), shape (the world's own shape that overlaps
-the blob best, sized to its area, at its best rotation),
+the blob best, sized to its convex hull, at its best rotation),
 count (exactly the prompted colours are present, one blob each), motion (centroid/area tracks: direction,
 parabolic bounce with a rebound, accelerating fall, spin as a shape change in place, growth/shrink).
 Per clip: background (black / gray / sky / photo) and temporal flicker of the background.
