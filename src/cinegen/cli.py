@@ -592,9 +592,9 @@ def eval_vae_cmd(
 
     from cinegen.data.clips import render_pool
     from cinegen.data.world import BACKGROUNDS
-    from cinegen.eval.reconstruction import compare_vaes
+    from cinegen.eval.reconstruction import HELDOUT_SEED_OFFSET, compare_vaes
+    from cinegen.eval.run import write_report
     from cinegen.pipeline import WEIGHTS_DIR
-    from cinegen.training.checkpoint import atomic_write
     _setup_logging()
     paths = list(vae or [WEIGHTS_DIR / "vae.safetensors"])
     for p in paths:
@@ -602,15 +602,13 @@ def eval_vae_cmd(
             _fail(f"VAE file not found: {p}")
     if num_clips < 1:
         _fail(f"--num-clips must be at least 1, got {num_clips}")
-    # seed offset 20000: the clips train-vae holds out for its own PSNR, never among its training clips
-    clips = render_pool(_data_config(num_clips, [bucket], 8.0, [], seed), seed_offset=20_000)
+    clips = render_pool(_data_config(num_clips, [bucket], 8.0, [], seed), seed_offset=HELDOUT_SEED_OFFSET)
     try:
         rows = compare_vaes(paths, clips)
     except (ValueError, KeyError) as e:
         _fail(str(e))
     if out is not None:
-        atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps({"seed": seed, "bucket": bucket, "rows": rows},
-                                                                      indent=2)))
+        write_report({"seed": seed, "bucket": bucket, "rows": rows}, out)
     counts = rows[0]["by_background"]
     table = Table("#", "PSNR dB", "vs #1", *(f"{bg} ({counts[bg]['clips']})" for bg in BACKGROUNDS if bg in counts))
     for i, row in enumerate(rows, 1):
@@ -629,8 +627,7 @@ def compare_cmd(
 ):
     """Paired change between eval reports, pooled over several prompt sets (e.g. --seed 0 and --seed 1 runs of two
     models): every clip's score change counts once, so the standard error is that of all pooled clips."""
-    from cinegen.eval.run import pooled_difference
-    from cinegen.training.checkpoint import atomic_write
+    from cinegen.eval.run import pooled_difference, write_report
     if len(reports) % 2:
         _fail(f"compare takes reports in BEFORE AFTER pairs; got {len(reports)} ({', '.join(map(str, reports))})")
     loaded = [_read_report(p, "compare") for p in reports]
@@ -639,7 +636,7 @@ def compare_cmd(
     except (ValueError, KeyError) as e:
         _fail(f"cannot pair these reports: {e}")
     if out is not None:
-        atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(pooled, indent=2)))
+        write_report(pooled, out)
     console.print(f"{len(reports) // 2} pair(s) pooled (same prompts and seeds within a pair; ± one standard error):",
                   _paired_table(pooled))
 

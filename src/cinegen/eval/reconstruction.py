@@ -10,6 +10,7 @@ numbers come from different clips, and the mix of backgrounds alone moves the me
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,9 @@ from cinegen.data.clips import video_to_tensor
 from cinegen.data.world import BACKGROUNDS, Clip
 from cinegen.training.common import progress_bar
 
+# render_pool's seed offset of the held-out clips that train-vae scores and eval-vae reads: never a training clip
+HELDOUT_SEED_OFFSET = 20_000
+
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB of two tensors in [-1, 1] (peak-to-peak 2)."""
@@ -28,15 +32,15 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def clip_psnrs(vae, clips: list[Clip], device, bar=None) -> list[float]:
+def clip_psnrs(vae, clips: list[Clip], device, on_clip: Callable[[], None] | None = None) -> list[float]:
     """Each whole clip's round trip through the posterior mean, in clip order."""
     vae.eval()
     scores = []
     for clip in clips:
         x = video_to_tensor(clip.video)[None].to(device)                   # (1, 3, T, H, W)
         scores.append(psnr(vae.decode(vae.encode(x)), x))
-        if bar is not None:
-            bar.advance(bar.task_ids[-1])
+        if on_clip is not None:
+            on_clip()
     return scores
 
 
@@ -61,8 +65,8 @@ def compare_vaes(paths: list[Path], clips: list[Clip], device="cpu") -> list[dic
     rows, first = [], None
     with progress_bar() as bar:
         for path in paths:
-            bar.add_task(f"round trips: {Path(path).parent.name}/{Path(path).name}", total=len(clips), status="")
-            scores = clip_psnrs(load_vae(path, device), clips, device, bar)
+            task = bar.add_task(f"round trips: {Path(path).parent.name}/{Path(path).name}", total=len(clips), status="")
+            scores = clip_psnrs(load_vae(path, device), clips, device, on_clip=lambda: bar.advance(task))
             rows.append({"vae": str(path), **summarise(clips, scores, first), "clip_psnr": scores})
             first = first or scores
     return rows

@@ -20,7 +20,7 @@ from einops import rearrange
 
 from cinegen.config import DataConfig, TrainConfig, VAEConfig, from_dict
 from cinegen.data.clips import render_pool, sample_vae_batch, video_to_tensor
-from cinegen.eval.reconstruction import clip_psnrs
+from cinegen.eval.reconstruction import HELDOUT_SEED_OFFSET, clip_psnrs
 from cinegen.models.discriminator import PatchDiscriminator
 from cinegen.models.vae import ResBlock, VideoVAE
 from cinegen.training import checkpoint as ckpt_io
@@ -289,7 +289,7 @@ def _finalise(cfg: VAEConfig, ema: VideoVAE, data: DataConfig, out: Path, device
         cfg = dataclasses.replace(cfg, latent_mean=mean, latent_std=std)
     model = VideoVAE(cfg).to(device)
     model.load_state_dict(ema.state_dict())
-    heldout = render_pool(data, num_clips=eval_clips, seed_offset=20_000, quiet=True)
+    heldout = render_pool(data, num_clips=eval_clips, seed_offset=HELDOUT_SEED_OFFSET, quiet=True)
     score = float(np.mean(clip_psnrs(model, heldout, device)))
     log.info("VAE held-out PSNR %.2f dB on %d clips", score, len(heldout))
     ckpt_io.save_checkpoint(final, "vae", cfg, model, step=step, extra={"psnr_heldout": score})
