@@ -1,5 +1,5 @@
 """Where an autoencoder's reconstruction error lies, and what a linear code of the same size reaches
-(MODEL_CARD.md, "Where the autoencoder's error lies").
+(MODEL_CARD.md, "Sixth session": where the autoencoder's error lies).
 
     python scripts/vae_error_study.py [VAE_FILE ...] [--num-clips 48] [--pca-clips 400]
 
