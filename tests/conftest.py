@@ -1,9 +1,11 @@
 """Shared fixtures: tiny configs (run in seconds on a CPU), one text encoder per session, a tiny model folder."""
 
+import importlib.util
 import os
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +15,21 @@ from cinegen.models.dit import VideoDiT
 from cinegen.models.vae import VideoVAE
 from cinegen.training.checkpoint import save_checkpoint
 
+SCRIPTS = Path(__file__).parent.parent / "scripts"
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """Imports a file of scripts/ (not a package) as a module, for tests of its functions: load_script("name")."""
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load
 
 
 @pytest.fixture

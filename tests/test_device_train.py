@@ -2,7 +2,6 @@
 builds must name options the cinegen commands have and config fields that exist."""
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -11,15 +10,10 @@ import typer
 from cinegen import config as C
 from cinegen.cli import app
 
-SCRIPT = Path(__file__).parent.parent / "scripts" / "device_train.py"
-
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("device_train", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_script):
+    return load_script("device_train")
 
 
 def lease_args(**kw) -> argparse.Namespace:

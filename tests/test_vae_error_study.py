@@ -1,23 +1,15 @@
 """scripts/vae_error_study.py: the object region covers every drawn object pixel, and the block-PCA yardstick is
 exact with every component and worse with fewer."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from cinegen.data.world import random_clip
 
-SCRIPT = Path(__file__).parent.parent / "scripts" / "vae_error_study.py"
-
 
 @pytest.fixture(scope="module")
-def study():
-    spec = importlib.util.spec_from_file_location("vae_error_study", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def study(load_script):
+    return load_script("vae_error_study")
 
 
 def test_object_region_covers_the_drawn_objects(study):
