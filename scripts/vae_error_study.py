@@ -16,7 +16,6 @@ learned little beyond a block transform.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +25,7 @@ from einops import rearrange
 from cinegen.config import DataConfig
 from cinegen.data.clips import render_pool, video_to_tensor
 from cinegen.data.world import Clip
-from cinegen.eval.reconstruction import HELDOUT_SEED_OFFSET
-
-
-def db(mse: float) -> float:
-    """PSNR of a mean squared error on [-1, 1] pixels (peak-to-peak 2), as eval.reconstruction.psnr."""
-    return 10 * math.log10(4.0 / max(mse, 1e-12))
+from cinegen.eval.reconstruction import HELDOUT_SEED_OFFSET, psnr_of_mse
 
 
 def object_region(clip: Clip) -> np.ndarray:
@@ -54,15 +48,16 @@ def error_table(vae, clips: list[Clip]) -> dict[str, dict]:
         se = (vae.decode(vae.encode(x)).clamp(-1, 1) - x).pow(2).mean(1)[0].numpy()   # (T, H, W)
         near = object_region(clip)
         a = acc.setdefault(clip.scene.background, {"clip": [], "sums": np.zeros(4), "frame": []})
-        a["clip"].append(db(se.mean()))
+        a["clip"].append(psnr_of_mse(se.mean()))
         a["sums"] += [se[near].sum(), near.sum(), se[~near].sum(), (~near).sum()]   # error and pixels: near, rest
         a["frame"].append(se.mean(axis=(1, 2)))                         # (T,)
     out = {}
     for bg, a in acc.items():
         so, no, sr, nr = a["sums"]
-        out[bg] = {"clips": len(a["clip"]), "psnr": float(np.mean(a["clip"])), "object_psnr": db(so / no),
-                   "rest_psnr": db(sr / nr), "object_pixels": no / (no + nr), "object_error": so / (so + sr),
-                   "by_frame": [db(m) for m in np.mean(a["frame"], axis=0)]}
+        out[bg] = {"clips": len(a["clip"]), "psnr": float(np.mean(a["clip"])),
+                   "object_psnr": psnr_of_mse(so / no), "rest_psnr": psnr_of_mse(sr / nr),
+                   "object_pixels": no / (no + nr), "object_error": so / (so + sr),
+                   "by_frame": [psnr_of_mse(m) for m in np.mean(a["frame"], axis=0)]}
     return out
 
 
@@ -84,7 +79,7 @@ def pca_reference(train: list[Clip], test: list[Clip], ks=(16, 32, 64, 128)) -> 
         mu = fit[bg].mean(0)
         _, _, vt = np.linalg.svd(fit[bg] - mu, full_matrices=False)   # rows of vt: components, largest first
         y = y - mu
-        out[bg] = {k: db(float(((y @ vt[:k].T @ vt[:k] - y) ** 2).mean())) for k in ks}
+        out[bg] = {k: psnr_of_mse(float(((y @ vt[:k].T @ vt[:k] - y) ** 2).mean())) for k in ks}
     return out
 
 

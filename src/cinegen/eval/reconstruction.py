@@ -25,10 +25,14 @@ from cinegen.training.common import progress_bar
 HELDOUT_SEED_OFFSET = 20_000
 
 
+def psnr_of_mse(mse: float) -> float:
+    """PSNR in dB of a mean squared error between [-1, 1] images (peak-to-peak 2)."""
+    return 10 * math.log10(4.0 / max(mse, 1e-12))
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB of two tensors in [-1, 1] (peak-to-peak 2)."""
-    mse = F.mse_loss(a.clamp(-1, 1), b.clamp(-1, 1)).item()
-    return 10 * math.log10(4.0 / max(mse, 1e-12))
+    return psnr_of_mse(F.mse_loss(a.clamp(-1, 1), b.clamp(-1, 1)).item())
 
 
 @torch.no_grad()
