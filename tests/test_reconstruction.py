@@ -27,6 +27,14 @@ def test_summary_by_background_and_pairing():
     assert abs(row["vs_first"]["mean"] - 2 / 3) < 1e-9 and row["vs_first"]["se"] > 0
 
 
+def test_latent_shift_is_the_relative_rms_change():
+    from cinegen.eval.reconstruction import latent_shift
+    ref = [torch.randn(1, 4, 2, 3, 3), torch.randn(1, 4, 1, 3, 3)]
+    assert latent_shift(ref, ref) == 0.0
+    assert abs(latent_shift([2 * r for r in ref], ref) - 1.0) < 1e-6
+    assert abs(latent_shift([-r for r in ref], ref) - 2.0) < 1e-6
+
+
 def test_eval_vae_cli_pairs_files_on_the_same_clips(tiny_model_dir, tmp_path):
     torch.manual_seed(1)
     other = tmp_path / "other.safetensors"
@@ -39,6 +47,8 @@ def test_eval_vae_cli_pairs_files_on_the_same_clips(tiny_model_dir, tmp_path):
     rows = json.loads(report.read_text())["rows"]
     assert rows[0]["clip_psnr"] == rows[1]["clip_psnr"] and rows[1]["vs_first"]["mean"] == 0.0
     assert rows[2]["clip_psnr"] != rows[0]["clip_psnr"] and len(rows[2]["clip_psnr"]) == 3
+    # how far each file moved the latent space the first one's DiTs learned: none for the same file
+    assert "latent_shift" not in rows[0] and rows[1]["latent_shift"] == 0.0 and rows[2]["latent_shift"] > 0.1
     assert sum(b["clips"] for b in rows[0]["by_background"].values()) == 3
     r = _cli("eval-vae", str(tmp_path / "missing.safetensors"))
     assert r.returncode == 2 and "VAE file not found" in r.stderr and "missing.safetensors" in r.stderr.replace("\n", "")

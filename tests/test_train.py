@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from cinegen.config import FlowConfig, TrainConfig
@@ -128,6 +129,36 @@ def test_train_vae_time_limit_stops_early_and_still_finalises(tmp_path):
     assert r.returncode == 2 and "--max-minutes must be >= 0, got -1" in r.stderr
 
 
+def test_precision_auto_follows_the_chip_and_sampling_stays_fp32_on_cpu(monkeypatch):
+    import contextlib
+
+    from cinegen.training import common
+    cpu = torch.device("cpu")
+    assert common.use_bf16(cpu, "bf16") and not common.use_bf16(cpu, "fp32")
+    for amx in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        assert common.use_bf16(cpu, "auto") is amx
+        assert isinstance(common.autocast(cpu), contextlib.nullcontext)   # sampling: the same video on every CPU
+        assert common.precision_label(cpu, "auto").startswith("bf16 autocast" if amx else "fp32")
+    with common.autocast(cpu, "bf16"):
+        assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="'fp16'"):
+        common.use_bf16(cpu, "fp16")
+
+
+def test_train_vae_in_bf16_and_a_bad_precision_is_named(tmp_path):
+    r = _cli("train-vae", "--out", str(tmp_path / "v"), "--preset", "tiny", "--steps", "2", "--num-clips", "2",
+             "--precision", "bf16", "--log-every", "1")
+    assert r.returncode == 0, r.stderr
+    assert "bf16 autocast (--precision bf16)" in " ".join(r.stderr.split())       # rich wraps log lines
+    assert np.isfinite(load_checkpoint(tmp_path / "v" / "vae.safetensors")["extra"]["psnr_heldout"])
+    for cmd in ("train-vae", "train"):
+        extra = ["--vae", "x.safetensors"] if cmd == "train" else []
+        r = _cli(cmd, *extra, "--out", str(tmp_path / "bad"), "--precision", "fp16")
+        assert r.returncode == 2 and "'fp16'" in r.stderr and "--precision must be one of" in " ".join(r.stderr.split())
+        assert "Traceback" not in r.stderr
+
+
 def test_train_dit_single_process_and_torchrun_ddp(tmp_path, tiny_model_dir):
     out = tmp_path / "dit"
     common = ["train", "--vae", str(tiny_model_dir / "vae.safetensors"), "--out", str(out), "--preset", "tiny",
@@ -137,8 +168,9 @@ def test_train_dit_single_process_and_torchrun_ddp(tmp_path, tiny_model_dir):
     assert "2 steps in" in r.stderr and "ms per step" in r.stderr           # the rate a GPU lease plans with
     cache = load_latent_cache(out / "latents.safetensors")
     assert sum(len(b.latents) for b in cache.buckets.values()) == 6 and cache.captions[0] == ""
-    r = _cli(*common, "--steps", "4", torchrun=True)
+    r = _cli(*common, "--steps", "4", "--precision", "bf16", torchrun=True)     # DDP under CPU bf16 autocast too
     assert r.returncode == 0, r.stderr
+    assert "bf16 autocast (--precision bf16)" in " ".join(r.stderr.split())       # rich wraps log lines
     ck = load_checkpoint(out / "dit.safetensors")
     assert ck["step"] == 4 and ck["extra"]["holdout"] == ["purple triangle"]
     assert "loss by t-bin" in r.stderr
@@ -219,8 +251,6 @@ def test_train_config_defaults_are_sane():
 
 def test_grow_from_starts_as_the_trained_model_and_trains_the_new_blocks(tiny_dit_cfg):
     import dataclasses
-
-    import pytest
 
     from cinegen.training.train_dit import grow_from
     from tests.conftest import perturb

@@ -63,6 +63,7 @@ def train_vae_cmd(
     dit_latents: Optional[Path] = typer.Option(None, help="DiT latents paired with their clips (cinegen dit-latents): "
                                                           "with --decoder-only, the decoder also learns to draw them"),
     dit_share: float = typer.Option(0.5, help="share of steps that decode --dit-latents"),
+    precision: str = typer.Option("auto", help="auto (bf16 autocast on a CUDA GPU or an AMX CPU, else fp32) | fp32 | bf16"),
 ):
     """Train the causal video autoencoder on toy-world clips."""
     from cinegen.training.train_vae import train_vae
@@ -72,8 +73,9 @@ def train_vae_cmd(
         data = _data_config(num_clips, bucket, 8.0, holdout, seed)
     except ValueError as e:
         _fail(str(e))
+    _check_precision(precision)
     train = C.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=100, ckpt_every=ckpt_every, seed=seed,
-                          ema_decay=0.995, log_every=log_every)
+                          ema_decay=0.995, log_every=log_every, precision=precision)
     if decoder_only and init is None:
         _fail("--decoder-only needs --init (a trained VAE whose encoder is kept)")
     _require_file(init, "--init")
@@ -138,6 +140,7 @@ def train_cmd(
     flow_set: list[str] = typer.Option([], "--flow", help="FlowConfig override key=value, e.g. base_shift=3 "
                                                           "(saved with the model: sampling uses the same shift)"),
     max_minutes: float = typer.Option(0.0, help="stop training after this many minutes and finalise (0 = no limit)"),
+    precision: str = typer.Option("auto", help="auto (bf16 autocast on a CUDA GPU or an AMX CPU, else fp32) | fp32 | bf16"),
     object_weight: float = typer.Option(0.0, help="extra loss weight on latent cells that touch an object "
                                                   "(1 + W times a background cell's); 0 = plain loss"),
     shape_weight: float = typer.Option(0.0, help="weight of a shape loss: the frozen decoder draws the first frame "
@@ -161,7 +164,9 @@ def train_cmd(
         _fail(f"--parallel must be one of {STRATEGIES}, got {parallel!r}")
     train = C.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, grad_accum=grad_accum, ckpt_every=ckpt_every,
                           log_every=log_every, seed=seed, cond_prob=cond_prob, parallel=parallel,
-                          object_weight=object_weight, shape_weight=shape_weight, shape_t_max=shape_t_max)
+                          object_weight=object_weight, shape_weight=shape_weight, shape_t_max=shape_t_max,
+                          precision=precision)
+    _check_precision(precision)
     if not 0 <= object_weight <= 100:
         _fail(f"--object-weight must be in [0, 100], got {object_weight}")
     if not 0 <= shape_weight <= 100:
@@ -217,6 +222,12 @@ def _dit_shape_term(vae_path: Path, data: C.DataConfig, train: C.TrainConfig, ou
                                   reader_data, info, device)
     vae = load_vae(vae_path, device).eval().requires_grad_(False)
     return DiTShapeTerm(vae, reader, train.shape_weight, train.shape_t_max)
+
+
+def _check_precision(precision: str) -> None:
+    from cinegen.training.common import PRECISIONS
+    if precision not in PRECISIONS:
+        _fail(f"--precision must be one of {PRECISIONS}, got {precision!r}")
 
 
 def _time_limit(max_minutes: float) -> float | None:
@@ -610,12 +621,16 @@ def eval_vae_cmd(
     if out is not None:
         write_report({"seed": seed, "bucket": bucket, "rows": rows}, out)
     counts = rows[0]["by_background"]
-    table = Table("#", "PSNR dB", "vs #1", *(f"{bg} ({counts[bg]['clips']})" for bg in BACKGROUNDS if bg in counts))
+    table = Table("#", "PSNR dB", "vs #1", *(f"{bg} ({counts[bg]['clips']})" for bg in BACKGROUNDS if bg in counts),
+                  "latent shift vs #1")
     for i, row in enumerate(rows, 1):
         d = row.get("vs_first")
         table.add_row(str(i), f"{row['psnr']:.2f}", f"{d['mean']:+.2f} ± {d['se']:.2f}" if d else "",
-                      *(f"{row['by_background'][bg]['psnr']:.2f}" for bg in BACKGROUNDS if bg in counts))
-    console.print(f"{len(clips)} held-out clips ({bucket}, seed {seed}); PSNR by background (clips):", table,
+                      *(f"{row['by_background'][bg]['psnr']:.2f}" for bg in BACKGROUNDS if bg in counts),
+                      f"{row['latent_shift']:.3f}" if "latent_shift" in row else "")
+    console.print(f"{len(clips)} held-out clips ({bucket}, seed {seed}); PSNR by background (clips); latent shift: "
+                  "RMS change of the normalised latents over their RMS (DiTs trained on #1's latents need "
+                  "continuing when it is large):", table,
                   *(f"#{i}: {row['vae']}" for i, row in enumerate(rows, 1)), sep="\n")
 
 

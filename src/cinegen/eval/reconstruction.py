@@ -36,16 +36,29 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def clip_psnrs(vae, clips: list[Clip], device, on_clip: Callable[[], None] | None = None) -> list[float]:
-    """Each whole clip's round trip through the posterior mean, in clip order."""
+def clip_psnrs(vae, clips: list[Clip], device, on_clip: Callable[[], None] | None = None,
+               latents: list[torch.Tensor] | None = None) -> list[float]:
+    """Each whole clip's round trip through the posterior mean, in clip order; each clip's (normalised) latent is
+    appended to `latents` when given."""
     vae.eval()
     scores = []
     for clip in clips:
         x = video_to_tensor(clip.video)[None].to(device)                   # (1, 3, T, H, W)
-        scores.append(psnr(vae.decode(vae.encode(x)), x))
+        z = vae.encode(x)                                                  # (1, C, 1+k, H/8, W/8)
+        scores.append(psnr(vae.decode(z), x))
+        if latents is not None:
+            latents.append(z.cpu())
         if on_clip is not None:
             on_clip()
     return scores
+
+
+def latent_shift(latents: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
+    """RMS change of the normalised latents of the same clips over the reference's RMS: how far a retrained
+    autoencoder moved the latent space that DiTs were trained on (0 for a decoder-only fine-tune)."""
+    num = sum(float((z - r).pow(2).sum()) for z, r in zip(latents, reference))
+    den = sum(float(r.pow(2).sum()) for r in reference)
+    return math.sqrt(num / max(den, 1e-12))
 
 
 def summarise(clips: list[Clip], scores: list[float], reference: list[float] | None = None) -> dict:
@@ -66,11 +79,17 @@ def compare_vaes(paths: list[Path], clips: list[Clip], device="cpu") -> list[dic
     """One row per file, each scored on the same clips; rows after the first are paired with it."""
     # imported here: train_vae imports this module
     from cinegen.training.train_vae import load_vae
-    rows, first = [], None
+    rows, first, first_latents = [], None, None
     with progress_bar() as bar:
         for path in paths:
             task = bar.add_task(f"round trips: {Path(path).parent.name}/{Path(path).name}", total=len(clips), status="")
-            scores = clip_psnrs(load_vae(path, device), clips, device, on_clip=lambda: bar.advance(task))
-            rows.append({"vae": str(path), **summarise(clips, scores, first), "clip_psnr": scores})
-            first = first or scores
+            latents: list[torch.Tensor] = []
+            scores = clip_psnrs(load_vae(path, device), clips, device, on_clip=lambda: bar.advance(task), latents=latents)
+            row = {"vae": str(path), **summarise(clips, scores, first), "clip_psnr": scores}
+            if first_latents is not None:
+                if [z.shape for z in latents] != [z.shape for z in first_latents]:
+                    raise ValueError(f"{path} has another latent grid than {paths[0]}: their latents cannot be compared")
+                row["latent_shift"] = latent_shift(latents, first_latents)
+            rows.append(row)
+            first, first_latents = first or scores, first_latents or latents
     return rows

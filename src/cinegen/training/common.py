@@ -56,11 +56,36 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; on CPU bf16 matmuls are slower than fp32 on most chips, so we stay in fp32."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def use_bf16(device: torch.device, precision: str = "auto") -> bool:
+    """Whether to train in bf16 autocast. auto: on CUDA when the GPU has bf16; on a CPU only with AMX tiles (Intel
+    Sapphire Rapids and later), where bf16 matmuls ran 3.8x fp32 and a VAE step 2x (BENCHMARKS.md (g)); other CPUs
+    emulate bf16 or gain little, so they stay in fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"bad precision {precision!r}: expected one of {PRECISIONS}")
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.cpu._is_amx_tile_supported()
+
+
+def autocast(device: torch.device, precision: str | None = None):
+    """bf16 autocast where `use_bf16(device, precision)` says so; training loops pass their TrainConfig.precision.
+    None (sampling) keeps every CPU in fp32 whatever its chip: a CFG pass at 64x64 is no faster in bf16 there
+    (0.93x, BENCHMARKS.md (g)), and fp32 keeps a seed's video the same on every CPU."""
+    if precision is None:
+        precision = "auto" if device.type == "cuda" else "fp32"
+    if use_bf16(device, precision):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def precision_label(device: torch.device, precision: str) -> str:
+    """For the run's first log line: what `--precision auto` chose on this machine."""
+    return f"{'bf16 autocast' if use_bf16(device, precision) else 'fp32'} (--precision {precision})"
 
 
 def lr_at(step: int, base_lr: float, warmup: int, total: int) -> float:

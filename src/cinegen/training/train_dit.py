@@ -32,6 +32,7 @@ from cinegen.training.common import (
     device_for,
     lr_at,
     out_of_time,
+    precision_label,
     progress_bar,
     save_training_checkpoint,
     seed_everything,
@@ -151,9 +152,10 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
     rng = np.random.default_rng(train.seed * 7919 + 1000 * info.rank + step)
     gen = torch.Generator().manual_seed(train.seed * 31 + 1000 * info.rank + step)
     if info.main:
-        log.info("DiT %.2fM params; %d caption(s); buckets %s; batch %d x %d accum x %d ranks",
+        log.info("DiT %.2fM params; %d caption(s); buckets %s; batch %d x %d accum x %d ranks; %s",
                  sum(p.numel() for p in model.parameters()) / 1e6, len(cache.captions),
-                 {k: len(v.latents) for k, v in cache.buckets.items()}, train.batch_size, train.grad_accum, info.world)
+                 {k: len(v.latents) for k, v in cache.buckets.items()}, train.batch_size, train.grad_accum, info.world,
+                 precision_label(device, train.precision))
     binned = TimeBinnedLoss()
     with progress_bar(disable=not info.main) as bar:
         task = bar.add_task("train", total=train.steps, completed=step, status="")
@@ -190,7 +192,7 @@ def _train_step(ddp, model, ema, opt, cache, train: TrainConfig, flow, rng, gen,
     for _ in range(train.grad_accum):
         batch = sample_batch(cache, rng, train.batch_size, train.text_dropout)
         weight = 1 + train.object_weight * batch.objects if train.object_weight else None
-        with autocast(device):
+        with autocast(device, train.precision):
             loss, t, per_sample = training_loss(ddp, cache, batch.x0, batch.caps, flow, train.cond_prob, gen, weight,
                                                 shape, batch.tracks, batch.shapes)
         # explicit scaling so accumulated gradients equal one big batch's

@@ -31,6 +31,7 @@ from cinegen.training.common import (
     device_for,
     lr_at,
     out_of_time,
+    precision_label,
     progress_bar,
     save_training_checkpoint,
     seed_everything,
@@ -150,8 +151,8 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     shortest = min(c.video.shape[0] for c in pool)               # a 5-frame bucket cannot give 17-frame windows
     frame_choices = [f for f in FRAME_CHOICES if f <= shortest]
     if info.main:
-        log.info("VAE %.2fM params, %d clips, batch %d x %d ranks", sum(p.numel() for p in model.parameters()) / 1e6,
-                 len(pool), train.batch_size, info.world)
+        log.info("VAE %.2fM params, %d clips, batch %d x %d ranks, %s", sum(p.numel() for p in model.parameters()) / 1e6,
+                 len(pool), train.batch_size, info.world, precision_label(device, train.precision))
     started, means = time.monotonic(), LoggedMeans()
     with progress_bar(disable=not info.main) as bar:
         task = bar.add_task("train-vae", total=train.steps, completed=step, status="")
@@ -164,7 +165,7 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
             latents, batch, tracks, shapes = _next_batch(pool, frame_choices, pairs, dit_share, rng, train.batch_size,
                                                          crop)
             batch, latents = batch.to(device), None if latents is None else latents.to(device)
-            with autocast(device):
+            with autocast(device, train.precision):
                 loss, parts = vae_loss(ddp, batch, cfg.kl_weight, cfg.edge_weight, critic_ddp, cfg.adv_weight, latents)
                 if reader is not None and tracks is not None:
                     parts["shape"] = shape_loss(reader, parts["recon"], tracks.to(device), shapes.to(device))
@@ -174,7 +175,7 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
             torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
             opt.step()
             if critic is not None:
-                with autocast(device):
+                with autocast(device, train.precision):
                     parts["critic"] = critic_step(critic_ddp, critic_opt, batch, parts["recon"])
             update_ema(ema, model, train.ema_decay)
             step += 1
