@@ -79,3 +79,14 @@ def test_gpu_bench_reruns_only_the_asked_sections_and_carries_the_rest_with_thei
     assert "1.50x" in text and "`dit` measured 2026-11-20" in text
     with pytest.raises(SystemExit, match="unknown section"):
         bench_gpu.run(tmp_path / "G.md", only={"nope"})
+
+
+def test_precision_section_times_both_precisions_and_is_reported(tmp_path):
+    p = bench.precision_steps(DIT_PRESETS["tiny"], VAE_PRESETS["tiny"], dit_batch=2, vae_batch=1, sizes=((32, 32),),
+                              repeats=1, matmul_n=128)
+    assert [r["case"] for r in p["rows"]][1:] == ["VAE training step, batch 1, 17x64x64", "DiT CFG sampling pass (batch 2), 32x32 2 s"]
+    assert all(r["fp32_ms"] > 0 and r["bf16_ms"] > 0 and r["speedup"] == pytest.approx(r["fp32_ms"] / r["bf16_ms"])
+               for r in p["rows"])
+    assert isinstance(p["auto_uses_bf16"], bool) and p["matmul_bf16_gflops"] > 0
+    text = "\n".join(bench.precision_table(p))
+    assert "(g) bf16 autocast vs fp32" in text and f"{p['rows'][0]['speedup']:.2f}x" in text

@@ -20,6 +20,7 @@ import platform
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -213,6 +214,68 @@ def decode_memory(model_dir, multiples=(1, 2, 4, 8), size: int = 128) -> list[di
 
 # --- report ---
 
+# --- (g): bf16 autocast against fp32 (what `--precision auto` decides from) ---
+
+def precision_steps(dit_cfg: DiTConfig, vae_cfg: VAEConfig, dit_batch: int = 32, vae_batch: int = 4,
+                    sizes=((64, 64), (256, 256)), repeats: int = 5, matmul_n: int = 2048) -> dict:
+    """Median seconds of training steps (forward + backward) and CFG sampling passes, in fp32 and in bf16 autocast,
+    interleaved on the same inputs. Random weights: speed does not depend on them."""
+    from cinegen.models.dit import VideoDiT
+    from cinegen.models.vae import VideoVAE
+    from cinegen.training.common import autocast, use_bf16
+    from cinegen.training.train_vae import vae_loss
+    cpu, g = torch.device("cpu"), torch.Generator().manual_seed(0)
+    dit, vae = VideoDiT(dit_cfg), VideoVAE(vae_cfg)
+    text = torch.randn(dit_batch, TEXT_TOKENS, dit_cfg.text_dim, generator=g)              # (B, S, Dt)
+    mask = torch.ones(dit_batch, TEXT_TOKENS, dtype=torch.bool)
+
+    def dit_step(x, t):
+        dit.zero_grad(set_to_none=True)
+        dit(x, t, text[:len(x)], mask[:len(x)]).float().pow(2).mean().backward()
+
+    def vae_step(video):
+        vae.zero_grad(set_to_none=True)
+        vae_loss(vae, video, vae_cfg.kl_weight, vae_cfg.edge_weight)[0].backward()
+
+    def sample_pass(x, t):
+        with torch.no_grad():
+            dit(x, t, text[:2], mask[:2])
+
+    small = latent_grid(vae_cfg, SampleConfig(width=64, height=64))
+    cases = {f"DiT training step, batch {dit_batch}, 64x64 2 s":
+             partial(dit_step, torch.randn(dit_batch, dit_cfg.latent_channels, *small, generator=g),   # (B, C, T, H, W)
+                     torch.rand(dit_batch, generator=g)),
+             f"VAE training step, batch {vae_batch}, 17x64x64":
+             partial(vae_step, torch.rand(vae_batch, 3, 17, 64, 64, generator=g) * 2 - 1)}
+    for w, h in sizes:
+        grid = latent_grid(vae_cfg, SampleConfig(width=w, height=h))
+        cases[f"DiT CFG sampling pass (batch 2), {w}x{h} 2 s"] = partial(
+            sample_pass, torch.randn(2, dit_cfg.latent_channels, *grid, generator=g), torch.rand(2, generator=g))
+    rows = []
+    for label, fn in cases.items():
+        def timed(precision, fn=fn):
+            def run():
+                with autocast(cpu, precision):
+                    fn()
+            return run
+        t = interleaved({"fp32": timed("fp32"), "bf16": timed("bf16")}, repeats, warmup=1)
+        rows.append({"case": label, "fp32_ms": 1e3 * t["fp32"], "bf16_ms": 1e3 * t["bf16"], "speedup": t["fp32"] / t["bf16"]})
+    return {"rows": rows, "matmul_fp32_gflops": matmul_peak(matmul_n) / 1e9,
+            "matmul_bf16_gflops": matmul_peak(matmul_n, dtype=torch.bfloat16) / 1e9, "matmul_n": matmul_n,
+            "auto_uses_bf16": use_bf16(cpu, "auto")}
+
+
+def precision_table(p: dict) -> list[str]:
+    fp32, bf16 = p["matmul_fp32_gflops"], p["matmul_bf16_gflops"]
+    lines = ["## (g) bf16 autocast vs fp32 on this CPU (`--precision auto` trains in bf16 only on CPUs with AMX tiles)", "",
+             f"{p['matmul_n']}x{p['matmul_n']} matmul: {fp32:.0f} GFLOP/s fp32, {bf16:.0f} GFLOP/s bf16 "
+             f"({bf16 / fp32:.2f}x). `--precision auto` here: "
+             f"{'bf16 autocast' if p['auto_uses_bf16'] else 'fp32'} for training; sampling stays fp32 on every CPU.", "",
+             "| case (shipped sizes, random weights) | fp32 ms | bf16 ms | speed-up |", "|---|---|---|---|"]
+    lines += [f"| {r['case']} | {r['fp32_ms']:.1f} | {r['bf16_ms']:.1f} | {r['speedup']:.2f}x |" for r in p["rows"]]
+    return lines + [""]
+
+
 def machine() -> str:
     import os
     cpu = platform.processor() or platform.machine()
@@ -239,7 +302,10 @@ def run(out: Path, quick: bool = False, model_dir: Path | None = None) -> dict:
     sections = [("(a) DiT vs Wan", "dit", lambda: [dit_vs_wan(dit, latent_grid(vae, s), sample_label(s), 3 if quick else 7)
                                                     for s in (SampleConfig(width=w, height=h) for w, h in sizes)]),
                 ("(b) matmul peak", "matmul_peak_gflops", lambda: matmul_peak() / 1e9),
-                ("(c) VAE vs Wan", "vae", lambda: vae_vs_wan(vae, repeats=2 if quick else 5))]
+                ("(c) VAE vs Wan", "vae", lambda: vae_vs_wan(vae, repeats=2 if quick else 5)),
+                ("(g) bf16 vs fp32", "precision", lambda: precision_steps(
+                    dit if quick else DIT_PRESETS["shipped"], vae, 4 if quick else 32, 1 if quick else 4,
+                    sizes=((64, 64),) if quick else ((64, 64), (256, 256)), repeats=2 if quick else 5))]
     if (model_dir / "dit.safetensors").is_file():
         pipe = TextToVideo.from_pretrained(model_dir)
         sections += [("(d) steps x solver", "adherence", lambda: adherence_grid(pipe, DEFAULT_HOLDOUT, n, steps)),
@@ -305,6 +371,8 @@ def write_markdown(r: dict, out: Path) -> None:
                   "| windowed generation | frames | peak RSS after load (MB) | peak RSS (MB) |", "|---|---|---|---|"]
         lines += [f"| {k} 2 s | {m['frames']} | {m['peak_mb_after_load']} | {m['peak_mb']} |"
                   for k, m in r["long_video_memory"].items()]
+    if "precision" in r:
+        lines += precision_table(r["precision"])
     atomic_write(out, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
 
 
