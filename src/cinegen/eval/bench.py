@@ -212,8 +212,6 @@ def decode_memory(model_dir, multiples=(1, 2, 4, 8), size: int = 128) -> list[di
     return rows
 
 
-# --- report ---
-
 # --- (g): bf16 autocast against fp32 (what `--precision auto` decides from) ---
 
 def precision_steps(dit_cfg: DiTConfig, vae_cfg: VAEConfig, dit_batch: int = 32, vae_batch: int = 4,
@@ -275,6 +273,8 @@ def precision_table(p: dict) -> list[str]:
     lines += [f"| {r['case']} | {r['fp32_ms']:.1f} | {r['bf16_ms']:.1f} | {r['speedup']:.2f}x |" for r in p["rows"]]
     return lines + [""]
 
+
+# --- report ---
 
 def machine() -> str:
     import os
