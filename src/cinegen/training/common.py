@@ -69,7 +69,8 @@ def use_bf16(device: torch.device, precision: str = "auto") -> bool:
         return precision == "bf16"
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.cpu._is_amx_tile_supported()
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)      # private in torch 2.13; fp32 if it goes away
+    return device.type == "cpu" and amx is not None and amx()
 
 
 def autocast(device: torch.device, precision: str | None = None):
