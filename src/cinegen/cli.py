@@ -47,6 +47,10 @@ def _data_config(num_clips: int, buckets: list[str], fps: float, holdout: list[s
                         fps=fps, holdout=tuple(holdout), seed=seed)
 
 
+# shared by train-vae and train
+PRECISION_HELP = "auto (bf16 autocast on a CUDA GPU or an AMX CPU, else fp32) | fp32 | bf16"
+
+
 @app.command("train-vae")
 def train_vae_cmd(
     out: Path = typer.Option(Path("runs/vae"), help="run folder (resumes from out/last.safetensors)"),
@@ -63,7 +67,7 @@ def train_vae_cmd(
     dit_latents: Optional[Path] = typer.Option(None, help="DiT latents paired with their clips (cinegen dit-latents): "
                                                           "with --decoder-only, the decoder also learns to draw them"),
     dit_share: float = typer.Option(0.5, help="share of steps that decode --dit-latents"),
-    precision: str = typer.Option("auto", help="auto (bf16 autocast on a CUDA GPU or an AMX CPU, else fp32) | fp32 | bf16"),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
 ):
     """Train the causal video autoencoder on toy-world clips."""
     from cinegen.training.train_vae import train_vae
@@ -140,7 +144,7 @@ def train_cmd(
     flow_set: list[str] = typer.Option([], "--flow", help="FlowConfig override key=value, e.g. base_shift=3 "
                                                           "(saved with the model: sampling uses the same shift)"),
     max_minutes: float = typer.Option(0.0, help="stop training after this many minutes and finalise (0 = no limit)"),
-    precision: str = typer.Option("auto", help="auto (bf16 autocast on a CUDA GPU or an AMX CPU, else fp32) | fp32 | bf16"),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
     object_weight: float = typer.Option(0.0, help="extra loss weight on latent cells that touch an object "
                                                   "(1 + W times a background cell's); 0 = plain loss"),
     shape_weight: float = typer.Option(0.0, help="weight of a shape loss: the frozen decoder draws the first frame "
@@ -162,11 +166,11 @@ def train_cmd(
     from cinegen.parallel.data_parallel import STRATEGIES
     if parallel not in STRATEGIES:
         _fail(f"--parallel must be one of {STRATEGIES}, got {parallel!r}")
+    _check_precision(precision)
     train = C.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, grad_accum=grad_accum, ckpt_every=ckpt_every,
                           log_every=log_every, seed=seed, cond_prob=cond_prob, parallel=parallel,
                           object_weight=object_weight, shape_weight=shape_weight, shape_t_max=shape_t_max,
                           precision=precision)
-    _check_precision(precision)
     if not 0 <= object_weight <= 100:
         _fail(f"--object-weight must be in [0, 100], got {object_weight}")
     if not 0 <= shape_weight <= 100:

@@ -135,8 +135,8 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     parallel: str = "ddp"            # ddp | fsdp (FSDP2 fully_shard) when launched with torchrun
-    # auto: bf16 autocast on a CUDA GPU and on a CPU with AMX tiles (bf16 matmuls about 4x fp32 there; BENCHMARKS.md
-    # (g)), fp32 on other CPUs, where bf16 is usually slower; fp32 | bf16 force one
+    # auto: bf16 autocast on a CUDA GPU and on a CPU with AMX tiles (bf16 matmuls about 4x fp32 there; MODEL_CARD.md
+    # "Seventh session", `make bench` (g)), fp32 on other CPUs, where bf16 is usually slower; fp32 | bf16 force one
     precision: str = "auto"
     # extra loss weight on latent cells that touch an object: the cell's error counts (1 + object_weight) times.
     # Objects are a few percent of the cells, so an unweighted loss is mostly background (the VAE's edge_weight

@@ -61,8 +61,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 def use_bf16(device: torch.device, precision: str = "auto") -> bool:
     """Whether to train in bf16 autocast. auto: on CUDA when the GPU has bf16; on a CPU only with AMX tiles (Intel
-    Sapphire Rapids and later), where bf16 matmuls ran 3.8x fp32 and a VAE step 2x (BENCHMARKS.md (g)); other CPUs
-    emulate bf16 or gain little, so they stay in fp32."""
+    Sapphire Rapids and later), where bf16 matmuls ran 3.8x fp32 and a VAE step 2x (MODEL_CARD.md "Seventh
+    session"; `make bench` (g)); other CPUs emulate bf16 or gain little, so they stay in fp32."""
     if precision not in PRECISIONS:
         raise ValueError(f"bad precision {precision!r}: expected one of {PRECISIONS}")
     if precision != "auto":
@@ -76,7 +76,7 @@ def use_bf16(device: torch.device, precision: str = "auto") -> bool:
 def autocast(device: torch.device, precision: str | None = None):
     """bf16 autocast where `use_bf16(device, precision)` says so; training loops pass their TrainConfig.precision.
     None (sampling) keeps every CPU in fp32 whatever its chip: a CFG pass at 64x64 is no faster in bf16 there
-    (0.93x, BENCHMARKS.md (g)), and fp32 keeps a seed's video the same on every CPU."""
+    (0.93x, `make bench` (g)), and fp32 keeps a seed's video the same on every CPU."""
     if precision is None:
         precision = "auto" if device.type == "cuda" else "fp32"
     if use_bf16(device, precision):
