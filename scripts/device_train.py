@@ -109,6 +109,22 @@ def check_prompts(cache: Path) -> None:
         sys.exit(f"{int(emb.isnan().any(-1).any(-1).sum())} caption(s) use a word piece the packed MiniLM lacks")
 
 
+# seconds a DiT stage spends outside its --max-minutes (process start, model load, final checkpoint), and what the
+# exports and the split files need at the end
+STAGE_OVERHEAD, EXPORT_RESERVE = 20.0, 40.0
+
+
+def fit_budget(targets: list[tuple[str, float]], left: float | None) -> list[tuple[str, float]]:
+    """The DiT stages scaled down together, so that a lease's command ends (and returns its files) inside its limit."""
+    if left is None:
+        return targets
+    room = left - EXPORT_RESERVE - STAGE_OVERHEAD * len(targets)
+    scale = min(1.0, max(room, 0.0) / sum(s for _, s in targets))
+    if scale < 1.0:
+        print(f"{left:.0f} s left: DiT stages scaled by {scale:.2f}", flush=True)
+    return [(t, max(s * scale, 5.0)) for t, s in targets]
+
+
 def parse_targets(specs: list[str]) -> list[tuple[str, float]]:
     out = []
     for spec in specs:
@@ -136,6 +152,8 @@ def main() -> None:
     ap.add_argument("--decoder-seconds", type=float, default=0.0, help="then a decoder trained on the new DiTs' own "
                     "latents for this long (after their pairs are made)")
     ap.add_argument("--pair-clips", type=int, default=1000, help="rendered clips re-imagined for the decoder stage")
+    ap.add_argument("--budget", type=float, default=0.0, help="wall-clock seconds for the whole run (0: no limit): "
+                    "the DiT stages shrink in proportion to fit what the VAE stage and the cache left")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--seed", type=int, default=3, help="data seed (3: the clips of the 2026-11-26 lease)")
@@ -157,6 +175,7 @@ def main() -> None:
         first = f"/tmp/dit_{targets[0][0]}"
         run(dit_cmd(args, targets[0][0], vae, 0), log)          # builds the latent cache only (0 steps)
         check_prompts(Path(first) / "latents.safetensors")
+        targets = fit_budget(targets, args.budget - (time.time() - start) if args.budget else None)
         for target, seconds in targets:
             Path(f"/tmp/dit_{target}").mkdir(exist_ok=True)
             if f"/tmp/dit_{target}" != first:                     # same data and VAE: the same cache

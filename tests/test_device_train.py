@@ -60,3 +60,14 @@ def test_check_command_catches_a_misspelt_option():
         check_command(["python", "-m", "cinegen.cli", "train-vae", "--dit-share-x", "0.5"])
     with pytest.raises(ValueError, match="decoder_blocks"):
         check_command(["python", "-m", "cinegen.cli", "train-vae", "--set", "decoder_blocks=2"])
+
+
+def test_budget_scales_the_dit_stages_to_fit_the_lease(script):
+    targets = [("low", 150.0), ("expert", 90.0)]
+    assert script.fit_budget(targets, None) == targets                      # no budget: as asked
+    assert script.fit_budget(targets, 10_000.0) == targets                  # room to spare: never stretched
+    room = 200.0 - script.EXPORT_RESERVE - 2 * script.STAGE_OVERHEAD        # 120 s for 240 s asked: half each
+    fitted = script.fit_budget(targets, 200.0)
+    assert [t for t, _ in fitted] == ["low", "expert"]
+    assert [s for _, s in fitted] == pytest.approx([150.0 * room / 240, 90.0 * room / 240])
+    assert all(s == 5.0 for _, s in script.fit_budget(targets, 0.0))        # overrun: a token stage, still exported

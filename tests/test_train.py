@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 from cinegen.config import FlowConfig, TrainConfig
 from cinegen.data.latent_cache import LatentBucket, LatentCache, load_latent_cache
 from cinegen.models.dit import VideoDiT
+from cinegen.training import common
 from cinegen.training.checkpoint import load_checkpoint
 from cinegen.training.train_dit import sample_batch, training_loss
 from cinegen.training.train_vae import load_vae
@@ -127,6 +129,21 @@ def test_train_vae_time_limit_stops_early_and_still_finalises(tmp_path):
     assert final["step"] == stopped and final["extra"]["psnr_heldout"] > 0
     r = _cli("train-vae", "--out", str(tmp_path / "bad"), "--max-minutes", "-1")
     assert r.returncode == 2 and "--max-minutes must be >= 0, got -1" in r.stderr
+
+
+def test_a_time_limited_run_decays_its_rate_by_whichever_of_steps_or_time_is_further_along():
+    """A lease plans its step count from a guessed rate; when the guess is too fast, the time limit stops the run
+    long before its last step, and the rate must have decayed by then, not stayed at its peak."""
+    assert common.time_used(0.0, None, "cpu") == 0.0                        # no limit: the step alone counts
+    started = time.monotonic() - 30.0
+    assert 0.5 < common.time_used(started, 60.0, "cpu") < 0.6
+    assert common.schedule_step(100, 0, 1000, 0.0) == 100
+    assert common.schedule_step(100, 0, 1000, 0.5) == 500                   # time ahead of steps: time wins
+    assert common.schedule_step(900, 0, 1000, 0.5) == 900                   # steps ahead of time: steps win
+    assert common.schedule_step(600, 500, 1500, 0.5) == 1000                # a resumed run: from its first step
+    end = common.lr_at(common.schedule_step(40, 0, 1000, 1.0), 1e-3, 10, 1000)
+    assert end == pytest.approx(1e-4)                                        # the floor: 10% of the base rate
+    assert not common.out_of_time(0.99, 60.0, 40, 1000) and common.out_of_time(1.0, 60.0, 40, 1000)
 
 
 def test_precision_auto_follows_the_chip_and_sampling_stays_fp32_on_cpu(monkeypatch):

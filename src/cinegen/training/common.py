@@ -97,17 +97,30 @@ def lr_at(step: int, base_lr: float, warmup: int, total: int) -> float:
     return base_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def out_of_time(started: float, limit: float | None, device, step: int, total: int) -> bool:
-    """Whether a run with a wall-clock `limit` (seconds; None = none) must stop before `step`; says so in the log.
-    Under DDP every rank stops at the same step (rank clocks differ)."""
+def time_used(started: float, limit: float | None, device) -> float:
+    """The fraction of a wall-clock `limit` (seconds; None = no limit: 0) spent since `started`. Under DDP the
+    largest over the ranks, so that every rank stops at the same step and reads the same rate (rank clocks differ)."""
     if limit is None:
-        return False
-    late = torch.tensor([float(time.monotonic() - started > limit)], device=device)
+        return 0.0
+    used = torch.tensor([(time.monotonic() - started) / limit], device=device)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(late, op=torch.distributed.ReduceOp.MAX)
-    if late.item():
-        log.info("time limit of %.0f s reached at step %d of %d: finalising", limit, step, total)
-    return bool(late.item())
+        torch.distributed.all_reduce(used, op=torch.distributed.ReduceOp.MAX)
+    return float(used.item())
+
+
+def out_of_time(used: float, limit: float | None, step: int, total: int) -> bool:
+    """Whether a run that has spent `used` of its time limit must stop before `step`; says so in the log."""
+    if used < 1.0:
+        return False
+    log.info("time limit of %.0f s reached at step %d of %d: finalising", limit, step, total)
+    return True
+
+
+def schedule_step(step: int, first: int, total: int, used: float) -> int:
+    """The step that the learning-rate schedule reads: under a time limit, whichever of steps or time is further
+    along. So a run stopped by its limit (a lease that planned its step count from too fast a rate) still ends on a
+    decayed rate rather than at its peak. first: the step this process started from (a resumed run)."""
+    return max(step, first + int(used * (total - first)))
 
 
 def make_ema(model: torch.nn.Module) -> torch.nn.Module:

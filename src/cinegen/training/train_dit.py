@@ -35,9 +35,11 @@ from cinegen.training.common import (
     precision_label,
     progress_bar,
     save_training_checkpoint,
+    schedule_step,
     seed_everything,
     setup_distributed,
     teardown_distributed,
+    time_used,
     update_ema,
 )
 from cinegen.training.shape_loss import DiTShapeTerm
@@ -161,10 +163,12 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
         task = bar.add_task("train", total=train.steps, completed=step, status="")
         started, first = time.monotonic(), step
         while step < train.steps:
-            if out_of_time(started, time_limit, device, step, train.steps):
+            used = time_used(started, time_limit, device)
+            if out_of_time(used, time_limit, step, train.steps):
                 save_training_checkpoint(out / "last.safetensors", "dit", cfg, model, ema, opt, step, info, extra)
                 break
-            loss = _train_step(ddp, model, ema, opt, cache, train, flow, rng, gen, step, binned, device, shape)
+            lr_step = schedule_step(step, first, train.steps, used)
+            loss = _train_step(ddp, model, ema, opt, cache, train, flow, rng, gen, lr_step, binned, device, shape)
             step += 1
             bar.update(task, completed=step, status=f"loss {loss:.4f}")
             if info.main and step % train.log_every == 0:
@@ -183,10 +187,10 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
     return final
 
 
-def _train_step(ddp, model, ema, opt, cache, train: TrainConfig, flow, rng, gen, step, binned, device,
+def _train_step(ddp, model, ema, opt, cache, train: TrainConfig, flow, rng, gen, lr_step, binned, device,
                 shape: DiTShapeTerm | None = None) -> float:
     for g in opt.param_groups:
-        g["lr"] = lr_at(step, train.lr, train.warmup, train.steps)
+        g["lr"] = lr_at(lr_step, train.lr, train.warmup, train.steps)
     opt.zero_grad(set_to_none=True)
     total = 0.0
     for _ in range(train.grad_accum):

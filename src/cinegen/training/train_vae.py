@@ -34,9 +34,11 @@ from cinegen.training.common import (
     precision_label,
     progress_bar,
     save_training_checkpoint,
+    schedule_step,
     seed_everything,
     setup_distributed,
     teardown_distributed,
+    time_used,
     update_ema,
 )
 from cinegen.training.dit_latents import load_pairs, sample_pair_batch
@@ -153,15 +155,16 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     if info.main:
         log.info("VAE %.2fM params, %d clips, batch %d x %d ranks, %s", sum(p.numel() for p in model.parameters()) / 1e6,
                  len(pool), train.batch_size, info.world, precision_label(device, train.precision))
-    started, means = time.monotonic(), LoggedMeans()
+    started, means, first = time.monotonic(), LoggedMeans(), step
     with progress_bar(disable=not info.main) as bar:
         task = bar.add_task("train-vae", total=train.steps, completed=step, status="")
         while step < train.steps:
-            if out_of_time(started, time_limit, device, step, train.steps):
+            used = time_used(started, time_limit, device)
+            if out_of_time(used, time_limit, step, train.steps):
                 save_checkpoints(out, cfg, model, ema, opt, critic, critic_opt, step, info)
                 break
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, train.lr, train.warmup, train.steps)
+                g["lr"] = lr_at(schedule_step(step, first, train.steps, used), train.lr, train.warmup, train.steps)
             latents, batch, tracks, shapes = _next_batch(pool, frame_choices, pairs, dit_share, rng, train.batch_size,
                                                          crop)
             batch, latents = batch.to(device), None if latents is None else latents.to(device)
