@@ -89,7 +89,8 @@ def holdout_args() -> list[str]:
 
 def export(vae: Path, pair: dict[str, Path], out: str = "/tmp/m") -> None:
     subprocess.run(CLI + ["export", "--vae", str(vae), "--dit", str(pair["dit.safetensors"]),
-                          "--dit-high", str(pair["dit_high.safetensors"]), "--int8", "--raw", "--out", out], check=True)
+                          "--dit-high", str(pair["dit_high.safetensors"]), "--int8", "--raw", "--out", out,
+                          "--text-encoder", "minilm"], check=True)   # the files name the real MiniLM, not /tmp's copy
 
 
 def run(cmd: list[str], log: Path) -> None:

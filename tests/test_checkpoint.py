@@ -114,6 +114,27 @@ def test_export_writes_a_loadable_model_folder(tmp_path, tiny_model_dir):
     assert out.shape == ref.shape and abs(out - ref).mean() < 2.0                 # fp16 / int8: within ~1 grey level
 
 
+def test_export_names_the_real_text_encoder_after_a_lease(tmp_path, tiny_model_dir, tiny_dit_cfg):
+    """A lent GPU trains with a packed MiniLM at /tmp/minilm_toy; the exported files must name `minilm`, or every
+    later load would use that packed copy where it exists (and fail where it does not)."""
+    from cinegen.config import FlowConfig
+    from cinegen.training.export import export_model
+    lease = {"text": {"name": "/tmp/minilm_toy", "max_tokens": 32, "dim": 384, "layers": [-1]}}
+    for name, flow in (("low", {"t_max": 0.8}), ("expert", {"t_min": 0.8})):
+        save_checkpoint(tmp_path / f"{name}.safetensors", "dit", tiny_dit_cfg, perturb(VideoDiT(tiny_dit_cfg), seed=5),
+                        extra={**lease, "flow": {**FlowConfig().__dict__, **flow}})
+    pair = dict(dit_high=tmp_path / "expert.safetensors", int8=True)
+    export_model(tiny_model_dir / "vae.safetensors", tmp_path / "low.safetensors", tmp_path / "as_is", **pair)
+    export_model(tiny_model_dir / "vae.safetensors", tmp_path / "low.safetensors", tmp_path / "m", text_name="minilm",
+                 **pair)
+    for f in ("dit.safetensors", "dit_high.safetensors"):
+        assert load_checkpoint(tmp_path / "as_is" / f)["extra"]["text"]["name"] == "/tmp/minilm_toy"
+        renamed = load_checkpoint(tmp_path / "m" / f)
+        assert renamed["extra"]["text"] == {**lease["text"], "name": "minilm"}   # only the name changes
+        same = load_checkpoint(tmp_path / "as_is" / f)["model"]
+        assert all(torch.equal(renamed["model"][k], v) for k, v in same.items())
+
+
 def test_export_of_unchanged_weights_leaves_the_files_alone(tmp_path, tiny_model_dir):
     from cinegen.training.export import export_model
     export_model(tiny_model_dir / "vae.safetensors", tiny_model_dir / "dit.safetensors", tmp_path, int8=True)

@@ -669,12 +669,15 @@ def export_cmd(
     raw: bool = typer.Option(False, "--raw", help="the DiT checkpoint's last-step weights instead of its EMA"),
     dit_high: Optional[Path] = typer.Option(None, help="a high-noise expert DiT (trained with --flow t_min=...): "
                                             "it predicts the steps with t >= its t_min"),
+    text_encoder: Optional[str] = typer.Option(None, help="the text encoder the DiT files name (default: the one "
+                                               "they were trained with); `minilm` after a lease trained with the "
+                                               "packed copy at a /tmp path"),
 ):
     """Write a shippable model folder: EMA weights only, fp16, with configs and training facts."""
     from cinegen.training.export import export_model
     _setup_logging()
     try:
-        paths = export_model(vae, dit, out, int8=int8, raw=raw, dit_high=dit_high)
+        paths = export_model(vae, dit, out, int8=int8, raw=raw, dit_high=dit_high, text_name=text_encoder)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     for p in paths:

@@ -15,13 +15,15 @@ log = logging.getLogger(__name__)
 
 
 def export_model(vae_path: Path, dit_path: Path, out: Path, int8: bool = False, raw: bool = False,
-                 dit_high: Path | None = None) -> list[Path]:
+                 dit_high: Path | None = None, text_name: str | None = None) -> list[Path]:
     """Writes out/vae.safetensors and out/dit.safetensors (what TextToVideo.from_pretrained reads).
     int8: store the DiT's large matrices as int8 (about half the file; the VAE stays fp16, because pixels are
     less forgiving than velocities). raw: the DiT checkpoint's last-step weights instead of its EMA (a short
     fine-tune's EMA still leans on the weights it started from). dit_high: a high-noise expert (trained with
     `--flow t_min=...`), written as out/dit_high.safetensors; without it a stale expert in `out` is removed, since
-    it was made for another DiT."""
+    it was made for another DiT. text_name: the text encoder the DiT files name (default: the one they were trained
+    with). A lent GPU trains with a packed copy of MiniLM at a /tmp path (scripts/travel_minilm.py); the shipped
+    files must name the real one, or every later load would look for that path (or use the packed copy there)."""
     from cinegen.models.dit import same_interface
     from cinegen.training.train_dit import load_dit
     from cinegen.training.train_vae import load_vae
@@ -43,15 +45,24 @@ def export_model(vae_path: Path, dit_path: Path, out: Path, int8: bool = False, 
                             f"the expert {dit_high} starts at t = {takeover}: no model was trained between"))
     out = Path(out)
     _save_if_changed(out / "vae.safetensors", "vae", vae, ckpt_io.read_meta(vae_path), int8=False)
-    _save_if_changed(out / "dit.safetensors", "dit", dit, ckpt_io.read_meta(dit_path), int8=int8)
+    _save_if_changed(out / "dit.safetensors", "dit", dit, _renamed(ckpt_io.read_meta(dit_path), text_name), int8=int8)
     paths = [out / "vae.safetensors", out / "dit.safetensors"]
     if expert is not None:
-        _save_if_changed(out / "dit_high.safetensors", "dit", expert, ckpt_io.read_meta(dit_high), int8=int8)
+        _save_if_changed(out / "dit_high.safetensors", "dit", expert, _renamed(ckpt_io.read_meta(dit_high), text_name),
+                         int8=int8)
         paths.append(out / "dit_high.safetensors")
     elif (out / "dit_high.safetensors").is_file():
         (out / "dit_high.safetensors").unlink()
         log.info("removed %s: it was the high-noise expert of another DiT", out / "dit_high.safetensors")
     return paths
+
+
+def _renamed(meta: tuple[int, dict], text_name: str | None) -> tuple[int, dict]:
+    """A DiT checkpoint's (step, extra) with its text encoder's name replaced (None: as it is)."""
+    step, extra = meta
+    if text_name is None:
+        return meta
+    return step, {**extra, "text": {**extra.get("text", {}), "name": text_name}}
 
 
 def _save_if_changed(path: Path, kind: str, model, meta: tuple[int, dict], int8: bool) -> None:
