@@ -18,10 +18,13 @@ Stages, each bounded by the trainers' own --max-minutes, which still finalise:
      in MODEL_CARD.md): `cinegen dit-latents` re-imagines --pair-clips rendered clips with the new pair (on the GPU),
      then `train-vae --decoder-only --dit-latents` with a shape loss, grown to --decoder-blocks (2 unless given);
      a DiT changes what its latents hold (the 1x1 low DiT: shape), and the decoder has to learn to draw it;
-  5. `cinegen export --int8 --raw` of the new set; the changed files come back in 15 MB parts (the device tool
-     returns files up to 16 MB): `cat dit_high.safetensors.part* > dit_high.safetensors`.
-Step counts come from the rates measured on an H200 (2026-11-26): VAE 50 ms per step at batch 16, DiT 77 ms per
-step at batch 128; the trainers log their own rate (`N steps in S s: X ms per step`) for the next plan. The decoder
+  5. `cinegen export --int8 --raw --text-encoder minilm` of the new set (the files name the real MiniLM, not the
+     packed copy); the changed files come back in 15 MB parts (the device tool returns files up to 16 MB):
+     `cat dit_high.safetensors.part* > dit_high.safetensors`.
+Step counts come from the rates measured on an H200 (2026-12-04): VAE 31 ms per step at batch 16, DiT 97-128 ms per
+step at batch 128; the trainers log their own rate (`N steps in S s: X ms per step`) for the next plan. A wrong
+guess costs little: each stage stops at its --max-minutes with its learning rate decayed by time
+(training.common.schedule_step), and --budget shrinks the DiT stages to what is left of the call. The decoder
 stage's step count uses the VAE's rate, and its pairs are not bounded in time (1000 clips: 20-step SDEdit at batch 64,
 well under a minute of GPU time by the DiT's rate, plus the rendering on every core).
 """
@@ -46,8 +49,8 @@ PAIRS = "/tmp/pairs.safetensors"
 
 def vae_cmd(args, seconds: float) -> list[str]:
     return CLI + ["train-vae", "--out", "/tmp/vae", "--init", str(WEIGHTS / "vae.safetensors"),
-                  "--steps", str(max(int(seconds / args.vae_rate), 1)), "--batch-size", "16", "--lr", "2e-4",
-                  "--num-clips", str(args.vae_clips), "--log-every", "500", "--ckpt-every", "100000",
+                  "--steps", str(max(int(seconds / args.vae_rate), 1)), "--batch-size", str(args.vae_batch),
+                  "--lr", "2e-4", "--num-clips", str(args.vae_clips), "--log-every", "500", "--ckpt-every", "100000",
                   "--max-minutes", f"{seconds / 60:.3f}"] + (
         ["--decoder-only", "--set", f"decoder_res_blocks={args.decoder_blocks}"] if args.decoder_blocks else [])
 
@@ -143,6 +146,8 @@ def main() -> None:
     ap.add_argument("--dit", action="append", default=[], help="TARGET:SECONDS, TARGET low or expert; repeatable")
     ap.add_argument("--clips", type=int, default=4000, help="source clips for the DiT (twins come on top)")
     ap.add_argument("--vae-clips", type=int, default=1500)
+    ap.add_argument("--vae-batch", type=int, default=16, help="the VAE stage's batch; give --vae-rate for it too "
+                    "(step 11: 3600 steps at 16 gained less per clip than the CPU's 15900 at 4)")
     ap.add_argument("--decoder-blocks", type=int, default=0, help="train only the VAE's decoder, grown to this many "
                                                                    "residual blocks per stage (0: fine-tune it all)")
     ap.add_argument("--object-weight", type=float, default=0.0, help="the low DiT's extra loss weight on object "
@@ -158,8 +163,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--seed", type=int, default=3, help="data seed (3: the clips of the 2026-11-26 lease)")
-    ap.add_argument("--vae-rate", type=float, default=0.05, help="seconds per VAE step (H200, batch 16)")
-    ap.add_argument("--dit-rate", type=float, default=0.077, help="seconds per DiT step (H200, batch 128)")
+    ap.add_argument("--vae-rate", type=float, default=0.031, help="seconds per VAE step (H200, batch 16; "
+                    "31 ms measured 2026-12-04)")
+    ap.add_argument("--dit-rate", type=float, default=0.1, help="seconds per DiT step (H200, batch 128; 97-128 ms "
+                    "measured 2026-12-04)")
     args = ap.parse_args()
     targets = parse_targets(args.dit)
     args.out.mkdir(parents=True, exist_ok=True)
