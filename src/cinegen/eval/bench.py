@@ -265,7 +265,7 @@ def precision_steps(dit_cfg: DiTConfig, vae_cfg: VAEConfig, dit_batch: int = 32,
 
 def precision_table(p: dict) -> list[str]:
     fp32, bf16 = p["matmul_fp32_gflops"], p["matmul_bf16_gflops"]
-    lines = ["", "## (g) bf16 autocast vs fp32 on this CPU (`--precision auto` trains in bf16 only on CPUs with AMX tiles)", "",
+    lines = ["## (g) bf16 autocast vs fp32 on this CPU (`--precision auto` trains in bf16 only on CPUs with AMX tiles)", "",
              f"{p['matmul_n']}x{p['matmul_n']} matmul: {fp32:.0f} GFLOP/s fp32, {bf16:.0f} GFLOP/s bf16 "
              f"({bf16 / fp32:.2f}x). `--precision auto` here: "
              f"{'bf16 autocast' if p['auto_uses_bf16'] else 'fp32'} for training; sampling stays fp32 on every CPU.", "",
@@ -370,7 +370,7 @@ def write_markdown(r: dict, out: Path) -> None:
                   "peak RSS once loaded, and overall.", "",
                   "| windowed generation | frames | peak RSS after load (MB) | peak RSS (MB) |", "|---|---|---|---|"]
         lines += [f"| {k} 2 s | {m['frames']} | {m['peak_mb_after_load']} | {m['peak_mb']} |"
-                  for k, m in r["long_video_memory"].items()]
+                  for k, m in r["long_video_memory"].items()] + [""]     # every section ends on a blank line
     if "precision" in r:
         lines += precision_table(r["precision"])
     atomic_write(out, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
