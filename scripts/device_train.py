@@ -50,7 +50,8 @@ PAIRS = "/tmp/pairs.safetensors"
 def vae_cmd(args, seconds: float) -> list[str]:
     return CLI + ["train-vae", "--out", "/tmp/vae", "--init", str(WEIGHTS / "vae.safetensors"),
                   "--steps", str(max(int(seconds / args.vae_rate), 1)), "--batch-size", str(args.vae_batch),
-                  "--lr", "2e-4", "--num-clips", str(args.vae_clips), "--log-every", "500", "--ckpt-every", "100000",
+                  "--lr", "2e-4", "--num-clips", str(args.vae_clips), "--seed", str(args.vae_seed),
+                  "--log-every", "500", "--ckpt-every", "100000",
                   "--max-minutes", f"{seconds / 60:.3f}"] + (
         ["--decoder-only", "--set", f"decoder_res_blocks={args.decoder_blocks}"] if args.decoder_blocks else [])
 
@@ -146,6 +147,8 @@ def main() -> None:
     ap.add_argument("--dit", action="append", default=[], help="TARGET:SECONDS, TARGET low or expert; repeatable")
     ap.add_argument("--clips", type=int, default=4000, help="source clips for the DiT (twins come on top)")
     ap.add_argument("--vae-clips", type=int, default=1500)
+    ap.add_argument("--vae-seed", type=int, default=0, help="the VAE stage's clip seed (0: step 11's clips; another "
+                    "seed gives clips it has not seen)")
     ap.add_argument("--vae-batch", type=int, default=16, help="the VAE stage's batch; give --vae-rate for it too "
                     "(step 11: 3600 steps at 16 gained less per clip than the CPU's 15900 at 4)")
     ap.add_argument("--decoder-blocks", type=int, default=0, help="train only the VAE's decoder, grown to this many "

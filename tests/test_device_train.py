@@ -17,8 +17,8 @@ def script(load_script):
 
 
 def lease_args(**kw) -> argparse.Namespace:
-    base = dict(clips=4000, vae_clips=1500, vae_batch=16, decoder_blocks=0, object_weight=3.0, low_patch=1, decoder_seconds=300.0,
-                pair_clips=1000, batch=128, lr=3e-4, seed=3, vae_rate=0.05, dit_rate=0.3)
+    base = dict(clips=4000, vae_clips=1500, vae_seed=0, vae_batch=16, decoder_blocks=0, object_weight=3.0, low_patch=1,
+                decoder_seconds=300.0, pair_clips=1000, batch=128, lr=3e-4, seed=3, vae_rate=0.05, dit_rate=0.3)
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -52,8 +52,9 @@ def test_decoder_stage_keeps_the_holdout_and_grows_the_decoder(script):
         assert held == list(script.DEFAULT_HOLDOUT)
     assert "decoder_res_blocks=2" in cmd and cmd[cmd.index("--dit-latents") + 1] == pairs[pairs.index("--out") + 1]
     assert cmd[cmd.index("--steps") + 1] == "6000"           # 300 s at 50 ms per step
-    vae = script.vae_cmd(lease_args(vae_batch=4), 200)
+    vae = script.vae_cmd(lease_args(vae_batch=4, vae_seed=9), 200)
     assert vae[vae.index("--batch-size") + 1] == "4" and vae[vae.index("--steps") + 1] == "4000"
+    assert vae[vae.index("--seed") + 1] == "9"
     assert "decoder_res_blocks=3" in script.decoder_cmd(lease_args(decoder_blocks=3), Path("/tmp/v"), 300)
 
 
