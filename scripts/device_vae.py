@@ -68,9 +68,9 @@ def train_one(name: str, sets: list[str], share: float, args, out: Path) -> None
     print("".join(open(f"/tmp/{name}.log").readlines()[-8:]), flush=True)
     if src.is_file():
         fp16 = Path(f"/tmp/{name}.fp16.safetensors")
+        from cinegen.models.loading import load_vae, read_meta
         from cinegen.training import checkpoint as ckpt_io
-        from cinegen.training.train_vae import load_vae
-        (step, extra), model = ckpt_io.read_meta(src), load_vae(src)
+        (step, extra), model = read_meta(src), load_vae(src)
         ckpt_io.save_checkpoint(fp16, "vae", model.cfg, model, step=step, extra=extra, dtype=torch.float16)
         subprocess.run(["split", "-b", "15M", "-d", str(fp16), str(out / f"{name}.safetensors.part")], check=False)
 

@@ -10,13 +10,14 @@ import sys
 import torch
 
 from cinegen.config import DataConfig, TextConfig
-from cinegen.data.clips import render_pool, video_to_tensor
+from cinegen.data.clips import render_pool
 from cinegen.data.world import DEFAULT_HOLDOUT
 from cinegen.diffusion.flow import interpolate
+from cinegen.io.video import video_to_tensor
 from cinegen.models.dit import VideoDiT
+from cinegen.models.loading import load_dit, load_vae
 from cinegen.models.text_encoder import TextEncoder
-from cinegen.training.train_dit import grow_from, load_dit, repatch_config
-from cinegen.training.train_vae import load_vae
+from cinegen.training.train_dit import grow_from, repatch_config
 
 
 def main():

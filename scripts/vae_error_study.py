@@ -23,9 +23,10 @@ import torch
 from einops import rearrange
 
 from cinegen.config import DataConfig
-from cinegen.data.clips import render_pool, video_to_tensor
+from cinegen.data.clips import render_pool
 from cinegen.data.world import Clip
 from cinegen.eval.reconstruction import HELDOUT_SEED_OFFSET, psnr_of_mse
+from cinegen.io.video import video_to_tensor
 
 
 def object_region(clip: Clip) -> np.ndarray:
@@ -84,8 +85,8 @@ def pca_reference(train: list[Clip], test: list[Clip], ks=(16, 32, 64, 128)) -> 
 
 
 def main() -> None:
+    from cinegen.models.loading import load_vae
     from cinegen.pipeline import WEIGHTS_DIR
-    from cinegen.training.train_vae import load_vae
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("vae", nargs="*", type=Path, default=[WEIGHTS_DIR / "vae.safetensors"])
     ap.add_argument("--num-clips", type=int, default=48)

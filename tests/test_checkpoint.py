@@ -5,7 +5,8 @@ import torch
 
 from cinegen.config import DiTConfig, VAEConfig, from_dict, override
 from cinegen.models.dit import VideoDiT
-from cinegen.training.checkpoint import load_checkpoint, optimizer_state, read_meta, save_checkpoint
+from cinegen.models.loading import load_checkpoint, read_meta
+from cinegen.training.checkpoint import optimizer_state, save_checkpoint
 from cinegen.training.common import make_ema
 from tests.conftest import perturb
 

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from cinegen.config import DataConfig, SampleConfig, TrainConfig
-from cinegen.data.clips import render_pool, video_to_tensor
-from cinegen.training.checkpoint import load_checkpoint
+from cinegen.data.clips import render_pool
+from cinegen.io.video import video_to_tensor
+from cinegen.models.loading import load_checkpoint, load_vae
 from cinegen.training.dit_latents import LatentPairs, load_pairs, make_pairs, sample_pair_batch, save_pairs
-from cinegen.training.train_vae import load_vae, train_vae
+from cinegen.training.train_vae import train_vae
 from tests.test_train import _cli
 
 DATA = DataConfig(num_clips=3, buckets=((5, 32, 32),), holdout=("purple triangle",), seed=3)

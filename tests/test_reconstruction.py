@@ -57,8 +57,8 @@ def test_eval_vae_cli_pairs_files_on_the_same_clips(tiny_model_dir, tmp_path):
 
 
 def test_clip_psnrs_match_a_direct_round_trip(tiny_model_dir):
-    from cinegen.data.clips import video_to_tensor
-    from cinegen.training.train_vae import load_vae
+    from cinegen.io.video import video_to_tensor
+    from cinegen.models.loading import load_vae
     vae = load_vae(tiny_model_dir / "vae.safetensors")
     clip = render_scene(SceneSpec(objects=(ObjectSpec("blue", "box", "small", "moves left"),)), 32, 32, 5)
     x = video_to_tensor(clip.video)[None]

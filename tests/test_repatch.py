@@ -10,7 +10,7 @@ from einops import rearrange
 
 from cinegen.models.dit import VideoDiT
 from cinegen.models.layers import rope_3d
-from cinegen.training.checkpoint import load_checkpoint
+from cinegen.models.loading import load_checkpoint
 from cinegen.training.train_dit import grow_from, repatch_config
 from tests.conftest import perturb
 from tests.test_train import _cli

@@ -12,10 +12,9 @@ import torch
 from cinegen.config import FlowConfig, TrainConfig
 from cinegen.data.latent_cache import LatentBucket, LatentCache, load_latent_cache
 from cinegen.models.dit import VideoDiT
+from cinegen.models.loading import load_checkpoint, load_vae
 from cinegen.training import common
-from cinegen.training.checkpoint import load_checkpoint
 from cinegen.training.train_dit import sample_batch, training_loss
-from cinegen.training.train_vae import load_vae
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
@@ -149,20 +148,20 @@ def test_a_time_limited_run_decays_its_rate_by_whichever_of_steps_or_time_is_fur
 def test_precision_auto_follows_the_chip_and_sampling_stays_fp32_on_cpu(monkeypatch):
     import contextlib
 
-    from cinegen.training import common
+    from cinegen import runtime
     cpu = torch.device("cpu")
-    assert common.use_bf16(cpu, "bf16") and not common.use_bf16(cpu, "fp32")
+    assert runtime.use_bf16(cpu, "bf16") and not runtime.use_bf16(cpu, "fp32")
     for amx in (True, False):
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
-        assert common.use_bf16(cpu, "auto") is amx
-        assert isinstance(common.autocast(cpu), contextlib.nullcontext)   # sampling: the same video on every CPU
-        assert common.precision_label(cpu, "auto").startswith("bf16 autocast" if amx else "fp32")
+        assert runtime.use_bf16(cpu, "auto") is amx
+        assert isinstance(runtime.autocast(cpu), contextlib.nullcontext)   # sampling: the same video on every CPU
+        assert runtime.precision_label(cpu, "auto").startswith("bf16 autocast" if amx else "fp32")
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")                  # a private torch function: if it goes,
-    assert not common.use_bf16(cpu, "auto")                                      # CPUs train in fp32, no error
-    with common.autocast(cpu, "bf16"):
+    assert not runtime.use_bf16(cpu, "auto")                                      # CPUs train in fp32, no error
+    with runtime.autocast(cpu, "bf16"):
         assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.bfloat16
     with pytest.raises(ValueError, match="'fp16'"):
-        common.use_bf16(cpu, "fp16")
+        runtime.use_bf16(cpu, "fp16")
 
 
 def test_train_vae_in_bf16_and_a_bad_precision_is_named(tmp_path):
@@ -210,7 +209,7 @@ def test_train_dit_single_process_and_torchrun_ddp(tmp_path, tiny_model_dir):
 
 def test_train_flow_overrides_are_saved_and_kept_on_resume(tmp_path, tiny_model_dir):
     """--flow sets the training noise schedule, the saved model samples with it, and a resume cannot change it."""
-    from cinegen.training.train_dit import load_dit
+    from cinegen.models.loading import load_dit
     out = tmp_path / "dit"
     common = ["train", "--vae", str(tiny_model_dir / "vae.safetensors"), "--out", str(out), "--preset", "tiny",
               "--batch-size", "2", "--num-clips", "2"]

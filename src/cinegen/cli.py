@@ -154,8 +154,9 @@ def train_cmd(
     shape_reader_steps: int = typer.Option(1500, help="training steps of the shape loss's classifier"),
 ):
     """Train the diffusion transformer with flow matching on VAE latents of toy-world clips."""
+    from cinegen.models.loading import load_dit
     from cinegen.training.common import setup_distributed
-    from cinegen.training.train_dit import check_growable, load_dit, repatch_config, train_dit
+    from cinegen.training.train_dit import check_growable, repatch_config, train_dit
     _setup_logging()
     try:
         cfg = C.override(_preset(C.DIT_PRESETS, preset), set_)
@@ -216,9 +217,9 @@ def _dit_shape_term(vae_path: Path, data: C.DataConfig, train: C.TrainConfig, ou
     """The DiT shape loss: the run's frozen VAE and a shape reader trained on clips rendered like the run's (a
     different seed; the same holdout), kept as out/shape_reader.safetensors so that a resumed run reads alike."""
     from cinegen.data.clips import render_pool
+    from cinegen.models.loading import load_vae
     from cinegen.training.common import device_for
     from cinegen.training.shape_loss import DiTShapeTerm, load_or_train_reader
-    from cinegen.training.train_vae import load_vae
     device = device_for(info)
     reader_data = dataclasses.replace(data, num_clips=min(READER_CLIPS, data.num_clips), seed=data.seed + 7919,
                                       twins=False, buckets=data.buckets[:1], bucket_weights=(1.0,))
@@ -229,7 +230,7 @@ def _dit_shape_term(vae_path: Path, data: C.DataConfig, train: C.TrainConfig, ou
 
 
 def _check_precision(precision: str) -> None:
-    from cinegen.training.common import PRECISIONS
+    from cinegen.runtime import PRECISIONS
     if precision not in PRECISIONS:
         _fail(f"--precision must be one of {PRECISIONS}, got {precision!r}")
 
@@ -243,7 +244,7 @@ def _time_limit(max_minutes: float) -> float | None:
 
 def _check_resume_flow(last: Path, flow: C.FlowConfig) -> None:
     """A resumed run must keep its noise schedule: the saved model samples with the one it was trained with."""
-    from cinegen.training.checkpoint import read_extra
+    from cinegen.models.loading import read_extra
     if last.is_file():
         saved = C.from_dict(C.FlowConfig, read_extra(last).get("flow", {}))
         if saved != flow:
@@ -257,9 +258,9 @@ def _latent_cache(vae_path: Path, data: C.DataConfig, path: Path, info, text_cfg
     import torch.distributed as dist
 
     from cinegen.data.latent_cache import add_object_maps, build_latent_cache, cache_has_object_maps, load_latent_cache
+    from cinegen.models.loading import load_vae
     from cinegen.models.text_encoder import TextEncoder
     from cinegen.training.common import device_for
-    from cinegen.training.train_vae import load_vae
     if info.main and not path.exists():
         device = device_for(info)        # a GPU encodes the clips ~100x faster than the CPU
         try:
@@ -320,7 +321,7 @@ def _load_pipeline(model: Optional[Path], diffusers_ok: bool = False, compile: b
 
 
 def _generate_with_progress(pipe, prompt: str, cfg: C.SampleConfig, **kwargs):
-    from cinegen.training.common import progress_bar
+    from cinegen.runtime import progress_bar
     with progress_bar() as bar:
         task = bar.add_task("generating", total=None, status="")
 
@@ -791,9 +792,9 @@ def storyboard_cmd(
     from rich.table import Table
 
     from cinegen.pipeline import WEIGHTS_DIR
+    from cinegen.runtime import progress_bar
     from cinegen.studio.board import load_board
     from cinegen.studio.render import board_estimate, model_digest, render_storyboard
-    from cinegen.training.common import progress_bar
     _setup_logging()
     try:
         plan = load_board(board)
@@ -870,7 +871,7 @@ def estimate_cmd(
 
 
 def progress_bar_ctx():
-    from cinegen.training.common import progress_bar
+    from cinegen.runtime import progress_bar
     return progress_bar()
 
 

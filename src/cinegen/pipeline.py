@@ -18,15 +18,17 @@ import numpy as np
 import torch
 
 from cinegen.config import FlowConfig, SampleConfig, TextConfig, from_dict
-from cinegen.data.clips import tensor_to_video, video_to_tensor
 from cinegen.data.world import check_size
 from cinegen.diffusion.conditioning import make_cond
 from cinegen.diffusion.flow import interpolate, shift_for
 from cinegen.diffusion.samplers import cfg_model_fn, get_sampler, step_cache
 from cinegen.diffusion.schedules import shifted_ts, truncated_ts
+from cinegen.io.video import tensor_to_video, video_to_tensor
 from cinegen.models.dit import VideoDiT, same_interface
+from cinegen.models.loading import load_dit, load_vae
 from cinegen.models.text_encoder import TextEncoder
 from cinegen.models.vae import VideoVAE
+from cinegen.runtime import autocast, default_device
 
 log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -60,11 +62,6 @@ def validate_request(prompt: str, cfg: SampleConfig) -> None:
     get_sampler(cfg.solver)
     if not cfg.cache >= 0:
         raise ValueError(f"cache threshold must be >= 0, got {cfg.cache}")
-
-
-def default_device() -> str:
-    """The GPU when there is one: a studio's GPU machine should not sample on its CPU unless asked to."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class TextToVideo:
@@ -110,8 +107,6 @@ class TextToVideo:
         (default: the GPU when there is one). text_encoder: another copy of the encoder the DiT was trained with
         (a local folder, e.g. a GPU lease's packed MiniLM), in place of the one its file names."""
         device = device or default_device()
-        from cinegen.training.train_dit import load_dit
-        from cinegen.training.train_vae import load_vae
         folder = Path(path) if path else WEIGHTS_DIR
         for name in ("dit.safetensors", "vae.safetensors"):
             if not (folder / name).is_file():
@@ -202,7 +197,6 @@ class TextToVideo:
         return np.stack([self.decode_latents(latents[i:i + 1]) for i in range(n)])
 
     def _velocity_fn(self, prompts: list[str], negative: str, conditions: Conditions | None):
-        from cinegen.training.common import autocast
         n = len(prompts)
         emb, mask = self.text_encoder.encode(list(prompts) + [negative] * n)           # (2N, S, Dt), (2N, S)
         emb, mask = emb.to(self.device), mask.to(self.device)

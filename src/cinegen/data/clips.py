@@ -13,17 +13,8 @@ import torch
 
 from cinegen.config import DataConfig
 from cinegen.data.world import Clip, mirror_clip, random_clip, reverse_clip
-from cinegen.training.common import progress_bar
-
-
-def video_to_tensor(video: np.ndarray) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> (3, T, H, W) float in [-1, 1]."""
-    return torch.from_numpy(np.array(video)).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
-
-
-def tensor_to_video(x: torch.Tensor) -> np.ndarray:
-    """(3, T, H, W) float in [-1, 1] -> (T, H, W, 3) uint8."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+from cinegen.io.video import video_to_tensor
+from cinegen.runtime import progress_bar
 
 
 def _render_one(cfg: DataConfig, index: int, seed_offset: int) -> list[Clip]:

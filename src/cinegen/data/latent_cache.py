@@ -25,10 +25,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from cinegen.config import DataConfig, TextConfig, VAEConfig, from_dict, to_dict
-from cinegen.data.clips import render_pool, video_to_tensor
+from cinegen.data.clips import render_pool
 from cinegen.data.world import SHAPES, WORLD_VERSION, Clip, canonical_caption, paraphrase_caption
-from cinegen.training.checkpoint import atomic_write
-from cinegen.training.common import progress_bar
+from cinegen.io.files import atomic_write
+from cinegen.io.video import video_to_tensor
+from cinegen.runtime import progress_bar
 
 log = logging.getLogger(__name__)
 WORLD_BEFORE_VERSIONS = "before 2026-11-27"       # what a cache without the field was rendered by

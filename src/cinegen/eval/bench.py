@@ -188,7 +188,7 @@ def cache_grid(pipe, holdout, n: int, thresholds=(0.0, 0.05, 0.1, 0.2), steps: i
 
 def _decode_peak(model_dir, latent_frames: int, side: int, chunk: int | None, queue) -> None:
     from cinegen.eval.modes_eval import peak_rss_mb
-    from cinegen.training.train_vae import load_vae
+    from cinegen.models.loading import load_vae
     vae = load_vae(Path(model_dir) / "vae.safetensors")          # the VAE alone: its load peak stays small
     z = torch.randn(1, vae.cfg.latent_channels, latent_frames, side, side)
     before = peak_rss_mb()
@@ -220,7 +220,7 @@ def precision_steps(dit_cfg: DiTConfig, vae_cfg: VAEConfig, dit_batch: int = 32,
     interleaved on the same inputs. Random weights: speed does not depend on them."""
     from cinegen.models.dit import VideoDiT
     from cinegen.models.vae import VideoVAE
-    from cinegen.training.common import autocast, use_bf16
+    from cinegen.runtime import autocast, use_bf16
     from cinegen.training.train_vae import vae_loss
     cpu, g = torch.device("cpu"), torch.Generator().manual_seed(0)
     dit, vae = VideoDiT(dit_cfg), VideoVAE(vae_cfg)
@@ -292,7 +292,7 @@ def run(out: Path, quick: bool = False, model_dir: Path | None = None) -> dict:
     from cinegen.data.world import DEFAULT_HOLDOUT
     from cinegen.eval.modes_eval import long_video_memory
     from cinegen.pipeline import WEIGHTS_DIR, TextToVideo
-    from cinegen.training.common import progress_bar
+    from cinegen.runtime import progress_bar
     model_dir = model_dir or WEIGHTS_DIR
     dit, vae = DIT_PRESETS["default"], VAE_PRESETS["default"]
     sizes = [(64, 64)] if quick else [(64, 64), (128, 128), (256, 256)]
@@ -336,7 +336,7 @@ def vae_table(v: dict, note: str = "", digits: int = 1) -> list[str]:
 
 
 def write_markdown(r: dict, out: Path) -> None:
-    from cinegen.training.checkpoint import atomic_write
+    from cinegen.io.files import atomic_write
     peak = r["matmul_peak_gflops"]
     lines = ["# Benchmarks", "", f"Machine: {r['machine']}", "", f"Command: `{r['command']}` "
              "(`python -m cinegen.eval.bench`). Speed numbers are ratios of runs interleaved in one process on the "

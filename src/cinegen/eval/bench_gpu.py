@@ -70,7 +70,7 @@ def bf16_error(device: str) -> float:
 
 def gpu_decode_memory(model_dir: Path, device: str, multiples=(1, 2, 4, 8), size: int = 256) -> list[dict]:
     """Peak GPU memory (MB, above the loaded VAE) to decode 2 s x multiple at size x size, chunked vs whole."""
-    from cinegen.training.train_vae import load_vae
+    from cinegen.models.loading import load_vae
     vae = load_vae(model_dir / "vae.safetensors", device)
     rows = []
     for m in multiples:
@@ -123,7 +123,7 @@ def run(out: Path, quick: bool = False, model_dir: Path | None = None, text_enco
     """only: the result keys to measure (default all); previous: an earlier run's JSON whose other sections are
     carried over, each still dated by the run that measured it (a 15-minute lease re-measures what changed)."""
     from cinegen.pipeline import WEIGHTS_DIR
-    from cinegen.training.common import progress_bar
+    from cinegen.runtime import progress_bar
     if not torch.cuda.is_available():
         raise SystemExit("bench_gpu needs a CUDA GPU; on the CPU run `make bench`")
     device, model_dir = "cuda", Path(model_dir or WEIGHTS_DIR)
@@ -164,7 +164,7 @@ def run(out: Path, quick: bool = False, model_dir: Path | None = None, text_enco
 
 
 def write_markdown(r: dict, out: Path) -> None:
-    from cinegen.training.checkpoint import atomic_write
+    from cinegen.io.files import atomic_write
     peak = r.get("bf16_peak_gflops") or float("nan")
     lines = ["# Benchmarks on a GPU", "", f"Machine: {r['machine']}", "", f"Measured {r['date']} with `{r['command']}`. "
              "Ratios of runs interleaved in one process on the same inputs (median of repeats, clocks read after "

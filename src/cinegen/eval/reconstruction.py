@@ -17,9 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cinegen.data.clips import video_to_tensor
 from cinegen.data.world import BACKGROUNDS, Clip
-from cinegen.training.common import progress_bar
+from cinegen.io.video import video_to_tensor
+from cinegen.runtime import progress_bar
 
 # render_pool's seed offset of the held-out clips that train-vae scores and eval-vae reads: never a training clip
 HELDOUT_SEED_OFFSET = 20_000
@@ -78,7 +78,7 @@ def summarise(clips: list[Clip], scores: list[float], reference: list[float] | N
 def compare_vaes(paths: list[Path], clips: list[Clip], device="cpu") -> list[dict]:
     """One row per file, each scored on the same clips; rows after the first are paired with it."""
     # imported here: train_vae imports this module
-    from cinegen.training.train_vae import load_vae
+    from cinegen.models.loading import load_vae
     rows, first, first_latents = [], None, None
     with progress_bar() as bar:
         for path in paths:

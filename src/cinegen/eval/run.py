@@ -37,7 +37,7 @@ from cinegen.eval.analyzer import (
     displacement,
     track_colour,
 )
-from cinegen.training.checkpoint import atomic_write
+from cinegen.io.files import atomic_write
 
 EVAL_BACKGROUNDS = ("black", "gray", "sky")     # photos are scored in training data, not here: see MODEL_CARD.md
 

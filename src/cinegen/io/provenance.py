@@ -99,7 +99,7 @@ def sign_c2pa(path: str | Path, cert_chain: str | Path, private_key: str | Path,
 
     import c2pa
 
-    from cinegen.training.checkpoint import atomic_write
+    from cinegen.io.files import atomic_write
     path = Path(path)
     check_c2pa_credentials(cert_chain, private_key)
     manifest = {"claim_generator_info": [{"name": "cinegen", "version": GENERATOR.split()[-1]}], "title": path.name,

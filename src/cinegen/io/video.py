@@ -6,8 +6,19 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from cinegen.training.checkpoint import atomic_write
+from cinegen.io.files import atomic_write
+
+
+def video_to_tensor(video: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (3, T, H, W) float in [-1, 1]."""
+    return torch.from_numpy(np.array(video)).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+
+
+def tensor_to_video(x: torch.Tensor) -> np.ndarray:
+    """(3, T, H, W) float in [-1, 1] -> (T, H, W, 3) uint8."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
 
 
 def write_mp4(video: np.ndarray, path: str | Path, fps: float = 8.0, metadata: dict | None = None, crf: int = 18,

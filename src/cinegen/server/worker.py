@@ -125,7 +125,7 @@ def spritesheet(video: np.ndarray, columns: int = 4, count: int = 8) -> np.ndarr
 def write_still(image: np.ndarray, path: Path, fmt: str) -> None:
     from PIL import Image
 
-    from cinegen.training.checkpoint import atomic_write
+    from cinegen.io.files import atomic_write
     atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format=fmt))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cinegen.training.checkpoint import atomic_write
+from cinegen.io.files import atomic_write
 
 
 @dataclass(frozen=True)

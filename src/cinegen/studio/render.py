@@ -22,13 +22,13 @@ import numpy as np
 from cinegen import modes
 from cinegen.config import SampleConfig
 from cinegen.estimate import Estimate, estimate
+from cinegen.io.files import atomic_write
 from cinegen.io.provenance import provenance_tags
 from cinegen.io.video import read_image, write_mp4
 from cinegen.pipeline import TextToVideo
 from cinegen.studio import voice
 from cinegen.studio.board import Board, Shot
 from cinegen.studio.editorial import Segment, write_subtitles, write_timeline
-from cinegen.training.checkpoint import atomic_write
 
 
 @dataclass

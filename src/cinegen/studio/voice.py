@@ -79,7 +79,7 @@ def place(pieces: list[tuple[float, np.ndarray]], duration: float) -> np.ndarray
 
 def write_wav(samples: np.ndarray, path: Path) -> Path:
     """16-bit mono WAV (what editing suites import without complaint), written atomically."""
-    from cinegen.training.checkpoint import atomic_write
+    from cinegen.io.files import atomic_write
 
     def write(tmp: str) -> None:
         with wave.open(tmp, "wb") as w:

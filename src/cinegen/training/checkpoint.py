@@ -1,17 +1,9 @@
-"""Checkpoints: one safetensors file holding weights, EMA, optimizer tensors, and JSON metadata.
-
-Layout of keys: `model.*`, `ema.*`, `optim.<param index>.<state name>`, and `qscale.*` for weights stored as
-int8 (shipped files only: see quantize_int8); metadata: `kind`, `config` (the component config as JSON), `step`,
-`optim_groups`, `extra`. No pickle anywhere. Writes go to a temp file
-in the same folder and are renamed into place, so a crash never leaves a half-written checkpoint.
-Prefixes added by DDP (`module.`) and torch.compile (`_orig_mod.`) are stripped here and only here.
-"""
+"""Writing checkpoints (the layout is described, and read, in models/loading.py), resuming, and the int8 export
+format. Writes go through io.files.atomic_write, so a crash never leaves a half-written checkpoint."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -19,6 +11,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from cinegen.config import to_dict
+from cinegen.io.files import atomic_write
+from cinegen.models.loading import load_checkpoint
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -26,20 +20,6 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):
         model = getattr(model, "module", None) or model._orig_mod
     return model
-
-
-def atomic_write(path: Path, write) -> None:
-    """Calls write(tmp_path) then renames tmp onto path (atomic on POSIX within one filesystem)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save_checkpoint(path, kind: str, config, model, ema=None, optimizer=None, step: int = 0,
@@ -81,46 +61,8 @@ def quantize_int8(state: dict, min_numel: int = 4096) -> dict:
     return out
 
 
-def _dequantize(weights: dict, scales: dict) -> None:
-    for k, scale in scales.items():
-        q = weights[k]
-        weights[k] = (q.float().flatten(1) * scale.float()[:, None]).view(q.shape)        # (O, I...)
-
-
 def _cast(v: torch.Tensor, dtype):
     return v.to(dtype) if dtype is not None and v.is_floating_point() else v
-
-
-def load_checkpoint(path) -> dict:
-    """Returns {kind, config (dict), step, extra, model, ema, optim} with state dicts split by prefix."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    out: dict = {"model": {}, "ema": {}, "optim": {}, "qscale": {}}
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        for key in f.keys():
-            prefix, _, rest = key.partition(".")
-            if prefix in out:
-                out[prefix][_strip_prefixes(rest)] = f.get_tensor(key)
-    if "kind" not in meta:
-        raise ValueError(f"{path} is not a cinegen checkpoint (no 'kind' metadata)")
-    _dequantize(out["model"], out.pop("qscale"))
-    out.update(kind=meta["kind"], config=json.loads(meta["config"]), step=int(meta.get("step", 0)),
-               extra=json.loads(meta.get("extra", "{}")), optim_groups=json.loads(meta.get("optim_groups", "null")))
-    return out
-
-
-def read_meta(path) -> tuple[int, dict]:
-    """A checkpoint's step and `extra` metadata, without loading its tensors (a resume check or an export
-    reading a 288 MB training checkpoint)."""
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return int(meta.get("step", 0)), json.loads(meta.get("extra", "{}"))
-
-
-def read_extra(path) -> dict:
-    return read_meta(path)[1]
 
 
 def same_content(a: Path, b: Path) -> bool:
@@ -132,12 +74,6 @@ def same_content(a: Path, b: Path) -> bool:
         if fa.metadata() != fb.metadata() or set(fa.keys()) != set(fb.keys()):
             return False
         return all(torch.equal(fa.get_tensor(k), fb.get_tensor(k)) for k in fa.keys())
-
-
-def _strip_prefixes(key: str) -> str:
-    for p in ("module.", "_orig_mod."):
-        key = key.replace(p, "")
-    return key
 
 
 def optimizer_state(ckpt: dict) -> dict | None:

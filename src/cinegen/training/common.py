@@ -1,8 +1,8 @@
-"""Pieces every training loop shares: distributed setup, seeding, autocast, LR schedule, EMA, progress."""
+"""Pieces every training loop shares: distributed setup, seeding, LR schedule, EMA, checkpointing (device,
+autocast and the progress bar are cinegen.runtime's)."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import math
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 log = logging.getLogger(__name__)
 
@@ -54,39 +53,6 @@ def device_for(info: DistInfo) -> torch.device:
 
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def use_bf16(device: torch.device, precision: str = "auto") -> bool:
-    """Whether to train in bf16 autocast. auto: on CUDA when the GPU has bf16; on a CPU only with AMX tiles (Intel
-    Sapphire Rapids and later), where bf16 matmuls ran 3.8x fp32 and a VAE step 2x (MODEL_CARD.md "Seventh
-    session"; `make bench` (g)); other CPUs emulate bf16 or gain little, so they stay in fp32."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"bad precision {precision!r}: expected one of {PRECISIONS}")
-    if precision != "auto":
-        return precision == "bf16"
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)      # private in torch 2.13; fp32 if it goes away
-    return device.type == "cpu" and amx is not None and amx()
-
-
-def autocast(device: torch.device, precision: str | None = None):
-    """bf16 autocast where `use_bf16(device, precision)` says so; training loops pass their TrainConfig.precision.
-    None (sampling) keeps every CPU in fp32 whatever its chip: a CFG pass at 64x64 is no faster in bf16 there
-    (0.93x, `make bench` (g)), and fp32 keeps a seed's video the same on every CPU."""
-    if precision is None:
-        precision = "auto" if device.type == "cuda" else "fp32"
-    if use_bf16(device, precision):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def precision_label(device: torch.device, precision: str) -> str:
-    """For the run's first log line: what `--precision auto` chose on this machine."""
-    return f"{'bf16 autocast' if use_bf16(device, precision) else 'fp32'} (--precision {precision})"
 
 
 def lr_at(step: int, base_lr: float, warmup: int, total: int) -> float:
@@ -176,8 +142,3 @@ def save_training_checkpoint(path, kind: str, cfg, model, ema, opt, step: int, i
     state = full_state_dict(model) if sharded else None
     if info.main:
         save_checkpoint(path, kind, cfg, model, ema, None if sharded else opt, step, extra=extra, model_state=state)
-
-
-def progress_bar(disable: bool = False) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeRemainingColumn(), disable=disable)

@@ -21,10 +21,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from cinegen.config import SampleConfig
-from cinegen.data.clips import video_to_tensor
 from cinegen.data.world import Clip
-from cinegen.training.checkpoint import atomic_write
-from cinegen.training.common import progress_bar
+from cinegen.io.files import atomic_write
+from cinegen.io.video import video_to_tensor
+from cinegen.runtime import progress_bar
 from cinegen.training.shape_loss import clip_tracks
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from cinegen.models.loading import read_meta
 from cinegen.training import checkpoint as ckpt_io
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,7 @@ def export_model(vae_path: Path, dit_path: Path, out: Path, int8: bool = False, 
     with). A lent GPU trains with a packed copy of MiniLM at a /tmp path (scripts/travel_minilm.py); the shipped
     files must name the real one, or every later load would look for that path (or use the packed copy there)."""
     from cinegen.models.dit import same_interface
-    from cinegen.training.train_dit import load_dit
-    from cinegen.training.train_vae import load_vae
+    from cinegen.models.loading import load_dit, load_vae
     vae = load_vae(vae_path)
     dit, dit_flow = load_dit(dit_path, raw=raw)
     expert = None
@@ -44,11 +44,11 @@ def export_model(vae_path: Path, dit_path: Path, out: Path, int8: bool = False, 
                          + ("no --dit-high expert takes the steps above it" if expert is None else
                             f"the expert {dit_high} starts at t = {takeover}: no model was trained between"))
     out = Path(out)
-    _save_if_changed(out / "vae.safetensors", "vae", vae, ckpt_io.read_meta(vae_path), int8=False)
-    _save_if_changed(out / "dit.safetensors", "dit", dit, _renamed(ckpt_io.read_meta(dit_path), text_name), int8=int8)
+    _save_if_changed(out / "vae.safetensors", "vae", vae, read_meta(vae_path), int8=False)
+    _save_if_changed(out / "dit.safetensors", "dit", dit, _renamed(read_meta(dit_path), text_name), int8=int8)
     paths = [out / "vae.safetensors", out / "dit.safetensors"]
     if expert is not None:
-        _save_if_changed(out / "dit_high.safetensors", "dit", expert, _renamed(ckpt_io.read_meta(dit_high), text_name),
+        _save_if_changed(out / "dit_high.safetensors", "dit", expert, _renamed(read_meta(dit_high), text_name),
                          int8=int8)
         paths.append(out / "dit_high.safetensors")
     elif (out / "dit_high.safetensors").is_file():

@@ -18,12 +18,13 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from cinegen.data.clips import video_to_tensor
 from cinegen.data.latent_cache import clip_tracks
 from cinegen.data.world import Clip
+from cinegen.io.video import video_to_tensor
 from cinegen.models.shape_reader import ShapeReader
+from cinegen.runtime import progress_bar
 from cinegen.training import checkpoint as ckpt_io
-from cinegen.training.common import DistInfo, broadcast_module, progress_bar
+from cinegen.training.common import DistInfo, broadcast_module
 
 log = logging.getLogger(__name__)
 CROP = 16          # pixels of a crop's side

@@ -20,20 +20,18 @@ import numpy as np
 import torch
 from einops import reduce
 
-from cinegen.config import DiTConfig, FlowConfig, TrainConfig, from_dict
+from cinegen.config import DiTConfig, FlowConfig, TrainConfig
 from cinegen.data.latent_cache import LatentCache
 from cinegen.diffusion.conditioning import make_cond, random_masks
 from cinegen.diffusion.flow import flow_loss, sample_t
 from cinegen.models.dit import VideoDiT
+from cinegen.runtime import autocast, precision_label, progress_bar
 from cinegen.training import checkpoint as ckpt_io
 from cinegen.training.common import (
-    autocast,
     build_training_state,
     device_for,
     lr_at,
     out_of_time,
-    precision_label,
-    progress_bar,
     save_training_checkpoint,
     schedule_step,
     seed_everything,
@@ -266,16 +264,3 @@ def repatch_state(state: dict, old: tuple, new: tuple, in_channels: int, channel
                    c=channels, **split)                                                    # (q*C, D)
     b_out = reduce(state["final.linear.bias"], "(ft qt fh qh fw qw c) -> (qt qh qw c)", "mean", c=channels, **split)
     return {"x_embed.weight": w_in, "final.linear.weight": w_out, "final.linear.bias": b_out}
-
-
-def load_dit(path, device="cpu", raw: bool = False) -> tuple[VideoDiT, FlowConfig]:
-    """The EMA weights (or, raw=True, a training checkpoint's last-step weights) and the noise schedule.
-    An exported file holds one set of weights (the EMA it was exported from): both give that."""
-    ck = ckpt_io.load_checkpoint(path)
-    if ck["kind"] != "dit":
-        raise ValueError(f"{path} holds a {ck['kind']!r} checkpoint, not a DiT")
-    model = VideoDiT(from_dict(DiTConfig, ck["config"]))
-    model.load_state_dict({k: v.float() for k, v in (ck["model"] if raw else (ck["ema"] or ck["model"])).items()})
-    flow = from_dict(FlowConfig, ck["extra"].get("flow", {}))
-    model.extra = ck["extra"]           # holdout list and training facts, for eval and the model card
-    return model.to(device).eval(), flow

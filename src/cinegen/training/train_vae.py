@@ -18,21 +18,21 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from cinegen.config import DataConfig, TrainConfig, VAEConfig, from_dict
-from cinegen.data.clips import render_pool, sample_vae_batch, video_to_tensor
+from cinegen.config import DataConfig, TrainConfig, VAEConfig
+from cinegen.data.clips import render_pool, sample_vae_batch
 from cinegen.eval.reconstruction import HELDOUT_SEED_OFFSET, clip_psnrs
+from cinegen.io.video import video_to_tensor
 from cinegen.models.discriminator import PatchDiscriminator
+from cinegen.models.loading import load_vae
 from cinegen.models.vae import ResBlock, VideoVAE
+from cinegen.runtime import autocast, precision_label, progress_bar
 from cinegen.training import checkpoint as ckpt_io
 from cinegen.training.common import (
     DistInfo,
-    autocast,
     build_training_state,
     device_for,
     lr_at,
     out_of_time,
-    precision_label,
-    progress_bar,
     save_training_checkpoint,
     schedule_step,
     seed_everything,
@@ -358,12 +358,3 @@ def _block_mapping(old, new) -> dict[int, int]:
                 cur = []
         return out + [cur]
     return {i: j for so, sn in zip(stages(old), stages(new)) for i, j in zip(so, sn)}
-
-
-def load_vae(path, device="cpu") -> VideoVAE:
-    ck = ckpt_io.load_checkpoint(path)
-    if ck["kind"] != "vae":
-        raise ValueError(f"{path} holds a {ck['kind']!r} checkpoint, not a VAE")
-    vae = VideoVAE(from_dict(VAEConfig, ck["config"]))
-    vae.load_state_dict({k: v.float() for k, v in (ck["ema"] or ck["model"]).items()})
-    return vae.to(device).eval()

@@ -1,0 +1,52 @@
+"""What every long job needs at run time, in the lowest layer so that inference, data and training share it:
+the device, bf16 autocast, and the one progress bar."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def default_device() -> str:
+    """The GPU when there is one: a studio's GPU machine should not sample on its CPU unless asked to."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def use_bf16(device: torch.device, precision: str = "auto") -> bool:
+    """Whether to run in bf16 autocast. auto: on CUDA when the GPU has bf16; on a CPU only with AMX tiles (Intel
+    Sapphire Rapids and later), where bf16 matmuls ran 3.8x fp32 and a VAE step 2x (docs/history.md "Seventh
+    session"; `make bench` (g)); other CPUs emulate bf16 or gain little, so they stay in fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"bad precision {precision!r}: expected one of {PRECISIONS}")
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)      # private in torch 2.13; fp32 if it goes away
+    return device.type == "cpu" and amx is not None and amx()
+
+
+def autocast(device: torch.device, precision: str | None = None):
+    """bf16 autocast where `use_bf16(device, precision)` says so; training loops pass their TrainConfig.precision.
+    None (sampling) keeps every CPU in fp32 whatever its chip: a CFG pass at 64x64 is no faster in bf16 there
+    (0.93x, `make bench` (g)), and fp32 keeps a seed's video the same on every CPU."""
+    if precision is None:
+        precision = "auto" if device.type == "cuda" else "fp32"
+    if use_bf16(device, precision):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def precision_label(device: torch.device, precision: str) -> str:
+    """For a run's first log line: what `--precision auto` chose on this machine."""
+    return f"{'bf16 autocast' if use_bf16(device, precision) else 'fp32'} (--precision {precision})"
+
+
+def progress_bar(disable: bool = False) -> Progress:
+    """The one rich progress bar of every long job (rendering, caching, training, evaluation)."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[status]}"), TimeRemainingColumn(), disable=disable)
