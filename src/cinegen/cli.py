@@ -1,4 +1,8 @@
-"""`cinegen` command line: parses arguments into config dataclasses and calls library functions. No logic here."""
+"""`cinegen` command line: parses arguments into config dataclasses and calls library functions. No logic here.
+
+Errors: library code raises ValueError (or FileNotFoundError) with a message naming the bad value; `_Commands`
+turns any that escapes a command into one red line and exit code 2, so commands need no try/except of their own.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,26 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from typer.core import TyperGroup
 
 from cinegen import config as C
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="cinegen: open, trainable text-to-video.")
 console = Console(stderr=True)
+
+
+class _Commands(TyperGroup):
+    """Bad input is a one-line error and exit code 2, never a traceback, whichever command it reaches."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (ValueError, FileNotFoundError) as e:
+            console.print(f"[bold red]error:[/] {e}")
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True,
+                  help="cinegen: open, trainable text-to-video.")
 
 
 @app.callback()
