@@ -115,7 +115,7 @@ def test_compare_cli_pools_pairs_and_refuses_bad_input(tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--size", "50x50"], "multiple of 16"), (["--size", "big"], "bad size"), (["--seconds", "-3"], "seconds"),
+    (["--size", "50x50"], "multiple of 8"), (["--size", "big"], "bad size"), (["--seconds", "-3"], "seconds"),
     (["--steps", "0"], "steps"), (["--solver", "rk9"], "solver"), (["--guidance-high", "-1"], "guidance_high must be >= 0"),
     (["--guidance-high", "6"], "high-noise expert")])   # the tiny model has one DiT only
 def test_bad_input_gives_a_clear_error_not_a_traceback(tiny_model_dir, tmp_path, args, needle):

@@ -29,7 +29,8 @@ def test_guidance_heun_and_gpus():
     base = estimate(dit, vae, SampleConfig(steps=10, guidance=1.0))
     guided = estimate(dit, vae, SampleConfig(steps=10, guidance=4.0))
     heun = estimate(dit, vae, SampleConfig(steps=10, guidance=4.0, solver="heun"))
-    assert guided.passes == 2 * base.passes and heun.passes == 2 * guided.passes
+    # Heun calls the model twice a step, except on its last step to t = 0 (plain Euler)
+    assert guided.passes == 2 * base.passes and heun.passes == 2 * (2 * 10 - 1)
     eight = estimate(dit, vae, SampleConfig(steps=10), gpus=8)
     assert eight.wall_seconds == pytest.approx(guided.wall_seconds / 8) and eight.dollars == pytest.approx(guided.dollars)
 
@@ -59,3 +60,15 @@ def test_cli_estimate_on_this_cpu():
                                  "--gpu", "cpu"])
     assert r.exit_code == 0, r.output
     assert "CPU" in r.output and "wall time" in r.output and "$0.00" in r.output
+
+
+@pytest.mark.parametrize("solver", ["euler", "heun", "dpmpp_2m"])
+def test_each_solver_says_how_many_model_calls_it_makes(solver):
+    """The estimate reads a solver's cost from the solver, so it must match what the solver really does."""
+    import torch
+
+    from cinegen.diffusion.samplers import get_solver
+    from cinegen.diffusion.schedules import shifted_ts
+    calls = []
+    get_solver(solver).sample(lambda x, t: calls.append(1) or -x, torch.randn(1, 4), shifted_ts(7, 3.0))
+    assert len(calls) == get_solver(solver).model_calls(7)

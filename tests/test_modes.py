@@ -24,13 +24,13 @@ def test_image_mode(tiny_pipe):
 @pytest.mark.parametrize("at", ["start", "end"])
 def test_animate_keeps_the_still(tiny_pipe, clip, at):
     video = modes.animate(tiny_pipe, clip[0], PROMPT, CFG, at=at)
-    assert video.shape == (CFG.num_frames, 32, 32, 3)
+    assert video.shape == (tiny_pipe.num_frames(CFG), 32, 32, 3)
     assert np.array_equal(video[0 if at == "start" else -1], clip[0])
 
 
 def test_animate_resizes_any_image(tiny_pipe):
     still = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)
-    assert modes.animate(tiny_pipe, still, PROMPT, CFG).shape == (CFG.num_frames, 32, 32, 3)
+    assert modes.animate(tiny_pipe, still, PROMPT, CFG).shape == (tiny_pipe.num_frames(CFG), 32, 32, 3)
 
 
 @pytest.mark.parametrize("backward", [False, True])
@@ -56,7 +56,7 @@ def test_edit_strength_bounds(tiny_pipe, clip):
 
 def test_keyframes(tiny_pipe, clip):
     video = modes.keyframes(tiny_pipe, PROMPT, CFG, [(0, clip[0]), (8, clip[8])])
-    assert video.shape == (CFG.num_frames, 32, 32, 3)
+    assert video.shape == (tiny_pipe.num_frames(CFG), 32, 32, 3)
     with pytest.raises(ValueError, match="keyframe index"):
         modes.keyframes(tiny_pipe, PROMPT, CFG, [(99, clip[0])])
 
@@ -64,7 +64,7 @@ def test_keyframes(tiny_pipe, clip):
 def test_long_video_by_windows(tiny_pipe):
     cfg = SampleConfig(**{**CFG.__dict__, "seconds": 4.0})
     video = modes.long_video(tiny_pipe, PROMPT, cfg, window_seconds=1.0, context_latents=1)
-    assert video.shape == (cfg.num_frames, 32, 32, 3)
+    assert video.shape == (tiny_pipe.num_frames(cfg), 32, 32, 3)
 
 
 def test_bad_images_and_videos(tiny_pipe):

@@ -49,19 +49,23 @@ def test_wan_generate_is_deterministic_and_modes_refuse(tiny_wan_dir, tmp_path):
     import numpy as np
     from typer.testing import CliRunner
 
+    from cinegen import requests as R
+    from cinegen.backends import load_backend
     from cinegen.cli import app
     from cinegen.config import SampleConfig
-    from cinegen.peers import DiffusersVideo
-    pipe = DiffusersVideo.from_pretrained(tiny_wan_dir, device="cpu")
+    backend = load_backend(tiny_wan_dir, device="cpu")
     cfg = SampleConfig(seconds=1, width=32, height=32, steps=2, seed=3)
-    a, b = pipe.generate("a blue box", cfg), pipe.generate("a blue box", cfg)
+    seen = []
+    a = backend.generate(R.Text(prompt="a blue box", sample=cfg), progress=seen.append)
+    b = backend.generate(R.Text(prompt="a blue box", sample=cfg))
     assert a.shape == (9, 32, 32, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
+    assert [(d["phase"], d["step"], d["steps"]) for d in seen] == [("sampling", 1, 2), ("sampling", 2, 2)]
     with pytest.raises(ValueError, match="multiple of 16"):
-        pipe.generate("a blue box", SampleConfig(width=30))
+        backend.generate(R.Text(prompt="a blue box", sample=SampleConfig(width=30)))
     with pytest.raises(ValueError, match="guidance_high=6.0 applies to cinegen models"):
-        pipe.generate("a blue box", SampleConfig(guidance_high=6.0))             # not silently ignored
+        backend.generate(R.Text(prompt="a blue box", sample=SampleConfig(guidance_high=6.0)))   # not silently ignored
     (tmp_path / "s.png").write_bytes(b"")
     from PIL import Image
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "s.png")
     r = CliRunner().invoke(app, ["animate", str(tmp_path / "s.png"), "a red ball", "--model", str(tiny_wan_dir)])
-    assert r.exit_code == 2 and "Diffusers pipeline" in r.output
+    assert r.exit_code == 2 and "cannot do 'animate'; it can do: text" in r.output

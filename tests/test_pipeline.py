@@ -14,7 +14,7 @@ PROMPT = "a large red ball bounces on a black background"
 
 def test_generate_shape_and_dtype(tiny_pipe):
     video = tiny_pipe.generate(PROMPT, CFG)
-    assert video.shape == (CFG.num_frames, 32, 32, 3) and video.dtype == np.uint8
+    assert video.shape == (tiny_pipe.num_frames(CFG), 32, 32, 3) and video.dtype == np.uint8
 
 
 def test_fixed_seed_is_deterministic_and_seed_matters(tiny_pipe):
@@ -33,7 +33,7 @@ def test_prompt_negative_prompt_and_guidance_matter(tiny_pipe):
 
 def test_heun_solver_runs(tiny_pipe):
     cfg = SampleConfig(**{**CFG.__dict__, "solver": "heun"})
-    assert tiny_pipe.generate(PROMPT, cfg).shape[0] == CFG.num_frames
+    assert tiny_pipe.generate(PROMPT, cfg).shape[0] == tiny_pipe.num_frames(CFG)
 
 
 def test_conditioning_frames_are_kept_exactly(tiny_pipe):
@@ -51,10 +51,21 @@ def test_sdedit_strength_zero_returns_source(tiny_pipe):
     assert not torch.equal(out, source)
 
 
-def test_callback_reports_progress(tiny_pipe):
+def test_progress_reports_every_step_then_decoding(tiny_pipe):
     seen = []
-    tiny_pipe.generate(PROMPT, CFG, callback=lambda d: seen.append((d["i"], d["steps"])))
-    assert seen == [(0, 3), (1, 3), (2, 3)]
+    tiny_pipe.generate(PROMPT, CFG, progress=lambda d: seen.append((d["phase"], d["step"], d["steps"])))
+    assert seen == [("sampling", 1, 3), ("sampling", 2, 3), ("sampling", 3, 3), ("decoding", 3, 3)]
+
+
+def test_raising_from_progress_stops_the_call(tiny_pipe):
+    calls = []
+
+    def stop(d):
+        calls.append(d["step"])
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        tiny_pipe.generate(PROMPT, CFG, progress=stop)
+    assert calls == [1]
 
 
 @pytest.mark.parametrize("change, match", [
@@ -70,10 +81,10 @@ def test_empty_prompt_is_rejected(tiny_pipe):
         tiny_pipe.generate("   ", CFG)
 
 
-def test_frames_follow_the_1_plus_4k_grid():
-    assert SampleConfig(seconds=2, fps=8).num_frames == 17
-    assert SampleConfig(seconds=0, fps=8).num_frames == 1
-    assert (SampleConfig(seconds=3.3, fps=24).num_frames - 1) % 4 == 0
+def test_frames_follow_the_models_grid(tiny_pipe):
+    assert tiny_pipe.num_frames(SampleConfig(seconds=2, fps=8)) == 17
+    assert tiny_pipe.num_frames(SampleConfig(seconds=0, fps=8)) == 1
+    assert (tiny_pipe.num_frames(SampleConfig(seconds=3.3, fps=24)) - 1) % tiny_pipe.vae.cfg.temporal_factor == 0
 
 
 def test_generate_batch_matches_one_at_a_time(tiny_pipe):

@@ -7,6 +7,8 @@ turns any that escapes a command into one red line and exit code 2, so commands 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
 import logging
 import math
@@ -19,6 +21,8 @@ from rich.logging import RichHandler
 from typer.core import TyperGroup
 
 from cinegen import config as C
+from cinegen import defaults
+from cinegen.diffusion.samplers import SOLVER_NAMES
 
 console = Console(stderr=True)
 
@@ -306,50 +310,70 @@ def _require_file(path: Optional[Path], option: str) -> None:
         _fail(f"{option} file not found: {path}")
 
 
-def _parse_size(size: str) -> tuple[int, int]:
-    try:
-        return C.parse_size(size)
-    except ValueError as e:
-        _fail(str(e))
-
-
-def _sample_config(seconds, size, steps, seed, guidance, solver, negative, fps, cache: float = 0.0,
-                   guidance_high: Optional[float] = None) -> C.SampleConfig:
-    w, h = _parse_size(size)
-    return C.SampleConfig(seconds=seconds, fps=fps, width=w, height=h, steps=steps, solver=solver, guidance=guidance,
-                          guidance_high=guidance_high, negative_prompt=negative, seed=seed, cache=cache)
-
+# --- Rendering: every mode builds one typed request (cinegen.requests) and calls one backend's generate ---
 
 GUIDANCE_HIGH_HELP = "guidance while the high-noise expert predicts (default: --guidance)"
+ModelOpt = typer.Option(None, help="a cinegen model folder (dit + vae .safetensors) or a Diffusers folder "
+                                    "(default: the shipped model)")
 
 
-def _load_pipeline(model: Optional[Path], diffusers_ok: bool = False, compile: bool = False,
-                   text_encoder: Optional[str] = None):
-    """Our own model folder, or (for plain text-to-video) a local Diffusers pipeline such as Wan2.1."""
-    from cinegen.peers import DiffusersVideo, is_diffusers_folder
+def _sample_options(seconds: float | None = defaults.SECONDS, seconds_help: str = "seconds of video"):
+    """The sampling options of every rendering command, written once: the decorated command gets them as one
+    SampleConfig `sample` (checked there). seconds=None: the command takes its length from its input."""
+    options = [
+        ("size", str, typer.Option(defaults.SIZE, help="WIDTHxHEIGHT, multiples of the model's token size (16)")),
+        ("steps", int, typer.Option(defaults.STEPS, help="sampling steps")),
+        ("seed", int, typer.Option(defaults.SEED)),
+        ("guidance", float, typer.Option(defaults.GUIDANCE, help="classifier-free guidance scale; 1 = off")),
+        ("guidance_high", Optional[float], typer.Option(None, help=GUIDANCE_HIGH_HELP)),
+        ("solver", str, typer.Option(defaults.SOLVER, help=SOLVER_NAMES)),
+        ("negative", str, typer.Option("", help="negative prompt")),
+        ("cache", float, typer.Option(defaults.CACHE, help="skip transformer calls whose input barely changed "
+                                                           "(TeaCache-style); 0 = off")),
+        ("fps", float, typer.Option(defaults.FPS, help="frames per second of the output")),
+    ]
+    if seconds is not None:
+        options.insert(0, ("seconds", float, typer.Option(seconds, help=seconds_help)))
+
+    def decorate(fn):
+        sig = inspect.signature(fn)
+        params = [p for p in sig.parameters.values() if p.name != "sample"]
+        params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o, annotation=t) for n, t, o in options]
+
+        @functools.wraps(fn)
+        def command(**kwargs):
+            picked = {n: kwargs.pop(n) for n, _, _ in options}
+            w, h = C.parse_size(picked.pop("size"))
+            sample = C.SampleConfig(width=w, height=h, negative_prompt=picked.pop("negative"), **picked)
+            return fn(sample=sample, **kwargs)
+        command.__signature__ = sig.replace(parameters=params)
+        command.__annotations__ = {**{k: v for k, v in fn.__annotations__.items() if k != "sample"},
+                                   **{n: t for n, t, _ in options}}
+        return command
+    return decorate
+
+
+def _load_pipeline(model: Optional[Path], text_encoder: Optional[str] = None):
+    """A cinegen model's TextToVideo itself, for the commands that read its parts (evaluation, training data)."""
     from cinegen.pipeline import TextToVideo
-    try:
-        if is_diffusers_folder(model):
-            if not diffusers_ok:
-                raise ValueError(f"{model} is a Diffusers pipeline; it runs `cinegen generate` only, the image/video "
-                                 "modes need a cinegen model (dit.safetensors + vae.safetensors)")
-            return DiffusersVideo.from_pretrained(model)
-        return TextToVideo.from_pretrained(model, compile=compile, text_encoder=text_encoder)
-    except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+    return TextToVideo.from_pretrained(model, text_encoder=text_encoder)
 
 
-def _generate_with_progress(pipe, prompt: str, cfg: C.SampleConfig, **kwargs):
+def _backend(model: Optional[Path], **options):
+    """The model through the one backend layer; options left at their defaults are not passed, so a Diffusers
+    folder is refused only an option the user actually set for it."""
+    from cinegen.backends import load_backend
+    return load_backend(model, **{k: v for k, v in options.items() if v})
+
+
+def _render(backend, request):
+    """backend.generate(request) with a progress bar fed by the one progress callback."""
     from cinegen.runtime import progress_bar
+    backend.check(request)                       # before the bar: a bad request fails with no work done
     with progress_bar() as bar:
-        task = bar.add_task("generating", total=None, status="")
-
-        def on_step(d):
-            bar.update(task, total=d["steps"], completed=d["i"] + 1, status=f"t={d['t']:.2f}")
-        try:
-            return pipe.generate(prompt, cfg, callback=on_step, **kwargs)
-        except ValueError as e:
-            _fail(str(e))
+        task = bar.add_task(request.mode, total=None, status="")
+        return backend.generate(request, progress=lambda d: bar.update(task, total=d["steps"], completed=d["step"],
+                                                                       status=d["phase"]))
 
 
 def _save_outputs(video, output: Path, frames_dir: Optional[Path], cfg: C.SampleConfig, prompt: str, model,
@@ -364,190 +388,158 @@ def _save_outputs(video, output: Path, frames_dir: Optional[Path], cfg: C.Sample
         try:
             sign_c2pa(output, *c2pa, tags=meta)
         except ValueError as e:
-            _fail(f"{e} (the unsigned video is at {output})")
+            raise ValueError(f"{e} (the unsigned video is at {output})") from None
     if frames_dir:
         write_frames(video, frames_dir)
     console.print(f"wrote {output} ({video.shape[0]} frames, {video.shape[2]}x{video.shape[1]}, {cfg.fps:g} fps)")
 
 
+def _render_and_save(model: Optional[Path], request, output: Path) -> None:
+    video = _render(_backend(model), request)
+    _save_outputs(video, output, None, request.sample, request.prompt, model)
+
+
 @app.command("generate")
+@_sample_options()
 def generate_cmd(
     prompt: str = typer.Argument(..., help="what to show, e.g. 'a large red ball bounces on a black background'"),
     output: Path = typer.Option(Path("out.mp4"), "-o", "--output"),
-    seconds: float = typer.Option(2.0), size: str = typer.Option("64x64", help="WIDTHxHEIGHT, multiples of 16"),
-    steps: int = typer.Option(20), seed: int = typer.Option(0), guidance: float = typer.Option(4.0),
-    guidance_high: Optional[float] = typer.Option(None, help=GUIDANCE_HIGH_HELP),
-    solver: str = typer.Option("euler", help="euler | heun | dpmpp_2m"), negative: str = typer.Option("", help="negative prompt"),
-    cache: float = typer.Option(0.0, help="skip transformer calls whose input barely changed (TeaCache-style); 0 = off"),
-    fps: float = typer.Option(8.0), frames_dir: Optional[Path] = typer.Option(None, help="also write PNG frames here"),
-    model: Optional[Path] = typer.Option(None, help="folder with dit.safetensors + vae.safetensors (default: shipped)"),
+    frames_dir: Optional[Path] = typer.Option(None, help="also write PNG frames here"),
+    model: Optional[Path] = ModelOpt,
     watermark: bool = typer.Option(False, help="embed the invisible cinegen watermark (frames >= 256x256)"),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the DiT (worth it on GPUs and long runs)"),
     c2pa_cert: Optional[Path] = typer.Option(None, help="sign a C2PA manifest: PEM certificate chain (ES256)"),
     c2pa_key: Optional[Path] = typer.Option(None, help="... and its PEM private key"),
+    sample: C.SampleConfig = None,
 ):
     """Generate a video from a text prompt and write an H.264 MP4."""
-    _setup_logging()
-    cfg = _sample_config(seconds, size, steps, seed, guidance, solver, negative, fps, cache, guidance_high)
-    try:
-        from cinegen.pipeline import validate_request
-        validate_request(prompt, cfg)
-    except ValueError as e:
-        _fail(str(e))
-    pipe = _load_pipeline(model, diffusers_ok=True, compile=compile_)
+    from cinegen import requests as R
     from cinegen.io.provenance import check_c2pa_credentials, check_watermark_size
-    if watermark:                                               # checked before rendering, so no work is lost
-        _run_mode(check_watermark_size, cfg.width, cfg.height)
+    _setup_logging()
+    request = R.Text(prompt=prompt, sample=sample)
     if (c2pa_cert is None) != (c2pa_key is None):
-        _fail("--c2pa-cert and --c2pa-key go together")
+        raise ValueError("--c2pa-cert and --c2pa-key go together")
+    if watermark:                                               # checked before rendering, so no work is lost
+        check_watermark_size(sample.width, sample.height)
     if c2pa_cert is not None:                                   # also before rendering
-        _run_mode(check_c2pa_credentials, c2pa_cert, c2pa_key)
-    video = _generate_with_progress(pipe, prompt, cfg)
-    _save_outputs(video, output, frames_dir, cfg, prompt, model, watermark, (c2pa_cert, c2pa_key) if c2pa_cert else None)
+        check_c2pa_credentials(c2pa_cert, c2pa_key)
+    video = _render(_backend(model, compile=compile_), request)
+    _save_outputs(video, output, frames_dir, sample, prompt, model, watermark, (c2pa_cert, c2pa_key) if c2pa_cert else None)
 
 
-# --- Image and video prompting (issue 3): thin wrappers over cinegen.modes ---
+# --- Image and video prompting (issue 3): each command is one request ---
 
 def _read_video(path: Path):
     from cinegen.io.video import read_video
-    try:
-        return read_video(path)[0]
-    except ValueError as e:
-        _fail(str(e))
+    return read_video(path)[0]
 
 
 def _read_image(path: Path):
     from cinegen.io.video import read_image
-    try:
-        return read_image(path)
-    except ValueError as e:
-        _fail(str(e))
-
-
-def _run_mode(fn, *args, **kwargs):
-    """fn(*args, **kwargs), with a ValueError turned into a one-line error and exit code 2."""
-    try:
-        return fn(*args, **kwargs)
-    except ValueError as e:
-        _fail(str(e))
-
-
-SizeOpt = typer.Option("64x64", help="WIDTHxHEIGHT, multiples of 16")
+    return read_image(path)
 
 
 @app.command("image")
-def image_cmd(prompt: str, output: Path = typer.Option(Path("still.png"), "-o", "--output"), size: str = SizeOpt,
-              steps: int = typer.Option(20), seed: int = typer.Option(0), guidance: float = typer.Option(4.0),
-              model: Optional[Path] = typer.Option(None)):
+@_sample_options(seconds=None)
+def image_cmd(prompt: str, output: Path = typer.Option(Path("still.png"), "-o", "--output"),
+              model: Optional[Path] = ModelOpt, sample: C.SampleConfig = None):
     """Generate a single image (a one-frame video)."""
-    from cinegen import modes
+    from cinegen import requests as R
     from cinegen.io.video import write_image
     _setup_logging()
-    cfg = _sample_config(0.0, size, steps, seed, guidance, "euler", "", 8.0)
-    frame = _run_mode(modes.image, _load_pipeline(model), prompt, cfg)
+    frame = _render(_backend(model), R.Image(prompt=prompt, sample=sample))
     write_image(frame, output)
     console.print(f"wrote {output}")
 
 
 @app.command("animate")
+@_sample_options()
 def animate_cmd(still: Path, prompt: str, output: Path = typer.Option(Path("animated.mp4"), "-o", "--output"),
                 at: str = typer.Option("start", help="where the still goes: start | end"),
-                seconds: float = typer.Option(2.0), size: str = SizeOpt, steps: int = typer.Option(20),
-                seed: int = typer.Option(0), guidance: float = typer.Option(4.0), model: Optional[Path] = typer.Option(None)):
+                model: Optional[Path] = ModelOpt, sample: C.SampleConfig = None):
     """Image-to-video: animate a still, which becomes the first (or last) frame."""
-    from cinegen import modes
+    from cinegen import requests as R
     _setup_logging()
-    cfg = _sample_config(seconds, size, steps, seed, guidance, "euler", "", 8.0)
-    image = _read_image(still)
-    video = _run_mode(modes.animate, _load_pipeline(model), image, prompt, cfg, at=at)
-    _save_outputs(video, output, None, cfg, prompt, model)
+    _render_and_save(model, R.Animate(prompt=prompt, image=_read_image(still), at=at, sample=sample), output)
 
 
 @app.command("extend")
+@_sample_options(seconds_help="seconds to add")
 def extend_cmd(clip: Path, prompt: str, output: Path = typer.Option(Path("extended.mp4"), "-o", "--output"),
-               seconds: float = typer.Option(2.0, help="seconds to add"), backward: bool = typer.Option(False),
-               size: str = SizeOpt, steps: int = typer.Option(20), seed: int = typer.Option(0),
-               guidance: float = typer.Option(4.0), model: Optional[Path] = typer.Option(None)):
+               backward: bool = typer.Option(False), model: Optional[Path] = ModelOpt, sample: C.SampleConfig = None):
     """Extend a clip forwards (or backwards); its own frames are kept unchanged."""
-    from cinegen import modes
+    from cinegen import requests as R
     _setup_logging()
-    cfg = _sample_config(seconds, size, steps, seed, guidance, "euler", "", 8.0)
-    video = _run_mode(modes.extend, _load_pipeline(model), _read_video(clip), prompt, cfg, backward=backward)
-    _save_outputs(video, output, None, cfg, prompt, model)
+    _render_and_save(model, R.Extend(prompt=prompt, video=_read_video(clip), backward=backward, sample=sample), output)
 
 
 @app.command("connect")
-def connect_cmd(a: Path, b: Path, prompt: str = typer.Argument("", help="what happens in between"),
+@_sample_options(seconds_help="seconds of the transition")
+def connect_cmd(a: Path, b: Path, prompt: str = typer.Argument(defaults.CONNECT_PROMPT, help="what happens in between"),
                 output: Path = typer.Option(Path("connected.mp4"), "-o", "--output"),
-                seconds: float = typer.Option(2.0), size: str = SizeOpt, steps: int = typer.Option(20),
-                seed: int = typer.Option(0), guidance: float = typer.Option(4.0), model: Optional[Path] = typer.Option(None)):
+                model: Optional[Path] = ModelOpt, sample: C.SampleConfig = None):
     """A transition that starts on a's last frames and ends on b's first frames."""
-    from cinegen import modes
+    from cinegen import requests as R
     _setup_logging()
-    cfg = _sample_config(seconds, size, steps, seed, guidance, "euler", "", 8.0)
-    video = _run_mode(modes.connect, _load_pipeline(model), _read_video(a), _read_video(b), prompt or "a video", cfg)
-    _save_outputs(video, output, None, cfg, prompt, model)
+    request = R.Connect(prompt=prompt or defaults.CONNECT_PROMPT, video=_read_video(a), video_b=_read_video(b),
+                        sample=sample)
+    _render_and_save(model, request, output)
 
 
 @app.command("loop")
-def loop_cmd(clip: Path, prompt: str = typer.Argument("a video"),
-             output: Path = typer.Option(Path("loop.mp4"), "-o", "--output"), seconds: float = typer.Option(1.0),
-             size: str = SizeOpt, steps: int = typer.Option(20), seed: int = typer.Option(0),
-             guidance: float = typer.Option(4.0), model: Optional[Path] = typer.Option(None)):
+@_sample_options(seconds=defaults.LOOP_SECONDS, seconds_help="seconds of the bridge back to the start")
+def loop_cmd(clip: Path, prompt: str = typer.Argument(defaults.CONNECT_PROMPT),
+             output: Path = typer.Option(Path("loop.mp4"), "-o", "--output"),
+             model: Optional[Path] = ModelOpt, sample: C.SampleConfig = None):
     """Make a clip loop seamlessly: append a bridge from its last frame back to its first."""
-    from cinegen import modes
+    from cinegen import requests as R
     _setup_logging()
-    cfg = _sample_config(seconds, size, steps, seed, guidance, "euler", "", 8.0)
-    video = _run_mode(modes.loop, _load_pipeline(model), _read_video(clip), prompt, cfg)
-    _save_outputs(video, output, None, cfg, prompt, model)
+    _render_and_save(model, R.Loop(prompt=prompt, video=_read_video(clip), sample=sample), output)
 
 
 @app.command("edit")
+@_sample_options(seconds=None)
 def edit_cmd(clip: Path, prompt: str, output: Path = typer.Option(Path("edited.mp4"), "-o", "--output"),
-             strength: float = typer.Option(0.6, help="0 keeps the input, 1 ignores it"), size: str = SizeOpt,
-             steps: int = typer.Option(20), seed: int = typer.Option(0), guidance: float = typer.Option(4.0),
-             model: Optional[Path] = typer.Option(None)):
-    """Video-to-video: re-imagine a clip with a new prompt (SDEdit)."""
-    from cinegen import modes
+             strength: float = typer.Option(defaults.STRENGTH, help="0 keeps the input, 1 ignores it"),
+             model: Optional[Path] = ModelOpt, sample: C.SampleConfig = None):
+    """Video-to-video: re-imagine a clip with a new prompt (SDEdit); the clip's length is kept."""
+    from cinegen import requests as R
     _setup_logging()
-    if not 0.0 <= strength <= 1.0:
-        _fail(f"strength must be in [0, 1], got {strength}")
-    cfg = _sample_config(2.0, size, steps, seed, guidance, "euler", "", 8.0)
-    video = _run_mode(modes.edit, _load_pipeline(model), _read_video(clip), prompt, cfg, strength=strength)
-    _save_outputs(video, output, None, cfg, prompt, model)
+    _render_and_save(model, R.Edit(prompt=prompt, video=_read_video(clip), strength=strength, sample=sample), output)
 
 
 @app.command("eval")
+@_sample_options()
 def eval_cmd(
     model: Optional[Path] = typer.Option(None, help="model folder (default: shipped)"),
-    n_seen: int = typer.Option(24), n_heldout: int = typer.Option(16), steps: int = typer.Option(20),
-    guidance: float = typer.Option(4.0), solver: str = typer.Option("euler"), seed: int = typer.Option(0),
-    guidance_high: Optional[float] = typer.Option(None, help=GUIDANCE_HIGH_HELP),
-    size: str = typer.Option("64x64"), seconds: float = typer.Option(2.0),
+    n_seen: int = typer.Option(24), n_heldout: int = typer.Option(16),
     out: Path = typer.Option(Path("eval.json"), help="JSON report"),
     modes_: bool = typer.Option(False, "--modes", help="also score animate/extend/edit/loop and long-video memory"),
     direction_pairs_: int = typer.Option(8, "--direction-pairs", help="same-seed 'moves left'/'moves right' pairs: "
                                                                       "does the word or the noise pick the direction"),
     compare: Optional[Path] = typer.Option(None, help="an earlier report of the same prompts: print the paired "
                                                       "change per split with its standard error"),
+    sample: C.SampleConfig = None,
 ):
     """Score generated videos with the colour analyzer: attribute adherence on seen vs held-out combinations."""
     from rich.table import Table
 
     from cinegen.eval.run import direction_pairs, evaluate, noise_baseline, write_report
+    from cinegen.runtime import progress_bar
     _setup_logging()
     earlier = _read_report(compare) if compare else None       # read first: a bad file fails before the long run
-    cfg = _sample_config(seconds, size, steps, seed, guidance, solver, "", 8.0, guidance_high=guidance_high)
+    cfg, seed = sample, sample.seed         # --seed picks the prompt set and the sampling noise
     pipe = _load_pipeline(model)
-    _run_mode(pipe.guidance_at, cfg)        # a --guidance-high the model cannot use fails before the long run
+    pipe.check("a prompt", cfg)
+    pipe.guidance_at(cfg)                   # a --guidance-high the model cannot use fails before the long run
     holdout = tuple(getattr(pipe.dit, "extra", {}).get("holdout", ()))
     roundtrip = getattr(pipe, "roundtrip", None)            # our autoencoder's ceiling (a Diffusers folder has none)
-    with progress_bar_ctx() as bar:
-        task = bar.add_task("evaluating", total=n_seen + (n_heldout if holdout else 0), status="")
-        result = evaluate(pipe.generate, holdout, cfg, n_seen, n_heldout, seed,
-                          on_clip=lambda split, i, p, s: bar.update(task, advance=1, status=f"{split} {s:.2f}"),
-                          roundtrip_fn=roundtrip)
-    result["noise_baseline"] = noise_baseline(cfg, holdout)
+    with progress_bar() as bar:
+        task = bar.add_task("evaluating", total=None, status="")
+        result = evaluate(pipe.generate, holdout, cfg, n_seen, n_heldout, seed, roundtrip_fn=roundtrip,
+                          progress=lambda d: bar.update(task, total=d["steps"], completed=d["step"],
+                                                        status=f"{d['phase']} {d['score']:.2f}"))
+    result["noise_baseline"] = noise_baseline(cfg, pipe.num_frames(cfg), holdout)
     if direction_pairs_ > 0:
         result["direction_pairs"] = direction_pairs(pipe.generate, holdout, cfg, direction_pairs_, seed)
     if modes_:
@@ -815,12 +807,9 @@ def storyboard_cmd(
     from cinegen.studio.board import load_board
     from cinegen.studio.render import board_estimate, model_digest, render_storyboard
     _setup_logging()
-    try:
-        plan = load_board(board)
-    except ValueError as e:
-        _fail(str(e))
-    pipe = _load_pipeline(model)
-    rows = _run_mode(board_estimate, pipe, plan, gpu)
+    backend = _backend(model)
+    plan = load_board(board, backend.capabilities.geometry)
+    rows = board_estimate(backend, plan, gpu)
     table = Table("segment", "tokens", "TFLOP", f"{gpu} time", "cost", title=f"estimate for {board.name} (before rendering)")
     for name, est in rows:
         table.add_row(name, f"{est.tokens:,}", f"{est.total_flops / 1e12:,.2f}", f"{est.wall_seconds:.2f} s", f"${est.dollars:.4f}")
@@ -832,8 +821,9 @@ def storyboard_cmd(
         return
     with progress_bar() as bar:
         task = bar.add_task("rendering", total=len(rows), status="")
-        result = _run_mode(render_storyboard, pipe, plan, output, model_digest(model or WEIGHTS_DIR),
-                           on_segment=lambda name, done, total: bar.update(task, completed=done, status=name))
+        result = render_storyboard(backend, plan, output, model_digest(model or WEIGHTS_DIR),
+                                   progress=lambda d: bar.update(task, total=d["steps"], completed=d["step"],
+                                                                 status=d["phase"]))
     for w in result.warnings:
         console.print(f"[yellow]warning:[/] {w}")
     console.print(f"wrote {result.film} ({len(result.rendered)} rendered, {len(result.cached)} from cache) "
@@ -865,19 +855,16 @@ def estimate_cmd(
     from rich.table import Table
 
     from cinegen.estimate import calibrate_cpu, estimate, peer_config
-    w, h = _parse_size(size)
+    w, h = C.parse_size(size)
     peak = None
     if gpu.lower() == "cpu":
         # this machine: its rate measured by timing real DiT passes, so utilisation is already in the number
         cal = calibrate_cpu()
         peak, utilisation, price, gpu = cal["achieved_flops"], 1.0, price or 0.0, "CPU"
-    try:
-        dit, vae, text_tokens = peer_config(model)
-        sample = C.SampleConfig(seconds=seconds, fps=fps, width=w, height=h, steps=steps, guidance=guidance, solver=solver)
-        est = estimate(dit, vae, sample, gpu=gpu, gpus=gpus, utilisation=utilisation, price_per_gpu_hour=price,
-                       text_tokens=text_tokens, peak_flops=peak)
-    except ValueError as e:
-        _fail(str(e))
+    dit, vae, text_tokens = peer_config(model)
+    sample = C.SampleConfig(seconds=seconds, fps=fps, width=w, height=h, steps=steps, guidance=guidance, solver=solver)
+    est = estimate(dit, vae, sample, gpu=gpu, gpus=gpus, utilisation=utilisation, price_per_gpu_hour=price,
+                   text_tokens=text_tokens, peak_flops=peak)
     table = Table("quantity", "value", title=f"{model}: {seconds:g} s at {size}, {steps} steps on {gpus}x {gpu} "
                                                f"at {utilisation:.0%} utilisation")
     for k, v in est.rows():
@@ -887,11 +874,6 @@ def estimate_cmd(
         cal = calibrate_cpu()
         Console().print(f"this CPU: {cal['achieved_flops'] / 1e9:.1f} GFLOP/s achieved on the default DiT "
                         f"({cal['seconds_per_cfg_pass'] * 1000:.0f} ms per guided pass at 64x64, 2 s)")
-
-
-def progress_bar_ctx():
-    from cinegen.runtime import progress_bar
-    return progress_bar()
 
 
 def _preset(table: dict, name: str):

@@ -11,6 +11,8 @@ import json
 import typing
 from dataclasses import dataclass, field
 
+from cinegen import defaults
+
 
 @dataclass(frozen=True)
 class VAEConfig:
@@ -99,23 +101,52 @@ class TextConfig:
 
 @dataclass(frozen=True)
 class SampleConfig:
-    seconds: float = 2.0
-    fps: float = 8.0
-    width: int = 64
-    height: int = 64
-    steps: int = 20
-    solver: str = "euler"            # euler | heun | dpmpp_2m
-    guidance: float = 4.0            # classifier-free guidance scale; 1 = off
+    """How to sample one render. Checked here, once, for everything that needs no model; the model's own rules
+    (size multiples, the frame grid: geometry.Geometry) and the solver's name are checked where the model is."""
+    seconds: float = defaults.SECONDS
+    fps: float = defaults.FPS
+    width: int = defaults.WIDTH
+    height: int = defaults.HEIGHT
+    steps: int = defaults.STEPS
+    solver: str = defaults.SOLVER    # a key of diffusion.samplers.SAMPLERS
+    guidance: float = defaults.GUIDANCE   # classifier-free guidance scale; 1 = off
     # the scale while a high-noise expert predicts (Wan2.2 guides its two experts apart); None = `guidance`
     guidance_high: float | None = None
     negative_prompt: str = ""
-    seed: int = 0
-    cache: float = 0.0               # TeaCache-style step skipping threshold (0 = off; see diffusion.samplers)
+    seed: int = defaults.SEED
+    cache: float = defaults.CACHE    # TeaCache-style step skipping threshold (0 = off; see diffusion.samplers)
 
-    @property
-    def num_frames(self) -> int:
-        """Frames for `seconds` at `fps`, rounded to the VAE's 1 + 4k grid."""
-        return 1 + 4 * max(0, round(self.seconds * self.fps / 4))
+    def __post_init__(self):
+        if not 0 <= self.seconds <= defaults.MAX_SECONDS:
+            raise ValueError(f"seconds must be between 0 and {defaults.MAX_SECONDS:g}, got {self.seconds}")
+        if not self.fps > 0:
+            raise ValueError(f"fps must be positive, got {self.fps}")
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive whole number of pixels, got {v!r}")
+        if not isinstance(self.steps, int) or not 1 <= self.steps <= defaults.MAX_STEPS:
+            raise ValueError(f"steps must be between 1 and {defaults.MAX_STEPS}, got {self.steps}")
+        if not self.guidance >= 0:
+            raise ValueError(f"guidance must be >= 0, got {self.guidance}")
+        if self.guidance_high is not None and not self.guidance_high >= 0:
+            raise ValueError(f"guidance_high must be >= 0, got {self.guidance_high}")
+        if not self.cache >= 0:
+            raise ValueError(f"cache threshold must be >= 0, got {self.cache}")
+
+
+def check_strength(strength: float) -> None:
+    """SDEdit strength (edit, remix): 0 keeps the source, 1 ignores it."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+
+
+def check_prompt(prompt: str) -> None:
+    """Raises ValueError naming what is wrong with a prompt; the one check the CLI, server and boards share."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("prompt must be a non-empty string")
+    if len(prompt) > defaults.MAX_PROMPT_CHARS:
+        raise ValueError(f"prompt is {len(prompt)} characters; at most {defaults.MAX_PROMPT_CHARS}")
 
 
 @dataclass(frozen=True)
@@ -175,7 +206,7 @@ DIT_PRESETS = {
 
 def parse_size(text: str) -> tuple[int, int]:
     """"WIDTHxHEIGHT" (e.g. "96x64") -> (width, height); the one parser for sizes in the CLI, boards and server.
-    Only the form is checked here; data.world.check_size checks the values."""
+    Only the form is checked here; a model's geometry.Geometry.check_size checks the values."""
     try:
         w, h = (int(v) for v in str(text).lower().split("x"))
     except ValueError:
@@ -231,4 +262,4 @@ def override(cfg, overrides: list[str]):
 
 
 __all__ = ["VAEConfig", "DiTConfig", "FlowConfig", "TextConfig", "SampleConfig", "TrainConfig", "DataConfig",
-           "VAE_PRESETS", "DIT_PRESETS", "parse_size", "to_dict", "from_dict", "override", "field"]
+           "VAE_PRESETS", "DIT_PRESETS", "parse_size", "check_prompt", "check_strength", "to_dict", "from_dict", "override", "field"]

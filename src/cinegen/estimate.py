@@ -10,6 +10,7 @@ the token count, the guidance passes and the VAE decode are all in the number. T
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 
@@ -17,6 +18,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cinegen.config import DIT_PRESETS, VAE_PRESETS, DiTConfig, SampleConfig, VAEConfig
+from cinegen.diffusion.samplers import get_solver
+from cinegen.geometry import Geometry
 
 # Dense bf16 tensor-core peaks from the vendors' datasheets (FLOP/s, without sparsity).
 GPU_PEAK = {"H100": 989e12, "H800": 989e12, "H200": 989e12, "B200": 2250e12, "A100": 312e12, "A800": 312e12,
@@ -37,7 +40,7 @@ PEER_TEXT_TOKENS = {"wan2.1-14b": 512, "wan2.1-1.3b": 512}
 class Estimate:
     tokens: int                  # L per DiT pass
     dit_flops_per_pass: float
-    passes: int                  # steps x (2 with classifier-free guidance)
+    passes: int                  # the solver's model calls x (2 with classifier-free guidance)
     vae_flops: float
     total_flops: float
     gpu_seconds: float
@@ -82,9 +85,11 @@ def vae_decode_flops(cfg: VAEConfig, latent_grid: tuple[int, int, int]) -> float
     return count_flops(lambda: vae.decoder(z, None))
 
 
-def latent_grid(vae: VAEConfig, sample: SampleConfig) -> tuple[int, int, int]:
-    return (1 + (sample.num_frames - 1) // vae.temporal_factor, sample.height // vae.spatial_factor,
-            sample.width // vae.spatial_factor)
+def latent_grid(vae: VAEConfig, sample: SampleConfig, dit: DiTConfig = DiTConfig()) -> tuple[int, int, int]:
+    """(t, h, w) latent cells of a render, on the model's geometry (its size rules are checked here)."""
+    geo = Geometry.of(vae, dit)
+    geo.check_size(sample.width, sample.height)
+    return geo.latent_grid(geo.frames(sample.seconds, sample.fps), sample.height, sample.width)
 
 
 def estimate(dit: DiTConfig, vae: VAEConfig, sample: SampleConfig, gpu: str = "H100", gpus: int = 1,
@@ -95,12 +100,10 @@ def estimate(dit: DiTConfig, vae: VAEConfig, sample: SampleConfig, gpu: str = "H
         raise ValueError(f"unknown gpu {gpu!r}; choose one of {sorted(GPU_PEAK)} or give peak_flops")
     if not 0 < utilisation <= 1 or gpus < 1:
         raise ValueError(f"utilisation must be in (0, 1] and gpus >= 1, got {utilisation}, {gpus}")
-    grid = latent_grid(vae, sample)
-    pt, ph, pw = dit.patch
-    tokens = grid[0] // pt * (grid[1] // ph) * (grid[2] // pw)
+    grid = latent_grid(vae, sample, dit)
+    tokens = math.prod(n // p for n, p in zip(grid, dit.patch))                              # L of one pass
     per_pass = dit_pass_flops(dit, grid, text_tokens)
-    heun = 2 if sample.solver == "heun" else 1
-    passes = sample.steps * heun * (2 if sample.guidance != 1.0 else 1)
+    passes = get_solver(sample.solver).model_calls(sample.steps) * (2 if sample.guidance != 1.0 else 1)
     vae_flops = vae_decode_flops(vae, grid)
     total = per_pass * passes + vae_flops
     rate = (peak_flops or GPU_PEAK[gpu]) * utilisation
@@ -115,7 +118,7 @@ def calibrate_cpu(dit: DiTConfig = DIT_PRESETS["default"], vae: VAEConfig = VAE_
     from cinegen.models.dit import VideoDiT
     torch.manual_seed(0)
     model = VideoDiT(dit).eval()
-    grid = latent_grid(vae, sample)
+    grid = latent_grid(vae, sample, dit)
     x, t = torch.randn(2, dit.latent_channels, *grid), torch.rand(2)
     text, mask = torch.randn(2, 32, dit.text_dim), torch.ones(2, 32, dtype=torch.bool)
     with torch.no_grad():

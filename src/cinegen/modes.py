@@ -2,9 +2,10 @@
 keyframes and long videos. Each mode only builds `Conditions` (clean latent frames + mask) or an SDEdit source
 and calls the one generate path.
 
-Pixel frame f lives in latent frame (f + 3) // 4 (the first frame is alone). Context taken from an existing clip
-is re-encoded from pixels as its own clip, so its first latent frame is a true "first frame" latent, which is
-what the model saw in training.
+Frame arithmetic comes from the model's geometry (`pipe.geometry`: pixel frame f lives in latent frame
+(f + stride - 1) // stride, the first frame alone). Context taken from an existing clip is re-encoded from
+pixels as its own clip, so its first latent frame is a true "first frame" latent, which is what the model saw
+in training. Every mode takes the one progress callback (runtime.report) and passes it to each sampling pass.
 
 Videos: (T, H, W, 3) uint8. Images: (H, W, 3) uint8.
 """
@@ -16,9 +17,11 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from cinegen.config import SampleConfig
+from cinegen import defaults
+from cinegen.config import SampleConfig, check_strength
 from cinegen.diffusion.conditioning import frame_mask
 from cinegen.pipeline import Conditions, TextToVideo
+from cinegen.runtime import part
 
 # --- Pixel helpers ---
 
@@ -43,49 +46,56 @@ def fit_video(video: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.stack([fit_image(f, width, height) for f in video])
 
 
-def trim_to_grid(video: np.ndarray, factor: int = 4) -> np.ndarray:
-    """Keeps the first 1 + factor*k frames (the VAE's frame grid)."""
-    return video[: 1 + (len(video) - 1) // factor * factor]
+def trim_to_grid(pipe: TextToVideo, video: np.ndarray) -> np.ndarray:
+    """Keeps the first frames that lie on the model's frame grid (1 + stride*k)."""
+    return video[: pipe.geometry.on_grid(len(video))]
 
 
-def _cfg_for_latents(cfg: SampleConfig, latent_frames: int) -> SampleConfig:
+def _cfg_for_latents(pipe: TextToVideo, cfg: SampleConfig, latent_frames: int) -> SampleConfig:
     """A SampleConfig whose frame count gives exactly `latent_frames` latent frames."""
-    return replace(cfg, seconds=4 * (latent_frames - 1) / cfg.fps)
+    return replace(cfg, seconds=pipe.geometry.seconds_of(latent_frames, cfg.fps))
+
+
+def _tail(pipe: TextToVideo, clip: np.ndarray, latents: int) -> np.ndarray:
+    """The last frames of a clip that encode to 1 + `latents` latent frames (as many as it has, if fewer)."""
+    c = min(latents, pipe.geometry.latent_frames(len(clip)) - 1)
+    return np.ascontiguousarray(clip[len(clip) - pipe.geometry.frames_of(1 + c):])
 
 
 def _with_context(pipe: TextToVideo, context: np.ndarray, prompt: str, cfg: SampleConfig, new_latents: int,
-                  callback=None) -> np.ndarray:
-    """Generates `new_latents` latent frames after a pixel context of 1 + 4c frames; returns only the new frames."""
+                  progress=None) -> np.ndarray:
+    """Generates `new_latents` latent frames after a pixel context on the frame grid; returns only the new frames."""
     ctx = pipe.encode_video(context)                                                  # (1, C, 1+c, h, w)
     n_ctx = ctx.shape[2]
     total = n_ctx + new_latents
     latents = torch.zeros(1, ctx.shape[1], total, *ctx.shape[3:])
     latents[:, :, :n_ctx] = ctx
     cond = Conditions(latents, frame_mask(total, list(range(n_ctx)), tuple(ctx.shape[3:])))
-    video = pipe.generate(prompt, _cfg_for_latents(cfg, total), conditions=cond, callback=callback)
+    video = pipe.generate(prompt, _cfg_for_latents(pipe, cfg, total), conditions=cond, progress=progress)
     return video[len(context):]
 
 
 # --- Modes ---
 
-def image(pipe: TextToVideo, prompt: str, cfg: SampleConfig) -> np.ndarray:
+def image(pipe: TextToVideo, prompt: str, cfg: SampleConfig, progress=None) -> np.ndarray:
     """A single frame: a one-latent-frame generation (the VAE encodes frame 0 alone)."""
-    return pipe.generate(prompt, replace(cfg, seconds=0.0))[0]
+    return pipe.generate(prompt, replace(cfg, seconds=0.0), progress=progress)[0]
 
 
 def animate(pipe: TextToVideo, still: np.ndarray, prompt: str, cfg: SampleConfig, at: str = "start",
-            callback=None) -> np.ndarray:
+            progress=None) -> np.ndarray:
     """Image-to-video: the still becomes the first frame (or, with at="end", the last, by generating in reverse)."""
     if at not in ("start", "end"):
         raise ValueError(f"at must be 'start' or 'end', got {at!r}")
     first = fit_image(still, cfg.width, cfg.height)[None]                            # (1, H, W, 3)
-    new = _with_context(pipe, first, prompt, cfg, (cfg.num_frames - 1) // 4, callback)
+    new_latents = pipe.geometry.latent_frames(pipe.num_frames(cfg)) - 1
+    new = _with_context(pipe, first, prompt, cfg, new_latents, progress)
     video = np.concatenate([first, new])
     return video if at == "start" else video[::-1].copy()
 
 
 def extend(pipe: TextToVideo, video: np.ndarray, prompt: str, cfg: SampleConfig, backward: bool = False,
-           context_latents: int = 2, callback=None) -> np.ndarray:
+           context_latents: int = defaults.CONTEXT_LATENTS, progress=None) -> np.ndarray:
     """Adds cfg.seconds of video after (or before) the clip; every original frame is kept as it was.
 
     Backward extension runs the same forward machinery on the time-reversed clip and reverses the result.
@@ -93,26 +103,24 @@ def extend(pipe: TextToVideo, video: np.ndarray, prompt: str, cfg: SampleConfig,
     clip = fit_video(video, cfg.width, cfg.height)
     if backward:
         clip = clip[::-1]
-    c = min(context_latents, (len(clip) - 1) // 4)
-    context = clip[len(clip) - 1 - 4 * c:]
-    new_latents = max(1, round(cfg.seconds * cfg.fps / 4))
-    new = _with_context(pipe, np.ascontiguousarray(context), prompt, cfg, new_latents, callback)
+    new_latents = pipe.geometry.new_latents(cfg.seconds, cfg.fps)
+    new = _with_context(pipe, _tail(pipe, clip, context_latents), prompt, cfg, new_latents, progress)
     out = np.concatenate([clip, new])
     return out[::-1].copy() if backward else out
 
 
-def connect(pipe: TextToVideo, a: np.ndarray, b: np.ndarray, prompt: str, cfg: SampleConfig,
-            context_latents: int = 1) -> np.ndarray:
-    """A transition of about cfg.seconds that starts on a's last frames and ends on b's first frames.
+def _bridge(pipe: TextToVideo, a: np.ndarray, b: np.ndarray, prompt: str, cfg: SampleConfig, context_latents: int,
+            progress=None) -> tuple[np.ndarray, int, int]:
+    """The connect window and how many of its frames are a's tail and b's head: (video, head frames, tail frames).
 
-    Clean latents of a's tail (re-encoded as a clip) lead the window and b's head trails it: the same
-    mask mechanism as extension, with frames given at both ends ("ends"/"tail" masks in training).
+    Clean latents of a's tail (re-encoded as a clip) lead the window and b's head trails it: the same mask
+    mechanism as extension, with frames given at both ends ("ends"/"tail" masks in training).
     """
-    a, b = fit_video(a, cfg.width, cfg.height), fit_video(b, cfg.width, cfg.height)
-    ca = min(context_latents, (len(a) - 1) // 4)
-    head = pipe.encode_video(np.ascontiguousarray(a[len(a) - 1 - 4 * ca:]))            # (1, C, 1+ca, h, w)
-    tail = pipe.encode_video(trim_to_grid(b)[: 1 + 4 * context_latents])               # (1, C, 1+cb, h, w)
-    middle = max(1, round(cfg.seconds * cfg.fps / 4))
+    geo = pipe.geometry
+    head_frames = _tail(pipe, a, context_latents)
+    head = pipe.encode_video(head_frames)                                              # (1, C, 1+ca, h, w)
+    tail = pipe.encode_video(trim_to_grid(pipe, b)[: geo.frames_of(1 + context_latents)])   # (1, C, 1+cb, h, w)
+    middle = geo.new_latents(cfg.seconds, cfg.fps)
     n_head, n_tail = head.shape[2], tail.shape[2] - 1
     total = n_head + middle + n_tail
     latents = torch.zeros(1, head.shape[1], total, *head.shape[3:])
@@ -120,67 +128,92 @@ def connect(pipe: TextToVideo, a: np.ndarray, b: np.ndarray, prompt: str, cfg: S
     latents[:, :, total - n_tail:] = tail[:, :, 1:]      # b's in-context latents; its lone first frame is dropped
     given = list(range(n_head)) + list(range(total - n_tail, total))
     cond = Conditions(latents, frame_mask(total, given, tuple(head.shape[3:])))
-    return pipe.generate(prompt, _cfg_for_latents(cfg, total), conditions=cond)
+    video = pipe.generate(prompt, _cfg_for_latents(pipe, cfg, total), conditions=cond, progress=progress)
+    return video, len(head_frames), geo.frame_stride * n_tail
 
 
-def transition(pipe: TextToVideo, a: np.ndarray, b: np.ndarray, prompt: str, cfg: SampleConfig) -> np.ndarray:
+def connect(pipe: TextToVideo, a: np.ndarray, b: np.ndarray, prompt: str, cfg: SampleConfig,
+            context_latents: int = 1, progress=None) -> np.ndarray:
+    """A transition of about cfg.seconds that starts on a's last frames and ends on b's first frames."""
+    a, b = fit_video(a, cfg.width, cfg.height), fit_video(b, cfg.width, cfg.height)
+    return _bridge(pipe, a, b, prompt, cfg, context_latents, progress)[0]
+
+
+def transition(pipe: TextToVideo, a: np.ndarray, b: np.ndarray, prompt: str, cfg: SampleConfig,
+               progress=None) -> np.ndarray:
     """Only the new frames of `connect`: played between a and b, they lead from a's end into b's start."""
-    a = fit_video(a, cfg.width, cfg.height)
-    bridge = connect(pipe, a, b, prompt, cfg)
-    # connect's window starts with a's last 1 + 4 frames and ends with 4 frames of b's head (context_latents=1)
-    n_head = 1 + 4 * min(1, (len(a) - 1) // 4)
-    return bridge[n_head:len(bridge) - 4]
+    a, b = fit_video(a, cfg.width, cfg.height), fit_video(b, cfg.width, cfg.height)
+    bridge, head, tail = _bridge(pipe, a, b, prompt, cfg, 1, progress)
+    return bridge[head:len(bridge) - tail]
 
 
-def loop(pipe: TextToVideo, video: np.ndarray, prompt: str, cfg: SampleConfig) -> np.ndarray:
+def loop(pipe: TextToVideo, video: np.ndarray, prompt: str, cfg: SampleConfig, progress=None) -> np.ndarray:
     """The clip plus a bridge from its end back to its start: played on repeat, the seam flows."""
     clip = fit_video(video, cfg.width, cfg.height)
-    return np.concatenate([clip, transition(pipe, clip, clip, prompt, cfg)])
+    return np.concatenate([clip, transition(pipe, clip, clip, prompt, cfg, progress)])
 
 
-def edit(pipe: TextToVideo, video: np.ndarray, prompt: str, cfg: SampleConfig, strength: float = 0.6) -> np.ndarray:
+def edit(pipe: TextToVideo, video: np.ndarray, prompt: str, cfg: SampleConfig, strength: float = defaults.STRENGTH,
+         progress=None) -> np.ndarray:
     """Video-to-video (SDEdit): noise the source to t = strength and denoise towards the new prompt."""
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be in [0, 1], got {strength}")
-    clip = trim_to_grid(fit_video(video, cfg.width, cfg.height))
+    check_strength(strength)                       # before the source is encoded
+    clip = trim_to_grid(pipe, fit_video(video, cfg.width, cfg.height))
     source = pipe.encode_video(clip)
-    return pipe.generate(prompt, _cfg_for_latents(cfg, source.shape[2]), source=source, strength=strength)
+    return pipe.generate(prompt, _cfg_for_latents(pipe, cfg, source.shape[2]), source=source, strength=strength,
+                         progress=progress)
 
 
-def keyframes(pipe: TextToVideo, prompt: str, cfg: SampleConfig, frames: list[tuple[int, np.ndarray]]) -> np.ndarray:
+def keyframes(pipe: TextToVideo, prompt: str, cfg: SampleConfig, frames: list[tuple[int, np.ndarray]],
+              progress=None) -> np.ndarray:
     """A clip that passes through the given (pixel frame index, image) keyframes."""
     shape = pipe.latent_shape(cfg)
     latents = torch.zeros(shape)
     given = []
     for f, img in frames:
-        if not 0 <= f < cfg.num_frames:
-            raise ValueError(f"keyframe index {f} is outside a {cfg.num_frames}-frame clip")
-        j = (f + 3) // 4
+        if not 0 <= f < pipe.num_frames(cfg):
+            raise ValueError(f"keyframe index {f} is outside a {pipe.num_frames(cfg)}-frame clip")
+        j = pipe.geometry.latent_index(f)
         latents[:, :, j] = pipe.encode_video(fit_image(img, cfg.width, cfg.height)[None])[:, :, 0]
         given.append(j)
-    return pipe.generate(prompt, cfg, conditions=Conditions(latents, frame_mask(shape[2], given, shape[3:])))
+    cond = Conditions(latents, frame_mask(shape[2], given, shape[3:]))
+    return pipe.generate(prompt, cfg, conditions=cond, progress=progress)
 
 
-def text_to_video(pipe: TextToVideo, prompt: str, cfg: SampleConfig, window_seconds: float = 2.0,
-                  callback=None) -> np.ndarray:
+def text_to_video(pipe: TextToVideo, prompt: str, cfg: SampleConfig, window_seconds: float = defaults.WINDOW_SECONDS,
+                  progress=None) -> np.ndarray:
     """Plain text-to-video at any length: one pass up to the training length, windowed extension beyond it."""
     if cfg.seconds > window_seconds:
-        return long_video(pipe, prompt, cfg, window_seconds)
-    return pipe.generate(prompt, cfg, callback=callback)
+        return long_video(pipe, prompt, cfg, window_seconds, progress=progress)
+    return pipe.generate(prompt, cfg, progress=progress)
 
 
-def long_video(pipe: TextToVideo, prompt: str, cfg: SampleConfig, window_seconds: float = 2.0,
-               context_latents: int = 2, on_window=None) -> np.ndarray:
-    """cfg.seconds of video by windowed extension: each window sees only the last 1 + 4c frames, so working
-    memory is bounded by the window, whatever the length."""
-    first = pipe.generate(prompt, replace(cfg, seconds=min(cfg.seconds, window_seconds)))
+def long_video_windows(pipe: TextToVideo, cfg: SampleConfig, window_seconds: float = defaults.WINDOW_SECONDS,
+                       context_latents: int = defaults.CONTEXT_LATENTS) -> int:
+    """How many sampling passes `long_video` makes (for its progress and for estimates)."""
+    geo, total = pipe.geometry, pipe.num_frames(cfg)
+    have = geo.frames(min(cfg.seconds, window_seconds), cfg.fps)
+    step = geo.frame_stride * (round(window_seconds * cfg.fps / geo.frame_stride) - context_latents)
+    if step <= 0:
+        raise ValueError(f"a {window_seconds:g} s window at {cfg.fps:g} fps holds no frames beyond its "
+                         f"{context_latents} context latent frames: use longer windows")
+    return 1 + max(0, -(-(total - have) // step))
+
+
+def long_video(pipe: TextToVideo, prompt: str, cfg: SampleConfig, window_seconds: float = defaults.WINDOW_SECONDS,
+               context_latents: int = defaults.CONTEXT_LATENTS, progress=None) -> np.ndarray:
+    """cfg.seconds of video by windowed extension: each window sees only the last frames of 1 + c latents, so
+    working memory is bounded by the window, whatever the length."""
+    geo, total = pipe.geometry, pipe.num_frames(cfg)
+    windows = long_video_windows(pipe, cfg, window_seconds, context_latents)
+    first = pipe.generate(prompt, replace(cfg, seconds=min(cfg.seconds, window_seconds)),
+                          progress=part(progress, 0, windows, f"window 1/{windows}"))
     chunks, have = [first], len(first)
-    window_latents = round(window_seconds * cfg.fps / 4) + 1
-    while have < cfg.num_frames:
-        context = np.concatenate(chunks)[-(1 + 4 * context_latents):]
-        new = min(window_latents - context_latents - 1, (cfg.num_frames - have + 3) // 4)
-        chunks.append(_with_context(pipe, context, prompt, replace(cfg, seed=cfg.seed + len(chunks)), new))
+    window_latents = round(window_seconds * cfg.fps / geo.frame_stride) + 1
+    while have < total:
+        context = np.concatenate(chunks)[-geo.frames_of(1 + context_latents):]
+        new = min(window_latents - context_latents - 1, geo.latent_index(total - have))
+        k = len(chunks)
+        chunks.append(_with_context(pipe, context, prompt, replace(cfg, seed=cfg.seed + k), new,
+                                    part(progress, min(k, windows - 1), windows, f"window {k + 1}/{windows}")))
         have += len(chunks[-1])
-        if on_window:
-            on_window(have, cfg.num_frames)
-    return np.concatenate(chunks)[: cfg.num_frames]
+    return np.concatenate(chunks)[:total]

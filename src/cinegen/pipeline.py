@@ -11,28 +11,28 @@ source latent plus a strength; the higher-level modes (animate, extend, loop, co
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cinegen.config import FlowConfig, SampleConfig, TextConfig, from_dict
-from cinegen.data.world import check_size
+from cinegen.config import FlowConfig, SampleConfig, TextConfig, check_prompt, from_dict
 from cinegen.diffusion.conditioning import make_cond
 from cinegen.diffusion.flow import interpolate, shift_for
-from cinegen.diffusion.samplers import cfg_model_fn, get_sampler, step_cache
+from cinegen.diffusion.samplers import cfg_model_fn, get_solver, step_cache
 from cinegen.diffusion.schedules import shifted_ts, truncated_ts
+from cinegen.geometry import Geometry
 from cinegen.io.video import tensor_to_video, video_to_tensor
 from cinegen.models.dit import VideoDiT, same_interface
 from cinegen.models.loading import load_dit, load_vae
 from cinegen.models.text_encoder import TextEncoder
 from cinegen.models.vae import VideoVAE
-from cinegen.runtime import autocast, default_device
+from cinegen.runtime import autocast, default_device, report
 
 log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-MAX_PROMPT_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -40,28 +40,6 @@ class Conditions:
     """Clean latents for some latent frames: latents (1, C, T, h, w), mask (1, 1, T, h, w) with 1 = given."""
     latents: torch.Tensor
     mask: torch.Tensor
-
-
-def validate_request(prompt: str, cfg: SampleConfig) -> None:
-    """Raises ValueError naming the bad value; shared by the CLI and the server."""
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError("prompt must be a non-empty string")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise ValueError(f"prompt is {len(prompt)} characters; at most {MAX_PROMPT_CHARS}")
-    check_size(cfg.width, cfg.height)
-    if not cfg.seconds >= 0 or cfg.seconds > 600:
-        raise ValueError(f"seconds must be between 0 and 600, got {cfg.seconds}")
-    if not cfg.fps > 0:
-        raise ValueError(f"fps must be positive, got {cfg.fps}")
-    if not 1 <= cfg.steps <= 1000:
-        raise ValueError(f"steps must be between 1 and 1000, got {cfg.steps}")
-    if not cfg.guidance >= 0:
-        raise ValueError(f"guidance must be >= 0, got {cfg.guidance}")
-    if cfg.guidance_high is not None and not cfg.guidance_high >= 0:
-        raise ValueError(f"guidance_high must be >= 0, got {cfg.guidance_high}")
-    get_sampler(cfg.solver)
-    if not cfg.cache >= 0:
-        raise ValueError(f"cache threshold must be >= 0, got {cfg.cache}")
 
 
 class TextToVideo:
@@ -72,6 +50,7 @@ class TextToVideo:
         if dit.cfg.latent_channels != vae.cfg.latent_channels:
             raise ValueError(f"DiT expects {dit.cfg.latent_channels} latent channels, VAE gives {vae.cfg.latent_channels}")
         self.dit, self.vae, self.text_encoder, self.flow = dit.eval(), vae.eval(), text_encoder, flow
+        self.geometry = Geometry.of(vae.cfg, dit.cfg)
         self.device = torch.device(device)
         # torch.compile is optional: it pays off on GPUs and long runs, costs a warm-up on every new token grid
         self.dit_fn = torch.compile(self.dit, dynamic=True) if compile else self.dit
@@ -125,10 +104,20 @@ class TextToVideo:
 
     # --- latent geometry ---
 
+    def check(self, prompt: str, cfg: SampleConfig) -> None:
+        """What SampleConfig cannot check alone: the prompt, this model's sizes, the solver's name."""
+        check_prompt(prompt)
+        self.geometry.check_size(cfg.width, cfg.height)
+        get_solver(cfg.solver)
+
+    def num_frames(self, cfg: SampleConfig) -> int:
+        """Pixel frames of a `cfg.seconds` render: on this model's frame grid."""
+        return self.geometry.frames(cfg.seconds, cfg.fps)
+
     def latent_shape(self, cfg: SampleConfig) -> tuple[int, int, int, int, int]:
-        f, s = self.vae.cfg.temporal_factor, self.vae.cfg.spatial_factor
-        t = 1 + (cfg.num_frames - 1) // f
-        return (1, self.vae.cfg.latent_channels, t, cfg.height // s, cfg.width // s)
+        """(1, C, t, h, w) of a render."""
+        grid = self.geometry.latent_grid(self.num_frames(cfg), cfg.height, cfg.width)
+        return (1, self.vae.cfg.latent_channels, *grid)
 
     def encode_video(self, video: np.ndarray) -> torch.Tensor:
         """(T, H, W, 3) uint8, T = 1 + 4k -> normalised latents (1, C, t, h, w)."""
@@ -148,22 +137,23 @@ class TextToVideo:
 
     @torch.no_grad()
     def generate(self, prompt: str, cfg: SampleConfig = SampleConfig(), *, conditions: Conditions | None = None,
-                 source: torch.Tensor | None = None, strength: float = 1.0, callback=None,
+                 source: torch.Tensor | None = None, strength: float = 1.0, progress=None,
                  return_latents: bool = False):
         """Text (+ optional conditions or SDEdit source) -> video (T, H, W, 3) uint8.
 
         conditions: clean latent frames to keep (image-to-video, extension, loops, keyframes).
         source: (1, C, t, h, w) latents of a video to re-imagine (SDEdit); strength 0 keeps it, 1 ignores it.
-        callback: called with {"i", "t", "x", "denoised", "steps"} after each solver step (progress reporting).
+        progress: the one progress callback (runtime.report): {"phase": "sampling", "step", "steps", "t"} after each
+        solver step, then {"phase": "decoding", ...}; raising from it stops the call within a step.
         """
         out = self.generate_batch([prompt], cfg, conditions=conditions, source=source, strength=strength,
-                                  callback=callback, return_latents=return_latents)
+                                  progress=progress, return_latents=return_latents)
         return out if return_latents else out[0]
 
     @torch.no_grad()
     def generate_batch(self, prompts: list[str], cfg: SampleConfig = SampleConfig(), *,
                        conditions: Conditions | None = None, source: torch.Tensor | None = None, strength: float = 1.0,
-                       callback=None, return_latents: bool = False):
+                       progress=None, return_latents: bool = False):
         """Several prompts in one batch (one DiT call per step for all of them, both CFG halves included).
         Prompt i uses seed cfg.seed + i, so it gets what `generate` gives it alone with that seed.
         source: (1 or N, C, t, h, w) latents to re-imagine, one shared or one per prompt.
@@ -171,15 +161,15 @@ class TextToVideo:
         if not prompts:
             raise ValueError("prompts must not be empty")
         for p in prompts:
-            validate_request(p, cfg)
+            self.check(p, cfg)
         n = len(prompts)
         if source is not None and source.shape[0] not in (1, n):
             raise ValueError(f"source must hold 1 or {n} (one per prompt) latent videos, got {source.shape[0]}")
         shape = self.latent_shape(cfg) if source is None else (1, *source.shape[1:])     # one prompt's noise
         noise = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(cfg.seed + i))
                            for i in range(n)]).to(self.device)                                  # (N, C, t, h, w)
-        pt, ph, pw = self.dit.cfg.patch
-        ts = shifted_ts(cfg.steps, shift_for(shape[2] // pt * (shape[3] // ph) * (shape[4] // pw), self.flow))
+        tokens = math.prod(n // p for n, p in zip(shape[2:], self.dit.cfg.patch))                 # L of one pass
+        ts = shifted_ts(cfg.steps, shift_for(tokens, self.flow))
         x = noise
         if source is not None:
             ts = truncated_ts(ts, strength)
@@ -187,13 +177,14 @@ class TextToVideo:
         model_fn = cfg_model_fn(self._velocity_fn(prompts, cfg.negative_prompt, conditions), self.guidance_at(cfg))
         model_fn, self.last_stats = step_cache(model_fn, cfg.cache)      # {"calls", "skipped"}; cache 0 never skips
         steps = len(ts) - 1
-        cb = None if callback is None else (lambda d: callback({**d, "steps": steps}))
-        latents = get_sampler(cfg.solver)(model_fn, x, ts.to(self.device), callback=cb) if steps > 0 else x
+        cb = None if progress is None else (lambda d: report(progress, "sampling", d["i"] + 1, steps, t=d["t"]))
+        latents = get_solver(cfg.solver).sample(model_fn, x, ts.to(self.device), callback=cb) if steps > 0 else x
         if conditions is not None:
             m = conditions.mask.to(self.device)
             latents = m * conditions.latents.to(self.device) + (1 - m) * latents   # given frames stay exact
         if return_latents:
             return latents
+        report(progress, "decoding", steps, steps)
         return np.stack([self.decode_latents(latents[i:i + 1]) for i in range(n)])
 
     def _velocity_fn(self, prompts: list[str], negative: str, conditions: Conditions | None):

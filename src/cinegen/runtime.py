@@ -50,3 +50,28 @@ def progress_bar(disable: bool = False) -> Progress:
     """The one rich progress bar of every long job (rendering, caching, training, evaluation)."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[status]}"), TimeRemainingColumn(), disable=disable)
+
+
+# --- The one progress callback ---
+# Every long call (a sampling pass, a mode, a storyboard, a server job) reports through one function of one dict:
+#   {"phase": "sampling" | "decoding" | "window 2/3" | "shot 4" | ..., "step": done so far, "steps": the total}
+# (a sampler adds "t"). The CLI draws it as a bar, the server turns it into heartbeats and percent, and raising
+# from it (a deleted job) cancels the call within one step.
+
+
+def report(progress, phase: str, step: int, steps: int, **extra) -> None:
+    """Calls `progress` (None: nothing) with the one dict."""
+    if progress is not None:
+        progress({"phase": phase, "step": step, "steps": steps, **extra})
+
+
+def part(progress, index: int, count: int, phase: str | None = None):
+    """The callback for part `index` of `count` equal parts of a call (windows of a long video, the passes of a
+    loop): its steps count towards the whole, so a bar or a heartbeat moves once from 0 to 100%."""
+    if progress is None:
+        return None
+
+    def sub(d: dict) -> None:
+        progress({**d, "phase": phase or d["phase"], "step": index * d["steps"] + d["step"],
+                  "steps": count * d["steps"]})
+    return sub

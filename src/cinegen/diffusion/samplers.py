@@ -10,6 +10,8 @@ there without touching sampler code.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -82,13 +84,30 @@ def _lambda(t: float) -> float:
     return math.log((1 - t) / t)
 
 
-SAMPLERS = {"euler": sample_euler, "heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m}
+@dataclass(frozen=True)
+class Solver:
+    """A sampler and what a run of it costs: estimates and progress read the cost here, not from the name."""
+    sample: Callable
+    calls_per_step: int = 1          # model calls per step
+    final_step_calls: int = 1        # model calls of the last step (Heun's last step to t = 0 is plain Euler)
+
+    def model_calls(self, steps: int) -> int:
+        """Model calls (each one guided DiT pass) of a `steps`-step run ending at t = 0."""
+        return self.calls_per_step * (steps - 1) + self.final_step_calls if steps > 0 else 0
 
 
-def get_sampler(name: str):
+SAMPLERS = {"euler": Solver(sample_euler), "heun": Solver(sample_heun, 2), "dpmpp_2m": Solver(sample_dpmpp_2m)}
+SOLVER_NAMES = " | ".join(SAMPLERS)       # for help texts
+
+
+def get_solver(name: str) -> Solver:
     if name not in SAMPLERS:
         raise ValueError(f"unknown solver {name!r}; choose one of {sorted(SAMPLERS)}")
     return SAMPLERS[name]
+
+
+def get_sampler(name: str):
+    return get_solver(name).sample
 
 
 def step_cache(model_fn, threshold: float):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from cinegen.config import check_strength
 from cinegen.diffusion.flow import shift_t
 
 
@@ -20,8 +21,7 @@ def shifted_ts(steps: int, shift: float) -> torch.Tensor:
 
 def truncated_ts(ts: torch.Tensor, strength: float) -> torch.Tensor:
     """The tail of a grid that starts at t <= strength (SDEdit: start from a partly noised source)."""
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    check_strength(strength)
     keep = ts[ts <= strength + 1e-6]
     if keep.numel() == 0 or keep[0] < strength - 1e-6:
         keep = torch.cat([torch.tensor([strength]), keep])

@@ -40,9 +40,10 @@ def evaluate_modes(pipe, cfg: SampleConfig, holdout=(), n: int = 8, seed: int = 
     for i, scene in enumerate(scenes):
         prompt = canonical_caption(scene)
         c = replace(cfg, seed=cfg.seed + i)
-        real = render_scene(scene, cfg.width, cfg.height, cfg.num_frames, cfg.fps, seed=i).video
+        real = render_scene(scene, cfg.width, cfg.height, pipe.num_frames(cfg), cfg.fps, seed=i).video
         scores["animate"].append(analyze(modes.animate(pipe, real[0], prompt, c), scene).score)
-        half = real[: 1 + 4 * ((len(real) - 1) // 8)]
+        geo = pipe.geometry
+        half = real[: geo.frames_of(1 + (geo.latent_frames(len(real)) - 1) // 2)]      # the first half, on the grid
         extended = modes.extend(pipe, half, prompt, replace(c, seconds=1.0))
         # score only what was generated (plus the last given frame): the kept part would flatter the number
         scores["extend"].append(analyze(extended[len(half) - 1:], scene).score)

@@ -38,6 +38,7 @@ from cinegen.eval.analyzer import (
     track_colour,
 )
 from cinegen.io.files import atomic_write
+from cinegen.runtime import report
 
 EVAL_BACKGROUNDS = ("black", "gray", "sky")     # photos are scored in training data, not here: see MODEL_CARD.md
 
@@ -86,13 +87,15 @@ def summarise(reports: list) -> dict:
 
 
 def evaluate(generate_fn, holdout: tuple[str, ...], cfg: SampleConfig, n_seen: int = 24, n_heldout: int = 16,
-             seed: int = 0, on_clip=None, roundtrip_fn=None) -> dict:
+             seed: int = 0, progress=None, roundtrip_fn=None) -> dict:
     """generate_fn(prompt, cfg) -> (T, H, W, 3) uint8. Returns the report dict (also real-clip ceilings).
+    progress: the one progress callback (runtime.report), after each clip, with its score.
 
     roundtrip_fn(video) -> video: the model's autoencoder (encode then decode); its round trips of the real
     clips are scored as "autoencoder" per split.
     """
     splits = {"seen": seen_scenes(n_seen, holdout, seed), "heldout": heldout_scenes(n_heldout, holdout, seed)}
+    total, done = sum(len(s) for s in splits.values()), 0
     result: dict = {"analyzer": ANALYZER_VERSION, "sample_config": cfg.__dict__, "holdout": list(holdout), "splits": {}}
     for name, scenes in splits.items():
         gen_reports, real_reports, rt_reports, rows = [], [], [], []
@@ -106,8 +109,8 @@ def evaluate(generate_fn, holdout: tuple[str, ...], cfg: SampleConfig, n_seen: i
                 rt_reports.append(analyze(roundtrip_fn(real), scene))
             rows.append({"prompt": prompt, "score": gen_reports[-1].score,
                          "checks": {k: bool(v) for k, v in gen_reports[-1].checks.items()}})
-            if on_clip:
-                on_clip(name, i, prompt, gen_reports[-1].score)
+            done += 1
+            report(progress, name, done, total, score=gen_reports[-1].score)
         result["splits"][name] = {"generated": summarise(gen_reports), "real": summarise(real_reports), "clips": rows,
                                   "motion_by_kind": motion_by_kind(scenes, gen_reports)}
         if roundtrip_fn is not None:
@@ -118,9 +121,9 @@ def evaluate(generate_fn, holdout: tuple[str, ...], cfg: SampleConfig, n_seen: i
 def motion_by_kind(scenes: list[SceneSpec], reports: list) -> dict:
     """Share of objects whose motion check passed, per prompted motion ("moves left": 0.4, ...): which motions fail."""
     passed = defaultdict(list)
-    for scene, report in zip(scenes, reports):
+    for scene, scored in zip(scenes, reports):
         for i, obj in enumerate(scene.objects):
-            passed[obj.motion].append(bool(report.checks[f"obj{i}.motion"]))
+            passed[obj.motion].append(bool(scored.checks[f"obj{i}.motion"]))
     return {m: {"n": len(v), "passed": float(np.mean(v))} for m, v in sorted(passed.items())}
 
 
@@ -152,10 +155,10 @@ def _horizontal_shift(video: np.ndarray, colour: str) -> float | None:
     return None if shift is None else round(float(shift[0]), 4)
 
 
-def noise_baseline(cfg: SampleConfig, holdout: tuple[str, ...], n: int = 8, seed: int = 0) -> float:
-    """Analyzer score of uniform noise videos against seen prompts: the floor (should be ~0)."""
+def noise_baseline(cfg: SampleConfig, frames: int, holdout: tuple[str, ...], n: int = 8, seed: int = 0) -> float:
+    """Analyzer score of uniform noise videos (`frames` long) against seen prompts: the floor (should be ~0)."""
     rng = np.random.default_rng(seed)
-    scores = [analyze(rng.integers(0, 256, (cfg.num_frames, cfg.height, cfg.width, 3), dtype=np.uint8), s).score
+    scores = [analyze(rng.integers(0, 256, (frames, cfg.height, cfg.width, 3), dtype=np.uint8), s).score
               for s in seen_scenes(n, holdout, seed)]
     return float(np.mean(scores))
 

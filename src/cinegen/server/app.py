@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cinegen.config import check_prompt, parse_size
 from cinegen.server.store import JobStore, video_object
 from cinegen.server.worker import remove_outputs, video_dir
 
@@ -68,7 +69,22 @@ def load_api_keys(config_file: Path | None) -> dict[str, str]:
     return keys
 
 
+def check_model_sizes(settings: ServerSettings) -> None:
+    """Every size a model offers must be one its geometry renders: checked at start-up from the files' metadata
+    (a folder without cinegen model files, e.g. a Diffusers folder, is checked by its worker instead)."""
+    from cinegen.geometry import read_geometry
+    for name, spec in settings.models.items():
+        if (Path(spec.path) / "dit.safetensors").is_file():
+            geometry = read_geometry(spec.path)
+            for size in spec.sizes:
+                try:
+                    geometry.check_size(*parse_size(size))
+                except ValueError as e:
+                    raise ValueError(f"model {name} offers size {size}, which it cannot render: {e}") from None
+
+
 def create_app(settings: ServerSettings) -> FastAPI:
+    check_model_sizes(settings)
     app = FastAPI(title="cinegen", version="0.1.0", description="OpenAI Videos API compatible text-to-video service")
     store = JobStore(settings.store_location)
     app.state.settings, app.state.store = settings, store
@@ -154,10 +170,10 @@ def _owner(request: Request, settings: ServerSettings) -> str:
 
 def _check_fields(fields: dict, settings: ServerSettings, seconds_default: str = "2") -> tuple[str, str, str, str]:
     prompt = fields.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise APIError(400, "prompt is required and must be a non-empty string", "prompt", "invalid_value")
-    if len(prompt) > 2000:
-        raise APIError(400, "prompt must be at most 2000 characters", "prompt", "invalid_value")
+    try:
+        check_prompt(prompt)
+    except ValueError as e:
+        raise APIError(400, str(e), "prompt", "invalid_value") from None
     model = fields.get("model") or settings.default_model
     if not isinstance(model, str) or model not in settings.models:     # a JSON object here is unhashable
         raise APIError(400, f"unknown model {model!r}; available: {sorted(settings.models)}", "model", "invalid_value")

@@ -1,5 +1,7 @@
-"""The render worker: claims jobs from the store, renders them through cinegen.modes / TextToVideo.generate,
-writes the MP4, thumbnail and spritesheet atomically, then marks the job done.
+"""The render worker: claims jobs from the store, renders each as one typed request through the model's backend
+(the same `generate(request, progress)` the CLI and the studio call), writes the MP4, thumbnail and spritesheet
+atomically, then marks the job done. Every mode reports through the one progress callback, so every job sends
+heartbeats and a deleted job stops within a sampling step.
 
 Run inside `cinegen serve` (it starts worker processes) or alone with `cinegen worker` against the same data
 directory, as many as the machine holds.
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cinegen import defaults
+from cinegen import requests as R
 from cinegen.config import SampleConfig, parse_size
 from cinegen.io.provenance import provenance_tags
 from cinegen.server.store import JobStore
@@ -47,13 +51,13 @@ class Worker:
         self.store = JobStore(database or self.data_dir / "jobs.sqlite", stale_after=stale_after)
         self.models, self.steps = models, steps
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
-        self._pipes: dict = {}
+        self._backends: dict = {}
 
-    def pipe(self, model: str):
-        if model not in self._pipes:
-            from cinegen.pipeline import TextToVideo
-            self._pipes[model] = TextToVideo.from_pretrained(self.models[model])
-        return self._pipes[model]
+    def backend(self, model: str):
+        if model not in self._backends:
+            from cinegen.backends import load_backend
+            self._backends[model] = load_backend(self.models[model])
+        return self._backends[model]
 
     def run_forever(self, poll: float = 0.5, stop=None) -> None:
         log.info("worker %s polling %s", self.worker_id, self.store.path)
@@ -79,31 +83,14 @@ class Worker:
         return True
 
     def _progress(self, vid: str):
+        """The one progress callback as heartbeats: percent done, and a deleted job raises to stop the render."""
         def callback(d):
-            if not self.store.heartbeat(vid, self.worker_id, min(99, int(100 * (d["i"] + 1) / d["steps"]))):
+            if not self.store.heartbeat(vid, self.worker_id, min(99, int(100 * d["step"] / max(1, d["steps"])))):
                 raise JobCancelled(vid)
         return callback
 
     def render(self, row: dict) -> np.ndarray:
-        import json
-
-        from cinegen import modes
-        from cinegen.io.video import read_image, read_video
-        params = json.loads(row["params"])
-        pipe, cfg = self.pipe(row["model"]), sample_config(row, self.steps)
-        cb = self._progress(row["id"])
-        kind = row["kind"]
-        if kind == "create" and params.get("input_reference"):
-            return modes.animate(pipe, read_image(params["input_reference"]), row["prompt"], cfg, callback=cb)
-        if kind == "create":
-            return modes.text_to_video(pipe, row["prompt"], cfg, callback=cb)
-        source = read_video(params["source"])[0]
-        if kind == "extend":
-            return modes.extend(pipe, source, row["prompt"], replace(cfg, seconds=float(params["extra_seconds"])), callback=cb)
-        if kind in ("remix", "edit"):
-            return modes.edit(pipe, source, row["prompt"], replace(cfg, seconds=(len(source) - 1) / cfg.fps),
-                              strength=float(params.get("strength", 0.6)))
-        raise ValueError(f"unknown job kind {kind!r}")
+        return self.backend(row["model"]).generate(job_request(row, self.steps), progress=self._progress(row["id"]))
 
     def write_outputs(self, vid: str, video: np.ndarray, fps: float, tags: dict) -> None:
         from cinegen.io.video import write_mp4
@@ -112,6 +99,24 @@ class Worker:
         write_mp4(video, folder / "video.mp4", fps, metadata=tags)
         write_still(video[len(video) // 2], folder / "thumbnail.webp", "WEBP")
         write_still(spritesheet(video), folder / "spritesheet.jpg", "JPEG")
+
+
+def job_request(row: dict, steps: int) -> R.Request:
+    """The typed request a stored job is."""
+    import json
+
+    from cinegen.io.video import read_image, read_video
+    params, prompt, cfg, kind = json.loads(row["params"]), row["prompt"], sample_config(row, steps), row["kind"]
+    if kind == "create" and params.get("input_reference"):
+        return R.Animate(prompt=prompt, image=read_image(params["input_reference"]), sample=cfg)
+    if kind == "create":
+        return R.Text(prompt=prompt, sample=cfg)
+    source = read_video(params["source"])[0]
+    if kind == "extend":
+        return R.Extend(prompt=prompt, video=source, sample=replace(cfg, seconds=float(params["extra_seconds"])))
+    if kind in ("remix", "edit"):
+        return R.Edit(prompt=prompt, video=source, strength=float(params.get("strength", defaults.STRENGTH)), sample=cfg)
+    raise ValueError(f"unknown job kind {kind!r}")
 
 
 def spritesheet(video: np.ndarray, columns: int = 4, count: int = 8) -> np.ndarray:

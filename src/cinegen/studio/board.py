@@ -28,8 +28,8 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from cinegen import defaults
 from cinegen.config import parse_size
-from cinegen.data.world import check_size
 
 
 class BoardError(ValueError):
@@ -40,9 +40,14 @@ class BoardError(ValueError):
         super().__init__(f"{path}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems))
 
 
-def _size(value: str) -> str:
+def _size(value: str, info: ValidationInfo) -> str:
+    """WIDTHxHEIGHT, checked against the model's geometry when load_board was given one."""
     w, h = parse_size(value)
-    check_size(w, h)
+    geometry = (info.context or {}).get("geometry")
+    if geometry is not None:
+        geometry.check_size(w, h)
+    elif w < 1 or h < 1:
+        raise ValueError(f"size must be positive, got {value!r}")
     return f"{w}x{h}"
 
 
@@ -66,7 +71,7 @@ class Keyframe(BaseModel):
 
 class Shot(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    prompt: str = Field(min_length=1, max_length=2000)
+    prompt: str = Field(min_length=1, max_length=defaults.MAX_PROMPT_CHARS)
     seconds: float = Field(gt=0, le=60)
     size: Optional[str] = None
     seed: Optional[int] = None
@@ -82,8 +87,8 @@ class Shot(BaseModel):
 
     @field_validator("size")
     @classmethod
-    def _check_size(cls, v: Optional[str]) -> Optional[str]:
-        return None if v is None else _size(v)
+    def _check_size(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
+        return None if v is None else _size(v, info)
 
     @model_validator(mode="after")
     def _one_line(self) -> "Shot":
@@ -105,18 +110,18 @@ class Shot(BaseModel):
 class Board(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     title: str = "untitled"
-    size: str = "64x64"
-    fps: float = Field(default=8.0, gt=0, le=60)
-    steps: int = Field(default=20, ge=1, le=1000)
-    guidance: float = Field(default=4.0, ge=0)
-    seed: int = 0
+    size: str = defaults.SIZE
+    fps: float = Field(default=defaults.FPS, gt=0, le=60)
+    steps: int = Field(default=defaults.STEPS, ge=1, le=defaults.MAX_STEPS)
+    guidance: float = Field(default=defaults.GUIDANCE, ge=0)
+    seed: int = defaults.SEED
     voice: str = "en"
     shots: list[Shot] = Field(min_length=1)
 
     @field_validator("size")
     @classmethod
-    def _check_size(cls, v: str) -> str:
-        return _size(v)
+    def _check_size(cls, v: str, info: ValidationInfo) -> str:
+        return _size(v, info)
 
     @model_validator(mode="after")
     def _first_shot_cuts(self) -> "Board":
@@ -160,8 +165,9 @@ def _loc_str(loc: tuple) -> str:
     return out or "(board)"
 
 
-def load_board(path: str | Path) -> Board:
-    """Parses and validates a board; raises BoardError listing every problem with its line."""
+def load_board(path: str | Path, geometry=None) -> Board:
+    """Parses and validates a board; raises BoardError listing every problem with its line. geometry: the
+    model's (geometry.Geometry), so that sizes it cannot render are reported here, with their lines."""
     path = Path(path)
     if not path.is_file():
         raise BoardError(path, [f"file not found: {path}"])
@@ -176,7 +182,7 @@ def load_board(path: str | Path) -> Board:
     if not isinstance(data, dict):
         raise BoardError(path, ["line 1: a board is a mapping with a 'shots' list"])
     try:
-        return Board.model_validate(data, context={"base": path.parent})
+        return Board.model_validate(data, context={"base": path.parent, "geometry": geometry})
     except ValidationError as e:
         problems = []
         for err in e.errors():

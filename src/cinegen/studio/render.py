@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cinegen import modes
+from cinegen import requests as R
 from cinegen.config import SampleConfig
 from cinegen.estimate import Estimate, estimate
 from cinegen.io.files import atomic_write
 from cinegen.io.provenance import provenance_tags
 from cinegen.io.video import read_image, write_mp4
-from cinegen.pipeline import TextToVideo
+from cinegen.modes import fit_video
+from cinegen.runtime import part, report
 from cinegen.studio import voice
 from cinegen.studio.board import Board, Shot
 from cinegen.studio.editorial import Segment, write_subtitles, write_timeline
@@ -50,8 +51,17 @@ def shot_config(board: Board, shot: Shot, index: int) -> SampleConfig:
                         guidance=board.guidance, seed=shot.seed if shot.seed is not None else board.seed + index)
 
 
-def board_estimate(pipe: TextToVideo, board: Board, gpu: str = "H100") -> list[tuple[str, Estimate]]:
+def _native_pipe(backend):
+    """The TextToVideo of a cinegen backend: estimates count its DiT and VAE."""
+    pipe = getattr(backend, "pipe", None)
+    if pipe is None or not hasattr(pipe, "dit"):
+        raise ValueError(f"storyboards render on cinegen models; {backend.name} is not one")
+    return pipe
+
+
+def board_estimate(backend, board: Board, gpu: str = "H100") -> list[tuple[str, Estimate]]:
     """The cost of every shot and transition, before anything renders."""
+    pipe = _native_pipe(backend)
     rows = []
     for i, shot in enumerate(board.shots):
         cfg = shot_config(board, shot, i)
@@ -84,12 +94,14 @@ def shot_key(board: Board, shot: Shot, index: int, model_id: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _render_shot(pipe: TextToVideo, shot: Shot, cfg: SampleConfig, callback=None) -> np.ndarray:
+def shot_request(shot: Shot, cfg: SampleConfig) -> R.Request:
+    """The one request a shot is: animate from its image, pass through its keyframes, or plain text."""
     if shot.image:
-        return modes.animate(pipe, read_image(shot.image), shot.prompt, cfg, callback=callback)
+        return R.Animate(prompt=shot.prompt, image=read_image(shot.image), sample=cfg)
     if shot.keyframes:
-        return modes.keyframes(pipe, shot.prompt, cfg, [(k.frame, read_image(k.image)) for k in shot.keyframes])
-    return modes.text_to_video(pipe, shot.prompt, cfg, callback=callback)
+        return R.Keyframes(prompt=shot.prompt, sample=cfg,
+                           keyframes=tuple((k.frame, read_image(k.image)) for k in shot.keyframes))
+    return R.Text(prompt=shot.prompt, sample=cfg)
 
 
 def _cached(folder: Path, key: str, fps: float, make) -> tuple[np.ndarray, bool]:
@@ -108,46 +120,49 @@ def _save_npy(path: str, array: np.ndarray) -> None:
         np.save(f, array)
 
 
-def render_storyboard(pipe: TextToVideo, board: Board, folder: str | Path, model_id: str,
-                      on_segment=None) -> FilmResult:
+def render_storyboard(backend, board: Board, folder: str | Path, model_id: str, progress=None) -> FilmResult:
     """Renders (or reuses) every shot, joins them and writes the film, subtitles, voice-over and timeline.
 
-    on_segment(name, done, total) is called after each shot or transition, for progress bars.
+    progress: the one progress callback (runtime.report); each shot's and transition's sampling counts as one
+    part of the board, a segment taken from the cache as done at once.
     """
     folder = Path(folder)
     film_w, film_h = board.film_size
     result = FilmResult(folder, [])
     pieces, prev, prev_key, start = [], None, None, 0.0
     total = len(board.shots) + sum(s.transition == "connect" for s in board.shots)
+
+    def render(request: R.Request, name: str):
+        return lambda: backend.generate(request, progress=part(progress, len(result.segments), total, name))
     for i, shot in enumerate(board.shots):
         cfg = shot_config(board, shot, i)
         key = shot_key(board, shot, i, model_id)
-        frames, hit = _cached(folder, key, board.fps, lambda: _render_shot(pipe, shot, cfg))
-        frames = modes.fit_video(frames, film_w, film_h)
+        frames, hit = _cached(folder, key, board.fps, render(shot_request(shot, cfg), f"shot {i}"))
+        frames = fit_video(frames, film_w, film_h)
         if shot.transition == "connect" and prev is not None:
             tkey = hashlib.sha256(f"{prev_key}>{key}:{shot.transition_seconds}".encode()).hexdigest()[:16]
             tcfg = replace(cfg, width=film_w, height=film_h, seconds=shot.transition_seconds)
-            bridge, thit = _cached(folder, tkey, board.fps, lambda: modes.transition(pipe, prev, frames, shot.prompt, tcfg))
+            bridge_request = R.Connect(prompt=shot.prompt, video=prev, video_b=frames, bridge_only=True, sample=tcfg)
+            bridge, thit = _cached(folder, tkey, board.fps, render(bridge_request, f"transition {i}"))
             start = _add(result, pieces, Segment(f"transition {i}", folder / "shots" / f"{tkey}.mp4", start,
-                                                 len(bridge), board.fps), bridge, thit, on_segment, total)
+                                                 len(bridge), board.fps), bridge, thit, progress, total)
         seg = Segment(f"shot {i}", folder / "shots" / f"{key}.mp4", start, len(frames), board.fps, shot.line)
         if shot.line:
             speech, warnings = voice.fit_line(voice.VoiceLine(start, start + seg.seconds, shot.line), board.voice)
             result.warnings += warnings
             seg = replace(seg, voice_media=voice.write_wav(speech, folder / "voice" / f"{key}.wav"))
             pieces.append(("speech", start, speech))
-        start = _add(result, pieces, seg, frames, hit, on_segment, total)
+        start = _add(result, pieces, seg, frames, hit, progress, total)
         prev, prev_key = frames, key
     _write_film(board, folder, result, pieces, start, model_id)
     return result
 
 
-def _add(result: FilmResult, pieces: list, seg: Segment, frames: np.ndarray, hit: bool, on_segment, total: int) -> float:
+def _add(result: FilmResult, pieces: list, seg: Segment, frames: np.ndarray, hit: bool, progress, total: int) -> float:
     result.segments.append(seg)
     (result.cached if hit else result.rendered).append(seg.name)
     pieces.append(("frames", seg.start, frames))
-    if on_segment:
-        on_segment(seg.name, len(result.segments), total)
+    report(progress, seg.name, len(result.segments), total)
     return seg.start + seg.seconds
 
 

@@ -1,0 +1,37 @@
+"""The one interface every model runs behind: what it can do, and `generate(request, progress)`.
+
+A backend declares its capabilities (modes, frame rate, size and frame rules) so that the CLI, the server and
+the studio can refuse a request it cannot serve before any work starts, with a message naming what it can.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from cinegen.geometry import Geometry
+from cinegen.requests import Request
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    modes: tuple[str, ...]              # keys of requests.MODES
+    geometry: Geometry                  # frame grid, size multiples, native fps
+
+    def check_mode(self, request: Request, name: str) -> None:
+        if request.mode not in self.modes:
+            raise ValueError(f"model {name} cannot do {request.mode!r}; it can do: {', '.join(self.modes)}")
+
+
+class VideoBackend(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    def check(self, request: Request) -> None:
+        """Raises ValueError naming what this model cannot render of `request` (mode, size, solver, ...)."""
+
+    def generate(self, request: Request, progress=None) -> np.ndarray:
+        """The video (T, H, W, 3) uint8 (an Image request: (H, W, 3)). progress: runtime.report's one callback;
+        raising from it cancels the render within one sampling step."""

@@ -1,0 +1,50 @@
+"""cinegen's own model (TextToVideo + modes) as a backend: every mode, on the model's own frame grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cinegen import modes
+from cinegen import requests as R
+from cinegen.backends.base import Capabilities
+from cinegen.pipeline import TextToVideo
+
+
+class NativeBackend:
+    def __init__(self, pipe: TextToVideo, name: str = "cinegen-default"):
+        self.pipe, self.name = pipe, name
+        self.capabilities = Capabilities(tuple(R.MODES), pipe.geometry)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, name: str | None = None, **kwargs) -> "NativeBackend":
+        """kwargs: TextToVideo.from_pretrained's (device, compile, text_encoder)."""
+        return cls(TextToVideo.from_pretrained(path, **kwargs), name or (Path(path).name if path else "cinegen-default"))
+
+    def check(self, request: R.Request) -> None:
+        self.capabilities.check_mode(request, self.name)
+        self.pipe.check(request.prompt, request.sample)
+
+    def generate(self, request: R.Request, progress=None) -> np.ndarray:
+        self.check(request)
+        p, cfg = self.pipe, request.sample
+        match request:
+            case R.Text():
+                return modes.text_to_video(p, request.prompt, cfg, progress=progress)
+            case R.Image():
+                return modes.image(p, request.prompt, cfg, progress=progress)
+            case R.Animate():
+                return modes.animate(p, request.image, request.prompt, cfg, at=request.at, progress=progress)
+            case R.Extend():
+                return modes.extend(p, request.video, request.prompt, cfg, backward=request.backward, progress=progress)
+            case R.Connect():
+                connect = modes.transition if request.bridge_only else modes.connect
+                return connect(p, request.video, request.video_b, request.prompt, cfg, progress=progress)
+            case R.Loop():
+                return modes.loop(p, request.video, request.prompt, cfg, progress=progress)
+            case R.Keyframes():
+                return modes.keyframes(p, request.prompt, cfg, list(request.keyframes), progress=progress)
+            case R.Edit():
+                return modes.edit(p, request.video, request.prompt, cfg, strength=request.strength, progress=progress)
+        raise ValueError(f"unknown request {type(request).__name__}")

@@ -1,0 +1,21 @@
+"""Every default of a render, written once. SampleConfig's fields, the CLI's options, the server, boards and the
+evaluation read them from here (the lowest layer: this file imports nothing)."""
+
+SECONDS = 2.0                # the length the shipped model was trained at
+FPS = 8.0                    # the shipped model's native frame rate
+WIDTH, HEIGHT = 64, 64
+SIZE = f"{WIDTH}x{HEIGHT}"
+STEPS = 20                   # Euler steps (BENCHMARKS.md (d): 8 already hold adherence on 60 prompts)
+SOLVER = "euler"
+GUIDANCE = 4.0               # classifier-free guidance scale; 1 = off
+SEED = 0
+CACHE = 0.0                  # step-cache threshold; 0 never skips
+STRENGTH = 0.6               # edit (SDEdit): 0 keeps the source, 1 ignores it
+LOOP_SECONDS = 1.0           # loop: the bridge from the clip's end back to its start
+CONNECT_PROMPT = "a video"   # connect / loop when no prompt is given
+WINDOW_SECONDS = 2.0         # long videos: one window, then windowed extension
+CONTEXT_LATENTS = 2          # latent frames of an existing clip that extension conditions on
+
+MAX_PROMPT_CHARS = 2000
+MAX_SECONDS = 600.0
+MAX_STEPS = 1000
