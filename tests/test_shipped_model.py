@@ -39,7 +39,8 @@ def test_shipped_model_adherence_regression(pipe, tmp_path):
     from cinegen.eval.run import evaluate
     result = evaluate(pipe.generate, tuple(pipe.dit.extra["holdout"]), SampleConfig(steps=20), n_seen=12, n_heldout=4)
     (tmp_path / "eval.json").write_text(json.dumps(result))
-    # MODEL_CARD.md: 66% on 48 seen prompts; about half of that, so sampling noise on 12 prompts cannot trip it
+    # docs/history.md: 66% on 48 seen prompts for an early step (step 12: 93.1%); about half of that, so sampling noise
+    # on 12 prompts cannot trip it
     assert result["splits"]["seen"]["generated"]["adherence"] >= 0.33
 
 
@@ -55,6 +56,7 @@ def test_shipped_autoencoder_keeps_objects(pipe):
         rec = pipe.decode_latents(pipe.encode_video(real))
         psnrs.append(10 * np.log10(255.0 ** 2 / np.mean((rec.astype(float) - real) ** 2)))
         reports.append(analyze(rec, scene))
-    # MODEL_CARD.md: 29.6 dB and 80% on 48 clips; floors a few dB / about 20 points below, for 12 clips
+    # docs/history.md: 29.6 dB and 80% on 48 clips for an early step (step 12: 30.3 dB); floors a few dB / about 20
+    # points below, for 12 clips
     assert np.mean(psnrs) >= 27.0
     assert summarise(reports)["adherence"] >= 0.6

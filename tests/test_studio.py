@@ -44,8 +44,10 @@ def test_board_reports_every_problem_with_its_line(tmp_path):
     (tmp_path / "bad.yaml").write_text(
         "size: 60x64\nshots:\n  - prompt: a red ball\n    seconds: -1\n    colour: red\n"
         "  - prompt: ok\n    seconds: 1\n    image: missing.png\n    transition: dissolve\n")
-    with pytest.raises(BoardError) as e:
-        load_board(tmp_path / "bad.yaml")
+    from cinegen.config import DIT_PRESETS, VAEConfig
+    from cinegen.geometry import Geometry
+    with pytest.raises(BoardError) as e:           # sizes are checked against the model that will render them
+        load_board(tmp_path / "bad.yaml", Geometry.of(VAEConfig(), DIT_PRESETS["shipped"]))
     problems = e.value.problems
     assert len(problems) == 5, problems
     expected = [("line 1", "size", "multiple of 16"), ("line 4", "shots[0].seconds", "greater than 0"),
@@ -67,8 +69,14 @@ def test_json_board_and_first_shot_cannot_connect(tmp_path):
         load_board(tmp_path / "b.json")
 
 
+@pytest.fixture
+def native(tiny_pipe):
+    from cinegen.backends.native import NativeBackend
+    return NativeBackend(tiny_pipe, "tiny")
+
+
 @needs_espeak
-def test_storyboard_renders_film_subtitles_voice_and_timeline(tiny_pipe, tiny_model_dir, board_dir):
+def test_storyboard_renders_film_subtitles_voice_and_timeline(native, tiny_model_dir, board_dir):
     import av
     import opentimelineio as otio
     import pysubs2
@@ -77,7 +85,7 @@ def test_storyboard_renders_film_subtitles_voice_and_timeline(tiny_pipe, tiny_mo
     from cinegen.studio.render import model_digest, render_storyboard
     board = load_board(board_dir / "board.yaml")
     out = board_dir / "film"
-    result = render_storyboard(tiny_pipe, board, out, model_digest(tiny_model_dir))
+    result = render_storyboard(native, board, out, model_digest(tiny_model_dir))
     # 3 shots of 9 frames and one transition of 8 new frames (1 s at 8 fps)
     names = [s.name for s in result.segments]
     assert names == ["shot 0", "transition 1", "shot 1", "shot 2"] and result.rendered == names
@@ -120,15 +128,15 @@ def test_storyboard_renders_film_subtitles_voice_and_timeline(tiny_pipe, tiny_mo
 
 
 @needs_espeak
-def test_storyboard_cache_rerenders_only_what_changed(tiny_pipe, tiny_model_dir, board_dir):
+def test_storyboard_cache_rerenders_only_what_changed(native, tiny_model_dir, board_dir):
     from cinegen.studio.render import model_digest, render_storyboard
     digest = model_digest(tiny_model_dir)
     out = board_dir / "film"
-    render_storyboard(tiny_pipe, load_board(board_dir / "board.yaml"), out, digest)
-    again = render_storyboard(tiny_pipe, load_board(board_dir / "board.yaml"), out, digest)
+    render_storyboard(native, load_board(board_dir / "board.yaml"), out, digest)
+    again = render_storyboard(native, load_board(board_dir / "board.yaml"), out, digest)
     assert again.rendered == [] and len(again.cached) == 4
     (board_dir / "board.yaml").write_text(BOARD.replace("a large blue box", "a large white box"))
-    changed = render_storyboard(tiny_pipe, load_board(board_dir / "board.yaml"), out, digest)
+    changed = render_storyboard(native, load_board(board_dir / "board.yaml"), out, digest)
     # shot 1 changed, so did the transition into it; shots 0 and 2 come from the cache
     assert changed.rendered == ["transition 1", "shot 1"] and changed.cached == ["shot 0", "shot 2"]
 

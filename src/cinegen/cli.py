@@ -724,7 +724,7 @@ def serve_cmd(
     workers: int = typer.Option(1, help="render worker processes to start (0: run `cinegen worker` yourself)"),
     api_keys: Optional[Path] = typer.Option(None, help='JSON {"keys": {"<key>": "<owner>"}}; also $CINEGEN_API_KEYS'),
     model: list[str] = typer.Option([], help="extra model NAME=FOLDER (cinegen-default is the shipped one)"),
-    steps: int = typer.Option(20, help="sampling steps per job"),
+    steps: int = typer.Option(defaults.STEPS, help="sampling steps per job"),
     stale_after: float = typer.Option(60.0, help="seconds without a worker heartbeat before a job is re-queued"),
     database: Optional[str] = typer.Option(None, help="postgresql://... shared queue (default: SQLite in data-dir)"),
 ):
@@ -753,7 +753,7 @@ def serve_cmd(
 @app.command("worker")
 def worker_cmd(
     data_dir: Path = typer.Option(Path("cinegen-data"), help="outputs; shared storage when workers span machines"),
-    model: list[str] = typer.Option([]), steps: int = typer.Option(20), stale_after: float = typer.Option(60.0),
+    model: list[str] = typer.Option([]), steps: int = typer.Option(defaults.STEPS), stale_after: float = typer.Option(60.0),
     database: Optional[str] = typer.Option(None, help="postgresql://... shared queue (default: SQLite in data-dir)"),
 ):
     """A render worker for `cinegen serve --workers 0`; run as many as the machines hold against one database."""
@@ -843,7 +843,8 @@ def c2pa_credentials_cmd(out: Path = typer.Option(Path("c2pa"), "-o", "--out"), 
 def estimate_cmd(
     seconds: float = typer.Option(60.0), size: str = typer.Option("1920x1088", help="WIDTHxHEIGHT, multiples of 16"),
     fps: float = typer.Option(24.0), steps: int = typer.Option(50), guidance: float = typer.Option(5.0),
-    solver: str = typer.Option("euler"), gpu: str = typer.Option("H100", help="H100, H800, A100, ... or 'cpu' (this machine, timed)"),
+    solver: str = typer.Option(defaults.SOLVER, help=SOLVER_NAMES),
+    gpu: str = typer.Option("H100", help="H100, H800, A100, ... or 'cpu' (this machine, timed)"),
     gpus: int = typer.Option(1),
     utilisation: float = typer.Option(0.4, help="share of the datasheet peak actually reached (MFU)"),
     price: Optional[float] = typer.Option(None, help="$ per GPU-hour (default: a typical cloud price per GPU)"),

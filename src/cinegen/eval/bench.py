@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from cinegen.config import DIT_PRESETS, VAE_PRESETS, DiTConfig, SampleConfig, VAEConfig
+from cinegen.diffusion.samplers import SAMPLERS
 from cinegen.estimate import dit_pass_flops, latent_grid
 
 TEXT_TOKENS = 32
@@ -149,7 +150,7 @@ def vae_vs_wan(cfg: VAEConfig, frames: int = 17, size: int = 64, repeats: int = 
 
 # --- (d) + (e): quality against steps, solver and caching, with the shipped model ---
 
-def adherence_grid(pipe, holdout, n: int, steps=(4, 8, 16, 32, 50), solvers=("euler", "heun", "dpmpp_2m")) -> list[dict]:
+def adherence_grid(pipe, holdout, n: int, steps=(4, 8, 16, 32, 50), solvers=tuple(SAMPLERS)) -> list[dict]:
     from cinegen.eval.run import evaluate
     rows = []
     for solver in solvers:
