@@ -184,3 +184,12 @@ def test_parse_size_is_the_one_size_parser():
     for bad in ("big", "64", "64x64x3", "ax b"):
         with pytest.raises(ValueError, match=re.escape(repr(bad))):
             parse_size(bad)
+
+
+def test_the_cli_starts_without_importing_torch():
+    """`cinegen --help` and argument errors answer at once: torch loads only when a command needs it."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-c", "import sys, cinegen.cli; print('torch' in sys.modules)"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr

@@ -136,3 +136,9 @@ def test_schedules_and_bad_values():
         linear_ts(0)
     with pytest.raises(ValueError, match="solver"):
         get_sampler("rk45")
+
+
+def test_every_solver_name_the_cli_offers_has_a_solver():
+    from cinegen import defaults
+    from cinegen.diffusion.samplers import SAMPLERS
+    assert tuple(SAMPLERS) == defaults.SOLVERS and defaults.SOLVER in SAMPLERS

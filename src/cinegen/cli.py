@@ -22,9 +22,9 @@ from typer.core import TyperGroup
 
 from cinegen import config as C
 from cinegen import defaults
-from cinegen.diffusion.samplers import SOLVER_NAMES
 
 console = Console(stderr=True)
+SOLVER_NAMES = " | ".join(defaults.SOLVERS)
 
 
 class _Commands(TyperGroup):

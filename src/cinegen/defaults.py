@@ -7,6 +7,9 @@ WIDTH, HEIGHT = 64, 64
 SIZE = f"{WIDTH}x{HEIGHT}"
 STEPS = 20                   # Euler steps (BENCHMARKS.md (d): 8 already hold adherence on 60 prompts)
 SOLVER = "euler"
+# the solver names, here so that `cinegen --help` needs no torch; diffusion.samplers.SAMPLERS holds one solver for
+# each (tests/test_flow.py checks that the two agree)
+SOLVERS = ("euler", "heun", "dpmpp_2m")
 GUIDANCE = 4.0               # classifier-free guidance scale; 1 = off
 SEED = 0
 CACHE = 0.0                  # step-cache threshold; 0 never skips

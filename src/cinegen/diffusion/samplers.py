@@ -97,7 +97,6 @@ class Solver:
 
 
 SAMPLERS = {"euler": Solver(sample_euler), "heun": Solver(sample_heun, 2), "dpmpp_2m": Solver(sample_dpmpp_2m)}
-SOLVER_NAMES = " | ".join(SAMPLERS)       # for help texts
 
 
 def get_solver(name: str) -> Solver:
