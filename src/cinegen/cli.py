@@ -732,8 +732,9 @@ def serve_cmd(
     """Run the OpenAI-Videos-compatible HTTP service with its web page and render workers."""
     import multiprocessing as mp
 
-    import uvicorn
-
+    from cinegen.extras import require
+    uvicorn = require("uvicorn", "server", "cinegen serve")
+    require("fastapi", "server", "cinegen serve")
     from cinegen.server.app import ServerSettings, create_app, load_api_keys
     _setup_logging()
     models = _models_option(model)
