@@ -55,7 +55,8 @@ def test_require_returns_the_module_or_names_the_extra():
 
 
 def test_core_imports_and_help_without_any_optional_package():
-    code = ("import cinegen.cli, cinegen.pipeline, cinegen.modes, cinegen.peers, cinegen.io.provenance\n"
+    code = ("import cinegen.cli, cinegen.pipeline, cinegen.modes, cinegen.requests, cinegen.io.provenance\n"
+            "import cinegen.backends.native, cinegen.backends.diffusers, cinegen.estimate\n"
             "import cinegen.eval.run, cinegen.training.train_dit, cinegen.training.train_vae\n" + CLI)
     result = run_blocked(NON_CORE, code, "--help")
     assert result.returncode == 0, result.stderr
@@ -106,7 +107,7 @@ def test_watermark_and_c2pa_checks_name_the_provenance_extra_before_rendering():
 
 def test_diffusers_folder_without_diffusers_names_the_peers_extra(tmp_path):
     (tmp_path / "model_index.json").write_text("{}")
-    code = f"from cinegen.peers import DiffusersVideo\nDiffusersVideo.from_pretrained({str(tmp_path)!r})\n"
+    code = f"from cinegen.backends.diffusers import DiffusersBackend\nDiffusersBackend.from_pretrained({str(tmp_path)!r})\n"
     result = run_blocked(PEERS, code)
     assert "MissingExtra" in result.stderr and "needs the peers extra" in result.stderr, result.stderr
 
