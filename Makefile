@@ -2,7 +2,8 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+CORE := $(VENV)/.installed-core
+DEV := $(VENV)/.installed-dev
 SYSDEPS := $(VENV)/.sysdeps
 PROMPT ?= a large red ball bounces on a black background
 export HF_HUB_OFFLINE := 1
@@ -12,11 +13,16 @@ export HF_HUB_OFFLINE := 1
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-# torch is pinned to the CPU wheel on this disk; installing it first stops pip resolving a CUDA build
-$(STAMP): pyproject.toml | $(BIN)/python
+# torch is pinned to the CPU wheel on this disk; installing it first stops pip resolving a CUDA build.
+# `make demo` needs the core install only; tests, lint and benchmarks install every extra (.[dev]).
+$(CORE): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e .
+	touch $(CORE)
+
+$(DEV): $(CORE)
 	$(BIN)/pip install -q -e '.[dev]'
-	touch $(STAMP)
+	touch $(DEV)
 
 $(SYSDEPS): | $(BIN)/python
 	@# Debian's Chromium (web-page test, driven by Playwright: no browser download), PostgreSQL (scale-out
@@ -27,32 +33,32 @@ $(SYSDEPS): | $(BIN)/python
 		|| echo "chromium/postgresql/espeak-ng could not be installed: web, scale-out and voice-over tests will skip"
 	touch $(SYSDEPS)
 
-install: $(STAMP)
+install: $(CORE)
 
-demo: $(STAMP)
+demo: $(CORE)
 	mkdir -p out
 	$(BIN)/cinegen generate "$(PROMPT)" --seconds 2 --size 64x64 --steps 20 --seed 1 -o out/demo.mp4 --frames-dir out/demo_frames
 	@echo "demo video: out/demo.mp4 (frames in out/demo_frames/)"
 
-test: $(STAMP) $(SYSDEPS)
+test: $(DEV) $(SYSDEPS)
 	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest -q
 
-test-slow: $(STAMP) $(SYSDEPS)
+test-slow: $(DEV) $(SYSDEPS)
 	$(BIN)/python -m pytest -q -m slow
 
-eval: $(STAMP)
+eval: $(CORE)
 	$(BIN)/cinegen eval --out out/eval.json
 
 # Benchmarks against diffusers' Wan2.1 modules and the quality/speed trade-offs -> BENCHMARKS.md (about 30 min on 2 cores)
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python -m cinegen.eval.bench --out BENCHMARKS.md
 
 # The same comparisons on a CUDA GPU in bf16, up to Wan2.1-1.3B's sizes -> docs/BENCHMARKS_GPU.md (a few minutes)
-bench-gpu: $(STAMP)
+bench-gpu: $(DEV)
 	$(BIN)/python -m cinegen.eval.bench_gpu --out docs/BENCHMARKS_GPU.md
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check src tests
 
 clean:

@@ -18,6 +18,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from cinegen import config as C
@@ -34,7 +35,7 @@ class _Commands(TyperGroup):
         try:
             return super().invoke(ctx)
         except (ValueError, FileNotFoundError) as e:
-            console.print(f"[bold red]error:[/] {e}")
+            console.print(f"[bold red]error:[/] {escape(str(e))}")     # escaped: messages may hold [brackets]
             raise typer.Exit(2) from None
 
 
@@ -52,7 +53,7 @@ def _setup_logging() -> None:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(2)
 
 
@@ -731,8 +732,9 @@ def serve_cmd(
     """Run the OpenAI-Videos-compatible HTTP service with its web page and render workers."""
     import multiprocessing as mp
 
-    import uvicorn
-
+    from cinegen.extras import require
+    uvicorn = require("uvicorn", "server", "cinegen serve")
+    require("fastapi", "server", "cinegen serve")
     from cinegen.server.app import ServerSettings, create_app, load_api_keys
     _setup_logging()
     models = _models_option(model)

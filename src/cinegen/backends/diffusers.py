@@ -38,11 +38,8 @@ class DiffusersBackend:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None) -> "DiffusersBackend":
-        try:
-            from diffusers import DiffusionPipeline
-        except ImportError:
-            raise ValueError("this model folder is a Diffusers pipeline; install diffusers and accelerate "
-                             "(pip install 'cinegen[peers]') to run it") from None
+        from cinegen.extras import require
+        DiffusionPipeline = require("diffusers", "peers", f"{path} (a Diffusers pipeline)").DiffusionPipeline
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         device = device or default_device()
         dtype = torch.bfloat16 if device == "cuda" else torch.float32      # bf16 on GPU; the CPU wants fp32

@@ -19,12 +19,24 @@ from pathlib import Path
 
 import numpy as np
 
+from cinegen.extras import require
+
 GENERATOR = "cinegen 0.1.0"
 METHOD = "dwtDctSvd"
 MIN_SIDE = 256
 # 32 bits drawn once from a fixed seed: the cinegen signature
 SIGNATURE = [int(b) for b in np.random.default_rng(0xC1E6E4).integers(0, 2, 32)]
 DETECT_THRESHOLD = 0.9          # share of signature bits that must match; unmarked clips score about 0.5
+WATERMARK = "the invisible watermark"
+C2PA = "C2PA (content credentials)"
+
+
+def _imwatermark():
+    return require("imwatermark", "provenance", WATERMARK)
+
+
+def _c2pa():
+    return require("c2pa", "provenance", C2PA)
 
 
 def provenance_tags(model: str, prompt: str, seed: int, **extra) -> dict[str, str]:
@@ -41,7 +53,9 @@ def read_tags(path: str | Path) -> dict[str, str]:
 
 
 def check_watermark_size(width: int, height: int) -> None:
-    """The one size rule for the watermark: callers check a request with it before rendering, so no work is lost."""
+    """The one size rule for the watermark: callers check a request with it before rendering, so no work is lost
+    (a missing provenance extra too)."""
+    _imwatermark()
     if min(width, height) < MIN_SIDE:
         raise ValueError(f"the invisible watermark needs frames of at least {MIN_SIDE}x{MIN_SIDE} "
                          f"(invisible-watermark's limit); this video is {width}x{height}")
@@ -54,9 +68,8 @@ def _check_size(video: np.ndarray) -> None:
 
 def embed_watermark(video: np.ndarray) -> np.ndarray:
     """(T, H, W, 3) uint8 RGB -> the same frames carrying the cinegen signature."""
-    from imwatermark import WatermarkEncoder
     _check_size(video)
-    enc = WatermarkEncoder()
+    enc = _imwatermark().WatermarkEncoder()
     enc.set_watermark("bits", SIGNATURE)
     # the library works on OpenCV's BGR order
     return np.stack([enc.encode(np.ascontiguousarray(f[:, :, ::-1]), METHOD)[:, :, ::-1] for f in video])
@@ -70,9 +83,8 @@ class WatermarkResult:
 
 
 def detect_watermark(video: np.ndarray) -> WatermarkResult:
-    from imwatermark import WatermarkDecoder
     _check_size(video)
-    dec = WatermarkDecoder("bits", len(SIGNATURE))
+    dec = _imwatermark().WatermarkDecoder("bits", len(SIGNATURE))
     bits = np.array([dec.decode(np.ascontiguousarray(f[:, :, ::-1]), METHOD) for f in video], dtype=float)  # (T, 32)
     voted = (bits.mean(axis=0) > 0.5).astype(int)
     accuracy = float(np.mean(voted == np.array(SIGNATURE)))
@@ -82,7 +94,8 @@ def detect_watermark(video: np.ndarray) -> WatermarkResult:
 # --- C2PA (Content Credentials) ---
 
 def check_c2pa_credentials(cert_chain: str | Path, private_key: str | Path) -> None:
-    """Raises ValueError naming the first credential file that does not exist."""
+    """Raises ValueError naming the first credential file that does not exist (or the missing provenance extra)."""
+    _c2pa()
     for f in (cert_chain, private_key):
         if not Path(f).is_file():
             raise ValueError(f"C2PA credential file not found: {f}")
@@ -97,9 +110,8 @@ def sign_c2pa(path: str | Path, cert_chain: str | Path, private_key: str | Path,
     """
     import json
 
-    import c2pa
-
     from cinegen.io.files import atomic_write
+    c2pa = _c2pa()
     path = Path(path)
     check_c2pa_credentials(cert_chain, private_key)
     manifest = {"claim_generator_info": [{"name": "cinegen", "version": GENERATOR.split()[-1]}], "title": path.name,
@@ -124,8 +136,7 @@ def sign_c2pa(path: str | Path, cert_chain: str | Path, private_key: str | Path,
 def read_c2pa(path: str | Path) -> dict | None:
     """The active C2PA manifest with its validation state, or None when the file carries none."""
     import json
-
-    import c2pa
+    c2pa = _c2pa()
     try:
         report = json.loads(c2pa.Reader(str(path)).json())
     except c2pa.C2paError:
@@ -144,6 +155,7 @@ def make_credentials(folder: str | Path, name: str = "cinegen studio") -> tuple[
     manifests as signed but `signingCredential.untrusted` until the CA is added to their trust list: use a
     certificate from a C2PA-trusted CA for public distribution."""
     import datetime
+    require("cryptography", "provenance", "cinegen c2pa-credentials")
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization

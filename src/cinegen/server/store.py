@@ -90,7 +90,8 @@ class _Postgres:
     claim_lock = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str):
-        import psycopg
+        from cinegen.extras import require
+        psycopg = require("psycopg", "server", "a PostgreSQL queue (--database postgresql://...)")
         self.url, self.psycopg = url, psycopg
         with psycopg.connect(url, autocommit=True) as conn:
             for stmt in filter(str.strip, SCHEMA.split(";")):
