@@ -35,7 +35,7 @@ demo: $(STAMP)
 	@echo "demo video: out/demo.mp4 (frames in out/demo_frames/)"
 
 test: $(STAMP) $(SYSDEPS)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests tools
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP) $(SYSDEPS)
@@ -53,7 +53,7 @@ bench-gpu: $(STAMP)
 	$(BIN)/python -m cinegen.eval.bench_gpu --out docs/BENCHMARKS_GPU.md
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests tools
 
 clean:
 	rm -rf out .pytest_cache

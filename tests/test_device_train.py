@@ -1,4 +1,4 @@
-"""scripts/device_train.py runs only on a lent GPU, where a misspelt option costs device time: every command it
+"""tools/device_train.py runs only on a lent GPU, where a misspelt option costs device time: every command it
 builds must name options the cinegen commands have and config fields that exist."""
 
 import argparse
@@ -17,7 +17,7 @@ def script(load_script):
 
 
 def lease_args(**kw) -> argparse.Namespace:
-    base = dict(clips=4000, vae_clips=1500, vae_seed=0, vae_batch=16, decoder_blocks=0, object_weight=3.0, low_patch=1,
+    base = dict(clips=4000, vae_clips=1500, vae_seed=0, vae_batch=16, decoder_blocks=0, object_weight=3.0, 
                 decoder_seconds=300.0, pair_clips=1000, batch=128, lr=3e-4, seed=3, vae_rate=0.05, dit_rate=0.3)
     return argparse.Namespace(**{**base, **kw})
 

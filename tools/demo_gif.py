@@ -1,6 +1,6 @@
 """Renders the README's demo GIF: real outputs of the shipped model, next to the toy-world reference render.
 
-    .venv/bin/python scripts/demo_gif.py docs/demo.gif
+    .venv/bin/python tools/demo_gif.py docs/demo.gif
 """
 
 import sys

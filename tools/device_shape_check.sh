@@ -3,7 +3,7 @@
 # with a device mismatch). Passed on an NVIDIA H200 on 2026-11-27 (40 steps, exit 0). The pairs file needs the
 # text encoder, which does not travel, so make it here first and carry it (device tool, carry: runs/gpu_smoke):
 #   cinegen dit-latents --out runs/gpu_smoke/pairs.safetensors --num-clips 8 --seed 7 --holdout "purple triangle"
-# There: bash scripts/device_shape_check.sh [STEPS]
+# There: bash tools/device_shape_check.sh [STEPS]
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 STEPS=${1:-40}
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader

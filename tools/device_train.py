@@ -1,6 +1,6 @@
 """One lent-GPU lease of training: optionally the autoencoder, then either or both of the shipped pair of DiTs.
 
-    python scripts/device_train.py OUT_DIR [--vae-seconds 200] [--dit low:170] [--dit expert:110] [--clips 4000]
+    python tools/device_train.py OUT_DIR [--vae-seconds 200] [--dit low:170] [--dit expert:110] [--clips 4000]
 
 Stages, each bounded by the trainers' own --max-minutes, which still finalise:
   1. (--vae-seconds) the shipped VAE fine-tuned on clips of every combination: the holdout list is a test of the
@@ -8,12 +8,11 @@ Stages, each bounded by the trainers' own --max-minutes, which still finalise:
      with --decoder-blocks N only its decoder, grown to N residual blocks per stage (the latent space and so the
      shipped DiTs stay valid: the encoder keeps a small object's shape, the decoder loses it; MODEL_CARD.md);
   2. the latent cache built once with that VAE: clips rendered on every core and encoded on the GPU; prompts
-     encoded by scripts/travel_minilm.py's packed MiniLM (unpacked to /tmp/minilm_toy), checked for NaN (a word
+     encoded by tools/travel_minilm.py's packed MiniLM (unpacked to /tmp/minilm_toy), checked for NaN (a word
      piece the packed copy lacks);
   3. each --dit TARGET:SECONDS in turn from its shipped weights: `low` trains t <= 0.8 (dit.safetensors), `expert`
      t >= 0.8 (dit_high.safetensors), both with the step-4 data recipe (twins, shift 3) and the documented holdout;
-     --object-weight W weights the low DiT's loss towards object cells, where shape is drawn; --low-patch 1
-     re-patches the low DiT to 1x1 latent cells (4x the tokens; the expert keeps 2x2);
+     --object-weight W weights the low DiT's loss towards object cells, where shape is drawn;
   4. (--decoder-seconds) a decoder trained on the new DiTs' own latents (the recipe of the shipped step 8 and of DH
      in MODEL_CARD.md): `cinegen dit-latents` re-imagines --pair-clips rendered clips with the new pair (on the GPU),
      then `train-vae --decoder-only --dit-latents` with a shape loss, grown to --decoder-blocks (2 unless given);
@@ -66,16 +65,14 @@ def vae_cmd(args, seconds: float) -> list[str]:
 
 def dit_cmd(args, target: str, vae: Path, steps: int, seconds: float | None = None) -> list[str]:
     name, t_range = TARGETS[target]
-    fine = args.low_patch == 1 and target == "low"          # 4x the tokens: base_tokens 4x keeps the shift
     cmd = CLI + ["train", "--vae", str(vae), "--out", f"/tmp/dit_{target}", "--init", str(WEIGHTS / name),
                  "--preset", "shipped", "--twins", "--seed", str(args.seed), "--num-clips", str(args.clips),
                  "--steps", str(steps), "--batch-size", str(args.batch), "--lr", str(args.lr),
-                 "--flow", "base_shift=3", "--flow", f"base_tokens={320 if fine else 80}", "--flow", t_range,
+                 "--flow", "base_shift=3", "--flow", "base_tokens=80", "--flow", t_range,
                  "--text-encoder", "/tmp/minilm_toy", "--log-every", "250", "--ckpt-every", "100000"]
     cmd += [a for b in ["17x64x64"] * 4 + ["17x64x96"] for a in ("--bucket", b)]
     cmd += holdout_args()
     cmd += ["--object-weight", str(args.object_weight)] if args.object_weight and target == "low" else []
-    cmd += ["--set", "patch=[1,1,1]"] if fine else []
     return cmd + (max_minutes(seconds) if seconds else [])
 
 
@@ -163,9 +160,6 @@ def main() -> None:
                                                                    "residual blocks per stage (0: fine-tune it all)")
     ap.add_argument("--object-weight", type=float, default=0.0, help="the low DiT's extra loss weight on object "
                     "cells (cinegen train --object-weight)")
-    ap.add_argument("--low-patch", type=int, default=2, choices=(1, 2), help="1: the low DiT re-patched to 1x1 "
-                    "latent cells (from its 2x2 weights; train_dit.repatch_state), where a small object's outline fits; "
-                    "about 4x the time per step, so give --dit-rate too")
     ap.add_argument("--decoder-seconds", type=float, default=0.0, help="then a decoder trained on the new DiTs' own "
                     "latents for this long (after their pairs are made)")
     ap.add_argument("--pair-clips", type=int, default=1000, help="rendered clips re-imagined for the decoder stage")
@@ -188,7 +182,7 @@ def main() -> None:
         vae = Path("/tmp/vae/vae.safetensors")
     trained = {}
     if targets or args.decoder_seconds:
-        subprocess.run([sys.executable, "scripts/travel_minilm.py", "unpack", ".devcarry/minilm_toy",
+        subprocess.run([sys.executable, "tools/travel_minilm.py", "unpack", ".devcarry/minilm_toy",
                         "/tmp/minilm_toy"], check=True)
     if targets:
         first = f"/tmp/dit_{targets[0][0]}"

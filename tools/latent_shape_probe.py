@@ -1,6 +1,6 @@
 """Is a small object's shape in the latent, or lost by the decoder? (MODEL_CARD.md, "Where shape is lost")
 
-    python scripts/latent_shape_probe.py [--vae A.safetensors --vae B.safetensors] [--images 1200] [--generated 160]
+    python tools/latent_shape_probe.py [--vae A.safetensors --vae B.safetensors] [--images 1200] [--generated 160]
 
 Renders single-frame scenes of one small still object (the four shapes in turn, random colour, black or gray),
 encodes them, and trains a probe on the 3x3 latent cells around the object (16 x 9 numbers) for its shape:

@@ -9,8 +9,8 @@ Both ends run here: `pack` measures the unpacked copy against the real encoder o
 how close it is (training on the GPU then sees that error in its prompt embeddings; sampling at home uses the
 real encoder).
 
-    python scripts/travel_minilm.py pack .devcarry/minilm_toy        # here
-    python scripts/travel_minilm.py unpack .devcarry/minilm_toy /tmp/minilm_toy   # there: a full HF folder
+    python tools/travel_minilm.py pack .devcarry/minilm_toy        # here
+    python tools/travel_minilm.py unpack .devcarry/minilm_toy /tmp/minilm_toy   # there: a full HF folder
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Where an autoencoder's reconstruction error lies, and what a linear code of the same size reaches
 (MODEL_CARD.md, "Sixth session": where the autoencoder's error lies).
 
-    python scripts/vae_error_study.py [VAE_FILE ...] [--num-clips 48] [--pca-clips 400]
+    python tools/vae_error_study.py [VAE_FILE ...] [--num-clips 48] [--pca-clips 400]
 
 On the held-out clips that `cinegen eval-vae` reads (seed 0), for each file (default: the shipped VAE):
 - PSNR by background, split into the pixels near an object (within 1.5 radii + 2 px of its track, from the

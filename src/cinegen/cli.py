@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Optional
 
@@ -166,16 +165,11 @@ def train_cmd(
     precision: str = typer.Option("auto", help=PRECISION_HELP),
     object_weight: float = typer.Option(0.0, help="extra loss weight on latent cells that touch an object "
                                                   "(1 + W times a background cell's); 0 = plain loss"),
-    shape_weight: float = typer.Option(0.0, help="weight of a shape loss: the frozen decoder draws the first frame "
-                                                 "of the model's clean estimate and a small classifier names each "
-                                                 "object's shape there; 0 = off"),
-    shape_t_max: float = typer.Option(0.5, help="the shape loss applies at training times t <= this"),
-    shape_reader_steps: int = typer.Option(1500, help="training steps of the shape loss's classifier"),
 ):
     """Train the diffusion transformer with flow matching on VAE latents of toy-world clips."""
     from cinegen.models.loading import load_dit
     from cinegen.training.common import setup_distributed
-    from cinegen.training.train_dit import check_growable, repatch_config, train_dit
+    from cinegen.training.train_dit import check_growable, train_dit
     _setup_logging()
     try:
         cfg = C.override(_preset(C.DIT_PRESETS, preset), set_)
@@ -189,16 +183,9 @@ def train_cmd(
     _check_precision(precision)
     train = C.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, grad_accum=grad_accum, ckpt_every=ckpt_every,
                           log_every=log_every, seed=seed, cond_prob=cond_prob, parallel=parallel,
-                          object_weight=object_weight, shape_weight=shape_weight, shape_t_max=shape_t_max,
-                          precision=precision)
+                          object_weight=object_weight, precision=precision)
     if not 0 <= object_weight <= 100:
         _fail(f"--object-weight must be in [0, 100], got {object_weight}")
-    if not 0 <= shape_weight <= 100:
-        _fail(f"--shape-weight must be in [0, 100], got {shape_weight}")
-    if not 0 < shape_t_max <= 1:
-        _fail(f"--shape-t-max must be in (0, 1], got {shape_t_max}")
-    if shape_reader_steps < 1:
-        _fail(f"--shape-reader-steps must be >= 1, got {shape_reader_steps}")
     _check_resume_flow(out / "last.safetensors", flow)
     time_limit = _time_limit(max_minutes)
     trained = None
@@ -206,46 +193,20 @@ def train_cmd(
         _require_file(init, "--init")
         try:
             trained = load_dit(init)[0]
-            if cfg.patch != trained.cfg.patch:        # a finer patch: tokens keep the trained positional scale
-                cfg = repatch_config(cfg, trained.cfg)
-                console.print(f"patch {trained.cfg.patch} -> {cfg.patch}, RoPE step {cfg.rope_step}: a clip has "
-                              f"{math.prod(trained.cfg.patch) // math.prod(cfg.patch)}x the tokens, so scale "
-                              "--flow base_tokens by that to keep the noise schedule's shift")
             check_growable(cfg, trained.cfg)
         except ValueError as e:
             _fail(str(e))
     text_cfg = C.TextConfig(name=text_encoder, dim=cfg.text_dim, layers=tuple(text_layer))
     info = setup_distributed()
-    cache = _latent_cache(vae, data, out / "latents.safetensors", info, text_cfg,
-                          need_objects=object_weight > 0 or shape_weight > 0)
+    cache = _latent_cache(vae, data, out / "latents.safetensors", info, text_cfg, need_objects=object_weight > 0)
     import sys
     try:
-        shape = _dit_shape_term(vae, data, train, out, info, shape_reader_steps) if shape_weight else None
         path = train_dit(cfg, flow, train, cache, out,
                          extra={"holdout": list(holdout), "command": " ".join(["cinegen"] + sys.argv[1:]),
-                                "text": C.to_dict(text_cfg)}, init=trained, time_limit=time_limit, shape=shape)
+                                "text": C.to_dict(text_cfg)}, init=trained, time_limit=time_limit)
     except ValueError as e:
         _fail(str(e))
     console.print(f"DiT written to {path}")
-
-
-READER_CLIPS = 400        # rendered clips the DiT shape loss's reader trains on, at most (as many as the run's)
-
-
-def _dit_shape_term(vae_path: Path, data: C.DataConfig, train: C.TrainConfig, out: Path, info, reader_steps: int):
-    """The DiT shape loss: the run's frozen VAE and a shape reader trained on clips rendered like the run's (a
-    different seed; the same holdout), kept as out/shape_reader.safetensors so that a resumed run reads alike."""
-    from cinegen.data.clips import render_pool
-    from cinegen.models.loading import load_vae
-    from cinegen.training.common import device_for
-    from cinegen.training.shape_loss import DiTShapeTerm, load_or_train_reader
-    device = device_for(info)
-    reader_data = dataclasses.replace(data, num_clips=min(READER_CLIPS, data.num_clips), seed=data.seed + 7919,
-                                      twins=False, buckets=data.buckets[:1], bucket_weights=(1.0,))
-    reader = load_or_train_reader(out / "shape_reader.safetensors", lambda: render_pool(reader_data), reader_steps,
-                                  reader_data, info, device)
-    vae = load_vae(vae_path, device).eval().requires_grad_(False)
-    return DiTShapeTerm(vae, reader, train.shape_weight, train.shape_t_max)
 
 
 def _check_precision(precision: str) -> None:

@@ -25,13 +25,8 @@ class VAEConfig:
     # draws: a probe reads a small object's shape from a 3x3 latent patch 95% right, the decoded frame only 49%
     # (MODEL_CARD.md), so the decoder can grow (train_vae.with_decoder_blocks) and leave the latent space alone.
     decoder_res_blocks: int = 0
-    # width of a per-frame refinement stage at full resolution after the decoder (0 = none). Everything else in the
-    # decoder works on 4x4-pixel patches, so a small object's edges come from one linear map per patch and blur;
-    # this stage sees pixels and sharpens them. Decoder-only: the latent space (and every DiT) is unchanged.
-    refine_channels: int = 0
     kl_weight: float = 1e-6          # small KL: we want a near-deterministic autoencoder with a smooth latent
     edge_weight: float = 1.0         # extra loss weight on edges in space and time (objects), training/train_vae.py
-    adv_weight: float = 0.0          # weight of the patch discriminator's hinge loss (0 = none; models/discriminator.py)
     shape_weight: float = 0.0        # weight of the shape reader's loss on decoded DiT latents (training/shape_loss.py)
     shape_reader_steps: int = 1500   # training steps of that reader, on the run's rendered clips
     latent_mean: tuple[float, ...] = ()   # per-channel statistics measured after training (empty = 0 / 1)
@@ -56,9 +51,6 @@ class DiTConfig:
     mlp_ratio: float = 4.0
     text_dim: int = 384              # Dt: MiniLM-L6 hidden size
     rope_theta: float = 10000.0
-    # RoPE position distance between neighbouring tokens (t, h, w): 1 by default; 0.5 along an axis whose patch was
-    # halved from a trained DiT's (train_dit.repatch_config), so the trained attention sees the same distances
-    rope_step: tuple[float, float, float] = (1.0, 1.0, 1.0)
     conditioning: bool = True        # extra input channels: mask (1) + clean latents (C) for image/video prompts
 
     @property
@@ -133,7 +125,6 @@ class TrainConfig:
     log_every: int = 25
     ckpt_every: int = 250
     seed: int = 0
-    num_workers: int = 0
     parallel: str = "ddp"            # ddp | fsdp (FSDP2 fully_shard) when launched with torchrun
     # auto: bf16 autocast on a CUDA GPU and on a CPU with AMX tiles (bf16 matmuls about 4x fp32 there; MODEL_CARD.md
     # "Seventh session", `make bench` (g)), fp32 on other CPUs, where bf16 is usually slower; fp32 | bf16 force one
@@ -142,10 +133,6 @@ class TrainConfig:
     # Objects are a few percent of the cells, so an unweighted loss is mostly background (the VAE's edge_weight
     # answers the same problem in pixels); 0 = plain flow-matching loss
     object_weight: float = 0.0
-    # weight of the DiT shape loss (training.shape_loss.DiTShapeTerm): the decoded first frame of the model's clean
-    # estimate, read by a small shape classifier, at training times t <= shape_t_max; 0 = off
-    shape_weight: float = 0.0
-    shape_t_max: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -189,14 +176,39 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
+# Fields that older model files and checkpoints carry (the shipped ones included) and this code no longer has.
+# Each maps to the value it held when its feature was off, or to ANY for a training-only setting that never shaped
+# the weights. A file is loaded without them; one that had a removed experiment switched on is refused with its
+# name, since these weights would not compute what they were trained to. docs/history.md keeps each experiment's
+# numbers; the code is in git at commit b580f1d.
+ANY = object()
+RETIRED = {
+    "VAEConfig": {"refine_channels": (0, 'a refinement stage ("Where shape is lost", decoder A)'),
+                  "adv_weight": (0.0, 'the adversarial loss ("Where shape is lost", run C)')},
+    "DiTConfig": {"rope_step": ((1.0, 1.0, 1.0), 'a re-patched DiT ("Re-patching")')},
+}
+
+
 def from_dict(cls, d: dict):
-    """Builds `cls` from a dict, turning JSON lists back into tuples; unknown keys are an error."""
+    """Builds `cls` from a dict, turning JSON lists back into tuples; unknown keys are an error, retired ones
+    (RETIRED) are dropped."""
     hints = typing.get_type_hints(cls)
+    d = _without_retired(cls.__name__, d)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
     return cls(**{k: _coerce(hints[k], v) for k, v in d.items()})
+
+
+def _without_retired(name: str, d: dict) -> dict:
+    retired = RETIRED.get(name, {})
+    for key, (off, what) in retired.items():
+        value = d.get(key, off)
+        if off is not ANY and (tuple(value) if isinstance(value, list) else value) != off:
+            raise ValueError(f"this file's {name} has {key}={value}: {what}, an experiment removed from cinegen "
+                             f"(docs/history.md); use cinegen at git commit b580f1d to load it")
+    return {k: v for k, v in d.items() if k not in retired}
 
 
 def _coerce(tp, v):

@@ -98,7 +98,7 @@ def classify_shape(mask: np.ndarray) -> str:
     Why templates, not one number: the check used to be the blob's area over the disc through its farthest pixel
     (ball > 0.8 > box > 0.52 > triangle). One stray edge pixel moves that farthest pixel, and a small real ball only
     reached 0.85: under a Gaussian blur of sigma 1.2 real renders of the evaluation's scenes were read right in 0.82
-    (triangles 21 of 48), against 0.96 here (MODEL_CARD, "The shape check"; scripts/shape_check_study.py)."""
+    (triangles 21 of 48), against 0.96 here (MODEL_CARD, "The shape check"; tools/shape_check_study.py)."""
     hull = convex_hull_image(mask)
     ys, xs = np.nonzero(hull)
     pad = max(np.ptp(ys), np.ptp(xs)) // 2 + 2             # room for a template wider than the blob's box
@@ -116,7 +116,7 @@ def classify_shape(mask: np.ndarray) -> str:
 
 def classify_shape_by_ratio(mask: np.ndarray) -> str:
     """The shape check before analyzer 2026-11-27.2, kept as the baseline that tests and
-    scripts/shape_check_study.py measure classify_shape against: a hole makes a ring; otherwise the blob's area over
+    tools/shape_check_study.py measure classify_shape against: a hole makes a ring; otherwise the blob's area over
     the disc through its farthest pixel (ball ~1, box ~0.64, triangle ~0.41)."""
     filled = ndimage.binary_fill_holes(mask)
     if filled.sum() > 1.15 * mask.sum():

@@ -1,6 +1,5 @@
-"""Shape losses: crops around every rendered object, read by a frozen ShapeReader trained on rendered frames.
-The decoder's (train-vae --set shape_weight) reads decoded DiT latents; the DiT's (train --shape-weight, DiTShapeTerm)
-reads the first frame the decoder draws from the DiT's own clean-latent estimate.
+"""The decoder's shape loss (train-vae --set shape_weight): crops around every rendered object of a decoded DiT
+latent, read by a frozen ShapeReader trained on rendered frames.
 
     tracks: (B, K, T, 3) per object and frame (x, y, radius) in pixels, as data.world draws them;
     shapes: (B, K) index into data.world.SHAPES, -1 where a clip has fewer than K objects.
@@ -9,7 +8,6 @@ reads the first frame the decoder draws from the DiT's own clean-latent estimate
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -122,35 +120,3 @@ def load_or_train_reader(path: Path, clips: Callable[[], list[Clip]], steps: int
     reader = reader.to(device).eval().requires_grad_(False)
     broadcast_module(reader, info)
     return reader
-
-
-@dataclass
-class DiTShapeTerm:
-    """The DiT's shape loss. The flow-matching loss weighs a wrong outline little: a small object's shape is a few
-    latent numbers. Here the frozen decoder draws the first frame of the DiT's clean-latent estimate
-    x0_hat = x_t - t * v (first frame only: the causal decoder draws it alone, about 10 ms a clip on a CPU) and the
-    frozen reader names each object's shape there; its cross-entropy, times `weight`, joins the loss. Samples with
-    t above `t_max` (x0_hat is a blur there) or whose first frame is given as conditioning are left out."""
-    vae: torch.nn.Module          # frozen VideoVAE: decode() takes normalised latents
-    reader: ShapeReader           # frozen
-    weight: float
-    t_max: float = 0.5
-    total: float = 0.0            # running sum and count of the cross-entropy, for the training log
-    count: int = 0
-
-    def __call__(self, xt: torch.Tensor, v: torch.Tensor, t: torch.Tensor, given: torch.Tensor,
-                 tracks: torch.Tensor, shapes: torch.Tensor) -> torch.Tensor:
-        """xt, v (B, C, T, h, w); t (B,); given (B,) bool: first frame given; tracks (B, K, T', 3); shapes (B, K)."""
-        use = (t <= self.t_max) & ~given                                             # (B,)
-        if not use.any() or not (shapes[use] >= 0).any():
-            return v.sum() * 0.0                                                       # keeps every rank's graph alike
-        x0 = xt[use, :, :1] - t[use].view(-1, 1, 1, 1, 1) * v[use, :, :1]              # (b, C, 1, h, w)
-        frame = self.vae.decode(x0.float()).clamp(-1, 1)                               # (b, 3, 1, H, W)
-        loss = shape_loss(self.reader, frame, tracks[use][:, :, :1], shapes[use])
-        self.total, self.count = self.total + loss.item(), self.count + 1
-        return self.weight * loss
-
-    def report(self) -> str:
-        mean = self.total / max(self.count, 1)
-        self.total, self.count = 0.0, 0
-        return f"{mean:.3f}"

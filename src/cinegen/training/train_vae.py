@@ -16,13 +16,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from einops import rearrange
 
 from cinegen.config import DataConfig, TrainConfig, VAEConfig
 from cinegen.data.clips import render_pool, sample_vae_batch
 from cinegen.eval.reconstruction import HELDOUT_SEED_OFFSET, clip_psnrs
 from cinegen.io.video import video_to_tensor
-from cinegen.models.discriminator import PatchDiscriminator
 from cinegen.models.loading import load_vae
 from cinegen.models.vae import ResBlock, VideoVAE
 from cinegen.runtime import autocast, precision_label, progress_bar
@@ -62,11 +60,10 @@ def edge_weights(video: torch.Tensor, strength: float) -> torch.Tensor:
 
 
 def vae_loss(vae: torch.nn.Module, video: torch.Tensor, kl_weight: float, edge_weight: float = 0.0,
-             critic: torch.nn.Module | None = None, adv_weight: float = 0.0,
              latents: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """(Edge-weighted) MSE + L1 reconstruction plus a small KL to N(0, 1), plus (given a critic) the adversarial
-    term. video: (B, 3, T, H, W) in [-1, 1]. latents: decode these (a DiT's latents of `video`) instead of the
-    video's own; there is no KL then. parts["recon"] is the reconstruction, for the critic's own step."""
+    """(Edge-weighted) MSE + L1 reconstruction plus a small KL to N(0, 1). video: (B, 3, T, H, W) in [-1, 1].
+    latents: decode these (a DiT's latents of `video`) instead of the video's own; there is no KL then.
+    parts["recon"] is the reconstruction, for the loss terms that read it."""
     recon, mean, logvar = vae(video, latents)
     err = recon - video
     sq = err.pow(2)
@@ -74,44 +71,7 @@ def vae_loss(vae: torch.nn.Module, video: torch.Tensor, kl_weight: float, edge_w
     w = edge_weights(video, edge_weight) if edge_weight else 1.0
     rec = (w * (sq + err.abs())).mean()
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean() if mean is not None else recon.new_zeros(())
-    loss, parts = rec + kl_weight * kl, {"mse": mse.item(), "kl": kl.item(), "recon": recon}
-    if critic is not None and adv_weight:
-        fool = -critic(frames_of(recon)).mean()                              # hinge GAN: generator raises the logits
-        loss, parts["adv"] = loss + adv_weight * fool, fool.item()
-    return loss, parts
-
-
-def frames_of(video: torch.Tensor) -> torch.Tensor:
-    return rearrange(video, "b c t h w -> (b t) c h w")                        # (B*T, 3, H, W)
-
-
-def critic_step(critic: torch.nn.Module, opt: torch.optim.Optimizer, video: torch.Tensor, recon: torch.Tensor) -> float:
-    """One hinge-loss step of the patch discriminator: rendered frames above +1, decoded frames below -1."""
-    n = video.shape[0] * video.shape[2]
-    logits = critic(torch.cat([frames_of(video), frames_of(recon.detach())]))   # one call: DDP allows one per backward
-    real, fake = logits[:n], logits[n:]
-    loss = F.relu(1 - real).mean() + F.relu(1 + fake).mean()
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return loss.item()
-
-
-def build_critic(cfg: VAEConfig, train: TrainConfig, out: Path, device, info: DistInfo):
-    """(critic to call, critic, its optimizer), resumed from out/critic.safetensors; (None, None, None) when
-    cfg.adv_weight is 0. Adam betas (0.5, 0.9) as GANs use: the critic's target moves every step. Its learning
-    rate is the run's peak, held constant (the autoencoder's follows warmup and cosine)."""
-    if not cfg.adv_weight:
-        return None, None, None
-    from cinegen.parallel.data_parallel import wrap
-    critic = PatchDiscriminator().to(device)
-    opt = torch.optim.AdamW(critic.parameters(), lr=train.lr, betas=(0.5, 0.9))
-    path = out / "critic.safetensors"
-    if path.exists():
-        ck = ckpt_io.load_checkpoint(path)
-        critic.load_state_dict(ck["model"])
-        opt.load_state_dict(ckpt_io.optimizer_state(ck))
-    return wrap(critic, "ddp", info.world), critic, opt
+    return rec + kl_weight * kl, {"mse": mse.item(), "kl": kl.item(), "recon": recon}
 
 
 @torch.no_grad()
@@ -140,13 +100,12 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
     model = grow_decoder(load_vae(init), cfg).train() if init else VideoVAE(cfg)
     # with --init the file's architecture and latent statistics win (bar a decoder grown onto it); the loss
     # weights are this run's choice
-    cfg = dataclasses.replace(model.cfg, kl_weight=cfg.kl_weight, edge_weight=cfg.edge_weight, adv_weight=cfg.adv_weight,
+    cfg = dataclasses.replace(model.cfg, kl_weight=cfg.kl_weight, edge_weight=cfg.edge_weight,
                               shape_weight=cfg.shape_weight, shape_reader_steps=cfg.shape_reader_steps)
     if decoder_only:
         model.encoder.requires_grad_(False)
     pairs = _dit_pairs(dit_latents, model.cfg, decoder_only, dit_share)
     ddp, model, ema, opt, step = build_training_state(model, train, out, device, info)
-    critic_ddp, critic, critic_opt = build_critic(cfg, train, out, device, info)
     pool = render_pool(data, seed_offset=info.rank, quiet=not info.main)
     reader = _shape_reader(cfg, pairs, pool, out, info, device)
     rng = np.random.default_rng(train.seed * 7919 + info.rank + step)
@@ -161,7 +120,7 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
         while step < train.steps:
             used = time_used(started, time_limit, device)
             if out_of_time(used, time_limit, step, train.steps):
-                save_checkpoints(out, cfg, model, ema, opt, critic, critic_opt, step, info)
+                save_training_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step, info)
                 break
             for g in opt.param_groups:
                 g["lr"] = lr_at(schedule_step(step, first, train.steps, used), train.lr, train.warmup, train.steps)
@@ -169,7 +128,7 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
                                                          crop)
             batch, latents = batch.to(device), None if latents is None else latents.to(device)
             with autocast(device, train.precision):
-                loss, parts = vae_loss(ddp, batch, cfg.kl_weight, cfg.edge_weight, critic_ddp, cfg.adv_weight, latents)
+                loss, parts = vae_loss(ddp, batch, cfg.kl_weight, cfg.edge_weight, latents)
                 if reader is not None and tracks is not None:
                     parts["shape"] = shape_loss(reader, parts["recon"], tracks.to(device), shapes.to(device))
                     loss = loss + cfg.shape_weight * parts["shape"]
@@ -177,9 +136,6 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
             opt.step()
-            if critic is not None:
-                with autocast(device, train.precision):
-                    parts["critic"] = critic_step(critic_ddp, critic_opt, batch, parts["recon"])
             update_ema(ema, model, train.ema_decay)
             step += 1
             bar.update(task, completed=step, status=f"loss {loss.item():.4f} psnr~{10 * math.log10(4 / max(parts['mse'], 1e-12)):.1f}")
@@ -187,7 +143,7 @@ def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, c
             if info.main and step % train.log_every == 0:
                 log.info("step %d | %s", step, means.report())
             if step % train.ckpt_every == 0 or step == train.steps:
-                save_checkpoints(out, cfg, model, ema, opt, critic, critic_opt, step, info)
+                save_training_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step, info)
     final = _finalise(cfg, ema, data, out, device, info, eval_clips, keep_stats=decoder_only, step=step)
     del ddp, opt
     teardown_distributed()
@@ -199,7 +155,7 @@ class LoggedMeans:
     trips; decoding the DiT's latents). One logged step says little, and with --dit-share the logged steps can all
     land on one kind (11 in a row in one run, as the random stream happened to fall)."""
 
-    PARTS = ("mse", "kl", "adv", "critic", "shape")
+    PARTS = ("mse", "kl", "shape")
 
     def __init__(self):
         self.sums: dict[str, dict[str, float]] = {}
@@ -270,13 +226,6 @@ def _reader_clips(pool, pairs) -> list:
     return clips
 
 
-def save_checkpoints(out: Path, cfg, model, ema, opt, critic, critic_opt, step: int, info: DistInfo) -> None:
-    """The autoencoder's checkpoint and, with an adversarial loss, the critic's beside it (both resume)."""
-    save_training_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step, info)
-    if critic is not None and info.main:
-        ckpt_io.save_checkpoint(out / "critic.safetensors", "critic", cfg, critic, optimizer=critic_opt, step=step)
-
-
 def _finalise(cfg: VAEConfig, ema: VideoVAE, data: DataConfig, out: Path, device, info: DistInfo, eval_clips: int,
               keep_stats: bool = False, step: int = 0) -> Path:
     """Measures latent statistics and held-out PSNR with the EMA weights and writes the shippable file.
@@ -301,25 +250,11 @@ def _finalise(cfg: VAEConfig, ema: VideoVAE, data: DataConfig, out: Path, device
 
 
 def grow_decoder(vae: VideoVAE, cfg: VAEConfig) -> VideoVAE:
-    """`vae` with the refinement stage and the residual blocks per decoder stage that `cfg` asks for beyond its own
-    (each grown part starts as an identity); the encoder and everything else stay the file's."""
-    if cfg.refine_channels and not vae.cfg.refine_channels:
-        vae = with_refine(vae, cfg.refine_channels)
+    """`vae` with the residual blocks per decoder stage that `cfg` asks for beyond its own (the new ones start as
+    identities); the encoder and everything else stay the file's."""
     if cfg.decoder_res_blocks > (vae.cfg.decoder_res_blocks or vae.cfg.res_blocks):
         vae = with_decoder_blocks(vae, cfg.decoder_res_blocks)
     return vae
-
-
-def with_refine(vae: VideoVAE, width: int) -> VideoVAE:
-    """The same autoencoder with a full-resolution refinement stage added (models/vae.Refine); since that stage
-    starts as an exact identity, the result decodes exactly as `vae` does until it is trained."""
-    if vae.cfg.refine_channels:
-        raise ValueError(f"cannot grow a refinement stage onto this VAE: it has one ({vae.cfg.refine_channels} wide)")
-    grown = VideoVAE(dataclasses.replace(vae.cfg, refine_channels=width))
-    missing, unexpected = grown.load_state_dict(vae.state_dict(), strict=False)
-    if unexpected or any(not k.startswith(("decoder.refine.", "decoder.feat_out.")) for k in missing):
-        raise ValueError(f"cannot grow a refinement stage onto this VAE: missing {missing}, unexpected {unexpected}")
-    return grown
 
 
 def with_decoder_blocks(vae: VideoVAE, blocks: int) -> VideoVAE:
