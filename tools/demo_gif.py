@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image
 
 from cinegen.config import SampleConfig
-from cinegen.data.world import parse_caption, render_scene
 from cinegen.pipeline import TextToVideo
+from cinegen.toyworld.world import parse_caption, render_scene
 
 PROMPTS = [
     "a large red ball bounces on a black background",

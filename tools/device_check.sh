@@ -29,9 +29,10 @@ PY
 timeout $(( total - 180 )) python3 -m cinegen.eval.bench_gpu --out "$out/BENCHMARKS_GPU.md" --json "$out/bench_gpu.json" \
   --text-encoder /tmp/minilm_random || echo "bench_gpu stopped: exit $?"
 # the CUDA training path (torchrun, NCCL, FSDP2, bf16 autocast): 20 DiT steps on 32 clips, in what is left
-( timeout 150 python3 -m torch.distributed.run --nproc_per_node 1 -m cinegen.cli train --vae src/cinegen/weights/vae.safetensors \
-    --out /tmp/dit_fsdp --preset default --steps 20 --batch-size 8 --num-clips 32 --log-every 5 --ckpt-every 10 \
-    --parallel fsdp --text-encoder /tmp/minilm_random > /tmp/dit_fsdp.log 2>&1; echo "torchrun fsdp exit $?" >> /tmp/dit_fsdp.log ) &
+( timeout 150 python3 -m torch.distributed.run --nproc_per_node 1 -m cinegen.cli train kind=dit \
+    vae=src/cinegen/weights/vae.safetensors out=/tmp/dit_fsdp model.preset=default train.steps=20 train.batch_size=8 \
+    data.num_clips=32 train.log_every=5 train.ckpt_every=10 train.parallel=fsdp text.name=/tmp/minilm_random \
+    > /tmp/dit_fsdp.log 2>&1; echo "torchrun fsdp exit $?" >> /tmp/dit_fsdp.log ) &
 wait
 echo "--- DiT training smoke on the GPU (torchrun, FSDP2) ---"; tail -n 25 /tmp/dit_fsdp.log
 echo "done in $(( $(date +%s) - start )) s"

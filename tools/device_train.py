@@ -2,11 +2,11 @@
 
     python tools/device_train.py OUT_DIR [--vae-seconds 200] [--dit low:170] [--dit expert:110] [--clips 4000]
 
-Stages, each bounded by the trainers' own --max-minutes, which still finalise:
+Stages, each bounded by the trainers' own train.max_minutes, which still finalise:
   1. (--vae-seconds) the shipped VAE fine-tuned on clips of every combination: the holdout list is a test of the
      DiT's composition of words, and a pixel codec that never reads a caption need not be kept from the pixels;
      with --decoder-blocks N only its decoder, grown to N residual blocks per stage (the latent space and so the
-     shipped DiTs stay valid: the encoder keeps a small object's shape, the decoder loses it; MODEL_CARD.md);
+     shipped DiTs stay valid: the encoder keeps a small object's shape, the decoder loses it; docs/history.md);
   2. the latent cache built once with that VAE: clips rendered on every core and encoded on the GPU; prompts
      encoded by tools/travel_minilm.py's packed MiniLM (unpacked to /tmp/minilm_toy), checked for NaN (a word
      piece the packed copy lacks);
@@ -14,21 +14,22 @@ Stages, each bounded by the trainers' own --max-minutes, which still finalise:
      t >= 0.8 (dit_high.safetensors), both with the step-4 data recipe (twins, shift 3) and the documented holdout;
      --object-weight W weights the low DiT's loss towards object cells, where shape is drawn;
   4. (--decoder-seconds) a decoder trained on the new DiTs' own latents (the recipe of the shipped step 8 and of DH
-     in MODEL_CARD.md): `cinegen dit-latents` re-imagines --pair-clips rendered clips with the new pair (on the GPU),
-     then `train-vae --decoder-only --dit-latents` with a shape loss, grown to --decoder-blocks (2 unless given);
+     in docs/history.md): `cinegen dit-latents` re-imagines --pair-clips rendered clips with the new pair (on the GPU),
+     then a vae stage with decoder_only, dit_latents and the shape loss, grown to --decoder-blocks (2 unless given);
      a DiT changes what its latents hold (the 1x1 low DiT: shape), and the decoder has to learn to draw it;
   5. `cinegen export --int8 --raw --text-encoder minilm` of the new set (the files name the real MiniLM, not the
      packed copy); the changed files come back in 15 MB parts (the device tool returns files up to 16 MB):
      `cat dit_high.safetensors.part* > dit_high.safetensors`.
 Step counts come from the rates measured on an H200 (2026-12-04): VAE 31 ms per step at batch 16, DiT 97-128 ms per
 step at batch 128; the trainers log their own rate (`N steps in S s: X ms per step`) for the next plan. A wrong
-guess costs little: each stage stops at its --max-minutes with its learning rate decayed by time
+guess costs little: each stage stops at its train.max_minutes with its learning rate decayed by time
 (training.common.schedule_step), and --budget shrinks the DiT stages to what is left of the call. The decoder
 stage's step count uses the VAE's rate, and its pairs are not bounded in time (1000 clips: 20-step SDEdit at batch 64,
 well under a minute of GPU time by the DiT's rate, plus the rendering on every core).
 """
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -37,7 +38,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from cinegen.data.world import DEFAULT_HOLDOUT
+from cinegen.toyworld.world import DEFAULT_HOLDOUT
 
 WEIGHTS = Path("src/cinegen/weights")
 CLI = [sys.executable, "-m", "cinegen.cli"]
@@ -52,48 +53,49 @@ def steps_for(seconds: float, rate: float) -> int:
 
 
 def max_minutes(seconds: float) -> list[str]:
-    return ["--max-minutes", f"{seconds / 60:.3f}"]
+    return [f"train.max_minutes={seconds / 60:.3f}"]
 
 
 def vae_cmd(args, seconds: float) -> list[str]:
-    return CLI + ["train-vae", "--out", "/tmp/vae", "--init", str(WEIGHTS / "vae.safetensors"),
-                  "--steps", str(steps_for(seconds, args.vae_rate)), "--batch-size", str(args.vae_batch),
-                  "--lr", "2e-4", "--num-clips", str(args.vae_clips), "--seed", str(args.vae_seed),
-                  "--log-every", "500", "--ckpt-every", "100000"] + max_minutes(seconds) + (
-        ["--decoder-only", "--set", f"decoder_res_blocks={args.decoder_blocks}"] if args.decoder_blocks else [])
+    cmd = CLI + ["train", "kind=vae", "out=/tmp/vae", f"init={WEIGHTS / 'vae.safetensors'}",
+                 f"train.steps={steps_for(seconds, args.vae_rate)}", f"train.batch_size={args.vae_batch}",
+                 "train.lr=2e-4", "train.ema_decay=0.995", f"data.num_clips={args.vae_clips}",
+                 f"data.seed={args.vae_seed}", "train.log_every=500", "train.ckpt_every=100000"] + max_minutes(seconds)
+    return cmd + (["decoder_only=true", f"model.decoder_res_blocks={args.decoder_blocks}"] if args.decoder_blocks else [])
 
 
 def dit_cmd(args, target: str, vae: Path, steps: int, seconds: float | None = None) -> list[str]:
     name, t_range = TARGETS[target]
-    cmd = CLI + ["train", "--vae", str(vae), "--out", f"/tmp/dit_{target}", "--init", str(WEIGHTS / name),
-                 "--preset", "shipped", "--twins", "--seed", str(args.seed), "--num-clips", str(args.clips),
-                 "--steps", str(steps), "--batch-size", str(args.batch), "--lr", str(args.lr),
-                 "--flow", "base_shift=3", "--flow", "base_tokens=80", "--flow", t_range,
-                 "--text-encoder", "/tmp/minilm_toy", "--log-every", "250", "--ckpt-every", "100000"]
-    cmd += [a for b in ["17x64x64"] * 4 + ["17x64x96"] for a in ("--bucket", b)]
-    cmd += holdout_args()
-    cmd += ["--object-weight", str(args.object_weight)] if args.object_weight and target == "low" else []
+    cmd = CLI + ["train", "kind=dit", f"vae={vae}", f"out=/tmp/dit_{target}", f"init={WEIGHTS / name}",
+                 "model.preset=shipped", "data.twins=true", f"data.seed={args.seed}", f"data.num_clips={args.clips}",
+                 f"data.buckets={BUCKETS}", f"train.steps={steps}", f"train.batch_size={args.batch}",
+                 f"train.lr={args.lr}", "flow.base_shift=3", "flow.base_tokens=80", f"flow.{t_range}",
+                 "text.name=/tmp/minilm_toy", "train.log_every=250", "train.ckpt_every=100000", holdout_arg()]
+    cmd += [f"terms.object_weight={args.object_weight}"] if args.object_weight and target == "low" else []
     return cmd + (max_minutes(seconds) if seconds else [])
 
 
 def pairs_cmd(args, model: Path) -> list[str]:
     """The new DiTs' own latents of rendered clips (the holdout kept out: the decoder must not learn how the DiT
     draws a held-out combination)."""
-    return CLI + ["dit-latents", "--out", PAIRS, "--model", str(model), "--num-clips", str(args.pair_clips),
-                  "--seed", "11", "--batch-size", "64", "--text-encoder", "/tmp/minilm_toy"] + holdout_args()
+    return CLI + ["dit-latents", "--out", PAIRS, "--model", str(model), f"data.num_clips={args.pair_clips}",
+                  "data.seed=11", "--batch-size", "64", "--text-encoder", "/tmp/minilm_toy", holdout_arg()]
 
 
 def decoder_cmd(args, vae: Path, seconds: float) -> list[str]:
     """Decoder-only training, half of its steps on the pairs, with the shape loss (the DH recipe at batch 16)."""
-    return CLI + ["train-vae", "--out", "/tmp/vdec", "--init", str(vae), "--decoder-only",
-                  "--set", f"decoder_res_blocks={args.decoder_blocks or 2}", "--dit-latents", PAIRS,
-                  "--dit-share", "0.5", "--set", "shape_weight=0.1", "--steps", str(steps_for(seconds, args.vae_rate)),
-                  "--batch-size", "16", "--lr", "2e-4", "--num-clips", str(args.vae_clips), "--seed", "13",
-                  "--log-every", "500", "--ckpt-every", "100000"] + max_minutes(seconds) + holdout_args()
+    return CLI + ["train", "kind=vae", "out=/tmp/vdec", f"init={vae}", "decoder_only=true",
+                  f"model.decoder_res_blocks={args.decoder_blocks or 2}", f"dit_latents={PAIRS}", "dit_share=0.5",
+                  "terms.shape_weight=0.1", f"train.steps={steps_for(seconds, args.vae_rate)}", "train.batch_size=16",
+                  "train.lr=2e-4", "train.ema_decay=0.995", f"data.num_clips={args.vae_clips}", "data.seed=13",
+                  "train.log_every=500", "train.ckpt_every=100000", holdout_arg()] + max_minutes(seconds)
 
 
-def holdout_args() -> list[str]:
-    return [a for h in DEFAULT_HOLDOUT for a in ("--holdout", h)]
+BUCKETS = json.dumps([[17, 64, 64]] * 4 + [[17, 64, 96]], separators=(",", ":"))   # 80% 64x64, 20% 96x64
+
+
+def holdout_arg() -> str:
+    return "data.holdout=" + json.dumps(list(DEFAULT_HOLDOUT))
 
 
 def export(vae: Path, pair: dict[str, Path], out: str = "/tmp/m") -> None:
@@ -106,7 +108,7 @@ def run(cmd: list[str], log: Path) -> None:
     start = time.time()
     with open(log, "a") as f:
         code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
-    print(f"exit {code} after {time.time() - start:.0f} s: {cmd[3]} --out {cmd[cmd.index('--out') + 1]}", flush=True)
+    print(f"exit {code} after {time.time() - start:.0f} s: {' '.join(cmd[3:6])}", flush=True)
     if code:
         print("".join(open(log).readlines()[-15:]), flush=True)
         sys.exit(code)

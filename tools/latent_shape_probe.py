@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
-from cinegen.data.world import COLOURS, SHAPES, ObjectSpec, SceneSpec, render_scene
 from cinegen.eval.analyzer import COLOUR_NAMES, colour_labels, shape_of, track_colour
 from cinegen.io.video import tensor_to_video, video_to_tensor
 from cinegen.models.loading import load_vae
 from cinegen.pipeline import WEIGHTS_DIR
+from cinegen.toyworld.world import COLOURS, SHAPES, ObjectSpec, SceneSpec, render_scene
 
 
 def patch_around(z: torch.Tensor, cx: float, cy: float) -> np.ndarray:

@@ -17,9 +17,9 @@ from collections import Counter
 import numpy as np
 from scipy import ndimage
 
-from cinegen.data.world import DEFAULT_HOLDOUT, SHAPES, render_scene
 from cinegen.eval.analyzer import COLOUR_NAMES, classify_shape, classify_shape_by_ratio, colour_labels, track_colour
 from cinegen.eval.run import heldout_scenes, seen_scenes
+from cinegen.toyworld.world import DEFAULT_HOLDOUT, SHAPES, render_scene
 
 RULES = {"templates": classify_shape, "ratio (old)": classify_shape_by_ratio}
 

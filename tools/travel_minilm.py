@@ -29,7 +29,7 @@ WORD_ROWS = "embeddings.word_embeddings.weight"
 
 def toy_captions(n_scenes: int, seed: int) -> list[str]:
     """Every caption form training uses: the clip caption kinds, paraphrases and the twins' word swaps."""
-    from cinegen.data import world
+    from cinegen.toyworld import world
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n_scenes):

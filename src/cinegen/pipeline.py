@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from cinegen.config import FlowConfig, SampleConfig, TextConfig, from_dict
-from cinegen.data.world import check_size
 from cinegen.diffusion.conditioning import make_cond
 from cinegen.diffusion.flow import interpolate, shift_for
 from cinegen.diffusion.samplers import cfg_model_fn, get_sampler, step_cache
@@ -29,6 +28,7 @@ from cinegen.models.loading import load_dit, load_vae
 from cinegen.models.text_encoder import TextEncoder
 from cinegen.models.vae import VideoVAE
 from cinegen.runtime import autocast, default_device
+from cinegen.toyworld.world import check_size
 
 log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).parent / "weights"

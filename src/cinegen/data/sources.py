@@ -1,9 +1,9 @@
 """What training reads: a data source gives Samples (a clip, its captions, its fps and source-specific extras) and
 may name plug-in loss terms that only it can feed (the toy world's object weighting and shape reader).
 
-    source = load_source({"source": "toyworld", "num_clips": 4000, "twins": True})   # a recipe's [data] table
+    source = source_class("toyworld")(ToyWorldConfig(num_clips=4000, twins=True))    # a recipe's [data] table
     samples = source.clips("train")                    # list[Sample]
-    terms = source.loss_terms("dit", terms_cfg, ctx)   # what the trainer adds to its loss
+    terms = source.loss_terms("dit", terms_cfg, ctx)   # what the trainer adds to its loss (a recipe's [terms])
 
 The trainers know nothing of any source's world: they call these methods and add what the terms return. A new
 dataset format is one file, a subclass of VideoSource with a config dataclass, plus its line in SOURCES.
@@ -14,7 +14,6 @@ grid, so a trainer crops them with the latents; pair extras (pair_extras) are pe
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import torch
 
-from cinegen.config import from_table, to_dict
+from cinegen.config import to_dict
 
 SPLITS = ("train", "stats", "heldout")   # training clips; clips for latent statistics; clips never trained on
 
@@ -114,19 +113,3 @@ def source_class(name: str) -> type[VideoSource]:
         raise ValueError(f"unknown data source {name!r}; choose one of {sorted(SOURCES)}")
     module, _, attr = SOURCES[name].partition(":")
     return getattr(importlib.import_module(module), attr)
-
-
-def load_source(table: dict) -> VideoSource:
-    """A source from a recipe's [data] table: {"source": name (default "toyworld"), **its config's fields}."""
-    table = dict(table)
-    cls = source_class(table.pop("source", "toyworld"))
-    return cls(from_table(cls.config_class, table, "data"))
-
-
-def load_terms(source: VideoSource, table: dict):
-    """The source's terms config from a recipe's [terms] table."""
-    return from_table(source.terms_class, table, "terms")
-
-
-def terms_table(terms) -> dict:
-    return dataclasses.asdict(terms)

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
-from cinegen.data.world import COLOURS, SHAPES, ObjectSpec, SceneSpec, shape_mask
+from cinegen.toyworld.world import COLOURS, SHAPES, ObjectSpec, SceneSpec, shape_mask
 
 COLOUR_NAMES = list(COLOURS)
 PALETTE = np.array([COLOURS[c] for c in COLOUR_NAMES], np.float32)     # (K, 3)
@@ -82,7 +82,7 @@ def track_colour(labels: np.ndarray, k: int) -> Track:
     return Track(present, xy, area, masks, blobs)
 
 
-# each shape's area over r^2, r the size the world draws it at (data.world._sdf), so a template can match a blob's area
+# each shape's area over r^2, r the size the world draws it at (toyworld.world._sdf), so a template can match a blob's area
 SHAPE_AREA = {"ball": math.pi, "ring": math.pi, "box": 1.7 ** 2, "triangle": 3 * math.sqrt(3) / 4}
 # rotations tried: a box repeats every 90 degrees, a triangle every 120; discs and rings look the same at any angle
 SHAPE_ANGLES = {"ball": (0.0,), "ring": (0.0,), "box": tuple(np.deg2rad(np.arange(0, 90, 6))),

@@ -16,7 +16,17 @@ from pathlib import Path
 import numpy as np
 
 from cinegen.config import SampleConfig
-from cinegen.data.world import (
+from cinegen.eval.analyzer import (
+    ANALYZER_BEFORE_VERSIONS,
+    ANALYZER_VERSION,
+    COLOUR_NAMES,
+    analyze,
+    colour_labels,
+    displacement,
+    track_colour,
+)
+from cinegen.io.files import atomic_write
+from cinegen.toyworld.world import (
     COLOURS,
     MOTIONS,
     SHAPES,
@@ -28,16 +38,6 @@ from cinegen.data.world import (
     random_scene,
     render_scene,
 )
-from cinegen.eval.analyzer import (
-    ANALYZER_BEFORE_VERSIONS,
-    ANALYZER_VERSION,
-    COLOUR_NAMES,
-    analyze,
-    colour_labels,
-    displacement,
-    track_colour,
-)
-from cinegen.io.files import atomic_write
 
 EVAL_BACKGROUNDS = ("black", "gray", "sky")     # photos are scored in training data, not here: see MODEL_CARD.md
 

@@ -29,7 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from cinegen.config import parse_size
-from cinegen.data.world import check_size
+from cinegen.toyworld.world import check_size
 
 
 class BoardError(ValueError):

@@ -112,13 +112,23 @@ def load_recipe(path: Path | None, overrides: list[str] = (), kind: str | None =
     tables = _read(path) if path is not None else {}
     for key, raw in _split(overrides):
         _set(tables, key, raw)
-    stage_kind = tables.pop("kind", kind)
+    stage_kind = _raw(tables.pop("kind", kind))
     if stage_kind not in STAGES:
         raise ValueError(f"name the stage's kind: kind = one of {sorted(STAGES)} (in the recipe or as kind=...), "
                          f"got {stage_kind!r}")
     if kind is not None and stage_kind != kind:
         raise ValueError(f"{path} is a {stage_kind} stage; this command trains {kind} stages")
     return _build(stage_kind, tables)
+
+
+def load_data(overrides: list[str]) -> VideoSource:
+    """A data source from data.KEY=VALUE overrides alone (a command that reads clips but trains nothing)."""
+    tables: dict = {}
+    for key, raw in _split(overrides):
+        if not key.startswith("data."):
+            raise ValueError(f"bad argument {key}={raw}: expected data.KEY=VALUE (a [data] field)")
+        _set(tables, key, raw)
+    return _source(tables.get("data", {}))
 
 
 def _read(path: Path) -> dict:
@@ -160,6 +170,11 @@ def _set(tables: dict, key: str, raw: str) -> None:
     target[name] = _Override(value, raw)
 
 
+def _raw(v):
+    """An override's text as typed; a table's value as it is."""
+    return v.raw if isinstance(v, _Override) else v
+
+
 def _typed(cls, table: dict) -> dict:
     """A table's values, overrides read for their field's type: a str field keeps the text as typed (out=2026)."""
     hints = typing.get_type_hints(cls)
@@ -191,8 +206,7 @@ def _build(kind: str, tables: dict) -> Recipe:
 def _model(kind: str, cls, table: dict):
     """[model]: `preset` (a name in VAE_PRESETS / DIT_PRESETS, default "default"), then that config's fields."""
     table = dict(table)
-    preset = table.pop("preset", "default")
-    preset = preset.raw if isinstance(preset, _Override) else preset
+    preset = _raw(table.pop("preset", "default"))
     if preset not in PRESETS[kind]:
         raise ValueError(f"unknown model.preset {preset!r}; choose one of {sorted(PRESETS[kind])}")
     return from_table(PRESETS[kind][preset], _typed(cls, table), "model")
@@ -201,8 +215,7 @@ def _model(kind: str, cls, table: dict):
 def _source(table: dict) -> VideoSource:
     """[data]: `source` (a name in data.sources.SOURCES, default "toyworld"), then that source's config fields."""
     table = dict(table)
-    name = table.pop("source", "toyworld")
-    cls = source_class(name.raw if isinstance(name, _Override) else name)
+    cls = source_class(_raw(table.pop("source", "toyworld")))
     return cls(from_table(cls.config_class, _typed(cls.config_class, table), "data"))
 
 

@@ -1,7 +1,7 @@
 """train_dit(cfg): flow-matching training of the video DiT on cached latents, as a list of named steps.
 
-    cinegen train --vae runs/vae/vae.safetensors --out runs/dit --steps 4000       # one process
-    torchrun --nproc_per_node 2 -m cinegen.cli train ...                           # DDP (gloo on CPU)
+    cinegen train --config configs/cinegen-default/02-dit-low.toml               # one process
+    torchrun --nproc_per_node 2 -m cinegen.cli train --config ...                # DDP (gloo on CPU)
 
 Each batch comes from one bucket (one token grid): frames, height and width vary between batches, never
 inside one. Short clips and single images are cut from the cached clips for free, because the causal VAE's
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ import torch
 from cinegen.config import DiTConfig, FlowConfig, TrainConfig
 from cinegen.data.latent_cache import LatentCache
 from cinegen.diffusion.conditioning import make_cond, random_masks
-from cinegen.diffusion.flow import flow_loss, sample_t
+from cinegen.diffusion.flow import interpolate, masked_mse, sample_t, velocity_target
 from cinegen.models.dit import VideoDiT
 from cinegen.runtime import autocast, precision_label, progress_bar
 from cinegen.training import checkpoint as ckpt_io
@@ -61,45 +61,56 @@ class TimeBinnedLoss:
         return " ".join(f"{m:.3f}" for m in means)
 
 
-class Batch(NamedTuple):
-    x0: torch.Tensor                      # (B, C, T, H, W) latents
-    caps: torch.Tensor                    # (B,) caption indices, 0 = the empty prompt
-    objects: torch.Tensor | None          # (B, 1, T, H, W) object maps, or None for a cache without them
+@dataclass
+class Batch:
+    x0: torch.Tensor                  # (B, C, T, H, W) clean latents
+    text: torch.Tensor                # (B, S, Dt) prompt embeddings (the empty prompt where dropped for CFG)
+    text_mask: torch.Tensor           # (B, S) bool
+    given: torch.Tensor               # (B, 1, T, H, W) 1 on latent frames given clean as conditioning, else 0
+    extras: dict = field(default_factory=dict)   # the cache's extras, cropped like x0 (toy world: "objects")
+
+    @property
+    def loss_mask(self) -> torch.Tensor:
+        """(B, 1, T, H, W): the loss counts where the model must predict, not on the frames it was given."""
+        return 1 - self.given
 
 
-def sample_batch(cache: LatentCache, rng: np.random.Generator, batch_size: int, text_dropout: float) -> Batch:
-    """One bucket's batch, temporally cropped to whole clips, short clips or single images."""
+def sample_batch(cache: LatentCache, rng: np.random.Generator, train: TrainConfig, conditioning: bool = True,
+                 gen: torch.Generator | None = None) -> Batch:
+    """One bucket's batch, temporally cropped to whole clips, short clips or single images, its captions dropped
+    for CFG at train.text_dropout and a share train.cond_prob of it given random conditioning frames."""
     keys = list(cache.buckets)
     sizes = np.array([len(cache.buckets[k].latents) for k in keys], dtype=float)
     bucket = cache.buckets[keys[int(rng.choice(len(keys), p=sizes / sizes.sum()))]]
     keep = TEMPORAL_CROPS[int(rng.choice(len(TEMPORAL_CROPS), p=[p for _, p in TEMPORAL_CROPS]))][0]
-    idx = rng.integers(len(bucket.latents), size=batch_size)
+    b = train.batch_size
+    idx = rng.integers(len(bucket.latents), size=b)
     x0 = bucket.latents[idx][:, :, :keep]                                                    # (B, C, T, H, W)
-    caps = bucket.captions[idx, rng.integers(bucket.captions.shape[1], size=batch_size)]    # (B,)
-    caps[torch.from_numpy(rng.random(batch_size) < text_dropout)] = 0                       # 0 = empty prompt
-    objects = None if bucket.objects is None else bucket.objects[idx][:, :, :keep]          # (B, 1, T, H, W)
-    return Batch(x0, caps, objects)
-
-
-def training_loss(model, cache: LatentCache, x0, caps, flow: FlowConfig, cond_prob: float, gen,
-                  weight: torch.Tensor | None = None) -> tuple:
-    """Flow-matching loss on a batch with random conditioning masks. Returns (mean loss, t, per-sample loss).
-    weight: (B, 1, T, H, W) per-cell loss weights (object cells weighted up), or None for uniform."""
-    b, _, t_len, h, w = x0.shape
+    caps = bucket.captions[idx, rng.integers(bucket.captions.shape[1], size=b)]             # (B,)
+    caps[torch.from_numpy(rng.random(b) < train.text_dropout)] = 0                          # 0 = empty prompt
     text, text_mask = cache.text(caps)
+    given = random_masks(b, x0.shape[2], x0.shape[3:], train.cond_prob if conditioning else 0.0, generator=gen)
+    extras = {k: v[idx][:, :, :keep] for k, v in bucket.extras.items()}                     # (B, c, T, H, W)
+    return Batch(x0, text, text_mask, given, extras)
+
+
+def training_loss(model, batch: Batch, flow: FlowConfig, terms: tuple = (), gen: torch.Generator | None = None):
+    """Flow-matching loss on a batch, plus each plug-in term's (data.sources.LossTerm). Returns (mean loss, t,
+    per-sample flow loss (B,), for the loss-by-t log)."""
+    b, _, t_len, h, w = batch.x0.shape
     pt, ph, pw = _patch(model)
-    t = sample_t(b, (t_len // pt) * (h // ph) * (w // pw), flow, generator=gen)
-    mask = random_masks(b, t_len, (h, w), cond_prob if _conditioning(model) else 0.0, generator=gen)
-    cond = make_cond(x0, mask) if _conditioning(model) else None
-    noise = torch.randn(x0.shape, generator=gen)
     dev = next(model.parameters()).device
-    loss_mask = (1 - mask) if weight is None else (1 - mask) * weight                       # (B, 1, T, H, W)
-
-    def predict(xt, tt):
-        return model(xt, tt, text.to(dev), text_mask.to(dev), None if cond is None else cond.to(dev))
-
-    per_sample = flow_loss(predict, x0.to(dev), t.to(dev), noise.to(dev), loss_mask=loss_mask.to(dev))
-    return per_sample.mean(), t, per_sample
+    t = sample_t(b, (t_len // pt) * (h // ph) * (w // pw), flow, generator=gen).to(dev)
+    x0, noise = batch.x0.to(dev), torch.randn(batch.x0.shape, generator=gen).to(dev)
+    cond = make_cond(x0, batch.given.to(dev)) if _conditioning(model) else None
+    v = model(interpolate(x0, noise, t), t, batch.text.to(dev), batch.text_mask.to(dev), cond)
+    target = velocity_target(x0, noise)
+    per_sample = masked_mse(v, target, batch.loss_mask.to(dev))                              # (B,)
+    loss = per_sample.mean()
+    for term in terms:
+        extra = term(batch, v, target, t)
+        loss = loss if extra is None else loss + extra
+    return loss, t, per_sample
 
 
 def _patch(model):
@@ -111,17 +122,20 @@ def _conditioning(model) -> bool:
 
 
 def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: LatentCache, out: Path,
-              extra: dict | None = None, init: VideoDiT | None = None, time_limit: float | None = None) -> Path:
+              extra: dict | None = None, init: VideoDiT | None = None, terms: tuple = ()) -> Path:
     """Trains (or resumes) the DiT; out/last.safetensors every ckpt_every steps, out/dit.safetensors at the end.
 
-    extra: JSON-able facts stored with the weights (holdout list, training command) for the model card and eval.
+    extra: JSON-able facts stored with the weights (holdout list, the recipe) for the model card and eval.
     init: a trained DiT to start from (same width, equal or smaller depth: check it with check_growable before
     building the latent cache; see grow_from); a resumed run's own checkpoint wins over it.
-    time_limit: seconds of training after which the run checkpoints and finalises early (a lent GPU's lease).
+    terms: plug-in loss terms (data.sources.LossTerm); the cache must hold the extras each needs.
+    train.max_minutes: training time after which the run checkpoints and finalises early (a lent GPU's call).
     """
     extra = {**(extra or {}), "flow": flow.__dict__, "train": train.__dict__}
-    if train.object_weight and any(b.objects is None for b in cache.buckets.values()):
-        raise ValueError("object_weight needs a latent cache with object maps (data.latent_cache.add_object_maps)")
+    for term in terms:
+        if cache.missing(term.needs):
+            raise ValueError(f"loss term {term.name} needs the latent cache extras {cache.missing(term.needs)}, which "
+                             "this cache lacks (a cache from before them): delete it and the run builds it again")
     info = setup_distributed()
     device = device_for(info)
     seed_everything(train.seed + info.rank)
@@ -133,21 +147,21 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
     rng = np.random.default_rng(train.seed * 7919 + 1000 * info.rank + step)
     gen = torch.Generator().manual_seed(train.seed * 31 + 1000 * info.rank + step)
     if info.main:
-        log.info("DiT %.2fM params; %d caption(s); buckets %s; batch %d x %d accum x %d ranks; %s",
+        log.info("DiT %.2fM params; %d caption(s); buckets %s; batch %d x %d accum x %d ranks; %s; terms %s",
                  sum(p.numel() for p in model.parameters()) / 1e6, len(cache.captions),
                  {k: len(v.latents) for k, v in cache.buckets.items()}, train.batch_size, train.grad_accum, info.world,
-                 precision_label(device, train.precision))
+                 precision_label(device, train.precision), [t.name for t in terms] or "none")
     binned = TimeBinnedLoss()
     with progress_bar(disable=not info.main) as bar:
         task = bar.add_task("train", total=train.steps, completed=step, status="")
         started, first = time.monotonic(), step
         while step < train.steps:
-            used = time_used(started, time_limit, device)
-            if out_of_time(used, time_limit, step, train.steps):
+            used = time_used(started, train.time_limit, device)
+            if out_of_time(used, train.time_limit, step, train.steps):
                 save_training_checkpoint(out / "last.safetensors", "dit", cfg, model, ema, opt, step, info, extra)
                 break
-            lr_step = schedule_step(step, first, train.steps, used)
-            loss = _train_step(ddp, model, ema, opt, cache, train, flow, rng, gen, lr_step, binned, device)
+            lr = lr_at(schedule_step(step, first, train.steps, used), train.lr, train.warmup, train.steps)
+            loss = _train_step(ddp, model, ema, opt, cache, train, flow, terms, rng, gen, lr, binned)
             step += 1
             bar.update(task, completed=step, status=f"loss {loss:.4f}")
             if info.main and step % train.log_every == 0:
@@ -165,16 +179,16 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
     return final
 
 
-def _train_step(ddp, model, ema, opt, cache, train: TrainConfig, flow, rng, gen, lr_step, binned, device) -> float:
+def _train_step(ddp, model, ema, opt, cache, train: TrainConfig, flow, terms, rng, gen, lr: float, binned) -> float:
     for g in opt.param_groups:
-        g["lr"] = lr_at(lr_step, train.lr, train.warmup, train.steps)
+        g["lr"] = lr
     opt.zero_grad(set_to_none=True)
     total = 0.0
+    device = next(model.parameters()).device
     for _ in range(train.grad_accum):
-        batch = sample_batch(cache, rng, train.batch_size, train.text_dropout)
-        weight = 1 + train.object_weight * batch.objects if train.object_weight else None
+        batch = sample_batch(cache, rng, train, _conditioning(model), gen)
         with autocast(device, train.precision):
-            loss, t, per_sample = training_loss(ddp, cache, batch.x0, batch.caps, flow, train.cond_prob, gen, weight)
+            loss, t, per_sample = training_loss(ddp, batch, flow, terms, gen)
         # explicit scaling so accumulated gradients equal one big batch's
         (loss / train.grad_accum).backward()
         binned.add(t, per_sample)
@@ -190,9 +204,9 @@ def check_growable(new: DiTConfig, old: DiTConfig) -> None:
     DiT, as deep or deeper."""
     same = ("width", "heads", "latent_channels", "text_dim", "conditioning", "mlp_ratio", "rope_theta", "patch")
     if any(getattr(new, f) != getattr(old, f) for f in same):
-        raise ValueError(f"--init DiT {old} differs from the run's {new} in more than depth")
+        raise ValueError(f"init DiT {old} differs from the run's {new} in more than depth")
     if new.depth < old.depth:
-        raise ValueError(f"--init DiT has depth {old.depth}, deeper than the run's {new.depth}")
+        raise ValueError(f"init DiT has depth {old.depth}, deeper than the run's {new.depth}")
 
 
 def grow_from(model: VideoDiT, trained: VideoDiT) -> VideoDiT:
