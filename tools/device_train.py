@@ -2,7 +2,8 @@
 
     python tools/device_train.py OUT_DIR [--vae-seconds 200] [--dit low:170] [--dit expert:110] [--clips 4000]
 
-Stages, each bounded by the trainers' own train.max_minutes, which still finalise:
+Each stage is a stage of step 12's recipe (configs/cinegen-default/) with the lease's step counts, clips and time
+limits as overrides, bounded by the trainers' own train.max_minutes, which still finalise:
   1. (--vae-seconds) the shipped VAE fine-tuned on clips of every combination: the holdout list is a test of the
      DiT's composition of words, and a pixel codec that never reads a caption need not be kept from the pixels;
      with --decoder-blocks N only its decoder, grown to N residual blocks per stage (the latent space and so the
@@ -11,12 +12,12 @@ Stages, each bounded by the trainers' own train.max_minutes, which still finalis
      encoded by tools/travel_minilm.py's packed MiniLM (unpacked to /tmp/minilm_toy), checked for NaN (a word
      piece the packed copy lacks);
   3. each --dit TARGET:SECONDS in turn from its shipped weights: `low` trains t <= 0.8 (dit.safetensors), `expert`
-     t >= 0.8 (dit_high.safetensors), both with the step-4 data recipe (twins, shift 3) and the documented holdout;
-     --object-weight W weights the low DiT's loss towards object cells, where shape is drawn;
+     t >= 0.8 (dit_high.safetensors), with 02-dit-low.toml and 03-dit-expert.toml (twins, shift 3, the documented
+     holdout; the low DiT's object weight 3, or --object-weight W);
   4. (--decoder-seconds) a decoder trained on the new DiTs' own latents (the recipe of the shipped step 8 and of DH
      in docs/history.md): `cinegen dit-latents` re-imagines --pair-clips rendered clips with the new pair (on the GPU),
      then a vae stage with decoder_only, dit_latents and the shape loss, grown to --decoder-blocks (2 unless given);
-     a DiT changes what its latents hold (the 1x1 low DiT: shape), and the decoder has to learn to draw it;
+     a DiT changes what its latents hold, and the decoder has to learn to draw it;
   5. `cinegen export --int8 --raw --text-encoder minilm` of the new set (the files name the real MiniLM, not the
      packed copy); the changed files come back in 15 MB parts (the device tool returns files up to 16 MB):
      `cat dit_high.safetensors.part* > dit_high.safetensors`.
@@ -41,9 +42,10 @@ from safetensors import safe_open
 from cinegen.toyworld.world import DEFAULT_HOLDOUT
 
 WEIGHTS = Path("src/cinegen/weights")
+CONFIGS = Path("configs/cinegen-default")       # step 12's recipe: every stage here overrides only the lease's part
 CLI = [sys.executable, "-m", "cinegen.cli"]
-# target -> (the shipped file it continues, its noise range)
-TARGETS = {"low": ("dit.safetensors", "t_max=0.8"), "expert": ("dit_high.safetensors", "t_min=0.8")}
+# target -> (the shipped file it continues, its recipe: the noise range, data, holdout and terms)
+TARGETS = {"low": ("dit.safetensors", "02-dit-low.toml"), "expert": ("dit_high.safetensors", "03-dit-expert.toml")}
 PAIRS = "/tmp/pairs.safetensors"
 
 
@@ -57,22 +59,26 @@ def max_minutes(seconds: float) -> list[str]:
 
 
 def vae_cmd(args, seconds: float) -> list[str]:
-    cmd = CLI + ["train", "kind=vae", "out=/tmp/vae", f"init={WEIGHTS / 'vae.safetensors'}",
-                 f"train.steps={steps_for(seconds, args.vae_rate)}", f"train.batch_size={args.vae_batch}",
-                 "train.lr=2e-4", "train.ema_decay=0.995", f"data.num_clips={args.vae_clips}",
-                 f"data.seed={args.vae_seed}", "train.log_every=500", "train.ckpt_every=100000"] + max_minutes(seconds)
-    return cmd + (["decoder_only=true", f"model.decoder_res_blocks={args.decoder_blocks}"] if args.decoder_blocks else [])
+    """The whole VAE (step 12's stage 1), or with --decoder-blocks only its decoder, grown (stage 4)."""
+    recipe = "04-decoder.toml" if args.decoder_blocks else "01-vae.toml"
+    cmd = train(recipe, "out=/tmp/vae", f"init={WEIGHTS / 'vae.safetensors'}",
+                f"train.steps={steps_for(seconds, args.vae_rate)}", f"train.batch_size={args.vae_batch}",
+                f"data.num_clips={args.vae_clips}", f"data.seed={args.vae_seed}") + max_minutes(seconds)
+    return cmd + ([f"model.decoder_res_blocks={args.decoder_blocks}"] if args.decoder_blocks else [])
 
 
 def dit_cmd(args, target: str, vae: Path, steps: int, seconds: float | None = None) -> list[str]:
-    name, t_range = TARGETS[target]
-    cmd = CLI + ["train", "kind=dit", f"vae={vae}", f"out=/tmp/dit_{target}", f"init={WEIGHTS / name}",
-                 "model.preset=shipped", "data.twins=true", f"data.seed={args.seed}", f"data.num_clips={args.clips}",
-                 f"data.buckets={BUCKETS}", f"train.steps={steps}", f"train.batch_size={args.batch}",
-                 f"train.lr={args.lr}", "flow.base_shift=3", "flow.base_tokens=80", f"flow.{t_range}",
-                 "text.name=/tmp/minilm_toy", "train.log_every=250", "train.ckpt_every=100000", holdout_arg()]
-    cmd += [f"terms.object_weight={args.object_weight}"] if args.object_weight and target == "low" else []
+    """A DiT continued from its shipped weights with step 12's recipe (stage 2 or 3) on this lease's clips."""
+    name, recipe = TARGETS[target]
+    cmd = train(recipe, f"vae={vae}", f"out=/tmp/dit_{target}", f"init={WEIGHTS / name}", f"data.seed={args.seed}",
+                f"data.num_clips={args.clips}", f"train.steps={steps}", f"train.batch_size={args.batch}",
+                f"train.lr={args.lr}", "text.name=/tmp/minilm_toy")
+    cmd += [f"terms.object_weight={args.object_weight}"] if target == "low" and args.object_weight is not None else []
     return cmd + (max_minutes(seconds) if seconds else [])
+
+
+def train(recipe: str, *overrides: str) -> list[str]:
+    return CLI + ["train", "--config", str(CONFIGS / recipe), *overrides]
 
 
 def pairs_cmd(args, model: Path) -> list[str]:
@@ -83,15 +89,12 @@ def pairs_cmd(args, model: Path) -> list[str]:
 
 
 def decoder_cmd(args, vae: Path, seconds: float) -> list[str]:
-    """Decoder-only training, half of its steps on the pairs, with the shape loss (the DH recipe at batch 16)."""
-    return CLI + ["train", "kind=vae", "out=/tmp/vdec", f"init={vae}", "decoder_only=true",
-                  f"model.decoder_res_blocks={args.decoder_blocks or 2}", f"dit_latents={PAIRS}", "dit_share=0.5",
-                  "terms.shape_weight=0.1", f"train.steps={steps_for(seconds, args.vae_rate)}", "train.batch_size=16",
-                  "train.lr=2e-4", "train.ema_decay=0.995", f"data.num_clips={args.vae_clips}", "data.seed=13",
-                  "train.log_every=500", "train.ckpt_every=100000", holdout_arg()] + max_minutes(seconds)
-
-
-BUCKETS = json.dumps([[17, 64, 64]] * 4 + [[17, 64, 96]], separators=(",", ":"))   # 80% 64x64, 20% 96x64
+    """Decoder-only training, half of its steps on the pairs, with the shape loss (step 8's recipe, as DH, on
+    step 12's decoder stage at batch 16)."""
+    return train("04-decoder.toml", "out=/tmp/vdec", f"init={vae}",
+                 f"model.decoder_res_blocks={args.decoder_blocks or 2}", f"dit_latents={PAIRS}", "dit_share=0.5",
+                 "terms.shape_weight=0.1", f"train.steps={steps_for(seconds, args.vae_rate)}",
+                 f"data.num_clips={args.vae_clips}", "data.seed=13", holdout_arg()) + max_minutes(seconds)
 
 
 def holdout_arg() -> str:
@@ -160,8 +163,8 @@ def main() -> None:
                     "(on an H200 a step at batch 4 took 26 ms, 84%% of one at 16: keep 16 or more there)")
     ap.add_argument("--decoder-blocks", type=int, default=0, help="train only the VAE's decoder, grown to this many "
                                                                    "residual blocks per stage (0: fine-tune it all)")
-    ap.add_argument("--object-weight", type=float, default=0.0, help="the low DiT's extra loss weight on object "
-                    "cells (cinegen train --object-weight)")
+    ap.add_argument("--object-weight", type=float, default=None, help="the low DiT's extra loss weight on object "
+                    "cells (terms.object_weight; default: the recipe's, 3)")
     ap.add_argument("--decoder-seconds", type=float, default=0.0, help="then a decoder trained on the new DiTs' own "
                     "latents for this long (after their pairs are made)")
     ap.add_argument("--pair-clips", type=int, default=1000, help="rendered clips re-imagined for the decoder stage")
