@@ -41,7 +41,7 @@ demo: $(CORE)
 	@echo "demo video: out/demo.mp4 (frames in out/demo_frames/)"
 
 test: $(DEV) $(SYSDEPS)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests tools
 	$(BIN)/python -m pytest -q
 
 test-slow: $(DEV) $(SYSDEPS)
@@ -59,7 +59,7 @@ bench-gpu: $(DEV)
 	$(BIN)/python -m cinegen.eval.bench_gpu --out docs/BENCHMARKS_GPU.md
 
 lint: $(DEV)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests tools
 
 clean:
 	rm -rf out .pytest_cache

@@ -15,7 +15,7 @@ from cinegen.models.dit import VideoDiT
 from cinegen.models.vae import VideoVAE
 from cinegen.training.checkpoint import save_checkpoint
 
-SCRIPTS = Path(__file__).parent.parent / "scripts"
+TOOLS = Path(__file__).parent.parent / "tools"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -23,9 +23,9 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 @pytest.fixture(scope="session")
 def load_script():
-    """Imports a file of scripts/ (not a package) as a module, for tests of its functions: load_script("name")."""
+    """Imports a file of tools/ (not a package) as a module, for tests of its functions: load_script("name")."""
     def load(name: str):
-        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module

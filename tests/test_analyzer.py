@@ -1,7 +1,6 @@
 import numpy as np
 from scipy import ndimage
 
-from cinegen.data.world import ObjectSpec, SceneSpec, parse_caption, render_scene
 from cinegen.eval.analyzer import (
     ANALYZER_VERSION,
     Track,
@@ -13,6 +12,7 @@ from cinegen.eval.analyzer import (
     motion_ok,
 )
 from cinegen.eval.run import heldout_scenes, seen_scenes
+from cinegen.toyworld.world import ObjectSpec, SceneSpec, parse_caption, render_scene
 
 
 def test_real_toy_world_clips_score_near_100_percent():

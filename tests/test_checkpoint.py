@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from cinegen.config import DiTConfig, VAEConfig, from_dict, override
+from cinegen.config import DiTConfig, TextConfig, VAEConfig, VAELossConfig, from_dict, override
 from cinegen.models.dit import VideoDiT
 from cinegen.models.loading import load_checkpoint, read_meta
 from cinegen.training.checkpoint import optimizer_state, save_checkpoint
@@ -67,8 +67,10 @@ def test_not_a_checkpoint(tmp_path):
 
 
 def test_config_overrides_are_typed():
-    cfg = override(VAEConfig(), ["latent_channels=8", "channels=[32,64,64]", "kl_weight=0.001"])
-    assert cfg.latent_channels == 8 and cfg.channels == (32, 64, 64) and cfg.kl_weight == 0.001
+    cfg = override(VAEConfig(), ["latent_channels=8", "channels=[32,64,64]"])
+    assert cfg.latent_channels == 8 and cfg.channels == (32, 64, 64)
+    assert override(VAELossConfig(), ["kl_weight=1"]).kl_weight == 1.0          # an int where a float goes
+    assert override(TextConfig(), ["name=2026"]).name == "2026"                 # a str field keeps the text
     with pytest.raises(ValueError, match="expected int"):
         override(VAEConfig(), ["latent_channels=abc"])
     with pytest.raises(ValueError, match="bad override"):

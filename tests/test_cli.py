@@ -132,8 +132,8 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def clip_file(tmp_path_factory):
-    from cinegen.data.world import parse_caption, render_scene
     from cinegen.io.video import write_mp4
+    from cinegen.toyworld.world import parse_caption, render_scene
     path = tmp_path_factory.mktemp("clips") / "clip.mp4"
     write_mp4(render_scene(parse_caption("a large red ball moves right on a black background"), 32, 32, 9).video, path)
     return path

@@ -8,15 +8,20 @@ import numpy as np
 import pytest
 import torch
 
-from cinegen.config import DataConfig, SampleConfig, TrainConfig
-from cinegen.data.clips import render_pool
+from cinegen.config import SampleConfig, TrainConfig, VAELossConfig
 from cinegen.io.video import video_to_tensor
 from cinegen.models.loading import load_checkpoint, load_vae
+from cinegen.toyworld.source import ToyWorld, ToyWorldConfig, ToyWorldTerms
 from cinegen.training.dit_latents import LatentPairs, load_pairs, make_pairs, sample_pair_batch, save_pairs
+from cinegen.training.recipe import VAEStage
 from cinegen.training.train_vae import train_vae
 from tests.test_train import _cli
 
-DATA = DataConfig(num_clips=3, buckets=((5, 32, 32),), holdout=("purple triangle",), seed=3)
+DATA = ToyWorldConfig(num_clips=3, buckets=((5, 32, 32),), holdout=("purple triangle",), seed=3)
+
+
+def render_pool(cfg: ToyWorldConfig, **kw):
+    return ToyWorld(cfg).clips("train", **kw)
 
 
 def test_generate_batch_takes_one_source_per_prompt(tiny_pipe):
@@ -35,7 +40,9 @@ def test_generate_batch_takes_one_source_per_prompt(tiny_pipe):
 
 def test_make_pairs_keeps_each_clip_beside_its_own_sdedit(tiny_pipe, tmp_path):
     clips = render_pool(DATA, quiet=True)
-    pairs = make_pairs(tiny_pipe, clips, strengths=(0.3, 0.7), steps=6, batch=2, seed=10, quiet=True)
+    world = ToyWorld(DATA)
+    pairs = make_pairs(tiny_pipe, clips, strengths=(0.3, 0.7), steps=6, batch=2, seed=10, quiet=True,
+                       extras=world.pair_extras(clips))
     assert pairs.strength.tolist() == pytest.approx([0.3, 0.3, 0.7])
     assert torch.equal(pairs.videos[2], torch.from_numpy(clips[2].video))
     source = tiny_pipe.encode_video(clips[2].video)
@@ -47,10 +54,10 @@ def test_make_pairs_keeps_each_clip_beside_its_own_sdedit(tiny_pipe, tmp_path):
     save_pairs(pairs, tmp_path / "p.safetensors")
     back = load_pairs(tmp_path / "p.safetensors", latent_channels=4)
     assert torch.equal(back.videos, pairs.videos) and torch.equal(back.latents, pairs.latents)
-    assert back.meta == pairs.meta
-    latents, video, tracks, shapes = sample_pair_batch(back, np.random.default_rng(0), 5)
+    assert back.meta == pairs.meta and torch.equal(back.extras["tracks"], pairs.extras["tracks"])
+    latents, video, extras = sample_pair_batch(back, np.random.default_rng(0), 5)
     assert latents.shape == (5, *pairs.latents.shape[1:]) and video.shape == (5, 3, 5, 32, 32)
-    assert tracks.shape == (5, 3, 5, 3) and shapes.shape == (5, 3)
+    assert extras["tracks"].shape == (5, 3, 5, 3) and extras["shapes"].shape == (5, 3)
     assert -1.0 <= float(video.min()) and float(video.max()) <= 1.0
     with pytest.raises(ValueError, match="4-channel latents, the decoder takes 16"):
         load_pairs(tmp_path / "p.safetensors", latent_channels=16)
@@ -74,15 +81,15 @@ def test_decoder_learns_the_pairs_and_keeps_the_encoder(tiny_pipe, tiny_model_di
     vae_file = tiny_model_dir / "vae.safetensors"
 
     def pair_mse(vae):
-        latents, video, _, _ = sample_pair_batch(pairs, np.random.default_rng(0), 4)
+        latents, video, _ = sample_pair_batch(pairs, np.random.default_rng(0), 4)
         with torch.no_grad():
             assert torch.equal(vae(video, latents)[0], vae.decode(latents))       # the training pass decodes them
             return float((vae.decode(latents) - video).pow(2).mean())
 
     train = TrainConfig(steps=40, batch_size=4, lr=3e-3, warmup=1, ema_decay=0.0, log_every=100, ckpt_every=100)
-    out = train_vae(load_vae(vae_file).cfg, train, dataclasses.replace(DATA, num_clips=4), tmp_path / "dec",
-                    crop=32, eval_clips=1, init=vae_file, decoder_only=True, dit_latents=tmp_path / "p.safetensors",
-                    dit_share=1.0)
+    stage = VAEStage(out=str(tmp_path / "dec"), init=str(vae_file), decoder_only=True,
+                     dit_latents=str(tmp_path / "p.safetensors"), dit_share=1.0, crop=32, eval_clips=1)
+    out = train_vae(stage, load_vae(vae_file).cfg, VAELossConfig(), train, ToyWorld(dataclasses.replace(DATA, num_clips=4)))
     before, after = load_vae(vae_file), load_vae(out)
     assert pair_mse(after) < 0.8 * pair_mse(before)
     b, a = load_checkpoint(vae_file)["model"], load_checkpoint(out)["model"]
@@ -91,40 +98,44 @@ def test_decoder_learns_the_pairs_and_keeps_the_encoder(tiny_pipe, tiny_model_di
 
 def test_dit_latents_cli_and_refusals(tiny_model_dir, tmp_path):
     pairs = tmp_path / "p.safetensors"
-    r = _cli("dit-latents", "--model", str(tiny_model_dir), "--out", str(pairs), "--num-clips", "2", "--bucket",
-             "5x32x32", "--steps", "4", "--strength", "0.5")
+    r = _cli("dit-latents", "--model", str(tiny_model_dir), "--out", str(pairs), "data.num_clips=2",
+             "data.buckets=[[5,32,32]]", "--steps", "4", "--strength", "0.5")
     assert r.returncode == 0, r.stderr
     assert len(load_pairs(pairs)) == 2 and load_pairs(pairs).meta["data"]["buckets"] == [[5, 32, 32]]
+    assert load_pairs(pairs).extras["tracks"].shape == (2, 3, 5, 3)
     vae = str(tiny_model_dir / "vae.safetensors")
-    common = ("--steps", "2", "--num-clips", "2", "--bucket", "5x32x32", "--crop", "32")
-    r = _cli("train-vae", "--out", str(tmp_path / "dec"), "--init", vae, "--decoder-only", "--dit-latents", str(pairs), *common)
+    common = ("train.steps=2", "train.batch_size=4", "data.num_clips=2", "data.buckets=[[5,32,32]]", "crop=32",
+              "eval_clips=1")
+    r = _cli("train-vae", f"out={tmp_path / 'dec'}", f"init={vae}", "decoder_only=true", f"dit_latents={pairs}", *common)
     assert r.returncode == 0, r.stderr
-    r = _cli("train-vae", "--out", str(tmp_path / "x"), "--preset", "tiny", "--dit-latents", str(pairs), *common)
-    assert r.returncode == 2 and "--dit-latents needs --decoder-only" in r.stderr and "Traceback" not in r.stderr
-    r = _cli("train-vae", "--out", str(tmp_path / "x"), "--init", vae, "--decoder-only", "--dit-latents",
-             str(tmp_path / "missing.safetensors"), *common)
-    assert r.returncode == 2 and "--dit-latents file not found" in r.stderr
+    r = _cli("train-vae", f"out={tmp_path / 'x'}", "model.preset=tiny", f"dit_latents={pairs}", *common)
+    assert r.returncode == 2 and "dit_latents needs decoder_only" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("train-vae", f"out={tmp_path / 'x'}", f"init={vae}", "decoder_only=true",
+             f"dit_latents={tmp_path / 'missing.safetensors'}", *common)
+    assert r.returncode == 2 and "dit_latents file not found" in r.stderr
     # pairs made in another autoencoder's latent space (the trained file measured its own latent statistics)
     other = tmp_path / "other"
-    assert _cli("train-vae", "--out", str(other), "--preset", "tiny", "--steps", "1", *common).returncode == 0
-    r = _cli("train-vae", "--out", str(tmp_path / "y"), "--init", str(other / "vae.safetensors"), "--decoder-only",
-             "--dit-latents", str(pairs), *common)
+    assert _cli("train-vae", f"out={other}", "model.preset=tiny", *common).returncode == 0
+    r = _cli("train-vae", f"out={tmp_path / 'y'}", f"init={other / 'vae.safetensors'}", "decoder_only=true",
+             f"dit_latents={pairs}", *common)
     assert r.returncode == 2 and "another autoencoder's latent space" in r.stderr and "Traceback" not in r.stderr
-    r = _cli("train-vae", "--out", str(tmp_path / "x"), "--init", vae, "--decoder-only", "--dit-latents", str(pairs),
-             "--dit-share", "0", *common)
-    assert r.returncode == 2 and "--dit-share must be in (0, 1], got 0.0" in r.stderr
-    r = _cli("dit-latents", "--model", str(tiny_model_dir), "--out", str(tmp_path / "z.safetensors"), "--num-clips", "1",
-             "--bucket", "5x32x32", "--strength", "1.5")
+    r = _cli("train-vae", f"out={tmp_path / 'x'}", f"init={vae}", "decoder_only=true", f"dit_latents={pairs}",
+             "dit_share=0", *common)
+    assert r.returncode == 2 and "dit_share must be in (0, 1], got 0.0" in r.stderr
+    r = _cli("dit-latents", "--model", str(tiny_model_dir), "--out", str(tmp_path / "z.safetensors"), "data.num_clips=1",
+             "data.buckets=[[5,32,32]]", "--strength", "1.5")
     assert r.returncode == 2 and "strengths must be in (0, 1)" in r.stderr
-    r = _cli("dit-latents", "--model", str(tiny_model_dir), "--out", str(tmp_path / "z.safetensors"), "--num-clips", "1",
-             "--bucket", "5x32x32", "--text-encoder", str(tmp_path / "no_encoder_here"))
+    r = _cli("dit-latents", "--model", str(tiny_model_dir), "--out", str(tmp_path / "z.safetensors"), "num_clips=1")
+    assert r.returncode == 2 and "expected data.KEY=VALUE" in r.stderr
+    r = _cli("dit-latents", "--model", str(tiny_model_dir), "--out", str(tmp_path / "z.safetensors"), "data.num_clips=1",
+             "data.buckets=[[5,32,32]]", "--text-encoder", str(tmp_path / "no_encoder_here"))
     assert r.returncode == 2 and "no_encoder_here" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_object_crops_centre_on_each_object():
     """A crop is centred on its object: a filled ball's colour fills the crop's middle, whatever its size."""
-    from cinegen.data.world import COLOURS, ObjectSpec, SceneSpec, render_scene
-    from cinegen.training.shape_loss import CROP, clip_tracks, object_crops
+    from cinegen.toyworld.shapes import CROP, clip_tracks, object_crops
+    from cinegen.toyworld.world import COLOURS, ObjectSpec, SceneSpec, render_scene
     scene = SceneSpec(objects=(ObjectSpec("red", "ball", "large", "moves right"),
                                ObjectSpec("blue", "box", "small", "stays still")), background="black")
     clip = render_scene(scene, 64, 64, 5)
@@ -139,28 +150,27 @@ def test_object_crops_centre_on_each_object():
 
 
 def test_shape_reader_learns_rendered_shapes_and_the_loss_trains_a_decoder(tiny_pipe, tiny_model_dir, tmp_path):
-    from cinegen.training.shape_loss import train_shape_reader
-    clips = render_pool(DataConfig(num_clips=120, buckets=((5, 32, 32),), seed=2), quiet=True, workers=1)
-    reader, accuracy = train_shape_reader(clips, steps=300, quiet=True)
+    from cinegen.toyworld.shapes import train_shape_reader
+    world = ToyWorld(ToyWorldConfig(num_clips=120, buckets=((5, 32, 32),), seed=2))
+    samples = world.clips(quiet=True, workers=1)
+    reader, accuracy = train_shape_reader([s.extras["clip"] for s in samples], steps=300, quiet=True)
     assert accuracy > 0.5                                          # four shapes: chance is about 0.25
     assert not any(p.requires_grad for p in reader.parameters())
-    pairs = make_pairs(tiny_pipe, clips[:4], strengths=(0.5,), steps=4, quiet=True)
-    assert pairs.shapes is not None and pairs.tracks.shape == (4, 3, 5, 3)
+    pairs = make_pairs(tiny_pipe, samples[:4], strengths=(0.5,), steps=4, quiet=True,
+                       extras=world.pair_extras(samples[:4]))
     save_pairs(pairs, tmp_path / "p.safetensors")
-    assert torch.equal(load_pairs(tmp_path / "p.safetensors").tracks, pairs.tracks)
     vae = str(tiny_model_dir / "vae.safetensors")
-    args = ("--init", vae, "--decoder-only", "--dit-latents", str(tmp_path / "p.safetensors"), "--dit-share", "1",
-            "--set", "shape_weight=0.1", "--set", "shape_reader_steps=20", "--num-clips", "12", "--bucket", "5x32x32",
-            "--crop", "32", "--log-every", "1")
-    r = _cli("train-vae", "--out", str(tmp_path / "dec"), "--steps", "2", *args)
+    args = (f"init={vae}", "decoder_only=true", f"dit_latents={tmp_path / 'p.safetensors'}", "dit_share=1",
+            "terms.shape_weight=0.1", "terms.shape_reader_steps=20", "data.num_clips=12", "data.buckets=[[5,32,32]]",
+            "crop=32", "eval_clips=1", "train.batch_size=4", "train.log_every=1")
+    r = _cli("train-vae", f"out={tmp_path / 'dec'}", "train.steps=2", *args)
     assert r.returncode == 0, r.stderr
     assert "shape reader:" in r.stderr and " shape " in r.stderr and (tmp_path / "dec" / "shape_reader.safetensors").exists()
-    r = _cli("train-vae", "--out", str(tmp_path / "dec"), "--steps", "3", *args)     # resumes with the same reader
+    r = _cli("train-vae", f"out={tmp_path / 'dec'}", "train.steps=3", *args)     # resumes with the same reader
     assert r.returncode == 0 and "resumed" in r.stderr and "shape reader:" not in r.stderr
-    assert load_checkpoint(tmp_path / "dec" / "vae.safetensors")["config"]["shape_weight"] == 0.1
-    r = _cli("train-vae", "--out", str(tmp_path / "x"), "--init", vae, "--decoder-only", "--set", "shape_weight=0.1",
-             "--steps", "1", "--num-clips", "2", "--bucket", "5x32x32", "--crop", "32")
-    assert r.returncode == 2 and "shape_weight needs --dit-latents" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("train-vae", f"out={tmp_path / 'x'}", f"init={vae}", "decoder_only=true", "terms.shape_weight=0.1",
+             "train.steps=1", "data.num_clips=2", "data.buckets=[[5,32,32]]", "crop=32")
+    assert r.returncode == 2 and "shape_weight needs dit_latents" in r.stderr and "Traceback" not in r.stderr
 
 
 def _reader_worker(rank, world, init_file, out_dir):
@@ -168,18 +178,18 @@ def _reader_worker(rank, world, init_file, out_dir):
 
     from safetensors.torch import save_file
 
-    from cinegen.config import VAEConfig
+    from cinegen.data.sources import TermContext
+    from cinegen.toyworld.losses import shape_term
     from cinegen.training.common import DistInfo
-    from cinegen.training.train_vae import _shape_reader
     from tests import gloo
     gloo.join(rank, world, init_file)
     torch.manual_seed(rank)                    # each rank starts from other weights, as torchrun ranks would
-    pool = render_pool(DataConfig(num_clips=12, buckets=((5, 32, 32),), seed=2), seed_offset=rank, quiet=True,
-                       workers=1)              # each rank renders its own pool, as train-vae does
-    pairs = types.SimpleNamespace(tracks=torch.zeros(1), videos=torch.zeros(1, 5, 32, 32, 3))
-    cfg = VAEConfig(shape_weight=0.1, shape_reader_steps=5)
-    reader = _shape_reader(cfg, pairs, pool, Path(out_dir), DistInfo(rank, world), torch.device("cpu"))
-    save_file(reader.state_dict(), f"{out_dir}/rank{rank}.safetensors")
+    pool = ToyWorld(ToyWorldConfig(num_clips=12, buckets=((5, 32, 32),), seed=2)).clips(shard=rank, quiet=True,
+                                                                                        workers=1)
+    pairs = types.SimpleNamespace(extras={"tracks": torch.zeros(1)}, videos=torch.zeros(1, 5, 32, 32, 3))
+    ctx = TermContext(Path(out_dir), torch.device("cpu"), DistInfo(rank, world), pool, pairs)
+    term = shape_term(ToyWorldTerms(shape_weight=0.1, shape_reader_steps=5), ctx)
+    save_file(term.reader.state_dict(), f"{out_dir}/rank{rank}.safetensors")
     gloo.leave()
 
 

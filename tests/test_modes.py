@@ -12,7 +12,7 @@ PROMPT = "a large red ball moves right on a black background"
 
 @pytest.fixture(scope="module")
 def clip():
-    from cinegen.data.world import parse_caption, render_scene
+    from cinegen.toyworld.world import parse_caption, render_scene
     return render_scene(parse_caption(PROMPT), 32, 32, 9).video
 
 

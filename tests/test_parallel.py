@@ -10,14 +10,12 @@ from cinegen.models.dit import VideoDiT
 from cinegen.training.train_dit import training_loss
 from tests import gloo
 from tests.conftest import perturb
-from tests.test_train import _toy_cache
+from tests.test_train import _batch, _toy_cache
 
 
 def _step(model, rank_slice, gen_seed, opt):
-    cache = _toy_cache()
-    x0 = cache.buckets[(9, 16, 16)].latents[rank_slice]
-    caps = torch.arange(1, 5)[rank_slice]
-    loss, _, _ = training_loss(model, cache, x0, caps, FlowConfig(), 0.0, torch.Generator().manual_seed(gen_seed))
+    loss, _, _ = training_loss(model, _batch(_toy_cache(), rank_slice), FlowConfig(),
+                               gen=torch.Generator().manual_seed(gen_seed))
     return loss
 
 

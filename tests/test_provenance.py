@@ -11,7 +11,7 @@ from cinegen.io.video import read_video, write_mp4
 
 @pytest.fixture(scope="module")
 def clip():
-    from cinegen.data.world import parse_caption, render_scene
+    from cinegen.toyworld.world import parse_caption, render_scene
     return render_scene(parse_caption("a large red ball bounces on a sky background"), 256, 256, 5).video
 
 

@@ -6,10 +6,12 @@ import numpy as np
 import torch
 
 from cinegen.config import VAE_PRESETS
-from cinegen.data.world import ObjectSpec, SceneSpec, render_scene
-from cinegen.eval.reconstruction import clip_psnrs, psnr, summarise
+from cinegen.eval.reconstruction import summarise
 from cinegen.models.vae import VideoVAE
+from cinegen.toyworld.source import sample_of
+from cinegen.toyworld.world import ObjectSpec, SceneSpec, render_scene
 from cinegen.training.checkpoint import save_checkpoint
+from cinegen.training.metrics import clip_psnrs, psnr
 from tests.test_train import _cli
 
 
@@ -19,7 +21,8 @@ def test_psnr_of_a_known_error():
 
 
 def test_summary_by_background_and_pairing():
-    clips = [render_scene(SceneSpec(objects=(ObjectSpec("red", "ball", "large", "stays still"),), background=bg), 32, 32, 1)
+    clips = [sample_of(render_scene(SceneSpec(objects=(ObjectSpec("red", "ball", "large", "stays still"),),
+                                              background=bg), 32, 32, 1), np.random.default_rng(0))
              for bg in ("black", "black", "gray")]
     row = summarise(clips, [20.0, 22.0, 30.0], reference=[20.0, 21.0, 29.0])
     assert row["psnr"] == 24.0 and row["by_background"] == {"black": {"psnr": 21.0, "clips": 2},

@@ -47,9 +47,9 @@ def test_shipped_model_adherence_regression(pipe, tmp_path):
 @pytest.mark.slow
 def test_shipped_autoencoder_keeps_objects(pipe):
     """Real toy-world clips through the shipped VAE: PSNR and analyzer score stay near MODEL_CARD.md's numbers."""
-    from cinegen.data.world import render_scene
     from cinegen.eval.analyzer import analyze
     from cinegen.eval.run import seen_scenes, summarise
+    from cinegen.toyworld.world import render_scene
     reports, psnrs = [], []
     for i, scene in enumerate(seen_scenes(12, tuple(pipe.dit.extra["holdout"]))):
         real = render_scene(scene, 64, 64, 17, 8, seed=i).video                       # (T, H, W, 3) uint8

@@ -12,11 +12,11 @@ import torch
 from cinegen.config import FlowConfig, TrainConfig
 from cinegen.data.latent_cache import LatentBucket, LatentCache, load_latent_cache
 from cinegen.models.dit import VideoDiT
-from cinegen.models.loading import load_checkpoint, load_vae
+from cinegen.models.loading import load_checkpoint
 from cinegen.training import common
-from cinegen.training.train_dit import sample_batch, training_loss
+from cinegen.training.train_dit import Batch, sample_batch, training_loss
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "250"}   # rich: one error, one line
 
 
 def _toy_cache(n=4, c=4):
@@ -27,16 +27,22 @@ def _toy_cache(n=4, c=4):
                        [""] + [f"caption {i}" for i in range(n)])
 
 
+def _batch(cache: LatentCache, rows=slice(None)) -> Batch:
+    """The toy cache's clips `rows` with their own captions and no conditioning frames."""
+    x0 = cache.buckets[(9, 16, 16)].latents[rows]
+    text, mask = cache.text(torch.arange(1, 5)[rows])
+    return Batch(x0, text, mask, torch.zeros(x0.shape[0], 1, *x0.shape[2:]))
+
+
 def test_dit_overfits_one_batch(tiny_dit_cfg):
     torch.manual_seed(0)
     model = VideoDiT(tiny_dit_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    cache = _toy_cache()
-    x0, caps = cache.buckets[(9, 16, 16)].latents, torch.arange(1, 5)
+    batch = _batch(_toy_cache())
     losses = []
     for step in range(150):
         gen = torch.Generator().manual_seed(step % 4)       # four fixed (t, noise) draws: a memorisable batch
-        loss, _, _ = training_loss(model, cache, x0, caps, FlowConfig(), 0.0, gen)
+        loss, _, _ = training_loss(model, batch, FlowConfig(), gen=gen)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -44,12 +50,16 @@ def test_dit_overfits_one_batch(tiny_dit_cfg):
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
 
 
-def test_batches_come_from_one_bucket_with_text_dropout():
+def test_batches_come_from_one_bucket_with_text_dropout_and_conditioning():
     cache = _toy_cache()
     rng = np.random.default_rng(0)
-    x0, caps = sample_batch(cache, rng, 64, text_dropout=0.5)[:2]
-    assert x0.shape[0] == 64 and x0.shape[2] in (1, 3)
-    assert 10 < int((caps == 0).sum()) < 54                 # about half the prompts dropped for CFG
+    batch = sample_batch(cache, rng, TrainConfig(batch_size=64, text_dropout=0.5, cond_prob=0.5))
+    assert batch.x0.shape[0] == 64 and batch.x0.shape[2] in (1, 3)
+    dropped = int((batch.text_mask.sum(1) == cache.text_len[0]).sum())     # the empty prompt's length
+    assert 10 < dropped < 54                                                # about half the prompts dropped for CFG
+    assert batch.given.shape == (64, 1, *batch.x0.shape[2:]) and torch.equal(batch.loss_mask, 1 - batch.given)
+    plain = sample_batch(cache, np.random.default_rng(0), TrainConfig(batch_size=8, cond_prob=1.0), conditioning=False)
+    assert not plain.given.any()                           # a DiT without conditioning input is never given frames
 
 
 def _cli(*args, torchrun=False):
@@ -58,20 +68,25 @@ def _cli(*args, torchrun=False):
     return subprocess.run(cmd + list(args), capture_output=True, text=True, env=ENV, timeout=600)
 
 
+TINY_VAE = ("model.preset=tiny", "train.batch_size=4", "train.ema_decay=0.995", "loss.kl_weight=1e-6")
+
+
 def test_train_vae_then_resume(tmp_path):
     out = tmp_path / "vae"
-    r = _cli("train-vae", "--out", str(out), "--preset", "tiny", "--steps", "4", "--num-clips", "4", "--ckpt-every", "2")
+    r = _cli("train-vae", f"out={out}", *TINY_VAE, "train.steps=4", "data.num_clips=4", "train.ckpt_every=2")
     assert r.returncode == 0, r.stderr
     assert load_checkpoint(out / "last.safetensors")["step"] == 4
     final = load_checkpoint(out / "vae.safetensors")
     assert len(final["config"]["latent_std"]) == 4 and final["extra"]["psnr_heldout"] > 0
-    r = _cli("train-vae", "--out", str(out), "--preset", "tiny", "--steps", "6", "--num-clips", "4")
+    assert final["extra"]["loss"] == {"kl_weight": 1e-6, "edge_weight": 1.0}     # the run's loss, beside the model
+    r = _cli("train-vae", f"out={out}", *TINY_VAE, "train.steps=6", "data.num_clips=4")
     assert r.returncode == 0 and "resumed" in r.stderr
     assert load_checkpoint(out / "last.safetensors")["step"] == 6
     # decoder-only fine-tuning keeps the encoder (the latent space a DiT was trained on) bit for bit
-    # (another --seed renders other clips: re-measured latent statistics would differ; the loss weight is this run's)
-    r = _cli("train-vae", "--out", str(tmp_path / "dec"), "--init", str(out / "vae.safetensors"), "--decoder-only",
-             "--steps", "3", "--num-clips", "4", "--lr", "1e-2", "--seed", "5", "--set", "edge_weight=3")
+    # (another seed renders other clips: re-measured latent statistics would differ; the loss weight is this run's)
+    r = _cli("train", "kind=vae", f"out={tmp_path / 'dec'}", f"init={out / 'vae.safetensors'}", "decoder_only=true",
+             "train.steps=3", "train.batch_size=4", "data.num_clips=4", "train.lr=1e-2", "data.seed=5",
+             "loss.edge_weight=3")
     assert r.returncode == 0, r.stderr
     before, after = load_checkpoint(out / "vae.safetensors")["model"], load_checkpoint(tmp_path / "dec" / "vae.safetensors")["model"]
     enc = [k for k in before if k.startswith("encoder.")]
@@ -80,54 +95,36 @@ def test_train_vae_then_resume(tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in dec)
     assert load_checkpoint(tmp_path / "dec" / "vae.safetensors")["config"]["latent_mean"] == \
         load_checkpoint(out / "vae.safetensors")["config"]["latent_mean"]
-    # the periodic checkpoint records the --init file's architecture too, not the preset's; the loss weight is ours
-    dec_cfg = load_checkpoint(tmp_path / "dec" / "last.safetensors")["config"]
-    init_cfg = load_checkpoint(out / "vae.safetensors")["config"]
-    assert dec_cfg["edge_weight"] == 3 and init_cfg["edge_weight"] == 1
-    assert {**dec_cfg, "edge_weight": 1} == init_cfg
-    # a refinement stage grown onto the kept encoder: recorded in the file's config, loadable, encoder untouched
-    r = _cli("train-vae", "--out", str(tmp_path / "ref"), "--init", str(out / "vae.safetensors"), "--decoder-only",
-             "--steps", "2", "--num-clips", "4", "--set", "refine_channels=4")
-    assert r.returncode == 0, r.stderr
-    grown = load_checkpoint(tmp_path / "ref" / "vae.safetensors")
-    assert grown["config"]["refine_channels"] == 4 and any(k.startswith("decoder.refine.") for k in grown["model"])
-    assert all(torch.equal(before[k], grown["model"][k]) for k in enc)
-    assert load_vae(tmp_path / "ref" / "vae.safetensors").cfg.refine_channels == 4
-    # an adversarial loss: the critic is checkpointed beside the autoencoder and resumes with it
-    gan = tmp_path / "gan"
-    for steps in ("2", "3"):
-        r = _cli("train-vae", "--out", str(gan), "--init", str(out / "vae.safetensors"), "--decoder-only",
-                 "--steps", steps, "--num-clips", "4", "--set", "adv_weight=0.1", "--log-every", "1")
-        assert r.returncode == 0, r.stderr
-        assert load_checkpoint(gan / "critic.safetensors")["step"] == int(steps)
-    assert "resumed" in r.stderr and "critic" in r.stderr
-    assert load_checkpoint(gan / "vae.safetensors")["config"]["adv_weight"] == 0.1
-    r = _cli("train-vae", "--out", str(tmp_path / "x"), "--decoder-only", "--steps", "1")
-    assert r.returncode == 2 and "--init" in r.stderr
+    # the periodic checkpoint records the init file's architecture, not the preset's
+    assert load_checkpoint(tmp_path / "dec" / "last.safetensors")["config"] == load_checkpoint(out / "vae.safetensors")["config"]
+    assert load_checkpoint(tmp_path / "dec" / "vae.safetensors")["extra"]["loss"]["edge_weight"] == 3
+    r = _cli("train-vae", f"out={tmp_path / 'x'}", "decoder_only=true", "train.steps=1")
+    assert r.returncode == 2 and "decoder_only needs init" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_resuming_another_architecture_is_a_clear_error_and_keeps_the_checkpoint(tmp_path):
     out = tmp_path / "vae"
-    assert _cli("train-vae", "--out", str(out), "--preset", "tiny", "--steps", "1", "--num-clips", "2").returncode == 0
+    small = (*TINY_VAE, "train.steps=1", "data.num_clips=2", "eval_clips=1")
+    assert _cli("train-vae", f"out={out}", *small).returncode == 0
     before = (out / "last.safetensors").read_bytes()
-    r = _cli("train-vae", "--out", str(out), "--preset", "tiny", "--steps", "2", "--num-clips", "2", "--set", "res_blocks=2")
+    r = _cli("train-vae", f"out={out}", *small, "train.steps=2", "model.res_blocks=2")
     assert r.returncode == 2 and "checkpoint of another architecture" in r.stderr and "Traceback" not in r.stderr
     assert (out / "last.safetensors").read_bytes() == before
 
 
 def test_train_vae_time_limit_stops_early_and_still_finalises(tmp_path):
-    """--max-minutes: a lease-bound run ends before its step count and still writes a usable model file."""
+    """train.max_minutes: a lease-bound run ends before its step count and still writes a usable model file."""
     out = tmp_path / "vae"
-    r = _cli("train-vae", "--out", str(out), "--preset", "tiny", "--steps", "1000", "--num-clips", "4",
-             "--max-minutes", "0.00001")
+    r = _cli("train-vae", f"out={out}", *TINY_VAE, "train.steps=1000", "data.num_clips=4", "eval_clips=2",
+             "train.max_minutes=0.00001")
     assert r.returncode == 0, r.stderr
     assert "time limit" in r.stderr
     stopped = load_checkpoint(out / "last.safetensors")["step"]
     assert stopped < 1000
     final = load_checkpoint(out / "vae.safetensors")
     assert final["step"] == stopped and final["extra"]["psnr_heldout"] > 0
-    r = _cli("train-vae", "--out", str(tmp_path / "bad"), "--max-minutes", "-1")
-    assert r.returncode == 2 and "--max-minutes must be >= 0, got -1" in r.stderr
+    r = _cli("train-vae", f"out={tmp_path / 'bad'}", "train.max_minutes=-1")
+    assert r.returncode == 2 and "max_minutes >= 0" in r.stderr and "-1" in r.stderr
 
 
 def test_a_time_limited_run_decays_its_rate_by_whichever_of_steps_or_time_is_further_along():
@@ -165,64 +162,65 @@ def test_precision_auto_follows_the_chip_and_sampling_stays_fp32_on_cpu(monkeypa
 
 
 def test_train_vae_in_bf16_and_a_bad_precision_is_named(tmp_path):
-    r = _cli("train-vae", "--out", str(tmp_path / "v"), "--preset", "tiny", "--steps", "2", "--num-clips", "2",
-             "--precision", "bf16", "--log-every", "1")
+    r = _cli("train-vae", f"out={tmp_path / 'v'}", *TINY_VAE, "train.steps=2", "data.num_clips=2", "eval_clips=1",
+             "train.precision=bf16", "train.log_every=1")
     assert r.returncode == 0, r.stderr
     assert "bf16 autocast (--precision bf16)" in " ".join(r.stderr.split())       # rich wraps log lines
     assert np.isfinite(load_checkpoint(tmp_path / "v" / "vae.safetensors")["extra"]["psnr_heldout"])
-    for cmd in ("train-vae", "train"):
-        extra = ["--vae", "x.safetensors"] if cmd == "train" else []
-        r = _cli(cmd, *extra, "--out", str(tmp_path / "bad"), "--precision", "fp16")
-        assert r.returncode == 2 and "'fp16'" in r.stderr and "--precision must be one of" in " ".join(r.stderr.split())
+    for kind in ("vae", "dit"):
+        r = _cli("train", f"kind={kind}", *(["vae=x.safetensors"] if kind == "dit" else []), f"out={tmp_path / 'bad'}",
+                 "train.precision=fp16")
+        assert r.returncode == 2 and "'fp16'" in r.stderr and "train.precision must be one of" in " ".join(r.stderr.split())
         assert "Traceback" not in r.stderr
+
+
+def _tiny_dit(tiny_model_dir, out, *more) -> list[str]:
+    return ["train", "kind=dit", f"vae={tiny_model_dir / 'vae.safetensors'}", f"out={out}", "model.preset=tiny",
+            "train.batch_size=2", *more]
 
 
 def test_train_dit_single_process_and_torchrun_ddp(tmp_path, tiny_model_dir):
     out = tmp_path / "dit"
-    common = ["train", "--vae", str(tiny_model_dir / "vae.safetensors"), "--out", str(out), "--preset", "tiny",
-              "--batch-size", "2", "--num-clips", "6", "--holdout", "purple triangle", "--log-every", "1"]
-    r = _cli(*common, "--steps", "2")
+    common = _tiny_dit(tiny_model_dir, out, "data.num_clips=6", 'data.holdout=["purple triangle"]', "train.log_every=1")
+    r = _cli(*common, "train.steps=2")
     assert r.returncode == 0, r.stderr
     assert "2 steps in" in r.stderr and "ms per step" in r.stderr           # the rate a GPU lease plans with
     cache = load_latent_cache(out / "latents.safetensors")
     assert sum(len(b.latents) for b in cache.buckets.values()) == 6 and cache.captions[0] == ""
-    r = _cli(*common, "--steps", "4", "--precision", "bf16", torchrun=True)     # DDP under CPU bf16 autocast too
+    r = _cli(*common, "train.steps=4", "train.precision=bf16", torchrun=True)     # DDP under CPU bf16 autocast too
     assert r.returncode == 0, r.stderr
     assert "bf16 autocast (--precision bf16)" in " ".join(r.stderr.split())       # rich wraps log lines
     ck = load_checkpoint(out / "dit.safetensors")
     assert ck["step"] == 4 and ck["extra"]["holdout"] == ["purple triangle"]
+    assert ck["extra"]["recipe"]["data"]["holdout"] == ["purple triangle"] and ck["extra"]["recipe"]["kind"] == "dit"
     assert "loss by t-bin" in r.stderr
     # FSDP2 resumes the DDP run's weights (whole, unsharded checkpoint) and writes whole weights back
-    r = _cli(*common, "--steps", "6", "--parallel", "fsdp", torchrun=True)
+    r = _cli(*common, "train.steps=6", "train.parallel=fsdp", torchrun=True)
     assert r.returncode == 0, r.stderr
     assert "resumed" in r.stderr and "optimizer moments restart" in r.stderr
     last = load_checkpoint(out / "last.safetensors")
     assert last["step"] == 6 and last["model"].keys() == ck["model"].keys()
     assert not torch.equal(last["model"]["blocks.0.attn.qkv.weight"], ck["model"]["blocks.0.attn.qkv.weight"])
-    # --max-minutes: a lease-bound run stops long before its step count and still writes the final DiT file
-    r = _cli(*common, "--steps", "1000", "--max-minutes", "0.00001")
+    # max_minutes: a lease-bound run stops long before its step count and still writes the final DiT file
+    r = _cli(*common, "train.steps=1000", "train.max_minutes=0.00001")
     assert r.returncode == 0, r.stderr
     assert "time limit" in r.stderr and load_checkpoint(out / "dit.safetensors")["step"] < 1000
-    r = _cli(*common, "--steps", "1000", "--max-minutes", "-2")
-    assert r.returncode == 2 and "--max-minutes must be >= 0, got -2" in r.stderr
 
 
 def test_train_flow_overrides_are_saved_and_kept_on_resume(tmp_path, tiny_model_dir):
-    """--flow sets the training noise schedule, the saved model samples with it, and a resume cannot change it."""
+    """[flow] sets the training noise schedule, the saved model samples with it, and a resume cannot change it."""
     from cinegen.models.loading import load_dit
-    out = tmp_path / "dit"
-    common = ["train", "--vae", str(tiny_model_dir / "vae.safetensors"), "--out", str(out), "--preset", "tiny",
-              "--batch-size", "2", "--num-clips", "2"]
-    r = _cli(*common, "--steps", "1", "--flow", "base_shift=3", "--flow", "base_tokens=80")
+    common = _tiny_dit(tiny_model_dir, tmp_path / "dit", "data.num_clips=2")
+    r = _cli(*common, "train.steps=1", "flow.base_shift=3", "flow.base_tokens=80")
     assert r.returncode == 0, r.stderr
-    flow = load_dit(out / "dit.safetensors")[1]
+    flow = load_dit(tmp_path / "dit" / "dit.safetensors")[1]
     assert flow.base_shift == 3.0 and flow.base_tokens == 80
-    r = _cli(*common, "--steps", "2")                               # resume without the run's --flow
-    assert r.returncode == 2 and "--flow" in r.stderr and "base_shift=3.0" in r.stderr and "Traceback" not in r.stderr
-    r = _cli(*common, "--steps", "2", "--flow", "base_shift=3", "--flow", "base_tokens=80")
+    r = _cli(*common, "train.steps=2")                               # resume without the run's [flow]
+    assert r.returncode == 2 and "[flow]" in r.stderr and "base_shift=3.0" in r.stderr and "Traceback" not in r.stderr
+    r = _cli(*common, "train.steps=2", "flow.base_shift=3", "flow.base_tokens=80")
     assert r.returncode == 0 and "resumed" in r.stderr
-    r = _cli(*common, "--steps", "3", "--flow", "shift=3")
-    assert r.returncode == 2 and "shift=3" in r.stderr and "Traceback" not in r.stderr
+    r = _cli(*common, "train.steps=3", "flow.shift=3")
+    assert r.returncode == 2 and "flow.shift" in r.stderr and "Traceback" not in r.stderr
 
 
 def _ddp_worker(rank, world, init_file, cfg, result_file):
@@ -233,8 +231,8 @@ def _ddp_worker(rank, world, init_file, cfg, result_file):
     torch.manual_seed(0)
     model = DDP(VideoDiT(cfg))
     cache = _toy_cache()
-    x0, caps = cache.buckets[(9, 16, 16)].latents[rank * 2:(rank + 1) * 2], torch.arange(1, 5)[rank * 2:(rank + 1) * 2]
-    loss, _, _ = training_loss(model, cache, x0, caps, FlowConfig(), 0.0, torch.Generator().manual_seed(rank))
+    loss, _, _ = training_loss(model, _batch(cache, slice(rank * 2, (rank + 1) * 2)), FlowConfig(),
+                               gen=torch.Generator().manual_seed(rank))
     loss.backward()
     if rank == 0:
         torch.save({k: p.grad for k, p in model.module.named_parameters()}, result_file)
@@ -253,9 +251,8 @@ def test_ddp_gradients_equal_single_process(tmp_path, tiny_dit_cfg):
     cache = _toy_cache()
     total = 0
     for rank in range(2):       # same per-rank draws of t and noise, averaged like DDP's all-reduce
-        x0 = cache.buckets[(9, 16, 16)].latents[rank * 2:(rank + 1) * 2]
-        loss, _, _ = training_loss(model, cache, x0, torch.arange(1, 5)[rank * 2:(rank + 1) * 2], FlowConfig(), 0.0,
-                                   torch.Generator().manual_seed(rank))
+        loss, _, _ = training_loss(model, _batch(cache, slice(rank * 2, (rank + 1) * 2)), FlowConfig(),
+                                   gen=torch.Generator().manual_seed(rank))
         total = total + loss / 2
     total.backward()
     for name, p in model.named_parameters():
@@ -289,14 +286,13 @@ def test_grow_from_starts_as_the_trained_model_and_trains_the_new_blocks(tiny_di
 
 
 def test_train_cli_grows_an_init_model(tmp_path, tiny_model_dir):
-    common = ["train", "--vae", str(tiny_model_dir / "vae.safetensors"), "--out", str(tmp_path / "dit"), "--preset",
-              "tiny", "--batch-size", "2", "--num-clips", "2", "--steps", "1", "--set", "depth=4"]
-    r = _cli(*common, "--init", str(tmp_path / "missing.safetensors"))
-    assert r.returncode == 2 and "--init file not found" in r.stderr + r.stdout
-    r = _cli(*common, "--init", str(tiny_model_dir / "dit.safetensors"), "--set", "depth=1")   # later --set wins
+    common = _tiny_dit(tiny_model_dir, tmp_path / "dit", "data.num_clips=2", "train.steps=1", "model.depth=4")
+    r = _cli(*common, f"init={tmp_path / 'missing.safetensors'}")
+    assert r.returncode == 2 and "init file not found" in r.stderr + r.stdout
+    r = _cli(*common, f"init={tiny_model_dir / 'dit.safetensors'}", "model.depth=1")   # the later override wins
     assert r.returncode == 2 and "deeper than the run's 1" in r.stderr + r.stdout
     assert not (tmp_path / "dit" / "latents.safetensors").exists()              # refused before any work
-    r = _cli(*common, "--init", str(tiny_model_dir / "dit.safetensors"))
+    r = _cli(*common, f"init={tiny_model_dir / 'dit.safetensors'}")
     assert r.returncode == 0, r.stderr
     assert "depth 2 -> 4" in r.stderr
     assert load_checkpoint(tmp_path / "dit" / "dit.safetensors")["config"]["depth"] == 4
@@ -307,9 +303,8 @@ def test_train_cli_text_layers_travel_with_the_model(tmp_path, tiny_model_dir):
 
     from cinegen.pipeline import TextToVideo
     out = tmp_path / "dit"
-    common = ["train", "--vae", str(tiny_model_dir / "vae.safetensors"), "--out", str(out), "--preset", "tiny",
-              "--batch-size", "2", "--num-clips", "2", "--steps", "1"]
-    r = _cli(*common, "--text-layer", "-1", "--text-layer", "0")
+    common = _tiny_dit(tiny_model_dir, out, "data.num_clips=2", "train.steps=1")
+    r = _cli(*common, "text.layers=[-1,0]")
     assert r.returncode == 0, r.stderr
     cache = load_latent_cache(out / "latents.safetensors")
     n_words = len(cache.captions[1].split())
@@ -317,14 +312,13 @@ def test_train_cli_text_layers_travel_with_the_model(tmp_path, tiny_model_dir):
     shutil.copy(tiny_model_dir / "vae.safetensors", out / "vae.safetensors")
     assert TextToVideo.from_pretrained(out).text_encoder.cfg.layers == (-1, 0)   # generation reads what training did
     # a cache encoded with other layers is refused, not silently trained on
-    r = _cli(*common[:-1], "2", "--text-layer", "-1")
+    r = _cli(*common, "train.steps=2", "text.layers=[-1]")
     assert r.returncode == 2 and "latent cache" in r.stderr + r.stdout and "Traceback" not in r.stderr
 
 
 def test_train_cli_twins_add_word_swapped_clips(tmp_path, tiny_model_dir):
     out = tmp_path / "dit"
-    r = _cli("train", "--vae", str(tiny_model_dir / "vae.safetensors"), "--out", str(out), "--preset", "tiny",
-             "--batch-size", "2", "--num-clips", "4", "--steps", "1", "--twins")
+    r = _cli(*_tiny_dit(tiny_model_dir, out, "data.num_clips=4", "train.steps=1", "data.twins=true"))
     assert r.returncode == 0, r.stderr
     cache = load_latent_cache(out / "latents.safetensors")
     assert sum(len(b.latents) for b in cache.buckets.values()) > 4      # mirrored / reversed twins were encoded

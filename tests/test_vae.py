@@ -96,64 +96,17 @@ def test_edge_weighted_loss_puts_more_weight_on_object_errors(tiny_vae_cfg):
     assert weighted.item() != pytest.approx(plain.item())
 
 
-def test_refine_stage_keeps_the_decoder_causal_and_chunkable(tiny_vae_cfg):
-    import dataclasses
-    torch.manual_seed(0)
-    vae = VideoVAE(dataclasses.replace(tiny_vae_cfg, refine_channels=8)).eval()
-    torch.nn.init.normal_(vae.decoder.refine.net[-1].weight, std=0.1)         # as if trained: not the identity
-    z = torch.randn(1, vae.cfg.latent_channels, 6, 8, 8)
-    whole = vae.decode(z)
-    torch.testing.assert_close(vae.decode(z, chunk_frames=2), whole, rtol=1e-5, atol=1e-5)
-    z2 = z.clone()
-    z2[:, :, 3:] = torch.randn_like(z2[:, :, 3:])
-    assert torch.equal(vae.decode(z2)[:, :, :9], whole[:, :, :9])
-
-
-def test_grown_refine_stage_starts_as_the_identity_then_learns(tiny_vae_cfg):
-    from cinegen.training.train_vae import with_refine
-    torch.manual_seed(0)
-    vae = VideoVAE(tiny_vae_cfg).eval()
-    grown = with_refine(vae, 8).eval()
-    x = torch.rand(1, 3, 9, 16, 16) * 2 - 1
-    assert torch.equal(grown.decode(grown.encode(x)), vae.decode(vae.encode(x)))
-    recon, _, _ = grown.train()(x)
-    recon.pow(2).mean().backward()
-    assert grown.decoder.refine.net[-1].weight.grad.abs().sum() > 0             # the zero-started conv does learn
-    with pytest.raises(ValueError, match="cannot grow"):
-        with_refine(grown, 8)                                                    # already has one: refuse, not overwrite
-
-
-def test_critic_learns_to_tell_sharp_frames_from_blurred_ones():
-    from cinegen.models.discriminator import PatchDiscriminator
-    from cinegen.training.train_vae import critic_step
-    torch.manual_seed(0)
-    sharp = -torch.ones(2, 3, 3, 32, 32)
-    sharp[:, :, :, 8:20, 8:20] = 1.0                                             # a hard-edged square
-    blurred = torch.nn.functional.avg_pool3d(sharp, (1, 5, 5), stride=1, padding=(0, 2, 2))
-    critic = PatchDiscriminator()
-    opt = torch.optim.AdamW(critic.parameters(), lr=1e-3, betas=(0.5, 0.9))
-    losses = [critic_step(critic, opt, sharp, blurred) for _ in range(30)]
-    assert losses[-1] < 0.5 * losses[0]                                          # hinge loss starts near 2
-    with torch.no_grad():
-        assert critic(sharp[:, :, 0]).mean() > critic(blurred[:, :, 0]).mean()
-
-
-def test_adversarial_term_reaches_the_decoder(tiny_vae_cfg):
-    from cinegen.models.discriminator import PatchDiscriminator
-    from cinegen.training.train_vae import vae_loss
-    torch.manual_seed(0)
-    vae, critic = VideoVAE(tiny_vae_cfg), PatchDiscriminator()
-    video = torch.rand(1, 3, 5, 16, 16) * 2 - 1
-    torch.manual_seed(1)
-    plain, parts = vae_loss(vae, video, 0.0, 0.0)
-    assert "adv" not in parts
-    torch.manual_seed(1)
-    loss, parts = vae_loss(vae, video, 0.0, 0.0, critic, 0.5)
-    assert loss.item() == pytest.approx(plain.item() + 0.5 * parts["adv"], rel=1e-5)
-    vae.zero_grad()
-    (loss - plain).backward()           # same posterior sample in both: the reconstruction terms cancel, adv remains
-    assert vae.decoder.conv_out.conv.weight.grad.abs().sum() > 0
-    assert vae.encoder.conv_in.conv.weight.grad.abs().sum() > 0
+def test_files_of_removed_experiments_load_when_the_experiment_was_off_and_are_named_when_on():
+    """The shipped files' configs still carry fields of removed experiments (refine_channels, adv_weight,
+    rope_step): loading drops them at their "off" value and refuses a file that had one switched on."""
+    from cinegen.config import DiTConfig, VAEConfig, from_dict, to_dict
+    old = {**to_dict(VAEConfig()), "refine_channels": 0, "adv_weight": 0.0}
+    assert from_dict(VAEConfig, old) == VAEConfig()
+    with pytest.raises(ValueError, match="refine_channels=32: a refinement stage .* b580f1d"):
+        from_dict(VAEConfig, {**old, "refine_channels": 32})
+    assert from_dict(DiTConfig, {**to_dict(DiTConfig()), "rope_step": [1.0, 1.0, 1.0]}) == DiTConfig()
+    with pytest.raises(ValueError, match="re-patched"):
+        from_dict(DiTConfig, {**to_dict(DiTConfig()), "rope_step": [1.0, 0.5, 0.5]})
 
 
 def test_grown_decoder_starts_as_the_trained_one_and_keeps_the_encoder(tiny_vae_cfg):

@@ -3,7 +3,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from cinegen.data.world import (
+from cinegen.toyworld.world import (
     COLOURS,
     DEFAULT_HOLDOUT,
     GRAVITY,
@@ -121,8 +121,8 @@ def test_random_clip_is_deterministic():
 
 
 def test_word_swapped_twins_show_what_their_captions_say():
-    from cinegen.data.world import mirror_clip, reverse_clip
     from cinegen.eval.analyzer import analyze
+    from cinegen.toyworld.world import mirror_clip, reverse_clip
     right = render_scene(parse_caption("a large red box moves right and a small blue ball moves up on a gray "
                                        "background"), 64, 64, 17, seed=2)
     mirrored, backwards = mirror_clip(right), reverse_clip(right)
@@ -135,7 +135,7 @@ def test_word_swapped_twins_show_what_their_captions_say():
 
 
 def test_twins_respect_the_holdout_and_gravity():
-    from cinegen.data.world import mirror_clip, reverse_clip
+    from cinegen.toyworld.world import mirror_clip, reverse_clip
     clip = render_scene(parse_caption("a large cyan box moves right on a black background"), 64, 64, 9)
     assert mirror_clip(clip, ("cyan box moves left",)) is None and mirror_clip(clip) is not None
     falls = render_scene(parse_caption("a large cyan box falls on a black background"), 64, 64, 9)
@@ -143,20 +143,26 @@ def test_twins_respect_the_holdout_and_gravity():
     assert mirror_clip(falls).caption == "a large cyan box falls on a black background"
 
 
-def test_render_pool_adds_twins_when_asked():
-    from cinegen.config import DataConfig
-    from cinegen.data.clips import render_pool
-    cfg = DataConfig(num_clips=6, buckets=((9, 32, 32),), holdout=("cyan box moves left",))
-    plain, twinned = render_pool(cfg, quiet=True), render_pool(replace(cfg, twins=True), quiet=True)
+def test_the_source_adds_twins_when_asked_and_keeps_its_splits_apart():
+    from cinegen.toyworld.source import ToyWorld, ToyWorldConfig
+    cfg = ToyWorldConfig(num_clips=6, buckets=((9, 32, 32),), holdout=("cyan box moves left",))
+    plain, twinned = ToyWorld(cfg).clips(quiet=True), ToyWorld(replace(cfg, twins=True)).clips(quiet=True)
     assert len(plain) == 6 and 6 < len(twinned) <= 18
-    assert all("cyan box moves left" not in c.caption for c in twinned)
+    assert all("cyan box moves left" not in c for s in twinned for c in s.captions)
+    assert all(len(s.captions) == 3 and s.captions[1] == canonical_caption(s.extras["clip"].scene) for s in plain)
+    heldout, rank1 = ToyWorld(cfg).clips("heldout", quiet=True), ToyWorld(cfg).clips(shard=1, quiet=True)
+    assert {s.caption for s in heldout}.isdisjoint(s.caption for s in plain)      # other clips: other seeds
+    assert [s.caption for s in rank1] != [s.caption for s in plain]
+    with pytest.raises(ValueError, match="multiple of 16"):
+        ToyWorldConfig(buckets=((9, 30, 32),))
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        ToyWorldConfig(holdout=("mauve triangle",))
 
 
 def test_render_pool_in_worker_processes_gives_the_same_clips():
     """Big pools render on every core (a lent GPU machine has 16); the clips and their order must not change."""
-    from cinegen.config import DataConfig
-    from cinegen.data.clips import render_pool
-    cfg = DataConfig(num_clips=12, buckets=((5, 16, 16), (5, 16, 32)), bucket_weights=(1, 1), twins=True)
-    serial, parallel = render_pool(cfg, quiet=True, workers=1), render_pool(cfg, quiet=True, workers=2)
-    assert [c.caption for c in serial] == [c.caption for c in parallel] and len(serial) > 12
+    from cinegen.toyworld.source import ToyWorldConfig, render_pool
+    cfg = ToyWorldConfig(num_clips=12, buckets=((5, 16, 16), (5, 16, 32)), bucket_weights=(1, 1), twins=True)
+    serial, parallel = render_pool(cfg, 12, quiet=True, workers=1), render_pool(cfg, 12, quiet=True, workers=2)
+    assert [c.captions for c in serial] == [c.captions for c in parallel] and len(serial) > 12
     assert all(np.array_equal(a.video, b.video) for a, b in zip(serial, parallel))

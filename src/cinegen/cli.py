@@ -6,12 +6,10 @@ turns any that escapes a command into one red line and exit code 2, so commands 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Optional
 
@@ -57,72 +55,44 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _data_config(num_clips: int, buckets: list[str], fps: float, holdout: list[str], seed: int) -> C.DataConfig:
-    from cinegen.data.world import validate_holdout
-    parsed = []
-    for b in buckets:
-        try:
-            t, h, w = (int(v) for v in b.lower().split("x"))
-        except ValueError:
-            _fail(f"bad bucket {b!r}: expected FRAMESxHEIGHTxWIDTH, e.g. 17x64x64")
-        parsed.append((t, h, w))
-    validate_holdout(tuple(holdout))
-    return C.DataConfig(num_clips=num_clips, buckets=tuple(parsed), bucket_weights=tuple([1.0] * len(parsed)),
-                        fps=fps, holdout=tuple(holdout), seed=seed)
+# --- Training (issue 29): a recipe file per stage (configs/), overrides on the command line ---
+
+OVERRIDES_HELP = ("KEY=VALUE overrides of the recipe: top-level keys (out=runs/x, init=...) or SECTION.KEY "
+                  "(train.steps=100, data.num_clips=40, model.preset=tiny, terms.object_weight=3)")
+CONFIG_HELP = "recipe file: one stage, e.g. configs/cinegen-default/02-dit-low.toml (configs/README.md)"
 
 
-# shared by train-vae and train
-PRECISION_HELP = "auto (bf16 autocast on a CUDA GPU or an AMX CPU, else fp32) | fp32 | bf16"
+@app.command("train")
+def train_cmd(overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
+              config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP)):
+    """Train one stage of a recipe: the autoencoder (kind = "vae") or a diffusion transformer (kind = "dit")."""
+    _train(config, overrides, None)
 
 
 @app.command("train-vae")
-def train_vae_cmd(
-    out: Path = typer.Option(Path("runs/vae"), help="run folder (resumes from out/last.safetensors)"),
-    preset: str = typer.Option("default", help=f"VAE preset: {list(C.VAE_PRESETS)}"),
-    steps: int = typer.Option(3000), batch_size: int = typer.Option(4), lr: float = typer.Option(3e-4),
-    num_clips: int = typer.Option(600), crop: int = typer.Option(64, help="training crop size (fully convolutional)"),
-    bucket: list[str] = typer.Option(["17x64x64"], help="FRAMESxHEIGHTxWIDTH render grid; repeatable"),
-    holdout: list[str] = typer.Option([], help="attribute combinations to exclude, e.g. 'purple triangle'"),
-    ckpt_every: int = typer.Option(200), log_every: int = typer.Option(100), seed: int = typer.Option(0),
-    set_: list[str] = typer.Option([], "--set", help="VAEConfig override key=value"),
-    init: Optional[Path] = typer.Option(None, help="start from this trained VAE file (its config wins)"),
-    decoder_only: bool = typer.Option(False, help="freeze the encoder: sharpen decoding, keep the latent space"),
-    max_minutes: float = typer.Option(0.0, help="stop training after this many minutes and finalise (0 = no limit)"),
-    dit_latents: Optional[Path] = typer.Option(None, help="DiT latents paired with their clips (cinegen dit-latents): "
-                                                          "with --decoder-only, the decoder also learns to draw them"),
-    dit_share: float = typer.Option(0.5, help="share of steps that decode --dit-latents"),
-    precision: str = typer.Option("auto", help=PRECISION_HELP),
-):
-    """Train the causal video autoencoder on toy-world clips."""
-    from cinegen.training.train_vae import train_vae
+def train_vae_cmd(overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
+                  config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP)):
+    """Train the causal video autoencoder: `cinegen train kind=vae`, with the same recipe sections."""
+    _train(config, overrides, "vae")
+
+
+def _train(config: Optional[Path], overrides: Optional[list[str]], kind: Optional[str]) -> None:
+    import sys
+
+    from cinegen.training.recipe import load_recipe
+    from cinegen.training.stages import run_stage
     _setup_logging()
-    try:
-        cfg = C.override(_preset(C.VAE_PRESETS, preset), set_)
-        data = _data_config(num_clips, bucket, 8.0, holdout, seed)
-    except ValueError as e:
-        _fail(str(e))
-    _check_precision(precision)
-    train = C.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=100, ckpt_every=ckpt_every, seed=seed,
-                          ema_decay=0.995, log_every=log_every, precision=precision)
-    if decoder_only and init is None:
-        _fail("--decoder-only needs --init (a trained VAE whose encoder is kept)")
-    _require_file(init, "--init")
-    _require_file(dit_latents, "--dit-latents")
-    try:
-        path = train_vae(cfg, train, data, out, crop=crop, init=init, decoder_only=decoder_only,
-                         time_limit=_time_limit(max_minutes), dit_latents=dit_latents, dit_share=dit_share)
-    except ValueError as e:
-        _fail(str(e))
-    console.print(f"VAE written to {path}")
+    recipe = load_recipe(config, overrides or [], kind)
+    path = run_stage(recipe, command=" ".join(["cinegen"] + sys.argv[1:]))
+    console.print(f"{recipe.kind} stage written to {path}")
 
 
 @app.command("dit-latents")
 def dit_latents_cmd(
     out: Path = typer.Option(..., help="file to write (safetensors): real clips and the DiT's latents of them"),
+    data: Optional[list[str]] = typer.Argument(None, help="the clips, as a recipe's [data] section: data.KEY=VALUE "
+                                               "(data.num_clips=1000 data.seed=7 data.buckets=[[17,64,64]] ...)"),
     model: Optional[Path] = typer.Option(None, help="model folder (default: the shipped model)"),
-    num_clips: int = typer.Option(1000), seed: int = typer.Option(0, help="data seed of the rendered clips"),
-    bucket: str = typer.Option("17x64x64", help="FRAMESxHEIGHTxWIDTH of every clip"),
-    holdout: list[str] = typer.Option([], help="attribute combinations to exclude, e.g. 'purple triangle'"),
     strength: list[float] = typer.Option([0.4, 0.5, 0.6, 0.7, 0.8], help="SDEdit strengths, one per batch in turn"),
     steps: int = typer.Option(20, help="sampling steps of a whole schedule (SDEdit runs the last `strength` of it)"),
     batch_size: int = typer.Option(8),
@@ -130,180 +100,17 @@ def dit_latents_cmd(
                                                "with, in place of the one its file names (e.g. on a GPU lease)"),
 ):
     """Re-imagine rendered clips with their own captions (SDEdit) and keep the DiT's latents beside the clips:
-    data for `train-vae --decoder-only --dit-latents`, a decoder that draws what the DiT draws."""
-    from cinegen.data.clips import render_pool
+    data for a vae stage with decoder_only and dit_latents, a decoder that draws what the DiT draws."""
     from cinegen.training.dit_latents import make_pairs, save_pairs
+    from cinegen.training.recipe import load_data
     _setup_logging()
-    data = _data_config(num_clips, [bucket], 8.0, holdout, seed)
+    source = load_data(data or [])
     pipe = _load_pipeline(model, text_encoder=text_encoder)
-    try:
-        pairs = make_pairs(pipe, render_pool(data), tuple(strength), steps=steps, batch=batch_size)
-    except ValueError as e:
-        _fail(str(e))
-    pairs.meta.update(model=str(model or "shipped"), data=dataclasses.asdict(data))
+    samples = source.clips("train")
+    pairs = make_pairs(pipe, samples, tuple(strength), steps=steps, batch=batch_size, extras=source.pair_extras(samples))
+    pairs.meta.update(model=str(model or "shipped"), data=source.table())
     save_pairs(pairs, out)
     console.print(f"{len(pairs)} pairs written to {out}")
-
-
-@app.command("train")
-def train_cmd(
-    vae: Path = typer.Option(..., help="trained VAE file (cinegen train-vae)"),
-    out: Path = typer.Option(Path("runs/dit"), help="run folder (resumes from out/last.safetensors)"),
-    preset: str = typer.Option("default", help=f"DiT preset: {list(C.DIT_PRESETS)}"),
-    steps: int = typer.Option(4000), batch_size: int = typer.Option(32), lr: float = typer.Option(3e-4),
-    grad_accum: int = typer.Option(1), num_clips: int = typer.Option(6000),
-    bucket: list[str] = typer.Option(["17x64x64"], help="FRAMESxHEIGHTxWIDTH render grid; repeatable"),
-    holdout: list[str] = typer.Option([], help="attribute combinations to exclude, e.g. 'purple triangle'"),
-    ckpt_every: int = typer.Option(200), log_every: int = typer.Option(25), seed: int = typer.Option(0),
-    cond_prob: float = typer.Option(0.3, help="share of samples trained with clean-frame conditioning"),
-    parallel: str = typer.Option("ddp", help="under torchrun: ddp (replicated) or fsdp (FSDP2 fully_shard)"),
-    text_encoder: str = typer.Option("minilm", help="'minilm' (shipped) or a local Hugging Face encoder folder"),
-    set_: list[str] = typer.Option([], "--set", help="DiTConfig override key=value (e.g. text_dim=512 for T5-small)"),
-    init: Optional[Path] = typer.Option(None, help="start from this trained DiT file (same width; a shallower one "
-                                                   "is grown to the preset's depth with identity blocks)"),
-    text_layer: list[int] = typer.Option([-1], help="text encoder hidden-state layer(s) whose tokens the DiT reads; "
-                                                    "repeatable (e.g. -1 and 0: contextual + word embeddings)"),
-    twins: bool = typer.Option(False, help="also train on each clip mirrored / played backwards with the opposite "
-                                           "direction words, so only the words tell the pair apart"),
-    flow_set: list[str] = typer.Option([], "--flow", help="FlowConfig override key=value, e.g. base_shift=3 "
-                                                          "(saved with the model: sampling uses the same shift)"),
-    max_minutes: float = typer.Option(0.0, help="stop training after this many minutes and finalise (0 = no limit)"),
-    precision: str = typer.Option("auto", help=PRECISION_HELP),
-    object_weight: float = typer.Option(0.0, help="extra loss weight on latent cells that touch an object "
-                                                  "(1 + W times a background cell's); 0 = plain loss"),
-    shape_weight: float = typer.Option(0.0, help="weight of a shape loss: the frozen decoder draws the first frame "
-                                                 "of the model's clean estimate and a small classifier names each "
-                                                 "object's shape there; 0 = off"),
-    shape_t_max: float = typer.Option(0.5, help="the shape loss applies at training times t <= this"),
-    shape_reader_steps: int = typer.Option(1500, help="training steps of the shape loss's classifier"),
-):
-    """Train the diffusion transformer with flow matching on VAE latents of toy-world clips."""
-    from cinegen.models.loading import load_dit
-    from cinegen.training.common import setup_distributed
-    from cinegen.training.train_dit import check_growable, repatch_config, train_dit
-    _setup_logging()
-    try:
-        cfg = C.override(_preset(C.DIT_PRESETS, preset), set_)
-        flow = C.override(C.FlowConfig(), flow_set)
-        data = dataclasses.replace(_data_config(num_clips, bucket, 8.0, holdout, seed), twins=twins)
-    except ValueError as e:
-        _fail(str(e))
-    from cinegen.parallel.data_parallel import STRATEGIES
-    if parallel not in STRATEGIES:
-        _fail(f"--parallel must be one of {STRATEGIES}, got {parallel!r}")
-    _check_precision(precision)
-    train = C.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, grad_accum=grad_accum, ckpt_every=ckpt_every,
-                          log_every=log_every, seed=seed, cond_prob=cond_prob, parallel=parallel,
-                          object_weight=object_weight, shape_weight=shape_weight, shape_t_max=shape_t_max,
-                          precision=precision)
-    if not 0 <= object_weight <= 100:
-        _fail(f"--object-weight must be in [0, 100], got {object_weight}")
-    if not 0 <= shape_weight <= 100:
-        _fail(f"--shape-weight must be in [0, 100], got {shape_weight}")
-    if not 0 < shape_t_max <= 1:
-        _fail(f"--shape-t-max must be in (0, 1], got {shape_t_max}")
-    if shape_reader_steps < 1:
-        _fail(f"--shape-reader-steps must be >= 1, got {shape_reader_steps}")
-    _check_resume_flow(out / "last.safetensors", flow)
-    time_limit = _time_limit(max_minutes)
-    trained = None
-    if init is not None:                 # checked before the latent cache is built, so no work is lost
-        _require_file(init, "--init")
-        try:
-            trained = load_dit(init)[0]
-            if cfg.patch != trained.cfg.patch:        # a finer patch: tokens keep the trained positional scale
-                cfg = repatch_config(cfg, trained.cfg)
-                console.print(f"patch {trained.cfg.patch} -> {cfg.patch}, RoPE step {cfg.rope_step}: a clip has "
-                              f"{math.prod(trained.cfg.patch) // math.prod(cfg.patch)}x the tokens, so scale "
-                              "--flow base_tokens by that to keep the noise schedule's shift")
-            check_growable(cfg, trained.cfg)
-        except ValueError as e:
-            _fail(str(e))
-    text_cfg = C.TextConfig(name=text_encoder, dim=cfg.text_dim, layers=tuple(text_layer))
-    info = setup_distributed()
-    cache = _latent_cache(vae, data, out / "latents.safetensors", info, text_cfg,
-                          need_objects=object_weight > 0 or shape_weight > 0)
-    import sys
-    try:
-        shape = _dit_shape_term(vae, data, train, out, info, shape_reader_steps) if shape_weight else None
-        path = train_dit(cfg, flow, train, cache, out,
-                         extra={"holdout": list(holdout), "command": " ".join(["cinegen"] + sys.argv[1:]),
-                                "text": C.to_dict(text_cfg)}, init=trained, time_limit=time_limit, shape=shape)
-    except ValueError as e:
-        _fail(str(e))
-    console.print(f"DiT written to {path}")
-
-
-READER_CLIPS = 400        # rendered clips the DiT shape loss's reader trains on, at most (as many as the run's)
-
-
-def _dit_shape_term(vae_path: Path, data: C.DataConfig, train: C.TrainConfig, out: Path, info, reader_steps: int):
-    """The DiT shape loss: the run's frozen VAE and a shape reader trained on clips rendered like the run's (a
-    different seed; the same holdout), kept as out/shape_reader.safetensors so that a resumed run reads alike."""
-    from cinegen.data.clips import render_pool
-    from cinegen.models.loading import load_vae
-    from cinegen.training.common import device_for
-    from cinegen.training.shape_loss import DiTShapeTerm, load_or_train_reader
-    device = device_for(info)
-    reader_data = dataclasses.replace(data, num_clips=min(READER_CLIPS, data.num_clips), seed=data.seed + 7919,
-                                      twins=False, buckets=data.buckets[:1], bucket_weights=(1.0,))
-    reader = load_or_train_reader(out / "shape_reader.safetensors", lambda: render_pool(reader_data), reader_steps,
-                                  reader_data, info, device)
-    vae = load_vae(vae_path, device).eval().requires_grad_(False)
-    return DiTShapeTerm(vae, reader, train.shape_weight, train.shape_t_max)
-
-
-def _check_precision(precision: str) -> None:
-    from cinegen.runtime import PRECISIONS
-    if precision not in PRECISIONS:
-        _fail(f"--precision must be one of {PRECISIONS}, got {precision!r}")
-
-
-def _time_limit(max_minutes: float) -> float | None:
-    """--max-minutes in seconds (None = no limit), checked before any data is built."""
-    if max_minutes < 0:
-        _fail(f"--max-minutes must be >= 0, got {max_minutes}")
-    return max_minutes * 60 if max_minutes else None
-
-
-def _check_resume_flow(last: Path, flow: C.FlowConfig) -> None:
-    """A resumed run must keep its noise schedule: the saved model samples with the one it was trained with."""
-    from cinegen.models.loading import read_extra
-    if last.is_file():
-        saved = C.from_dict(C.FlowConfig, read_extra(last).get("flow", {}))
-        if saved != flow:
-            _fail(f"{last} was trained with {saved}; resume it with the same --flow values (got {flow})")
-
-
-def _latent_cache(vae_path: Path, data: C.DataConfig, path: Path, info, text_cfg: C.TextConfig,
-                  need_objects: bool = False):
-    """Builds the latent cache once (rank 0) and loads it everywhere. need_objects: a cache from before object
-    maps existed gets them added (its clips re-rendered, not re-encoded)."""
-    import torch.distributed as dist
-
-    from cinegen.data.latent_cache import add_object_maps, build_latent_cache, cache_has_object_maps, load_latent_cache
-    from cinegen.models.loading import load_vae
-    from cinegen.models.text_encoder import TextEncoder
-    from cinegen.training.common import device_for
-    if info.main and not path.exists():
-        device = device_for(info)        # a GPU encodes the clips ~100x faster than the CPU
-        try:
-            encoder = TextEncoder(text_cfg, device)
-        except ValueError as e:
-            _fail(str(e))
-        build_latent_cache(load_vae(vae_path, device), encoder, data, path)
-    if info.main and need_objects and not cache_has_object_maps(path):
-        console.print(f"{path} has no object maps: re-rendering its clips to add them")
-        try:
-            add_object_maps(path)
-        except ValueError as e:
-            _fail(str(e))
-    if dist.is_initialized():
-        dist.barrier()
-    try:
-        return load_latent_cache(path, text_cfg)
-    except ValueError as e:
-        _fail(str(e))
 
 
 def _require_file(path: Optional[Path], option: str) -> None:
@@ -618,11 +425,11 @@ def eval_vae_cmd(
     overall and by background; each file after the first is paired with it (± one standard error)."""
     from rich.table import Table
 
-    from cinegen.data.clips import render_pool
-    from cinegen.data.world import BACKGROUNDS
-    from cinegen.eval.reconstruction import HELDOUT_SEED_OFFSET, compare_vaes
+    from cinegen.eval.reconstruction import compare_vaes
     from cinegen.eval.run import write_report
     from cinegen.pipeline import WEIGHTS_DIR
+    from cinegen.toyworld.source import ToyWorld, ToyWorldConfig, parse_bucket
+    from cinegen.toyworld.world import BACKGROUNDS
     _setup_logging()
     paths = list(vae or [WEIGHTS_DIR / "vae.safetensors"])
     for p in paths:
@@ -630,7 +437,7 @@ def eval_vae_cmd(
             _fail(f"VAE file not found: {p}")
     if num_clips < 1:
         _fail(f"--num-clips must be at least 1, got {num_clips}")
-    clips = render_pool(_data_config(num_clips, [bucket], 8.0, [], seed), seed_offset=HELDOUT_SEED_OFFSET)
+    clips = ToyWorld(ToyWorldConfig(num_clips=num_clips, buckets=(parse_bucket(bucket),), seed=seed)).clips("heldout")
     try:
         rows = compare_vaes(paths, clips)
     except (ValueError, KeyError) as e:

@@ -25,17 +25,8 @@ class VAEConfig:
     res_blocks: int = 1              # residual blocks per stage
     # the decoder's residual blocks per stage (0 = res_blocks). The encoder's latents hold more than the decoder
     # draws: a probe reads a small object's shape from a 3x3 latent patch 95% right, the decoded frame only 49%
-    # (MODEL_CARD.md), so the decoder can grow (train_vae.with_decoder_blocks) and leave the latent space alone.
+    # (docs/history.md), so the decoder can grow (train_vae.with_decoder_blocks) and leave the latent space alone.
     decoder_res_blocks: int = 0
-    # width of a per-frame refinement stage at full resolution after the decoder (0 = none). Everything else in the
-    # decoder works on 4x4-pixel patches, so a small object's edges come from one linear map per patch and blur;
-    # this stage sees pixels and sharpens them. Decoder-only: the latent space (and every DiT) is unchanged.
-    refine_channels: int = 0
-    kl_weight: float = 1e-6          # small KL: we want a near-deterministic autoencoder with a smooth latent
-    edge_weight: float = 1.0         # extra loss weight on edges in space and time (objects), training/train_vae.py
-    adv_weight: float = 0.0          # weight of the patch discriminator's hinge loss (0 = none; models/discriminator.py)
-    shape_weight: float = 0.0        # weight of the shape reader's loss on decoded DiT latents (training/shape_loss.py)
-    shape_reader_steps: int = 1500   # training steps of that reader, on the run's rendered clips
     latent_mean: tuple[float, ...] = ()   # per-channel statistics measured after training (empty = 0 / 1)
     latent_std: tuple[float, ...] = ()
 
@@ -49,6 +40,17 @@ class VAEConfig:
 
 
 @dataclass(frozen=True)
+class VAELossConfig:
+    """The autoencoder's training loss (training/train_vae.vae_loss); a run's choice, not part of the model file."""
+    kl_weight: float = 1e-6          # small KL: we want a near-deterministic autoencoder with a smooth latent
+    edge_weight: float = 1.0         # extra loss weight on edges in space and time (objects), train_vae.edge_weights
+
+    def __post_init__(self):
+        if self.kl_weight < 0 or self.edge_weight < 0:
+            raise ValueError(f"loss weights must be >= 0, got kl_weight={self.kl_weight}, edge_weight={self.edge_weight}")
+
+
+@dataclass(frozen=True)
 class DiTConfig:
     latent_channels: int = 16        # must equal VAEConfig.latent_channels
     patch: tuple[int, int, int] = (1, 2, 2)   # (pt, ph, pw) spacetime patch in latent units
@@ -58,9 +60,6 @@ class DiTConfig:
     mlp_ratio: float = 4.0
     text_dim: int = 384              # Dt: MiniLM-L6 hidden size
     rope_theta: float = 10000.0
-    # RoPE position distance between neighbouring tokens (t, h, w): 1 by default; 0.5 along an axis whose patch was
-    # halved from a trained DiT's (train_dit.repatch_config), so the trained attention sees the same distances
-    rope_step: tuple[float, float, float] = (1.0, 1.0, 1.0)
     conditioning: bool = True        # extra input channels: mask (1) + clean latents (C) for image/video prompts
 
     @property
@@ -164,31 +163,35 @@ class TrainConfig:
     log_every: int = 25
     ckpt_every: int = 250
     seed: int = 0
-    num_workers: int = 0
     parallel: str = "ddp"            # ddp | fsdp (FSDP2 fully_shard) when launched with torchrun
-    # auto: bf16 autocast on a CUDA GPU and on a CPU with AMX tiles (bf16 matmuls about 4x fp32 there; MODEL_CARD.md
+    # auto: bf16 autocast on a CUDA GPU and on a CPU with AMX tiles (bf16 matmuls about 4x fp32 there; docs/history.md
     # "Seventh session", `make bench` (g)), fp32 on other CPUs, where bf16 is usually slower; fp32 | bf16 force one
     precision: str = "auto"
-    # extra loss weight on latent cells that touch an object: the cell's error counts (1 + object_weight) times.
-    # Objects are a few percent of the cells, so an unweighted loss is mostly background (the VAE's edge_weight
-    # answers the same problem in pixels); 0 = plain flow-matching loss
-    object_weight: float = 0.0
-    # weight of the DiT shape loss (training.shape_loss.DiTShapeTerm): the decoded first frame of the model's clean
-    # estimate, read by a small shape classifier, at training times t <= shape_t_max; 0 = off
-    shape_weight: float = 0.0
-    shape_t_max: float = 0.5
+    # stop after this many minutes and still finalise (0 = no limit): a lent GPU's call ends at a fixed time, and a
+    # killed run would leave only a checkpoint too large to bring back; the learning rate then decays by time
+    max_minutes: float = 0.0
 
+    def __post_init__(self):
+        from cinegen.runtime import PRECISIONS
+        at_least = {"steps": 0, "batch_size": 1, "warmup": 0, "grad_accum": 1, "log_every": 1, "ckpt_every": 1}
+        for name, low in at_least.items():
+            if getattr(self, name) < low:
+                raise ValueError(f"train.{name} must be >= {low}, got {getattr(self, name)}")
+        if not (self.lr > 0 and self.grad_clip > 0 and 0 <= self.ema_decay < 1 and self.max_minutes >= 0):
+            raise ValueError(f"train needs lr > 0, grad_clip > 0, 0 <= ema_decay < 1 and max_minutes >= 0, got "
+                             f"{self.lr}, {self.grad_clip}, {self.ema_decay} and {self.max_minutes}")
+        if not (0 <= self.text_dropout < 1 and 0 <= self.cond_prob <= 1):
+            raise ValueError(f"train.text_dropout must be in [0, 1) and cond_prob in [0, 1], got {self.text_dropout} "
+                             f"and {self.cond_prob}")
+        if self.parallel not in defaults.PARALLEL_STRATEGIES:
+            raise ValueError(f"train.parallel must be one of {defaults.PARALLEL_STRATEGIES}, got {self.parallel!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
 
-@dataclass(frozen=True)
-class DataConfig:
-    num_clips: int = 2000
-    buckets: tuple[tuple[int, int, int], ...] = ((17, 64, 64),)   # (frames, height, width) grids
-    bucket_weights: tuple[float, ...] = (1.0,)
-    fps: float = 8.0
-    holdout: tuple[str, ...] = ()
-    max_objects: int = 3
-    seed: int = 0
-    twins: bool = False              # also each clip mirrored / played backwards with opposite words (data.world)
+    @property
+    def time_limit(self) -> float | None:
+        """max_minutes in seconds, None for no limit."""
+        return self.max_minutes * 60 if self.max_minutes else None
 
 
 VAE_PRESETS = {
@@ -206,7 +209,7 @@ DIT_PRESETS = {
 
 def parse_size(text: str) -> tuple[int, int]:
     """"WIDTHxHEIGHT" (e.g. "96x64") -> (width, height); the one parser for sizes in the CLI, boards and server.
-    Only the form is checked here; a model's geometry.Geometry.check_size checks the values."""
+    Only the form is checked here; a model's size rules check the values."""
     try:
         w, h = (int(v) for v in str(text).lower().split("x"))
     except ValueError:
@@ -220,14 +223,42 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
+# Fields that older model files and checkpoints carry (the shipped ones included) and this code no longer has.
+# Each maps to the value it held when its feature was off, or to ANY for a training-only setting that never shaped
+# the weights. A file is loaded without them; one that had a removed experiment switched on is refused with its
+# name, since these weights would not compute what they were trained to. docs/history.md keeps each experiment's
+# numbers; the code is in git at commit b580f1d.
+ANY = object()
+RETIRED = {
+    "VAEConfig": {"refine_channels": (0, 'a refinement stage ("Where shape is lost", decoder A)'),
+                  "adv_weight": (0.0, 'the adversarial loss ("Where shape is lost", run C)')},
+    "DiTConfig": {"rope_step": ((1.0, 1.0, 1.0), 'a re-patched DiT ("Re-patching")')},
+}
+# training settings that VAE files kept in their config until the loss moved to VAELossConfig and the toy world's
+# [terms]: whatever they held, the weights load the same
+RETIRED["VAEConfig"].update({k: (ANY, "") for k in ("kl_weight", "edge_weight", "shape_weight", "shape_reader_steps")})
+
+
 def from_dict(cls, d: dict):
-    """Builds `cls` from a dict, turning JSON lists back into tuples; unknown keys are an error."""
+    """Builds `cls` from a dict, turning JSON lists back into tuples; unknown keys are an error, retired ones
+    (RETIRED) are dropped."""
     hints = typing.get_type_hints(cls)
+    d = _without_retired(cls.__name__, d)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
     return cls(**{k: _coerce(hints[k], v) for k, v in d.items()})
+
+
+def _without_retired(name: str, d: dict) -> dict:
+    retired = RETIRED.get(name, {})
+    for key, (off, what) in retired.items():
+        value = d.get(key, off)
+        if off is not ANY and (tuple(value) if isinstance(value, list) else value) != off:
+            raise ValueError(f"this file's {name} has {key}={value}: {what}, an experiment removed from cinegen "
+                             f"(docs/history.md); use cinegen at git commit b580f1d to load it")
+    return {k: v for k, v in d.items() if k not in retired}
 
 
 def _coerce(tp, v):
@@ -241,25 +272,52 @@ def _coerce(tp, v):
 
 
 def override(cfg, overrides: list[str]):
-    """Applies `key=value` strings, parsing each value as JSON and checking it against the field's type."""
-    updates = {}
+    """Applies `key=value` strings, parsing each value as JSON (a str field keeps the text as typed) and checking it
+    against the field's type."""
     hints = typing.get_type_hints(type(cfg))
+    updates = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or key not in hints:
             raise ValueError(f"bad override {item!r}: expected key=value with key in {sorted(hints)}")
         try:
-            value = json.loads(raw)
+            value = raw if hints[key] is str else json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        value = _coerce(hints[key], value)
-        current = getattr(cfg, key)
-        if current is not None and not isinstance(value, type(current)) and not (
-                isinstance(current, float) and isinstance(value, int)):
-            raise ValueError(f"override {key}={raw!r}: expected {type(current).__name__}")
-        updates[key] = float(value) if isinstance(current, float) else value
+        updates[key] = _checked(hints[key], getattr(cfg, key), value, f"override {key}={raw!r}")
     return dataclasses.replace(cfg, **updates)
 
 
-__all__ = ["VAEConfig", "DiTConfig", "FlowConfig", "TextConfig", "SampleConfig", "TrainConfig", "DataConfig",
-           "VAE_PRESETS", "DIT_PRESETS", "parse_size", "check_prompt", "check_strength", "to_dict", "from_dict", "override", "field"]
+def from_table(base, table: dict, section: str = ""):
+    """`base` (a config, or a config class for its defaults) with the values of a recipe table (TOML, or overrides
+    already parsed) checked against each field's type; an unknown key is an error naming it and the keys there are."""
+    cls = base if isinstance(base, type) else type(base)
+    hints = typing.get_type_hints(cls)
+    where = f"{section}." if section else ""
+    updates = {}
+    for key, value in table.items():
+        if key not in hints:
+            raise ValueError(f"unknown key {where}{key}; {f'[{section}]' if section else 'the top level'} takes "
+                             f"{sorted(hints)}")
+        updates[key] = _checked(hints[key], _default(cls, key) if isinstance(base, type) else getattr(base, key),
+                                value, f"{where}{key} = {value!r}")
+    return cls(**updates) if isinstance(base, type) else dataclasses.replace(base, **updates)
+
+
+def _default(cls, key: str):
+    f = {f.name: f for f in dataclasses.fields(cls)}[key]
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _checked(tp, current, value, what: str):
+    """value as field type `tp` (lists to tuples; an int where a float goes), or ValueError naming `what`."""
+    value = _coerce(tp, value)
+    if current is not None and current is not dataclasses.MISSING and not isinstance(value, type(current)) and not (
+            isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool)):
+        raise ValueError(f"{what}: expected {type(current).__name__}")
+    return float(value) if isinstance(current, float) else value
+
+
+__all__ = ["VAEConfig", "VAELossConfig", "DiTConfig", "FlowConfig", "TextConfig", "SampleConfig", "TrainConfig",
+           "VAE_PRESETS", "DIT_PRESETS", "parse_size", "check_prompt", "check_strength", "to_dict", "from_dict",
+           "from_table", "override", "field"]

@@ -19,6 +19,8 @@ CONNECT_PROMPT = "a video"   # connect / loop when no prompt is given
 WINDOW_SECONDS = 2.0         # long videos: one window, then windowed extension
 CONTEXT_LATENTS = 2          # latent frames of an existing clip that extension conditions on
 
+PARALLEL_STRATEGIES = ("ddp", "fsdp")     # data parallelism under torchrun: replicated, or FSDP2 fully_shard
+
 MAX_PROMPT_CHARS = 2000
 MAX_SECONDS = 600.0
 MAX_STEPS = 1000

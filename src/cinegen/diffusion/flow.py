@@ -51,9 +51,14 @@ def flow_loss(model_fn, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
     Conditioning frames (given clean to the model) carry loss_mask 0: predicting them teaches nothing.
     Returns (B,), so the caller can log it binned by t (minRF's habit).
     """
-    v = model_fn(interpolate(x0, noise, t), t)
-    err = (v.float() - velocity_target(x0, noise).float()) ** 2                      # (B, C, T, H, W)
-    if loss_mask is None:
+    return masked_mse(model_fn(interpolate(x0, noise, t), t), velocity_target(x0, noise), loss_mask)
+
+
+def masked_mse(v: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample mean of (v - target)^2 over cells, each counted `weight` (broadcastable; None = 1) times and
+    divided by the sample's total weight. (B, ...) -> (B,), in fp32."""
+    err = (v.float() - target.float()) ** 2                                          # (B, C, T, H, W)
+    if weight is None:
         return err.flatten(1).mean(1)
-    w = loss_mask.expand_as(err).float()
+    w = weight.expand_as(err).float()
     return (err * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp(min=1.0)

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
-from cinegen.data.world import COLOURS, SHAPES, ObjectSpec, SceneSpec, shape_mask
+from cinegen.toyworld.world import COLOURS, SHAPES, ObjectSpec, SceneSpec, shape_mask
 
 COLOUR_NAMES = list(COLOURS)
 PALETTE = np.array([COLOURS[c] for c in COLOUR_NAMES], np.float32)     # (K, 3)
@@ -82,7 +82,7 @@ def track_colour(labels: np.ndarray, k: int) -> Track:
     return Track(present, xy, area, masks, blobs)
 
 
-# each shape's area over r^2, r the size the world draws it at (data.world._sdf), so a template can match a blob's area
+# each shape's area over r^2, r the size the world draws it at (toyworld.world._sdf), so a template can match a blob's area
 SHAPE_AREA = {"ball": math.pi, "ring": math.pi, "box": 1.7 ** 2, "triangle": 3 * math.sqrt(3) / 4}
 # rotations tried: a box repeats every 90 degrees, a triangle every 120; discs and rings look the same at any angle
 SHAPE_ANGLES = {"ball": (0.0,), "ring": (0.0,), "box": tuple(np.deg2rad(np.arange(0, 90, 6))),
@@ -98,7 +98,7 @@ def classify_shape(mask: np.ndarray) -> str:
     Why templates, not one number: the check used to be the blob's area over the disc through its farthest pixel
     (ball > 0.8 > box > 0.52 > triangle). One stray edge pixel moves that farthest pixel, and a small real ball only
     reached 0.85: under a Gaussian blur of sigma 1.2 real renders of the evaluation's scenes were read right in 0.82
-    (triangles 21 of 48), against 0.96 here (docs/history.md, "The shape check")."""
+    (triangles 21 of 48), against 0.96 here (docs/history.md, "The shape check"; tools/shape_check_study.py)."""
     hull = convex_hull_image(mask)
     ys, xs = np.nonzero(hull)
     pad = max(np.ptp(ys), np.ptp(xs)) // 2 + 2             # room for a template wider than the blob's box
@@ -116,7 +116,7 @@ def classify_shape(mask: np.ndarray) -> str:
 
 def classify_shape_by_ratio(mask: np.ndarray) -> str:
     """The shape check before analyzer 2026-11-27.2, kept as the baseline that tests and
-    scripts/shape_check_study.py measure classify_shape against: a hole makes a ring; otherwise the blob's area over
+    tools/shape_check_study.py measure classify_shape against: a hole makes a ring; otherwise the blob's area over
     the disc through its farthest pixel (ball ~1, box ~0.64, triangle ~0.41)."""
     filled = ndimage.binary_fill_holes(mask)
     if filled.sum() > 1.15 * mask.sum():

@@ -219,10 +219,12 @@ def precision_steps(dit_cfg: DiTConfig, vae_cfg: VAEConfig, dit_batch: int = 32,
                     sizes=((64, 64), (256, 256)), repeats: int = 5, matmul_n: int = 2048) -> dict:
     """Median seconds of training steps (forward + backward) and CFG sampling passes, in fp32 and in bf16 autocast,
     interleaved on the same inputs. Random weights: speed does not depend on them."""
+    from cinegen.config import VAELossConfig
     from cinegen.models.dit import VideoDiT
     from cinegen.models.vae import VideoVAE
     from cinegen.runtime import autocast, use_bf16
     from cinegen.training.train_vae import vae_loss
+    loss = VAELossConfig()
     cpu, g = torch.device("cpu"), torch.Generator().manual_seed(0)
     dit, vae = VideoDiT(dit_cfg), VideoVAE(vae_cfg)
     text = torch.randn(dit_batch, TEXT_TOKENS, dit_cfg.text_dim, generator=g)              # (B, S, Dt)
@@ -234,7 +236,7 @@ def precision_steps(dit_cfg: DiTConfig, vae_cfg: VAEConfig, dit_batch: int = 32,
 
     def vae_step(video):
         vae.zero_grad(set_to_none=True)
-        vae_loss(vae, video, vae_cfg.kl_weight, vae_cfg.edge_weight)[0].backward()
+        vae_loss(vae, video, loss.kl_weight, loss.edge_weight)[0].backward()
 
     def sample_pass(x, t):
         with torch.no_grad():
@@ -290,10 +292,10 @@ def machine() -> str:
 
 
 def run(out: Path, quick: bool = False, model_dir: Path | None = None) -> dict:
-    from cinegen.data.world import DEFAULT_HOLDOUT
     from cinegen.eval.modes_eval import long_video_memory
     from cinegen.pipeline import WEIGHTS_DIR, TextToVideo
     from cinegen.runtime import progress_bar
+    from cinegen.toyworld.world import DEFAULT_HOLDOUT
     model_dir = model_dir or WEIGHTS_DIR
     dit, vae = DIT_PRESETS["default"], VAE_PRESETS["default"]
     sizes = [(64, 64)] if quick else [(64, 64), (128, 128), (256, 256)]

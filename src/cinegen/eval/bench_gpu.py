@@ -1,6 +1,6 @@
 """`make bench-gpu`: the benchmarks of `make bench` that change on a GPU, written to docs/BENCHMARKS_GPU.md.
 
-Run it where a CUDA GPU is present (on this project's lent machines: scripts/device_check.sh). Sections, each a
+Run it where a CUDA GPU is present (on this project's lent machines: tools/device_check.sh). Sections, each a
 side-by-side run in one process on the same inputs (interleaved repeats, median, synchronised clocks):
 
   (a) DiT denoising pass vs diffusers' WanTransformer3DModel with bf16 weights, at our default DiT's sizes and at

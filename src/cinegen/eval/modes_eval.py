@@ -16,9 +16,9 @@ import numpy as np
 
 from cinegen import modes
 from cinegen.config import SampleConfig
-from cinegen.data.world import COLOURS, canonical_caption, render_scene
 from cinegen.eval.analyzer import analyze
 from cinegen.eval.run import seen_scenes
+from cinegen.toyworld.world import COLOURS, canonical_caption, render_scene
 
 
 def _other_colour(scene):

@@ -10,47 +10,15 @@ numbers come from different clips, and the mix of backgrounds alone moves the me
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from cinegen.data.world import BACKGROUNDS, Clip
-from cinegen.io.video import video_to_tensor
+from cinegen.data.sources import Sample
 from cinegen.runtime import progress_bar
-
-# render_pool's seed offset of the held-out clips that train-vae scores and eval-vae reads: never a training clip
-HELDOUT_SEED_OFFSET = 20_000
-
-
-def psnr_of_mse(mse: float) -> float:
-    """PSNR in dB of a mean squared error between [-1, 1] images (peak-to-peak 2)."""
-    return 10 * math.log10(4.0 / max(mse, 1e-12))
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of two tensors in [-1, 1] (peak-to-peak 2)."""
-    return psnr_of_mse(F.mse_loss(a.clamp(-1, 1), b.clamp(-1, 1)).item())
-
-
-@torch.no_grad()
-def clip_psnrs(vae, clips: list[Clip], device, on_clip: Callable[[], None] | None = None,
-               latents: list[torch.Tensor] | None = None) -> list[float]:
-    """Each whole clip's round trip through the posterior mean, in clip order; each clip's (normalised) latent is
-    appended to `latents` when given."""
-    vae.eval()
-    scores = []
-    for clip in clips:
-        x = video_to_tensor(clip.video)[None].to(device)                   # (1, 3, T, H, W)
-        z = vae.encode(x)                                                  # (1, C, 1+k, H/8, W/8)
-        scores.append(psnr(vae.decode(z), x))
-        if latents is not None:
-            latents.append(z.cpu())
-        if on_clip is not None:
-            on_clip()
-    return scores
+from cinegen.toyworld.world import BACKGROUNDS
+from cinegen.training.metrics import clip_psnrs
 
 
 def latent_shift(latents: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
@@ -61,11 +29,12 @@ def latent_shift(latents: list[torch.Tensor], reference: list[torch.Tensor]) -> 
     return math.sqrt(num / max(den, 1e-12))
 
 
-def summarise(clips: list[Clip], scores: list[float], reference: list[float] | None = None) -> dict:
-    """Mean PSNR, by background, and (given the first file's scores on the same clips) the paired change."""
+def summarise(clips: list[Sample], scores: list[float], reference: list[float] | None = None) -> dict:
+    """Mean PSNR, by background (toy-world samples), and (given the first file's scores on the same clips) the
+    paired change."""
     row = {"psnr": float(np.mean(scores)), "by_background": {}}
     for bg in BACKGROUNDS:
-        mine = [s for c, s in zip(clips, scores) if c.scene.background == bg]
+        mine = [s for c, s in zip(clips, scores) if c.extras["clip"].scene.background == bg]
         if mine:
             row["by_background"][bg] = {"psnr": float(np.mean(mine)), "clips": len(mine)}
     if reference is not None:
@@ -75,9 +44,8 @@ def summarise(clips: list[Clip], scores: list[float], reference: list[float] | N
     return row
 
 
-def compare_vaes(paths: list[Path], clips: list[Clip], device="cpu") -> list[dict]:
+def compare_vaes(paths: list[Path], clips: list[Sample], device="cpu") -> list[dict]:
     """One row per file, each scored on the same clips; rows after the first are paired with it."""
-    # imported here: train_vae imports this module
     from cinegen.models.loading import load_vae
     rows, first, first_latents = [], None, None
     with progress_bar() as bar:

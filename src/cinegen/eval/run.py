@@ -16,18 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from cinegen.config import SampleConfig
-from cinegen.data.world import (
-    COLOURS,
-    MOTIONS,
-    SHAPES,
-    SIZES,
-    ObjectSpec,
-    SceneSpec,
-    canonical_caption,
-    matches_holdout,
-    random_scene,
-    render_scene,
-)
 from cinegen.eval.analyzer import (
     ANALYZER_BEFORE_VERSIONS,
     ANALYZER_VERSION,
@@ -39,6 +27,18 @@ from cinegen.eval.analyzer import (
 )
 from cinegen.io.files import atomic_write
 from cinegen.runtime import report
+from cinegen.toyworld.world import (
+    COLOURS,
+    MOTIONS,
+    SHAPES,
+    SIZES,
+    ObjectSpec,
+    SceneSpec,
+    canonical_caption,
+    matches_holdout,
+    random_scene,
+    render_scene,
+)
 
 EVAL_BACKGROUNDS = ("black", "gray", "sky")     # photos are scored in training data, not here: see MODEL_CARD.md
 

@@ -157,8 +157,7 @@ class VideoDiT(nn.Module):
         x = self.x_embed(x)                                                                         # (B, L, D)
         c = self.t_embed(timestep_embedding(t, 256).to(x.dtype)) + self.pool_proj(_masked_mean(text, text_mask))  # (B, D)
         text_tokens = self.text_proj(self.text_norm(text))                                          # (B, S, D)
-        cos, sin = rope_3d(grid, self.cfg.width // self.cfg.heads, self.cfg.rope_theta, x.device,
-                           step=self.cfg.rope_step)                                                 # (L, hd/2)
+        cos, sin = rope_3d(grid, self.cfg.width // self.cfg.heads, self.cfg.rope_theta, x.device)    # (L, hd/2)
         if self.sp_group is not None:
             from cinegen.parallel.sequence import gather_tokens, shard_tokens
             x, cos, sin = shard_tokens(x, cos, sin, self.sp_group)                                  # (B, L/P, D)

@@ -62,15 +62,12 @@ def rope_dims(head_dim: int) -> tuple[int, int, int]:
 
 
 def rope_3d(grid: tuple[int, int, int], head_dim: int, theta: float, device=None,
-            offset: tuple[int, int, int] = (0, 0, 0),
-            step: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin tables for a (t, h, w) token grid, each (L, hd/2) with L = t*h*w in (t h w) order.
-    step: the position distance between neighbouring tokens per axis (below 1 for a DiT whose patch was made finer
-    than the one it was trained with, so that a distance in the frame keeps its angle)."""
+            offset: tuple[int, int, int] = (0, 0, 0)) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin tables for a (t, h, w) token grid, each (L, hd/2) with L = t*h*w in (t h w) order."""
     tables = []
-    for n, d, off, st in zip(grid, rope_dims(head_dim), offset, step):
+    for n, d, off in zip(grid, rope_dims(head_dim), offset):
         freqs = 1.0 / theta ** (torch.arange(0, d, 2, dtype=torch.float32, device=device) / d)   # (d/2,)
-        pos = torch.arange(off, off + n, dtype=torch.float32, device=device) * st
+        pos = torch.arange(off, off + n, dtype=torch.float32, device=device)
         tables.append(torch.outer(pos, freqs))                                                # (n, d/2)
     t, h, w = grid
     ang = torch.cat([

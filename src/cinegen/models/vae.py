@@ -116,28 +116,6 @@ class Encoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(x)), cache)                 # (B, 2C, T', h, w)
 
 
-class Refine(nn.Module):
-    """Per-frame residual sharpening at full resolution: rgb + a few feature channels in, an rgb correction out.
-
-    Per frame (2D convs), so it keeps the decoder causal and chunkable with no state of its own. The last conv
-    starts at zero: a decoder grown with this stage reproduces the one it was grown from (train_vae --init).
-    """
-
-    FEATURES = 8               # feature channels per pixel handed down from the patch-level decoder
-
-    def __init__(self, cin: int, width: int, cout: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(cin + self.FEATURES, width, 3, padding=1), nn.SiLU(),
-                                 nn.Conv2d(width, width, 3, padding=1), nn.SiLU(), nn.Conv2d(width, cout, 3, padding=1))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
-
-    def forward(self, rgb: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-        b = rgb.shape[0]
-        x = rearrange(torch.cat([rgb, feats], 1), "b c t h w -> (b t) c h w")   # (B*T, 3+F, H, W)
-        return rgb + rearrange(self.net(x), "(b t) c h w -> b c t h w", b=b)    # (B, 3, T, H, W)
-
-
 class Decoder(nn.Module):
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -151,17 +129,13 @@ class Decoder(nn.Module):
             self.blocks.extend(ResBlock(ch[i], ch[i]) for _ in range(n))
         self.norm_out = RMSNorm(ch[0], channel_dim=1)
         self.conv_out = CausalConv3d(ch[0], cfg.in_channels * p * p)
-        if cfg.refine_channels:
-            self.feat_out = nn.Conv3d(ch[0], Refine.FEATURES * p * p, 1)      # pointwise: no temporal state
-            self.refine = Refine(cfg.in_channels, cfg.refine_channels, cfg.in_channels)
 
     def forward(self, z: torch.Tensor, cache: dict | None) -> torch.Tensor:
         x = self.conv_in(z, cache)
         for block in self.blocks:
             x = block(x, cache)
         h = F.silu(self.norm_out(x))                                          # (B, C0, T, H/p, W/p)
-        rgb = self.unpatch(self.conv_out(h, cache))                           # (B, 3, T, H, W)
-        return self.refine(rgb, self.unpatch(self.feat_out(h))) if hasattr(self, "refine") else rgb
+        return self.unpatch(self.conv_out(h, cache))                          # (B, 3, T, H, W)
 
     def unpatch(self, x: torch.Tensor) -> torch.Tensor:
         return rearrange(x, "b (c p q) t h w -> b c t (h p) (w q)", p=self.patch, q=self.patch)   # (B, c, T, H, W)

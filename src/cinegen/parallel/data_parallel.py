@@ -11,7 +11,9 @@ import torch
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-STRATEGIES = ("ddp", "fsdp")
+from cinegen import defaults
+
+STRATEGIES = defaults.PARALLEL_STRATEGIES
 
 
 def wrap(model: torch.nn.Module, strategy: str, world: int) -> torch.nn.Module:

@@ -23,7 +23,7 @@ def export_model(vae_path: Path, dit_path: Path, out: Path, int8: bool = False, 
     fine-tune's EMA still leans on the weights it started from). dit_high: a high-noise expert (trained with
     `--flow t_min=...`), written as out/dit_high.safetensors; without it a stale expert in `out` is removed, since
     it was made for another DiT. text_name: the text encoder the DiT files name (default: the one they were trained
-    with). A lent GPU trains with a packed copy of MiniLM at a /tmp path (scripts/travel_minilm.py); the shipped
+    with). A lent GPU trains with a packed copy of MiniLM at a /tmp path (tools/travel_minilm.py); the shipped
     files must name the real one, or every later load would look for that path (or use the packed copy there)."""
     from cinegen.models.dit import same_interface
     from cinegen.models.loading import load_dit, load_vae
@@ -79,5 +79,5 @@ def _save_if_changed(path: Path, kind: str, model, meta: tuple[int, dict], int8:
 
 def _prompt_tokens(dit) -> dict:
     """What a DiT's prompt tokens are: the text encoder's settings, less its name (a lent GPU loads the same MiniLM
-    from another path, scripts/travel_minilm.py)."""
+    from another path, tools/travel_minilm.py)."""
     return {k: v for k, v in dit.extra.get("text", {}).items() if k != "name"}

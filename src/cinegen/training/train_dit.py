@@ -1,7 +1,7 @@
 """train_dit(cfg): flow-matching training of the video DiT on cached latents, as a list of named steps.
 
-    cinegen train --vae runs/vae/vae.safetensors --out runs/dit --steps 4000       # one process
-    torchrun --nproc_per_node 2 -m cinegen.cli train ...                           # DDP (gloo on CPU)
+    cinegen train --config configs/cinegen-default/02-dit-low.toml               # one process
+    torchrun --nproc_per_node 2 -m cinegen.cli train --config ...                # DDP (gloo on CPU)
 
 Each batch comes from one bucket (one token grid): frames, height and width vary between batches, never
 inside one. Short clips and single images are cut from the cached clips for free, because the causal VAE's
@@ -10,20 +10,18 @@ first latent frames depend only on the first frames.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
-from einops import reduce
 
 from cinegen.config import DiTConfig, FlowConfig, TrainConfig
 from cinegen.data.latent_cache import LatentCache
 from cinegen.diffusion.conditioning import make_cond, random_masks
-from cinegen.diffusion.flow import flow_loss, sample_t
+from cinegen.diffusion.flow import interpolate, masked_mse, sample_t, velocity_target
 from cinegen.models.dit import VideoDiT
 from cinegen.runtime import autocast, precision_label, progress_bar
 from cinegen.training import checkpoint as ckpt_io
@@ -40,7 +38,6 @@ from cinegen.training.common import (
     time_used,
     update_ema,
 )
-from cinegen.training.shape_loss import DiTShapeTerm
 
 log = logging.getLogger(__name__)
 # (latent frames to keep, probability): full clips mostly, some short clips, some single images (t2i)
@@ -64,56 +61,55 @@ class TimeBinnedLoss:
         return " ".join(f"{m:.3f}" for m in means)
 
 
-class Batch(NamedTuple):
-    x0: torch.Tensor                      # (B, C, T, H, W) latents
-    caps: torch.Tensor                    # (B,) caption indices, 0 = the empty prompt
-    objects: torch.Tensor | None          # (B, 1, T, H, W) object maps, or None for a cache without them
-    tracks: torch.Tensor | None = None    # (B, K, T_pixels, 3) object tracks in pixels (uncropped), or None
-    shapes: torch.Tensor | None = None    # (B, K) shape indices, -1 for no object, or None
+@dataclass
+class Batch:
+    x0: torch.Tensor                  # (B, C, T, H, W) clean latents
+    text: torch.Tensor                # (B, S, Dt) prompt embeddings (the empty prompt where dropped for CFG)
+    text_mask: torch.Tensor           # (B, S) bool
+    given: torch.Tensor               # (B, 1, T, H, W) 1 on latent frames given clean as conditioning, else 0
+    extras: dict = field(default_factory=dict)   # the cache's extras, cropped like x0 (toy world: "objects")
+
+    @property
+    def loss_mask(self) -> torch.Tensor:
+        """(B, 1, T, H, W): the loss counts where the model must predict, not on the frames it was given."""
+        return 1 - self.given
 
 
-def sample_batch(cache: LatentCache, rng: np.random.Generator, batch_size: int, text_dropout: float) -> Batch:
-    """One bucket's batch, temporally cropped to whole clips, short clips or single images."""
+def sample_batch(cache: LatentCache, rng: np.random.Generator, train: TrainConfig, conditioning: bool = True,
+                 gen: torch.Generator | None = None) -> Batch:
+    """One bucket's batch, temporally cropped to whole clips, short clips or single images, its captions dropped
+    for CFG at train.text_dropout and a share train.cond_prob of it given random conditioning frames."""
     keys = list(cache.buckets)
     sizes = np.array([len(cache.buckets[k].latents) for k in keys], dtype=float)
     bucket = cache.buckets[keys[int(rng.choice(len(keys), p=sizes / sizes.sum()))]]
     keep = TEMPORAL_CROPS[int(rng.choice(len(TEMPORAL_CROPS), p=[p for _, p in TEMPORAL_CROPS]))][0]
-    idx = rng.integers(len(bucket.latents), size=batch_size)
+    b = train.batch_size
+    idx = rng.integers(len(bucket.latents), size=b)
     x0 = bucket.latents[idx][:, :, :keep]                                                    # (B, C, T, H, W)
-    caps = bucket.captions[idx, rng.integers(bucket.captions.shape[1], size=batch_size)]    # (B,)
-    caps[torch.from_numpy(rng.random(batch_size) < text_dropout)] = 0                       # 0 = empty prompt
-    objects = None if bucket.objects is None else bucket.objects[idx][:, :, :keep]          # (B, 1, T, H, W)
-    tracks = None if bucket.tracks is None else bucket.tracks[idx]                          # (B, K, T', 3)
-    shapes = None if bucket.shapes is None else bucket.shapes[idx]                          # (B, K)
-    return Batch(x0, caps, objects, tracks, shapes)
-
-
-def training_loss(model, cache: LatentCache, x0, caps, flow: FlowConfig, cond_prob: float, gen,
-                  weight: torch.Tensor | None = None, shape: DiTShapeTerm | None = None,
-                  tracks: torch.Tensor | None = None, shapes: torch.Tensor | None = None) -> tuple:
-    """Flow-matching loss on a batch with random conditioning masks. Returns (mean loss, t, per-sample loss).
-    weight: (B, 1, T, H, W) per-cell loss weights (object cells weighted up), or None for uniform.
-    shape: the shape term, added to the mean loss, with the batch's tracks (B, K, T', 3) and shapes (B, K)."""
-    b, _, t_len, h, w = x0.shape
+    caps = bucket.captions[idx, rng.integers(bucket.captions.shape[1], size=b)]             # (B,)
+    caps[torch.from_numpy(rng.random(b) < train.text_dropout)] = 0                          # 0 = empty prompt
     text, text_mask = cache.text(caps)
+    given = random_masks(b, x0.shape[2], x0.shape[3:], train.cond_prob if conditioning else 0.0, generator=gen)
+    extras = {k: v[idx][:, :, :keep] for k, v in bucket.extras.items()}                     # (B, c, T, H, W)
+    return Batch(x0, text, text_mask, given, extras)
+
+
+def training_loss(model, batch: Batch, flow: FlowConfig, terms: tuple = (), gen: torch.Generator | None = None):
+    """Flow-matching loss on a batch, plus each plug-in term's (data.sources.LossTerm). Returns (mean loss, t,
+    per-sample flow loss (B,), for the loss-by-t log)."""
+    b, _, t_len, h, w = batch.x0.shape
     pt, ph, pw = _patch(model)
-    t = sample_t(b, (t_len // pt) * (h // ph) * (w // pw), flow, generator=gen)
-    mask = random_masks(b, t_len, (h, w), cond_prob if _conditioning(model) else 0.0, generator=gen)
-    cond = make_cond(x0, mask) if _conditioning(model) else None
-    noise = torch.randn(x0.shape, generator=gen)
     dev = next(model.parameters()).device
-    loss_mask = (1 - mask) if weight is None else (1 - mask) * weight                       # (B, 1, T, H, W)
-    seen = {}
-
-    def predict(xt, tt):                  # keeps x_t and v: the shape term needs the model's clean estimate
-        seen["xt"], seen["v"] = xt, model(xt, tt, text.to(dev), text_mask.to(dev), None if cond is None else cond.to(dev))
-        return seen["v"]
-
-    per_sample = flow_loss(predict, x0.to(dev), t.to(dev), noise.to(dev), loss_mask=loss_mask.to(dev))
+    t = sample_t(b, (t_len // pt) * (h // ph) * (w // pw), flow, generator=gen).to(dev)
+    x0, noise = batch.x0.to(dev), torch.randn(batch.x0.shape, generator=gen).to(dev)
+    cond = make_cond(x0, batch.given.to(dev)) if _conditioning(model) else None
+    v = model(interpolate(x0, noise, t), t, batch.text.to(dev), batch.text_mask.to(dev), cond)
+    target = velocity_target(x0, noise)
+    per_sample = masked_mse(v, target, batch.loss_mask.to(dev))                              # (B,)
     loss = per_sample.mean()
-    if shape is not None:
-        given = mask[:, :, 0].flatten(1).amax(1) > 0                                       # (B,) first frame given
-        loss = loss + shape(seen["xt"], seen["v"], t.to(dev), given.to(dev), tracks.to(dev), shapes.to(dev))
+    for term in terms:
+        extra = term(batch, v, target, t)
+        loss = loss if extra is None else loss + extra
     return loss, t, per_sample
 
 
@@ -126,21 +122,20 @@ def _conditioning(model) -> bool:
 
 
 def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: LatentCache, out: Path,
-              extra: dict | None = None, init: VideoDiT | None = None, time_limit: float | None = None,
-              shape: DiTShapeTerm | None = None) -> Path:
+              extra: dict | None = None, init: VideoDiT | None = None, terms: tuple = ()) -> Path:
     """Trains (or resumes) the DiT; out/last.safetensors every ckpt_every steps, out/dit.safetensors at the end.
 
-    extra: JSON-able facts stored with the weights (holdout list, training command) for the model card and eval.
+    extra: JSON-able facts stored with the weights (holdout list, the recipe) for the model card and eval.
     init: a trained DiT to start from (same width, equal or smaller depth: check it with check_growable before
     building the latent cache; see grow_from); a resumed run's own checkpoint wins over it.
-    time_limit: seconds of training after which the run checkpoints and finalises early (a lent GPU's lease).
-    shape: the DiT shape loss (frozen decoder and reader on the training device), or None.
+    terms: plug-in loss terms (data.sources.LossTerm); the cache must hold the extras each needs.
+    train.max_minutes: training time after which the run checkpoints and finalises early (a lent GPU's call).
     """
     extra = {**(extra or {}), "flow": flow.__dict__, "train": train.__dict__}
-    if train.object_weight and any(b.objects is None for b in cache.buckets.values()):
-        raise ValueError("object_weight needs a latent cache with object maps (data.latent_cache.add_object_maps)")
-    if shape is not None and any(b.tracks is None for b in cache.buckets.values()):
-        raise ValueError("the shape loss needs a latent cache with object tracks (data.latent_cache.add_object_maps)")
+    for term in terms:
+        if cache.missing(term.needs):
+            raise ValueError(f"loss term {term.name} needs the latent cache extras {cache.missing(term.needs)}, which "
+                             "this cache lacks (a cache from before them): delete it and the run builds it again")
     info = setup_distributed()
     device = device_for(info)
     seed_everything(train.seed + info.rank)
@@ -152,29 +147,28 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
     rng = np.random.default_rng(train.seed * 7919 + 1000 * info.rank + step)
     gen = torch.Generator().manual_seed(train.seed * 31 + 1000 * info.rank + step)
     if info.main:
-        log.info("DiT %.2fM params; %d caption(s); buckets %s; batch %d x %d accum x %d ranks; %s",
+        log.info("DiT %.2fM params; %d caption(s); buckets %s; batch %d x %d accum x %d ranks; %s; terms %s",
                  sum(p.numel() for p in model.parameters()) / 1e6, len(cache.captions),
                  {k: len(v.latents) for k, v in cache.buckets.items()}, train.batch_size, train.grad_accum, info.world,
-                 precision_label(device, train.precision))
+                 precision_label(device, train.precision), [t.name for t in terms] or "none")
     binned = TimeBinnedLoss()
     with progress_bar(disable=not info.main) as bar:
         task = bar.add_task("train", total=train.steps, completed=step, status="")
         started, first = time.monotonic(), step
         while step < train.steps:
-            used = time_used(started, time_limit, device)
-            if out_of_time(used, time_limit, step, train.steps):
+            used = time_used(started, train.time_limit, device)
+            if out_of_time(used, train.time_limit, step, train.steps):
                 save_training_checkpoint(out / "last.safetensors", "dit", cfg, model, ema, opt, step, info, extra)
                 break
-            lr_step = schedule_step(step, first, train.steps, used)
-            loss = _train_step(ddp, model, ema, opt, cache, train, flow, rng, gen, lr_step, binned, device, shape)
+            lr = lr_at(schedule_step(step, first, train.steps, used), train.lr, train.warmup, train.steps)
+            loss = _train_step(ddp, model, ema, opt, cache, train, flow, terms, rng, gen, lr, binned)
             step += 1
             bar.update(task, completed=step, status=f"loss {loss:.4f}")
             if info.main and step % train.log_every == 0:
-                log.info("step %d loss %.4f | loss by t-bin %s%s", step, loss, binned.report(),
-                         "" if shape is None else f" | shape cross-entropy {shape.report()}")
+                log.info("step %d loss %.4f | loss by t-bin %s", step, loss, binned.report())
             if step % train.ckpt_every == 0 or step == train.steps:
                 save_training_checkpoint(out / "last.safetensors", "dit", cfg, model, ema, opt, step, info, extra)
-    if info.main and step > first:          # the rate a lease plans its step count with (scripts/device_train.py)
+    if info.main and step > first:          # the rate a lease plans its step count with (tools/device_train.py)
         seconds = time.monotonic() - started
         log.info("%d steps in %.1f s: %.1f ms per step", step - first, seconds, 1e3 * seconds / (step - first))
     final = out / "dit.safetensors"
@@ -185,18 +179,16 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
     return final
 
 
-def _train_step(ddp, model, ema, opt, cache, train: TrainConfig, flow, rng, gen, lr_step, binned, device,
-                shape: DiTShapeTerm | None = None) -> float:
+def _train_step(ddp, model, ema, opt, cache, train: TrainConfig, flow, terms, rng, gen, lr: float, binned) -> float:
     for g in opt.param_groups:
-        g["lr"] = lr_at(lr_step, train.lr, train.warmup, train.steps)
+        g["lr"] = lr
     opt.zero_grad(set_to_none=True)
     total = 0.0
+    device = next(model.parameters()).device
     for _ in range(train.grad_accum):
-        batch = sample_batch(cache, rng, train.batch_size, train.text_dropout)
-        weight = 1 + train.object_weight * batch.objects if train.object_weight else None
+        batch = sample_batch(cache, rng, train, _conditioning(model), gen)
         with autocast(device, train.precision):
-            loss, t, per_sample = training_loss(ddp, cache, batch.x0, batch.caps, flow, train.cond_prob, gen, weight,
-                                                shape, batch.tracks, batch.shapes)
+            loss, t, per_sample = training_loss(ddp, batch, flow, terms, gen)
         # explicit scaling so accumulated gradients equal one big batch's
         (loss / train.grad_accum).backward()
         binned.add(t, per_sample)
@@ -208,30 +200,17 @@ def _train_step(ddp, model, ema, opt, cache, train: TrainConfig, flow, rng, gen,
 
 
 def check_growable(new: DiTConfig, old: DiTConfig) -> None:
-    """Raises ValueError unless a trained DiT with config `old` can be grown into `new` (grow_from): deeper, or
-    with a finer patch that divides the old one (and the RoPE step repatch_config gives it)."""
-    same = ("width", "heads", "latent_channels", "text_dim", "conditioning", "mlp_ratio", "rope_theta")
+    """Raises ValueError unless a trained DiT with config `old` can be grown into `new` (grow_from): the same
+    DiT, as deep or deeper."""
+    same = ("width", "heads", "latent_channels", "text_dim", "conditioning", "mlp_ratio", "rope_theta", "patch")
     if any(getattr(new, f) != getattr(old, f) for f in same):
-        raise ValueError(f"--init DiT {old} differs from the run's {new} in more than depth and patch")
+        raise ValueError(f"init DiT {old} differs from the run's {new} in more than depth")
     if new.depth < old.depth:
-        raise ValueError(f"--init DiT has depth {old.depth}, deeper than the run's {new.depth}")
-    if new != repatch_config(new, old):                   # same patch: the trained RoPE step, unchanged
-        raise ValueError(f"a patch of {new.patch} from a DiT trained with {old.patch} needs rope_step "
-                         f"{repatch_config(new, old).rope_step}, got {new.rope_step}")
-
-
-def repatch_config(new: DiTConfig, old: DiTConfig) -> DiTConfig:
-    """`new` with the RoPE step that keeps `old`'s positional scale: each axis's patch must divide the old one, and
-    a patch k times finer puts tokens 1/k apart, so the trained attention sees the same distances in the frame."""
-    if any(o % n for n, o in zip(new.patch, old.patch)):
-        raise ValueError(f"patch {new.patch} does not divide the trained DiT's patch {old.patch}")
-    step = tuple(s * n / o for s, n, o in zip(old.rope_step, new.patch, old.patch))
-    return dataclasses.replace(new, rope_step=step)
+        raise ValueError(f"init DiT has depth {old.depth}, deeper than the run's {new.depth}")
 
 
 def grow_from(model: VideoDiT, trained: VideoDiT) -> VideoDiT:
-    """Copies a trained DiT into a deeper one of the same width, block i to block i * depth // old_depth, and
-    into a finer patch (repatch_state).
+    """Copies a trained DiT into a deeper one of the same width, block i to block i * depth // old_depth.
 
     The blocks in between keep their adaLN-Zero initialisation (zero gates, zero cross-attention output), so each
     is exactly the identity and the grown model computes what the trained one did at step 0; training then uses the
@@ -240,27 +219,9 @@ def grow_from(model: VideoDiT, trained: VideoDiT) -> VideoDiT:
     new, old = model.cfg, trained.cfg
     check_growable(new, old)
     state = {k: v for k, v in trained.state_dict().items() if not k.startswith("blocks.")}
-    if new.patch != old.patch:
-        state.update(repatch_state(state, old.patch, new.patch, old.in_channels, old.latent_channels))
     for i, block in enumerate(trained.blocks):
         j = i * new.depth // old.depth
         state.update({f"blocks.{j}.{k}": v for k, v in block.state_dict().items()})
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert not unexpected and all(k.startswith("blocks.") for k in missing), (missing, unexpected)
     return model
-
-
-def repatch_state(state: dict, old: tuple, new: tuple, in_channels: int, channels: int) -> dict:
-    """The patch embedding and output layer for a patch `new` that divides `old` (FlexiViT's patch resizing, for
-    the case of an exact divisor). A new token holds one sub-block of an old patch. Its embedding is the old
-    embedding of a patch filled with copies of that sub-block (the old weights summed over sub-blocks), and its
-    output is the old patch's mean over sub-blocks. On latents that are constant within each old patch, the new
-    model then computes what the old one did, but for the finer RoPE grid; elsewhere it starts close to it."""
-    (ft, fh, fw), (qt, qh, qw) = (o // n for o, n in zip(old, new)), new
-    split = dict(ft=ft, fh=fh, fw=fw, qt=qt, qh=qh, qw=qw)
-    w_in = reduce(state["x_embed.weight"], "d (ft qt fh qh fw qw c) -> d (qt qh qw c)", "sum",
-                  c=in_channels, **split)                                                  # (D, q*Cin)
-    w_out = reduce(state["final.linear.weight"], "(ft qt fh qh fw qw c) d -> (qt qh qw c) d", "mean",
-                   c=channels, **split)                                                    # (q*C, D)
-    b_out = reduce(state["final.linear.bias"], "(ft qt fh qh fw qw c) -> (qt qh qw c)", "mean", c=channels, **split)
-    return {"x_embed.weight": w_in, "final.linear.weight": w_out, "final.linear.bias": b_out}

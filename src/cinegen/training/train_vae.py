@@ -1,28 +1,25 @@
 """train_vae(cfg): the video autoencoder's training loop, as a list of named steps.
 
-    cinegen train-vae --out runs/vae --steps 3000                 # one process
-    torchrun --nproc_per_node 2 -m cinegen.cli train-vae ...      # DDP (gloo on CPU, nccl on GPU)
+    cinegen train --config configs/cinegen-default/01-vae.toml           # one process
+    torchrun --nproc_per_node 2 -m cinegen.cli train --config ...        # DDP (gloo on CPU, nccl on GPU)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from einops import rearrange
 
-from cinegen.config import DataConfig, TrainConfig, VAEConfig
-from cinegen.data.clips import render_pool, sample_vae_batch
-from cinegen.eval.reconstruction import HELDOUT_SEED_OFFSET, clip_psnrs
+from cinegen.config import TrainConfig, VAEConfig, VAELossConfig, to_dict
+from cinegen.data.sources import Sample, TermContext, VideoSource
 from cinegen.io.video import video_to_tensor
-from cinegen.models.discriminator import PatchDiscriminator
 from cinegen.models.loading import load_vae
 from cinegen.models.vae import ResBlock, VideoVAE
 from cinegen.runtime import autocast, precision_label, progress_bar
@@ -42,7 +39,7 @@ from cinegen.training.common import (
     update_ema,
 )
 from cinegen.training.dit_latents import load_pairs, sample_pair_batch
-from cinegen.training.shape_loss import load_or_train_reader, shape_loss
+from cinegen.training.metrics import clip_psnrs, psnr_of_mse
 
 log = logging.getLogger(__name__)
 FRAME_CHOICES = (1, 5, 9, 17)    # images and clips long enough that the decoder sees its steady state (no zero history)
@@ -62,11 +59,10 @@ def edge_weights(video: torch.Tensor, strength: float) -> torch.Tensor:
 
 
 def vae_loss(vae: torch.nn.Module, video: torch.Tensor, kl_weight: float, edge_weight: float = 0.0,
-             critic: torch.nn.Module | None = None, adv_weight: float = 0.0,
              latents: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """(Edge-weighted) MSE + L1 reconstruction plus a small KL to N(0, 1), plus (given a critic) the adversarial
-    term. video: (B, 3, T, H, W) in [-1, 1]. latents: decode these (a DiT's latents of `video`) instead of the
-    video's own; there is no KL then. parts["recon"] is the reconstruction, for the critic's own step."""
+    """(Edge-weighted) MSE + L1 reconstruction plus a small KL to N(0, 1). video: (B, 3, T, H, W) in [-1, 1].
+    latents: decode these (a DiT's latents of `video`) instead of the video's own; there is no KL then.
+    parts["recon"] is the reconstruction, for the loss terms that read it."""
     recon, mean, logvar = vae(video, latents)
     err = recon - video
     sq = err.pow(2)
@@ -74,44 +70,7 @@ def vae_loss(vae: torch.nn.Module, video: torch.Tensor, kl_weight: float, edge_w
     w = edge_weights(video, edge_weight) if edge_weight else 1.0
     rec = (w * (sq + err.abs())).mean()
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean() if mean is not None else recon.new_zeros(())
-    loss, parts = rec + kl_weight * kl, {"mse": mse.item(), "kl": kl.item(), "recon": recon}
-    if critic is not None and adv_weight:
-        fool = -critic(frames_of(recon)).mean()                              # hinge GAN: generator raises the logits
-        loss, parts["adv"] = loss + adv_weight * fool, fool.item()
-    return loss, parts
-
-
-def frames_of(video: torch.Tensor) -> torch.Tensor:
-    return rearrange(video, "b c t h w -> (b t) c h w")                        # (B*T, 3, H, W)
-
-
-def critic_step(critic: torch.nn.Module, opt: torch.optim.Optimizer, video: torch.Tensor, recon: torch.Tensor) -> float:
-    """One hinge-loss step of the patch discriminator: rendered frames above +1, decoded frames below -1."""
-    n = video.shape[0] * video.shape[2]
-    logits = critic(torch.cat([frames_of(video), frames_of(recon.detach())]))   # one call: DDP allows one per backward
-    real, fake = logits[:n], logits[n:]
-    loss = F.relu(1 - real).mean() + F.relu(1 + fake).mean()
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return loss.item()
-
-
-def build_critic(cfg: VAEConfig, train: TrainConfig, out: Path, device, info: DistInfo):
-    """(critic to call, critic, its optimizer), resumed from out/critic.safetensors; (None, None, None) when
-    cfg.adv_weight is 0. Adam betas (0.5, 0.9) as GANs use: the critic's target moves every step. Its learning
-    rate is the run's peak, held constant (the autoencoder's follows warmup and cosine)."""
-    if not cfg.adv_weight:
-        return None, None, None
-    from cinegen.parallel.data_parallel import wrap
-    critic = PatchDiscriminator().to(device)
-    opt = torch.optim.AdamW(critic.parameters(), lr=train.lr, betas=(0.5, 0.9))
-    path = out / "critic.safetensors"
-    if path.exists():
-        ck = ckpt_io.load_checkpoint(path)
-        critic.load_state_dict(ck["model"])
-        opt.load_state_dict(ckpt_io.optimizer_state(ck))
-    return wrap(critic, "ddp", info.world), critic, opt
+    return rec + kl_weight * kl, {"mse": mse.item(), "kl": kl.item(), "recon": recon}
 
 
 @torch.no_grad()
@@ -122,84 +81,89 @@ def latent_stats(vae: VideoVAE, clips, device) -> tuple[tuple[float, ...], tuple
     return tuple(z.mean(1).tolist()), tuple(z.std(1).tolist())
 
 
-def train_vae(cfg: VAEConfig, train: TrainConfig, data: DataConfig, out: Path, crop: int = 64,
-              eval_clips: int = 16, init: Path | None = None, decoder_only: bool = False,
-              time_limit: float | None = None, dit_latents: Path | None = None, dit_share: float = 0.5) -> Path:
+@dataclass
+class VAEBatch:
+    video: torch.Tensor                  # (B, 3, T, H, W) in [-1, 1]: the clips to draw
+    latents: torch.Tensor | None = None  # (B, C, t, h, w) DiT latents of them to decode, or None (a round trip)
+    extras: dict = field(default_factory=dict)   # the pairs' extras (toy world: object tracks and shapes)
+
+
+def train_vae(stage, cfg: VAEConfig, loss_cfg: VAELossConfig, train: TrainConfig, source: VideoSource,
+              terms_cfg=None) -> Path:
     """Trains (or resumes) the VAE; writes out/last.safetensors periodically and out/vae.safetensors at the end.
 
-    init: start from a trained VAE file (its config wins). decoder_only: freeze the encoder, so the latent space
-    (and every DiT trained on it) stays valid while reconstructions sharpen. time_limit: seconds of training after
-    which the run stops early and still finalises (a lent GPU's lease ends at a fixed time; a killed run would
-    leave only a checkpoint too large to bring back). dit_latents: a file of DiT latents paired with their real
-    clips (training/dit_latents.py); a share dit_share of the steps decodes those instead of encoder latents.
+    stage: a recipe's VAEStage. init: start from a trained VAE file (its config wins, bar a decoder grown to
+    cfg.decoder_res_blocks). decoder_only: freeze the encoder, so the latent space (and every DiT trained on it)
+    stays valid while reconstructions sharpen. dit_latents: a file of DiT latents paired with their real clips
+    (training/dit_latents.py); a share dit_share of the steps decodes those instead of encoder latents.
+    terms_cfg: the source's [terms], for its plug-in loss terms (data.sources.LossTerm).
     """
     info = setup_distributed()
     device = device_for(info)
     seed_everything(train.seed + info.rank)
-    out = Path(out)
-    model = grow_decoder(load_vae(init), cfg).train() if init else VideoVAE(cfg)
-    # with --init the file's architecture and latent statistics win (bar a decoder grown onto it); the loss
-    # weights are this run's choice
-    cfg = dataclasses.replace(model.cfg, kl_weight=cfg.kl_weight, edge_weight=cfg.edge_weight, adv_weight=cfg.adv_weight,
-                              shape_weight=cfg.shape_weight, shape_reader_steps=cfg.shape_reader_steps)
-    if decoder_only:
+    out = Path(stage.out)
+    model = grow_decoder(load_vae(stage.init), cfg).train() if stage.init else VideoVAE(cfg)
+    cfg = model.cfg                      # with init, the file's architecture and latent statistics win
+    if stage.decoder_only:
         model.encoder.requires_grad_(False)
-    pairs = _dit_pairs(dit_latents, model.cfg, decoder_only, dit_share)
+    pairs = _dit_pairs(Path(stage.dit_latents), cfg) if stage.dit_latents else None
     ddp, model, ema, opt, step = build_training_state(model, train, out, device, info)
-    critic_ddp, critic, critic_opt = build_critic(cfg, train, out, device, info)
-    pool = render_pool(data, seed_offset=info.rank, quiet=not info.main)
-    reader = _shape_reader(cfg, pairs, pool, out, info, device)
+    pool = source.clips("train", shard=info.rank, quiet=not info.main)
+    terms = source.loss_terms("vae", terms_cfg, TermContext(out, device, info, pool, pairs)) if terms_cfg else []
     rng = np.random.default_rng(train.seed * 7919 + info.rank + step)
     shortest = min(c.video.shape[0] for c in pool)               # a 5-frame bucket cannot give 17-frame windows
     frame_choices = [f for f in FRAME_CHOICES if f <= shortest]
     if info.main:
-        log.info("VAE %.2fM params, %d clips, batch %d x %d ranks, %s", sum(p.numel() for p in model.parameters()) / 1e6,
-                 len(pool), train.batch_size, info.world, precision_label(device, train.precision))
+        log.info("VAE %.2fM params, %d clips, batch %d x %d ranks, %s; terms %s",
+                 sum(p.numel() for p in model.parameters()) / 1e6, len(pool), train.batch_size, info.world,
+                 precision_label(device, train.precision), [t.name for t in terms] or "none")
     started, means, first = time.monotonic(), LoggedMeans(), step
     with progress_bar(disable=not info.main) as bar:
         task = bar.add_task("train-vae", total=train.steps, completed=step, status="")
         while step < train.steps:
-            used = time_used(started, time_limit, device)
-            if out_of_time(used, time_limit, step, train.steps):
-                save_checkpoints(out, cfg, model, ema, opt, critic, critic_opt, step, info)
+            used = time_used(started, train.time_limit, device)
+            if out_of_time(used, train.time_limit, step, train.steps):
+                save_training_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step, info)
                 break
             for g in opt.param_groups:
                 g["lr"] = lr_at(schedule_step(step, first, train.steps, used), train.lr, train.warmup, train.steps)
-            latents, batch, tracks, shapes = _next_batch(pool, frame_choices, pairs, dit_share, rng, train.batch_size,
-                                                         crop)
-            batch, latents = batch.to(device), None if latents is None else latents.to(device)
+            batch = _next_batch(pool, frame_choices, pairs, stage.dit_share, rng, train.batch_size, stage.crop)
             with autocast(device, train.precision):
-                loss, parts = vae_loss(ddp, batch, cfg.kl_weight, cfg.edge_weight, critic_ddp, cfg.adv_weight, latents)
-                if reader is not None and tracks is not None:
-                    parts["shape"] = shape_loss(reader, parts["recon"], tracks.to(device), shapes.to(device))
-                    loss = loss + cfg.shape_weight * parts["shape"]
+                loss, parts = _loss(ddp, batch, loss_cfg, terms, device)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
             opt.step()
-            if critic is not None:
-                with autocast(device, train.precision):
-                    parts["critic"] = critic_step(critic_ddp, critic_opt, batch, parts["recon"])
             update_ema(ema, model, train.ema_decay)
             step += 1
-            bar.update(task, completed=step, status=f"loss {loss.item():.4f} psnr~{10 * math.log10(4 / max(parts['mse'], 1e-12)):.1f}")
-            means.add("DiT latents" if latents is not None else "round trips", loss, parts)
+            bar.update(task, completed=step, status=f"loss {loss.item():.4f} psnr~{psnr_of_mse(parts['mse']):.1f}")
+            means.add("DiT latents" if batch.latents is not None else "round trips", loss, parts)
             if info.main and step % train.log_every == 0:
                 log.info("step %d | %s", step, means.report())
             if step % train.ckpt_every == 0 or step == train.steps:
-                save_checkpoints(out, cfg, model, ema, opt, critic, critic_opt, step, info)
-    final = _finalise(cfg, ema, data, out, device, info, eval_clips, keep_stats=decoder_only, step=step)
+                save_training_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step, info)
+    final = _finalise(cfg, ema, source, out, device, info, stage.eval_clips, keep_stats=stage.decoder_only, step=step,
+                      extra={"loss": to_dict(loss_cfg)})
     del ddp, opt
     teardown_distributed()
     return final
 
 
+def _loss(ddp, batch: VAEBatch, loss_cfg: VAELossConfig, terms, device) -> tuple[torch.Tensor, dict]:
+    """vae_loss on the batch plus each plug-in term's value (logged under its name)."""
+    video, latents = batch.video.to(device), None if batch.latents is None else batch.latents.to(device)
+    loss, parts = vae_loss(ddp, video, loss_cfg.kl_weight, loss_cfg.edge_weight, latents)
+    for term in terms:
+        value = term(batch, parts["recon"], video, None)
+        if value is not None:
+            loss, parts[term.name] = loss + value, value
+    return loss, parts
+
+
 class LoggedMeans:
     """Mean of each loss part since the last log line, apart for each kind of step (the autoencoder's own round
-    trips; decoding the DiT's latents). One logged step says little, and with --dit-share the logged steps can all
+    trips; decoding the DiT's latents). One logged step says little, and with dit_share the logged steps can all
     land on one kind (11 in a row in one run, as the random stream happened to fall)."""
-
-    PARTS = ("mse", "kl", "adv", "critic", "shape")
 
     def __init__(self):
         self.sums: dict[str, dict[str, float]] = {}
@@ -207,7 +171,7 @@ class LoggedMeans:
 
     def add(self, kind: str, loss: torch.Tensor, parts: dict) -> None:
         sums = self.sums.setdefault(kind, {})
-        for name, value in [("loss", loss), *((p, parts[p]) for p in self.PARTS if p in parts)]:
+        for name, value in [("loss", loss), *((p, v) for p, v in parts.items() if p != "recon")]:
             value = value.detach() if isinstance(value, torch.Tensor) else value    # the loss still holds its graph
             sums[name] = sums.get(name, 0.0) + float(value)
         self.counts[kind] = self.counts.get(kind, 0) + 1
@@ -223,14 +187,10 @@ class LoggedMeans:
         return " | ".join(lines)
 
 
-def _dit_pairs(path: Path | None, cfg: VAEConfig, decoder_only: bool, share: float):
-    """The DiT-latent pairs to train on (None without a file), checked against this autoencoder."""
-    if path is None:
-        return None
-    if not decoder_only:
-        raise ValueError("--dit-latents needs --decoder-only: the DiT's latents belong to the frozen encoder's space")
-    if not 0.0 < share <= 1.0:
-        raise ValueError(f"--dit-share must be in (0, 1], got {share}")
+def _dit_pairs(path: Path, cfg: VAEConfig):
+    """The DiT-latent pairs to train on, checked against this autoencoder's latent space."""
+    if not path.is_file():
+        raise FileNotFoundError(f"dit_latents file not found: {path}")
     pairs = load_pairs(path, cfg.latent_channels)
     made_with = pairs.meta.get("latent_mean")
     if made_with is None or not np.allclose(made_with, cfg.latent_mean or [0.0] * cfg.latent_channels, atol=1e-5):
@@ -239,46 +199,34 @@ def _dit_pairs(path: Path | None, cfg: VAEConfig, decoder_only: bool, share: flo
     return pairs
 
 
-def _next_batch(pool, frame_choices: list[int], pairs, share: float, rng: np.random.Generator, batch_size: int,
-                crop: int):
-    """(latents or None, video (B, 3, T, H, W), tracks or None, shapes or None): DiT latents with their clips a
-    `share` of the time, else windows of rendered clips (one of frame_choices long) for the autoencoder's own pass."""
+def _next_batch(pool: list[Sample], frame_choices: list[int], pairs, share: float, rng: np.random.Generator,
+                batch_size: int, crop: int) -> VAEBatch:
+    """DiT latents with their clips a `share` of the time, else windows of the pool's clips (one of frame_choices
+    long) for the autoencoder's own round trip."""
     if pairs is not None and rng.random() < share:
-        return sample_pair_batch(pairs, rng, batch_size)
+        latents, video, extras = sample_pair_batch(pairs, rng, batch_size)
+        return VAEBatch(video, latents, extras)
     frames = frame_choices[int(rng.integers(len(frame_choices)))]
-    return None, sample_vae_batch(pool, rng, batch_size, frames, crop), None, None
+    return VAEBatch(sample_windows(pool, rng, batch_size, frames, crop))
 
 
-def _shape_reader(cfg: VAEConfig, pairs, pool, out: Path, info: DistInfo, device: torch.device):
-    """The frozen ShapeReader of the shape loss (None when cfg.shape_weight is 0), on `device`: trained on the run's
-    rendered clips of the pairs' length, or resumed from out/shape_reader.safetensors so a resumed run keeps its
-    loss. Under torchrun rank 0 trains it and every rank takes rank 0's weights: one reader, one loss."""
-    if not cfg.shape_weight:
-        return None
-    if pairs is None or pairs.tracks is None:
-        raise ValueError("shape_weight needs --dit-latents with object tracks (a file from this version of "
-                         "`cinegen dit-latents`): the shape loss reads the decoded DiT latents")
-    return load_or_train_reader(out / "shape_reader.safetensors", lambda: _reader_clips(pool, pairs),
-                                cfg.shape_reader_steps, cfg, info, device)
+def sample_windows(pool: list[Sample], rng: np.random.Generator, batch_size: int, frames: int, crop: int) -> torch.Tensor:
+    """Random windows of `frames` frames and `crop`x`crop` pixels, random horizontal flips. (B, 3, T, crop, crop)."""
+    out = []
+    for _ in range(batch_size):
+        video = pool[int(rng.integers(len(pool)))].video
+        t0 = int(rng.integers(video.shape[0] - frames + 1))
+        y0 = int(rng.integers(video.shape[1] - crop + 1))
+        x0 = int(rng.integers(video.shape[2] - crop + 1))
+        window = video[t0:t0 + frames, y0:y0 + crop, x0:x0 + crop]
+        if rng.random() < 0.5:
+            window = window[:, :, ::-1]
+        out.append(video_to_tensor(np.ascontiguousarray(window)))
+    return torch.stack(out)
 
 
-def _reader_clips(pool, pairs) -> list:
-    clips = [c for c in pool if c.video.shape == tuple(pairs.videos.shape[1:])]
-    if len(clips) < 10:
-        raise ValueError(f"the shape reader trains on rendered clips of the pairs' size {tuple(pairs.videos.shape[1:])}:"
-                         f" this run renders {len(clips)} of them; add that --bucket")
-    return clips
-
-
-def save_checkpoints(out: Path, cfg, model, ema, opt, critic, critic_opt, step: int, info: DistInfo) -> None:
-    """The autoencoder's checkpoint and, with an adversarial loss, the critic's beside it (both resume)."""
-    save_training_checkpoint(out / "last.safetensors", "vae", cfg, model, ema, opt, step, info)
-    if critic is not None and info.main:
-        ckpt_io.save_checkpoint(out / "critic.safetensors", "critic", cfg, critic, optimizer=critic_opt, step=step)
-
-
-def _finalise(cfg: VAEConfig, ema: VideoVAE, data: DataConfig, out: Path, device, info: DistInfo, eval_clips: int,
-              keep_stats: bool = False, step: int = 0) -> Path:
+def _finalise(cfg: VAEConfig, ema: VideoVAE, source: VideoSource, out: Path, device, info: DistInfo, eval_clips: int,
+              keep_stats: bool = False, step: int = 0, extra: dict | None = None) -> Path:
     """Measures latent statistics and held-out PSNR with the EMA weights and writes the shippable file.
 
     keep_stats: the encoder was frozen, so the latent statistics a DiT was trained with are kept exactly
@@ -288,38 +236,24 @@ def _finalise(cfg: VAEConfig, ema: VideoVAE, data: DataConfig, out: Path, device
     if not info.main:
         return final
     if not keep_stats:
-        stats_clips = render_pool(data, num_clips=64, seed_offset=10_000, quiet=True)
+        stats_clips = source.clips("stats", num=64, quiet=True)
         mean, std = latent_stats(ema, stats_clips, device)
         cfg = dataclasses.replace(cfg, latent_mean=mean, latent_std=std)
     model = VideoVAE(cfg).to(device)
     model.load_state_dict(ema.state_dict())
-    heldout = render_pool(data, num_clips=eval_clips, seed_offset=HELDOUT_SEED_OFFSET, quiet=True)
+    heldout = source.clips("heldout", num=eval_clips, quiet=True)
     score = float(np.mean(clip_psnrs(model, heldout, device)))
     log.info("VAE held-out PSNR %.2f dB on %d clips", score, len(heldout))
-    ckpt_io.save_checkpoint(final, "vae", cfg, model, step=step, extra={"psnr_heldout": score})
+    ckpt_io.save_checkpoint(final, "vae", cfg, model, step=step, extra={**(extra or {}), "psnr_heldout": score})
     return final
 
 
 def grow_decoder(vae: VideoVAE, cfg: VAEConfig) -> VideoVAE:
-    """`vae` with the refinement stage and the residual blocks per decoder stage that `cfg` asks for beyond its own
-    (each grown part starts as an identity); the encoder and everything else stay the file's."""
-    if cfg.refine_channels and not vae.cfg.refine_channels:
-        vae = with_refine(vae, cfg.refine_channels)
+    """`vae` with the residual blocks per decoder stage that `cfg` asks for beyond its own (the new ones start as
+    identities); the encoder and everything else stay the file's."""
     if cfg.decoder_res_blocks > (vae.cfg.decoder_res_blocks or vae.cfg.res_blocks):
         vae = with_decoder_blocks(vae, cfg.decoder_res_blocks)
     return vae
-
-
-def with_refine(vae: VideoVAE, width: int) -> VideoVAE:
-    """The same autoencoder with a full-resolution refinement stage added (models/vae.Refine); since that stage
-    starts as an exact identity, the result decodes exactly as `vae` does until it is trained."""
-    if vae.cfg.refine_channels:
-        raise ValueError(f"cannot grow a refinement stage onto this VAE: it has one ({vae.cfg.refine_channels} wide)")
-    grown = VideoVAE(dataclasses.replace(vae.cfg, refine_channels=width))
-    missing, unexpected = grown.load_state_dict(vae.state_dict(), strict=False)
-    if unexpected or any(not k.startswith(("decoder.refine.", "decoder.feat_out.")) for k in missing):
-        raise ValueError(f"cannot grow a refinement stage onto this VAE: missing {missing}, unexpected {unexpected}")
-    return grown
 
 
 def with_decoder_blocks(vae: VideoVAE, blocks: int) -> VideoVAE:

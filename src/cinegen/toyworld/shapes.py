@@ -1,34 +1,70 @@
-"""Shape losses: crops around every rendered object, read by a frozen ShapeReader trained on rendered frames.
-The decoder's (train-vae --set shape_weight) reads decoded DiT latents; the DiT's (train --shape-weight, DiTShapeTerm)
-reads the first frame the decoder draws from the DiT's own clean-latent estimate.
+"""The shape reader behind the decoder's shape loss (losses.ShapeTerm): a small CNN that names the toy-world shape
+at the centre of a crop, crops around every rendered object, and the reader's training on rendered frames.
 
-    tracks: (B, K, T, 3) per object and frame (x, y, radius) in pixels, as data.world draws them;
-    shapes: (B, K) index into data.world.SHAPES, -1 where a clip has fewer than K objects.
+Pixel losses let a decoder draw every small object as a soft blob: a blob costs little more than a sharp triangle
+under L1/MSE (docs/history.md, "Where shape is lost"). A reader trained on rendered frames, whose labels the
+renderer gives for free, turns "draw the right shape" into a loss, as a perceptual loss does for natural images.
+
+    tracks: (B, K, T, 3) per object and frame (x, y, radius) in pixels, as world.py draws them;
+    shapes: (B, K) index into world.SHAPES, -1 where a clip has fewer than K objects.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from cinegen.data.latent_cache import clip_tracks
-from cinegen.data.world import Clip
 from cinegen.io.video import video_to_tensor
-from cinegen.models.shape_reader import ShapeReader
 from cinegen.runtime import progress_bar
+from cinegen.toyworld.world import SHAPES, Clip
 from cinegen.training import checkpoint as ckpt_io
 from cinegen.training.common import DistInfo, broadcast_module
 
 log = logging.getLogger(__name__)
 CROP = 16          # pixels of a crop's side
 SPAN = 1.6         # a crop reaches SPAN radii from the object's centre: the whole outline and a margin
+
+
+class ShapeReader(nn.Module):
+    """(N, 3, S, S) crops in [-1, 1], scaled so the object spans the same share of every crop -> (N, len(SHAPES))
+    logits in the order of world.SHAPES."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.SiLU(),          # S/2
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.SiLU(),      # S/4
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),                                     # (N, 2 * width)
+            nn.Linear(2 * width, len(SHAPES)),
+        )
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.net(crops)
+
+
+def object_tracks(clip: Clip, max_objects: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tracks (K, T, 3), shapes (K,)) of one clip, K = max_objects: each object's (x, y, radius) in pixels per
+    frame, as world.py drew it, and its index in SHAPES; a missing object has track 0 and shape -1."""
+    tracks = torch.zeros(max_objects, clip.video.shape[0], 3)
+    shapes = torch.full((max_objects,), -1, dtype=torch.long)
+    for k, obj in enumerate(clip.scene.objects[:max_objects]):
+        tracks[k] = torch.from_numpy(np.asarray(clip.tracks[k], dtype=np.float32))
+        shapes[k] = SHAPES.index(obj.shape)
+    return tracks, shapes
+
+
+def clip_tracks(clips: list[Clip], max_objects: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tracks (N, K, T, 3), shapes (N, K)) of clips of one length (object_tracks of each)."""
+    tracks, shapes = zip(*[object_tracks(c, max_objects) for c in clips])
+    return torch.stack(tracks), torch.stack(shapes)
 
 
 def object_crops(video: torch.Tensor, tracks: torch.Tensor, jitter: torch.Tensor | None = None) -> torch.Tensor:
@@ -122,35 +158,3 @@ def load_or_train_reader(path: Path, clips: Callable[[], list[Clip]], steps: int
     reader = reader.to(device).eval().requires_grad_(False)
     broadcast_module(reader, info)
     return reader
-
-
-@dataclass
-class DiTShapeTerm:
-    """The DiT's shape loss. The flow-matching loss weighs a wrong outline little: a small object's shape is a few
-    latent numbers. Here the frozen decoder draws the first frame of the DiT's clean-latent estimate
-    x0_hat = x_t - t * v (first frame only: the causal decoder draws it alone, about 10 ms a clip on a CPU) and the
-    frozen reader names each object's shape there; its cross-entropy, times `weight`, joins the loss. Samples with
-    t above `t_max` (x0_hat is a blur there) or whose first frame is given as conditioning are left out."""
-    vae: torch.nn.Module          # frozen VideoVAE: decode() takes normalised latents
-    reader: ShapeReader           # frozen
-    weight: float
-    t_max: float = 0.5
-    total: float = 0.0            # running sum and count of the cross-entropy, for the training log
-    count: int = 0
-
-    def __call__(self, xt: torch.Tensor, v: torch.Tensor, t: torch.Tensor, given: torch.Tensor,
-                 tracks: torch.Tensor, shapes: torch.Tensor) -> torch.Tensor:
-        """xt, v (B, C, T, h, w); t (B,); given (B,) bool: first frame given; tracks (B, K, T', 3); shapes (B, K)."""
-        use = (t <= self.t_max) & ~given                                             # (B,)
-        if not use.any() or not (shapes[use] >= 0).any():
-            return v.sum() * 0.0                                                       # keeps every rank's graph alike
-        x0 = xt[use, :, :1] - t[use].view(-1, 1, 1, 1, 1) * v[use, :, :1]              # (b, C, 1, h, w)
-        frame = self.vae.decode(x0.float()).clamp(-1, 1)                               # (b, 3, 1, H, W)
-        loss = shape_loss(self.reader, frame, tracks[use][:, :, :1], shapes[use])
-        self.total, self.count = self.total + loss.item(), self.count + 1
-        return self.weight * loss
-
-    def report(self) -> str:
-        mean = self.total / max(self.count, 1)
-        self.total, self.count = 0.0, 0
-        return f"{mean:.3f}"

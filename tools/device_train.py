@@ -1,35 +1,36 @@
 """One lent-GPU lease of training: optionally the autoencoder, then either or both of the shipped pair of DiTs.
 
-    python scripts/device_train.py OUT_DIR [--vae-seconds 200] [--dit low:170] [--dit expert:110] [--clips 4000]
+    python tools/device_train.py OUT_DIR [--vae-seconds 200] [--dit low:170] [--dit expert:110] [--clips 4000]
 
-Stages, each bounded by the trainers' own --max-minutes, which still finalise:
+Each stage is a stage of step 12's recipe (configs/cinegen-default/) with the lease's step counts, clips and time
+limits as overrides, bounded by the trainers' own train.max_minutes, which still finalise:
   1. (--vae-seconds) the shipped VAE fine-tuned on clips of every combination: the holdout list is a test of the
      DiT's composition of words, and a pixel codec that never reads a caption need not be kept from the pixels;
      with --decoder-blocks N only its decoder, grown to N residual blocks per stage (the latent space and so the
-     shipped DiTs stay valid: the encoder keeps a small object's shape, the decoder loses it; MODEL_CARD.md);
+     shipped DiTs stay valid: the encoder keeps a small object's shape, the decoder loses it; docs/history.md);
   2. the latent cache built once with that VAE: clips rendered on every core and encoded on the GPU; prompts
-     encoded by scripts/travel_minilm.py's packed MiniLM (unpacked to /tmp/minilm_toy), checked for NaN (a word
+     encoded by tools/travel_minilm.py's packed MiniLM (unpacked to /tmp/minilm_toy), checked for NaN (a word
      piece the packed copy lacks);
   3. each --dit TARGET:SECONDS in turn from its shipped weights: `low` trains t <= 0.8 (dit.safetensors), `expert`
-     t >= 0.8 (dit_high.safetensors), both with the step-4 data recipe (twins, shift 3) and the documented holdout;
-     --object-weight W weights the low DiT's loss towards object cells, where shape is drawn; --low-patch 1
-     re-patches the low DiT to 1x1 latent cells (4x the tokens; the expert keeps 2x2);
+     t >= 0.8 (dit_high.safetensors), with 02-dit-low.toml and 03-dit-expert.toml (twins, shift 3, the documented
+     holdout; the low DiT's object weight 3, or --object-weight W);
   4. (--decoder-seconds) a decoder trained on the new DiTs' own latents (the recipe of the shipped step 8 and of DH
-     in MODEL_CARD.md): `cinegen dit-latents` re-imagines --pair-clips rendered clips with the new pair (on the GPU),
-     then `train-vae --decoder-only --dit-latents` with a shape loss, grown to --decoder-blocks (2 unless given);
-     a DiT changes what its latents hold (the 1x1 low DiT: shape), and the decoder has to learn to draw it;
+     in docs/history.md): `cinegen dit-latents` re-imagines --pair-clips rendered clips with the new pair (on the GPU),
+     then a vae stage with decoder_only, dit_latents and the shape loss, grown to --decoder-blocks (2 unless given);
+     a DiT changes what its latents hold, and the decoder has to learn to draw it;
   5. `cinegen export --int8 --raw --text-encoder minilm` of the new set (the files name the real MiniLM, not the
      packed copy); the changed files come back in 15 MB parts (the device tool returns files up to 16 MB):
      `cat dit_high.safetensors.part* > dit_high.safetensors`.
 Step counts come from the rates measured on an H200 (2026-12-04): VAE 31 ms per step at batch 16, DiT 97-128 ms per
 step at batch 128; the trainers log their own rate (`N steps in S s: X ms per step`) for the next plan. A wrong
-guess costs little: each stage stops at its --max-minutes with its learning rate decayed by time
+guess costs little: each stage stops at its train.max_minutes with its learning rate decayed by time
 (training.common.schedule_step), and --budget shrinks the DiT stages to what is left of the call. The decoder
 stage's step count uses the VAE's rate, and its pairs are not bounded in time (1000 clips: 20-step SDEdit at batch 64,
 well under a minute of GPU time by the DiT's rate, plus the rendering on every core).
 """
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -38,12 +39,13 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from cinegen.data.world import DEFAULT_HOLDOUT
+from cinegen.toyworld.world import DEFAULT_HOLDOUT
 
 WEIGHTS = Path("src/cinegen/weights")
+CONFIGS = Path("configs/cinegen-default")       # step 12's recipe: every stage here overrides only the lease's part
 CLI = [sys.executable, "-m", "cinegen.cli"]
-# target -> (the shipped file it continues, its noise range)
-TARGETS = {"low": ("dit.safetensors", "t_max=0.8"), "expert": ("dit_high.safetensors", "t_min=0.8")}
+# target -> (the shipped file it continues, its recipe: the noise range, data, holdout and terms)
+TARGETS = {"low": ("dit.safetensors", "02-dit-low.toml"), "expert": ("dit_high.safetensors", "03-dit-expert.toml")}
 PAIRS = "/tmp/pairs.safetensors"
 
 
@@ -53,50 +55,50 @@ def steps_for(seconds: float, rate: float) -> int:
 
 
 def max_minutes(seconds: float) -> list[str]:
-    return ["--max-minutes", f"{seconds / 60:.3f}"]
+    return [f"train.max_minutes={seconds / 60:.3f}"]
 
 
 def vae_cmd(args, seconds: float) -> list[str]:
-    return CLI + ["train-vae", "--out", "/tmp/vae", "--init", str(WEIGHTS / "vae.safetensors"),
-                  "--steps", str(steps_for(seconds, args.vae_rate)), "--batch-size", str(args.vae_batch),
-                  "--lr", "2e-4", "--num-clips", str(args.vae_clips), "--seed", str(args.vae_seed),
-                  "--log-every", "500", "--ckpt-every", "100000"] + max_minutes(seconds) + (
-        ["--decoder-only", "--set", f"decoder_res_blocks={args.decoder_blocks}"] if args.decoder_blocks else [])
+    """The whole VAE (step 12's stage 1), or with --decoder-blocks only its decoder, grown (stage 4)."""
+    recipe = "04-decoder.toml" if args.decoder_blocks else "01-vae.toml"
+    cmd = train(recipe, "out=/tmp/vae", f"init={WEIGHTS / 'vae.safetensors'}",
+                f"train.steps={steps_for(seconds, args.vae_rate)}", f"train.batch_size={args.vae_batch}",
+                f"data.num_clips={args.vae_clips}", f"data.seed={args.vae_seed}") + max_minutes(seconds)
+    return cmd + ([f"model.decoder_res_blocks={args.decoder_blocks}"] if args.decoder_blocks else [])
 
 
 def dit_cmd(args, target: str, vae: Path, steps: int, seconds: float | None = None) -> list[str]:
-    name, t_range = TARGETS[target]
-    fine = args.low_patch == 1 and target == "low"          # 4x the tokens: base_tokens 4x keeps the shift
-    cmd = CLI + ["train", "--vae", str(vae), "--out", f"/tmp/dit_{target}", "--init", str(WEIGHTS / name),
-                 "--preset", "shipped", "--twins", "--seed", str(args.seed), "--num-clips", str(args.clips),
-                 "--steps", str(steps), "--batch-size", str(args.batch), "--lr", str(args.lr),
-                 "--flow", "base_shift=3", "--flow", f"base_tokens={320 if fine else 80}", "--flow", t_range,
-                 "--text-encoder", "/tmp/minilm_toy", "--log-every", "250", "--ckpt-every", "100000"]
-    cmd += [a for b in ["17x64x64"] * 4 + ["17x64x96"] for a in ("--bucket", b)]
-    cmd += holdout_args()
-    cmd += ["--object-weight", str(args.object_weight)] if args.object_weight and target == "low" else []
-    cmd += ["--set", "patch=[1,1,1]"] if fine else []
+    """A DiT continued from its shipped weights with step 12's recipe (stage 2 or 3) on this lease's clips."""
+    name, recipe = TARGETS[target]
+    cmd = train(recipe, f"vae={vae}", f"out=/tmp/dit_{target}", f"init={WEIGHTS / name}", f"data.seed={args.seed}",
+                f"data.num_clips={args.clips}", f"train.steps={steps}", f"train.batch_size={args.batch}",
+                f"train.lr={args.lr}", "text.name=/tmp/minilm_toy")
+    cmd += [f"terms.object_weight={args.object_weight}"] if target == "low" and args.object_weight is not None else []
     return cmd + (max_minutes(seconds) if seconds else [])
+
+
+def train(recipe: str, *overrides: str) -> list[str]:
+    return CLI + ["train", "--config", str(CONFIGS / recipe), *overrides]
 
 
 def pairs_cmd(args, model: Path) -> list[str]:
     """The new DiTs' own latents of rendered clips (the holdout kept out: the decoder must not learn how the DiT
     draws a held-out combination)."""
-    return CLI + ["dit-latents", "--out", PAIRS, "--model", str(model), "--num-clips", str(args.pair_clips),
-                  "--seed", "11", "--batch-size", "64", "--text-encoder", "/tmp/minilm_toy"] + holdout_args()
+    return CLI + ["dit-latents", "--out", PAIRS, "--model", str(model), f"data.num_clips={args.pair_clips}",
+                  "data.seed=11", "--batch-size", "64", "--text-encoder", "/tmp/minilm_toy", holdout_arg()]
 
 
 def decoder_cmd(args, vae: Path, seconds: float) -> list[str]:
-    """Decoder-only training, half of its steps on the pairs, with the shape loss (the DH recipe at batch 16)."""
-    return CLI + ["train-vae", "--out", "/tmp/vdec", "--init", str(vae), "--decoder-only",
-                  "--set", f"decoder_res_blocks={args.decoder_blocks or 2}", "--dit-latents", PAIRS,
-                  "--dit-share", "0.5", "--set", "shape_weight=0.1", "--steps", str(steps_for(seconds, args.vae_rate)),
-                  "--batch-size", "16", "--lr", "2e-4", "--num-clips", str(args.vae_clips), "--seed", "13",
-                  "--log-every", "500", "--ckpt-every", "100000"] + max_minutes(seconds) + holdout_args()
+    """Decoder-only training, half of its steps on the pairs, with the shape loss (step 8's recipe, as DH, on
+    step 12's decoder stage at batch 16)."""
+    return train("04-decoder.toml", "out=/tmp/vdec", f"init={vae}",
+                 f"model.decoder_res_blocks={args.decoder_blocks or 2}", f"dit_latents={PAIRS}", "dit_share=0.5",
+                 "terms.shape_weight=0.1", f"train.steps={steps_for(seconds, args.vae_rate)}",
+                 f"data.num_clips={args.vae_clips}", "data.seed=13", holdout_arg()) + max_minutes(seconds)
 
 
-def holdout_args() -> list[str]:
-    return [a for h in DEFAULT_HOLDOUT for a in ("--holdout", h)]
+def holdout_arg() -> str:
+    return "data.holdout=" + json.dumps(list(DEFAULT_HOLDOUT))
 
 
 def export(vae: Path, pair: dict[str, Path], out: str = "/tmp/m") -> None:
@@ -109,7 +111,7 @@ def run(cmd: list[str], log: Path) -> None:
     start = time.time()
     with open(log, "a") as f:
         code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
-    print(f"exit {code} after {time.time() - start:.0f} s: {cmd[3]} --out {cmd[cmd.index('--out') + 1]}", flush=True)
+    print(f"exit {code} after {time.time() - start:.0f} s: {' '.join(cmd[3:6])}", flush=True)
     if code:
         print("".join(open(log).readlines()[-15:]), flush=True)
         sys.exit(code)
@@ -161,11 +163,8 @@ def main() -> None:
                     "(on an H200 a step at batch 4 took 26 ms, 84%% of one at 16: keep 16 or more there)")
     ap.add_argument("--decoder-blocks", type=int, default=0, help="train only the VAE's decoder, grown to this many "
                                                                    "residual blocks per stage (0: fine-tune it all)")
-    ap.add_argument("--object-weight", type=float, default=0.0, help="the low DiT's extra loss weight on object "
-                    "cells (cinegen train --object-weight)")
-    ap.add_argument("--low-patch", type=int, default=2, choices=(1, 2), help="1: the low DiT re-patched to 1x1 "
-                    "latent cells (from its 2x2 weights; train_dit.repatch_state), where a small object's outline fits; "
-                    "about 4x the time per step, so give --dit-rate too")
+    ap.add_argument("--object-weight", type=float, default=None, help="the low DiT's extra loss weight on object "
+                    "cells (terms.object_weight; default: the recipe's, 3)")
     ap.add_argument("--decoder-seconds", type=float, default=0.0, help="then a decoder trained on the new DiTs' own "
                     "latents for this long (after their pairs are made)")
     ap.add_argument("--pair-clips", type=int, default=1000, help="rendered clips re-imagined for the decoder stage")
@@ -188,7 +187,7 @@ def main() -> None:
         vae = Path("/tmp/vae/vae.safetensors")
     trained = {}
     if targets or args.decoder_seconds:
-        subprocess.run([sys.executable, "scripts/travel_minilm.py", "unpack", ".devcarry/minilm_toy",
+        subprocess.run([sys.executable, "tools/travel_minilm.py", "unpack", ".devcarry/minilm_toy",
                         "/tmp/minilm_toy"], check=True)
     if targets:
         first = f"/tmp/dit_{targets[0][0]}"

@@ -1,7 +1,7 @@
 """Where an autoencoder's reconstruction error lies, and what a linear code of the same size reaches
 (MODEL_CARD.md, "Sixth session": where the autoencoder's error lies).
 
-    python scripts/vae_error_study.py [VAE_FILE ...] [--num-clips 48] [--pca-clips 400]
+    python tools/vae_error_study.py [VAE_FILE ...] [--num-clips 48] [--pca-clips 400]
 
 On the held-out clips that `cinegen eval-vae` reads (seed 0), for each file (default: the shipped VAE):
 - PSNR by background, split into the pixels near an object (within 1.5 radii + 2 px of its track, from the
@@ -22,11 +22,10 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from cinegen.config import DataConfig
-from cinegen.data.clips import render_pool
-from cinegen.data.world import Clip
-from cinegen.eval.reconstruction import HELDOUT_SEED_OFFSET, psnr_of_mse
 from cinegen.io.video import video_to_tensor
+from cinegen.toyworld.source import ToyWorld, ToyWorldConfig
+from cinegen.toyworld.world import Clip
+from cinegen.training.metrics import psnr_of_mse
 
 
 def object_region(clip: Clip) -> np.ndarray:
@@ -92,9 +91,8 @@ def main() -> None:
     ap.add_argument("--num-clips", type=int, default=48)
     ap.add_argument("--pca-clips", type=int, default=400, help="training-seed clips the PCA is fitted on (0 = skip)")
     args = ap.parse_args()
-    grid = ((17, 64, 64),)
-    held = render_pool(DataConfig(num_clips=args.num_clips, buckets=grid, seed=0), seed_offset=HELDOUT_SEED_OFFSET,
-                       quiet=True, workers=1)
+    world = ToyWorld(ToyWorldConfig(buckets=((17, 64, 64),), seed=0))
+    held = [s.extras["clip"] for s in world.clips("heldout", num=args.num_clips, quiet=True, workers=1)]
     for path in args.vae:
         print(f"\n{path}: background, clips, PSNR | near objects: PSNR, share of pixels, share of error | rest PSNR")
         for bg, r in error_table(load_vae(path, "cpu").eval(), held).items():
@@ -102,7 +100,7 @@ def main() -> None:
                   f"{r['object_error']:5.2f} | {r['rest_psnr']:6.2f}")
             print("         by frame: " + " ".join(f"{v:.1f}" for v in r["by_frame"]))
     if args.pca_clips:
-        train = render_pool(DataConfig(num_clips=args.pca_clips, buckets=grid, seed=0), quiet=True, workers=1)
+        train = [s.extras["clip"] for s in world.clips("train", num=args.pca_clips, quiet=True, workers=1)]
         print(f"\nblock PCA (4x8x8x3 = 768 values per latent cell), fitted on {args.pca_clips} training clips:")
         for bg, row in pca_reference(train, held).items():
             print(f"  {bg:6s} " + "  ".join(f"k={k}: {v:.2f}" for k, v in row.items()))

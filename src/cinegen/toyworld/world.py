@@ -55,7 +55,7 @@ GRAY_RGB = (128, 128, 128)
 WORLD_VERSION = "2026-11-27"
 
 # A default holdout list: these combinations never appear in the default model's training data, so the
-# evaluation can measure composition of attributes that were only seen apart (MODEL_CARD.md).
+# evaluation can measure composition of attributes that were only seen apart (docs/history.md).
 DEFAULT_HOLDOUT = ("purple triangle", "orange ring bounces", "cyan box moves left", "yellow ball falls")
 
 
@@ -422,7 +422,7 @@ def random_clip(rng: np.random.Generator, width=64, height=64, num_frames=17, fp
 
 # --- Word-swapped twins: the same clip mirrored or played backwards, with the opposite words ---
 # Trained on a clip and its twin, the model sees two videos that only the direction word tells apart, so it
-# cannot leave the direction to the noise (MODEL_CARD.md: the shipped DiT does exactly that).
+# cannot leave the direction to the noise (docs/history.md: the shipped DiT does exactly that).
 
 _MIRRORED = {"moves left": "moves right", "moves right": "moves left", "pans left": "pans right",
              "pans right": "pans left"}

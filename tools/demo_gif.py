@@ -1,6 +1,6 @@
 """Renders the README's demo GIF: real outputs of the shipped model, next to the toy-world reference render.
 
-    .venv/bin/python scripts/demo_gif.py docs/demo.gif
+    .venv/bin/python tools/demo_gif.py docs/demo.gif
 """
 
 import sys
@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image
 
 from cinegen.config import SampleConfig
-from cinegen.data.world import parse_caption, render_scene
 from cinegen.pipeline import TextToVideo
+from cinegen.toyworld.world import parse_caption, render_scene
 
 PROMPTS = [
     "a large red ball bounces on a black background",

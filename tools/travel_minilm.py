@@ -9,8 +9,8 @@ Both ends run here: `pack` measures the unpacked copy against the real encoder o
 how close it is (training on the GPU then sees that error in its prompt embeddings; sampling at home uses the
 real encoder).
 
-    python scripts/travel_minilm.py pack .devcarry/minilm_toy        # here
-    python scripts/travel_minilm.py unpack .devcarry/minilm_toy /tmp/minilm_toy   # there: a full HF folder
+    python tools/travel_minilm.py pack .devcarry/minilm_toy        # here
+    python tools/travel_minilm.py unpack .devcarry/minilm_toy /tmp/minilm_toy   # there: a full HF folder
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ WORD_ROWS = "embeddings.word_embeddings.weight"
 
 def toy_captions(n_scenes: int, seed: int) -> list[str]:
     """Every caption form training uses: the clip caption kinds, paraphrases and the twins' word swaps."""
-    from cinegen.data import world
+    from cinegen.toyworld import world
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n_scenes):

@@ -1,6 +1,6 @@
 """Is a small object's shape in the latent, or lost by the decoder? (MODEL_CARD.md, "Where shape is lost")
 
-    python scripts/latent_shape_probe.py [--vae A.safetensors --vae B.safetensors] [--images 1200] [--generated 160]
+    python tools/latent_shape_probe.py [--vae A.safetensors --vae B.safetensors] [--images 1200] [--generated 160]
 
 Renders single-frame scenes of one small still object (the four shapes in turn, random colour, black or gray),
 encodes them, and trains a probe on the 3x3 latent cells around the object (16 x 9 numbers) for its shape:
@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
-from cinegen.data.world import COLOURS, SHAPES, ObjectSpec, SceneSpec, render_scene
 from cinegen.eval.analyzer import COLOUR_NAMES, colour_labels, shape_of, track_colour
 from cinegen.io.video import tensor_to_video, video_to_tensor
 from cinegen.models.loading import load_vae
 from cinegen.pipeline import WEIGHTS_DIR
+from cinegen.toyworld.world import COLOURS, SHAPES, ObjectSpec, SceneSpec, render_scene
 
 
 def patch_around(z: torch.Tensor, cx: float, cy: float) -> np.ndarray:

@@ -1,6 +1,6 @@
 """How well does the analyzer's shape check read shapes that are plainly there? (MODEL_CARD.md, "The shape check")
 
-    python scripts/shape_check_study.py [MODEL_DIR ...]
+    python tools/shape_check_study.py [MODEL_DIR ...]
 
 Renders the evaluation's scenes (96 + 48 of set 0, 96 of set 1; the first object of each), degrades them, and
 reads each object's shape by majority over frames with the current check (`classify_shape`: best template IoU)
@@ -17,9 +17,9 @@ from collections import Counter
 import numpy as np
 from scipy import ndimage
 
-from cinegen.data.world import DEFAULT_HOLDOUT, SHAPES, render_scene
 from cinegen.eval.analyzer import COLOUR_NAMES, classify_shape, classify_shape_by_ratio, colour_labels, track_colour
 from cinegen.eval.run import heldout_scenes, seen_scenes
+from cinegen.toyworld.world import DEFAULT_HOLDOUT, SHAPES, render_scene
 
 RULES = {"templates": classify_shape, "ratio (old)": classify_shape_by_ratio}
 
