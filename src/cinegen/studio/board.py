@@ -2,7 +2,7 @@
 
     title: The red ball
     size: 64x64            # defaults for every shot
-    fps: 8
+    fps: 24                # delivery rate: 23.976, 24, 25, 29.97 or 30 (the model renders at its own, see conform.py)
     voice: en              # espeak-ng voice for dialogue and narration
     shots:
       - prompt: a large red ball bounces on a black background
@@ -22,6 +22,7 @@ says "line 12: shots[1].seconds: ...". YAML is a superset of JSON, so JSON board
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from cinegen import defaults
 from cinegen.config import parse_size
+from cinegen.studio.conform import DEFAULT_RATE, DELIVERY_RATES, delivery_rate
 
 
 class BoardError(ValueError):
@@ -111,7 +113,7 @@ class Board(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     title: str = "untitled"
     size: str = defaults.SIZE
-    fps: float = Field(default=defaults.FPS, gt=0, le=60)
+    fps: float = float(DELIVERY_RATES[DEFAULT_RATE])
     steps: int = Field(default=defaults.STEPS, ge=1, le=defaults.MAX_STEPS)
     guidance: float = Field(default=defaults.GUIDANCE, ge=0)
     seed: int = defaults.SEED
@@ -122,6 +124,16 @@ class Board(BaseModel):
     @classmethod
     def _check_size(cls, v: str, info: ValidationInfo) -> str:
         return _size(v, info)
+
+    @field_validator("fps")
+    @classmethod
+    def _check_fps(cls, v: float) -> float:
+        return float(delivery_rate(v))
+
+    @property
+    def rate(self) -> Fraction:
+        """The exact delivery rate (24000/1001 for 23.976)."""
+        return delivery_rate(self.fps)
 
     @model_validator(mode="after")
     def _first_shot_cuts(self) -> "Board":
