@@ -221,3 +221,61 @@ def test_cli_storyboard_check_and_errors(tiny_model_dir, board_dir, tmp_path):
     (tmp_path / "bad.yaml").write_text("shots:\n  - prompt: x\n    seconds: 0\n")
     r = runner.invoke(app, ["storyboard", str(tmp_path / "bad.yaml"), "--model", str(tiny_model_dir)])
     assert r.exit_code == 2 and "line 3: shots[0].seconds" in r.output and "Traceback" not in r.output
+
+
+def _segments(tmp_path, rate, seconds, lines):
+    """Synthetic segments on the cut points of `seconds` at `rate`, each with a 1-frame media file."""
+    from cinegen.io.video import write_mp4
+    from cinegen.studio.conform import cut_points
+    from cinegen.studio.editorial import Segment
+    bounds = cut_points(seconds, rate)
+    media = write_mp4(np.zeros((1, 16, 16, 3), np.uint8), tmp_path / "shots" / "m.mp4", rate)
+    return [Segment(f"shot {i}", media, a, b - a, rate, available=b - a, line=line, metadata={"index": i})
+            for i, (a, b, line) in enumerate(zip(bounds, bounds[1:], lines))], bounds
+
+
+@pytest.mark.parametrize("fps,start", [("23.976", "01:00:00:00"), ("29.97", "01:00:00;00"), ("25", "01:00:00:00")])
+def test_ntsc_rates_keep_cut_points_and_timecode(tmp_path, fps, start):
+    import opentimelineio as otio
+
+    from cinegen.studio.conform import delivery_rate
+    from cinegen.studio.editorial import write_timeline
+    rate = delivery_rate(fps)
+    segs, bounds = _segments(tmp_path, rate, [2.0, 1.5, 3.3, 0.7, 2.5] * 2, [None] * 10)
+    # the running total is rounded, not each shot: 10 shots never drift more than half a frame from the board
+    running = np.cumsum([0] + [2.0, 1.5, 3.3, 0.7, 2.5] * 2)
+    assert bounds[-1] == round(20 * rate) and all(abs(b / rate - t) <= 0.5 / rate + 1e-9 for b, t in zip(bounds, running))
+    write_timeline("t", segs, rate, tmp_path, 48000)
+    tl = otio.adapters.read_from_file(str(tmp_path / "film.otio"))
+    assert otio.opentime.to_timecode(tl.global_start_time, float(rate)) == start
+    track = tl.tracks[0]
+    assert [track.range_of_child(c).start_time.to_frames() for c in track] == bounds[:-1]
+    edl = (tmp_path / "film.edl").read_text()
+    assert ("FCM: DROP FRAME" if fps == "29.97" else "FCM: NON-DROP FRAME") in edl
+    records = [line.split()[-2] for line in edl.splitlines() if line[:3].isdigit()]
+    assert [_timecode_frames(r, float(rate)) - tl.global_start_time.to_frames() for r in records] == bounds[:-1]
+    back = otio.adapters.read_from_file(str(tmp_path / "film.edl"), rate=float(rate))      # OTIO reads it back
+    assert [back.tracks[0].range_of_child(c).start_time.to_frames() for c in back.tracks[0].find_clips()] == bounds[:-1]
+    if "fcp_xml" in otio.adapters.available_adapter_names():
+        fcp = otio.adapters.read_from_file(str(tmp_path / "film.xml"), adapter_name="fcp_xml")
+        v = fcp.video_tracks()[0]
+        assert [v.range_of_child(c).start_time.rescaled_to(float(rate)).to_frames() for c in v.find_clips()] == bounds[:-1]
+
+
+def test_subtitles_wrap_cap_reading_rate_and_keep_a_gap(tmp_path):
+    from fractions import Fraction
+
+    from cinegen.studio.editorial import GAP_FRAMES, subtitle_cues
+    long = ("The ball rolls down the long hill past the old mill and into the river, where the current takes it "
+            "far away.")
+    segs, bounds = _segments(tmp_path, Fraction(24), [2.0, 6.0, 2.0], [long[:94], long, "Hello there."])
+    cues, warnings = subtitle_cues(segs, Fraction(24))
+    for start, end, text in cues:
+        lines = text.split("\n")
+        assert len(lines) <= 2 and all(len(line) <= 42 for line in lines) and end > start
+    for (_, end, _), (start, _, _) in zip(cues, cues[1:]):
+        assert start - end >= GAP_FRAMES
+    # 94 characters in 2 s is 47 characters/s: warned; the same line over 6 s reads at 18/s: not
+    assert len(warnings) == 1 and "shot 0" in warnings[0] and "94 characters" in warnings[0]
+    assert " ".join(t.replace("\n", " ") for a, _, t in cues if a < bounds[1]) == long[:94].strip()
+    assert cues[0][0] == 0 and cues[-1][1] == bounds[-1]
