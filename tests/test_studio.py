@@ -279,3 +279,38 @@ def test_subtitles_wrap_cap_reading_rate_and_keep_a_gap(tmp_path):
     assert len(warnings) == 1 and "shot 0" in warnings[0] and "94 characters" in warnings[0]
     assert " ".join(t.replace("\n", " ") for a, _, t in cues if a < bounds[1]) == long[:94].strip()
     assert cues[0][0] == 0 and cues[-1][1] == bounds[-1]
+
+
+@needs_espeak
+def test_board_check_reports_duplicates_voices_images_and_connect_with_their_lines(tmp_path):
+    (tmp_path / "fake.png").write_text("not an image")
+    (tmp_path / "bad.yaml").write_text(
+        "voice: zz-nonesuch\n"                                # 1
+        "shots:\n"                                            # 2
+        "  - prompt: a red ball\n"                            # 3
+        "    seconds: 1\n"                                    # 4
+        "    transition: connect\n"                           # 5
+        "  - prompt: a blue box\n"                            # 6
+        "    seconds: 1\n"                                    # 7
+        "    seconds: 2\n"                                    # 8
+        "    image: fake.png\n")                              # 9
+    with pytest.raises(BoardError) as e:
+        load_board(tmp_path / "bad.yaml")
+    problems = e.value.problems
+    assert [p.split(":")[0] for p in problems] == ["line 1", "line 5", "line 8", "line 9"], problems
+    assert "unknown voice 'zz-nonesuch'" in problems[0] and "nothing to connect" in problems[1]
+    assert "duplicate key 'seconds' (first given at line 7)" in problems[2] and "not an image" in problems[3]
+
+
+def test_board_size_is_limited_with_a_clear_message(tmp_path):
+    import time
+
+    from cinegen.studio.board import MAX_SHOTS
+    shots = "".join("  - prompt: a red ball\n    seconds: 1\n" for _ in range(MAX_SHOTS + 1))
+    (tmp_path / "big.yaml").write_text("shots:\n" + shots)
+    t = time.perf_counter()
+    with pytest.raises(BoardError, match=f"at most {MAX_SHOTS} shots; this one has {MAX_SHOTS + 1}"):
+        load_board(tmp_path / "big.yaml")
+    (tmp_path / "ok.yaml").write_text("shots:\n" + "  - prompt: a red ball\n    seconds: 1\n" * MAX_SHOTS)
+    assert len(load_board(tmp_path / "ok.yaml").shots) == MAX_SHOTS
+    assert time.perf_counter() - t < 30

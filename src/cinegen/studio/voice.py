@@ -8,6 +8,7 @@ espeak-ng is a system package (`make test`/`make demo` install it with apt when 
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import tempfile
@@ -36,6 +37,29 @@ def espeak_binary() -> str:
     if exe is None:
         raise ValueError("voice-over needs espeak-ng (apt-get install espeak-ng); it is not installed")
     return exe
+
+
+@functools.cache
+def available_voices() -> frozenset[str] | None:
+    """What `-v` accepts (language codes, voice names, voice files, lower case), or None without espeak-ng."""
+    exe = shutil.which("espeak-ng") or shutil.which("espeak")
+    if exe is None:
+        return None
+    out = subprocess.run([exe, "--voices"], capture_output=True, text=True, timeout=30).stdout
+    names = set()
+    for row in out.splitlines()[1:]:
+        cols = row.split()
+        if len(cols) >= 5:
+            names.update(c.lower() for c in (cols[1], cols[3], cols[4], cols[4].rsplit("/", 1)[-1]))
+    return frozenset(names)
+
+
+def check_voice(voice: str) -> str:
+    """ValueError naming a voice espeak-ng does not have (a +variant such as en+f3 is allowed)."""
+    voices = available_voices()
+    if voices is not None and voice.split("+")[0].lower() not in voices:
+        raise ValueError(f"unknown voice {voice!r}; `espeak-ng --voices` lists them (e.g. en, en-us, fr, de)")
+    return voice
 
 
 def synthesize(text: str, voice: str = "en", wpm: int = BASE_WPM) -> np.ndarray:
