@@ -314,3 +314,36 @@ def test_board_size_is_limited_with_a_clear_message(tmp_path):
     (tmp_path / "ok.yaml").write_text("shots:\n" + "  - prompt: a red ball\n    seconds: 1\n" * MAX_SHOTS)
     assert len(load_board(tmp_path / "ok.yaml").shots) == MAX_SHOTS
     assert time.perf_counter() - t < 30
+
+
+@needs_espeak
+def test_cpu_board_estimate_is_within_30_percent_of_a_measured_render(native, tiny_model_dir, board_dir):
+    import time
+
+    from cinegen.studio.render import board_estimate, model_digest, render_storyboard
+    board = load_board(board_dir / "board.yaml")
+    est = board_estimate(native, board, "cpu")
+    assert est.gpu == "CPU" and est.timed and len(est.rows) == 4
+
+    spent = []
+
+    class Timed:                             # the backend, with the time of each generate call recorded
+        capabilities, pipe, name = native.capabilities, native.pipe, native.name
+
+        def generate(self, request, progress=None):
+            t = time.perf_counter()
+            out = native.generate(request, progress)
+            spent.append(time.perf_counter() - t)
+            return out
+    t = time.perf_counter()
+    render_storyboard(Timed(), board, board_dir / "film", model_digest(tiny_model_dir))
+    total = time.perf_counter() - t
+    print(f"estimate {est.wall_seconds:.2f} s, measured sampling {sum(spent):.2f} s, whole render {total:.2f} s")
+    assert len(spent) == 4 and 0.7 < est.wall_seconds / sum(spent) < 1.3
+    assert "Sora" in est.notes()[0] and est.notes()[1].startswith("not modelled")
+
+
+def test_estimates_read_like_a_producer_would():
+    from cinegen.estimate import human_time
+    assert [human_time(s) for s in (0.004, 4.25, 42, 245, 26971.62, 300000)] == \
+        ["0.00 s", "4.2 s", "42 s", "4 min 05 s", "7 h 29 min", "3 d 11 h"]

@@ -25,7 +25,7 @@ import numpy as np
 
 from cinegen import requests as R
 from cinegen.config import SampleConfig
-from cinegen.estimate import Estimate, estimate
+from cinegen.estimate import NOT_MODELLED, SORA_PER_MINUTE, Estimate, estimate, human_dollars, human_time
 from cinegen.geometry import Geometry
 from cinegen.io.files import atomic_write
 from cinegen.io.provenance import METHOD, check_watermark_size, embed_watermark, provenance_tags, sign_c2pa
@@ -85,20 +85,88 @@ def _native_pipe(backend):
     return pipe
 
 
-def board_estimate(backend, board: Board, gpu: str = "H100") -> list[tuple[str, Estimate]]:
-    """The cost of every shot and transition, before anything renders."""
+@dataclass
+class BoardEstimate:
+    """The cost of every segment of a board and the film's minutes, priced on `gpu` (or timed on this CPU)."""
+    gpu: str
+    rows: list[tuple[str, Estimate]]
+    film_seconds: float
+    timed: bool = False            # True: wall times measured on this machine, not FLOPs over a datasheet rate
+
+    @property
+    def wall_seconds(self) -> float:
+        return sum(e.wall_seconds for _, e in self.rows)
+
+    @property
+    def dollars(self) -> float:
+        return sum(e.dollars for _, e in self.rows)
+
+    def table(self, title: str):
+        from rich.table import Table
+        t = Table("segment", "tokens", "TFLOP", f"{self.gpu} time", "cost", title=f"estimate for {title} (before rendering)")
+        for name, est in self.rows:
+            t.add_row(name, f"{est.tokens:,}", f"{est.total_flops / 1e12:,.3f}", human_time(est.wall_seconds),
+                      human_dollars(est.dollars))
+        t.add_row("total", "", f"{sum(e.total_flops for _, e in self.rows) / 1e12:,.3f}", human_time(self.wall_seconds),
+                  human_dollars(self.dollars))
+        return t
+
+    def notes(self) -> list[str]:
+        minutes = self.film_seconds / 60
+        ref = SORA_PER_MINUTE
+        how = "timed on this machine's CPU" if self.timed else f"FLOPs over {self.gpu}'s datasheet rate"
+        return [f"per minute of film: {human_time(self.wall_seconds / minutes)}, {human_dollars(self.dollars / minutes)} "
+                f"({how}); the seed's Sora figure: {human_dollars(ref['dollars'])} and about {ref['minutes']:g} min on "
+                f"{ref['gpus']} per minute", NOT_MODELLED]
+
+
+def _timed(backend, request_for) -> tuple[float, float]:
+    """(seconds per step, seconds fixed) of the real request on this machine, from 1- and 2-step runs: text
+    encoding, the VAE encode of images and context frames, and decoding are all in the fixed part."""
+    import time
+    runs = []
+    for steps in (1, 2):
+        t = time.perf_counter()
+        backend.generate(request_for(steps))
+        runs.append(time.perf_counter() - t)
+    per_step = max(runs[1] - runs[0], 0.0)
+    return per_step, max(runs[0] - per_step, 0.0)
+
+
+def board_estimate(backend, board: Board, gpu: str = "H100") -> BoardEstimate:
+    """The cost of every shot and transition, before anything renders. gpu="cpu": each distinct render is timed
+    on this machine (1 and 2 steps: per-step and fixed cost, text encoding and decoding included), the rest is
+    FLOPs over the GPU's datasheet rate. Identical configurations are counted once."""
     pipe = _native_pipe(backend)
     geo = backend.capabilities.geometry
+    timed = gpu.lower() == "cpu"
+    seen: dict = {}
+
+    def cost(cfg: SampleConfig, request_for, kind: str, flops_cfg: SampleConfig | None = None) -> Estimate:
+        key = (kind, cfg.seconds, cfg.width, cfg.height, cfg.steps, cfg.guidance, cfg.solver)
+        if key not in seen:
+            est = estimate(pipe.dit.cfg, pipe.vae.cfg, flops_cfg or cfg, gpu="H100" if timed else gpu)
+            if timed:
+                per_step, fixed = _timed(backend, request_for)
+                wall = fixed + per_step * cfg.steps
+                est = replace(est, gpu_seconds=wall, wall_seconds=wall, dollars=0.0)
+            seen[key] = est
+        return seen[key]
     rows = []
     for i, shot in enumerate(board.shots):
         cfg = shot_config(board, shot, i, geo)
         if shot.transition == "connect" and i > 0:
-            # the bridge window: 2 context latents around the new ones
             bridge = bridge_config(board, shot, cfg, geo)
-            bridge = replace(bridge, seconds=bridge.seconds + 2 * geo.frame_stride / geo.fps)
-            rows.append((f"transition {i}", estimate(pipe.dit.cfg, pipe.vae.cfg, bridge, gpu=gpu)))
-        rows.append((f"shot {i}", estimate(pipe.dit.cfg, pipe.vae.cfg, cfg, gpu=gpu)))
-    return rows
+            clip = np.zeros((geo.frames_of(3), bridge.height, bridge.width, 3), np.uint8)
+            request = lambda steps, b=bridge, c=clip: R.Connect(prompt=shot.prompt, video=c, video_b=c, bridge_only=True,
+                                                                  sample=replace(b, steps=steps))
+            # the FLOPs of the bridge window: 2 context latents around the new ones
+            window = replace(bridge, seconds=bridge.seconds + 2 * geo.frame_stride / geo.fps)
+            rows.append((f"transition {i}", cost(bridge, request, "connect", window)))
+        kind = "image" if shot.image else "keyframes" if shot.keyframes else "text"
+        rows.append((f"shot {i}", cost(cfg, lambda steps, s=shot, c=cfg: shot_request(s, replace(c, steps=steps)), kind)))
+    seconds = sum(p[3] for p in board_segments(board))
+    return BoardEstimate("CPU" if timed else gpu, rows, seconds, timed)
 
 
 def _file_digest(path: str | Path) -> str:
