@@ -1,6 +1,7 @@
 """Provenance: tags on every output, and the invisible watermark surviving an H.264 re-encode."""
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -52,7 +53,14 @@ def test_cli_generate_watermark_and_verify(tiny_model_dir, tmp_path):
                             "--watermark", "--model", str(tiny_model_dir), "-o", str(out)])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["verify", str(out), "--prompt", "a red ball"])
-    assert r.exit_code == 0 and "DETECTED" in r.output and "prompt matches: True" in r.output, r.output
+    assert r.exit_code == 0 and "DETECTED" in r.output and "prompt: ok matches" in r.output, r.output
+    r = runner.invoke(app, ["verify", str(out), "--prompt", "a blue box", "--json"])     # scripts read the exit code
+    report = json.loads(r.stdout)
+    assert r.exit_code == 1 and not report["ok"] and not report["checks"]["prompt"]["ok"]
+    assert report["checks"]["watermark"]["ok"] and report["checks"]["watermark"]["bit_accuracy"] >= 0.9
+    write_mp4(np.zeros((3, 256, 256, 3), np.uint8), tmp_path / "clean.mp4")
+    r = runner.invoke(app, ["verify", str(tmp_path / "clean.mp4"), "--json"])       # no tags, no mark: nothing holds
+    assert r.exit_code == 1 and not json.loads(r.stdout)["checks"]["watermark"]["ok"]
     r = runner.invoke(app, ["generate", "a red ball", "--watermark", "--model", str(tiny_model_dir), "-o", str(out)])
     assert r.exit_code == 2 and "256x256" in r.output
     (tmp_path / "x.mp4").write_bytes(b"not a video")
@@ -79,11 +87,13 @@ def test_c2pa_manifest_signed_read_back_and_tamper_evident(tiny_model_dir, tmp_p
     assert m["generation"]["seed"] == "4" and m["generation"]["prompt_sha256"] == hashlib.sha256(b"a red ball").hexdigest()
     assert "trainedAlgorithmicMedia" in m["actions"]["actions"][0]["digitalSourceType"]
     assert len(read_video(out)[0]) == 9 and read_tags(out)["seed"] == "4"      # still a normal MP4 with its tags
-    r = runner.invoke(app, ["verify", str(out)])
-    assert "c2pa: Valid manifest by cinegen" in r.output
+    r = runner.invoke(app, ["verify", str(out), "--c2pa"])
+    assert r.exit_code == 0 and "c2pa: ok Valid manifest by cinegen" in r.output, r.output
     data = bytearray(out.read_bytes())
     data[-200] ^= 0xFF                                                   # flip one byte of the video data
     (tmp_path / "tampered.mp4").write_bytes(bytes(data))
     assert read_c2pa(tmp_path / "tampered.mp4")["state"] != "Valid"
+    r = runner.invoke(app, ["verify", str(tmp_path / "tampered.mp4"), "--json"])
+    assert r.exit_code == 1 and not json.loads(r.stdout)["checks"]["c2pa"]["ok"]        # an invalid manifest fails
     write_mp4(np.zeros((5, 32, 32, 3), np.uint8), tmp_path / "plain.mp4")
     assert read_c2pa(tmp_path / "plain.mp4") is None

@@ -3,7 +3,6 @@ pysubs2/webvtt, the timeline by OTIO, voice-over by espeak-ng, and the content-h
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="esp
 BOARD = """\
 title: Ball story
 size: 32x32
-fps: 8
+fps: 24
 steps: 2
 shots:
   - prompt: a large red ball bounces on a black background
@@ -24,8 +23,9 @@ shots:
   - prompt: a large blue box moves right on a gray background
     seconds: 1
     transition: connect
+    transition_seconds: 0.7
   - prompt: a small green ball falls on a sky background
-    seconds: 1
+    seconds: 1.3
     image: still.png
     dialogue: Look out below.
     speaker: BOX
@@ -75,56 +75,113 @@ def native(tiny_pipe):
     return NativeBackend(tiny_pipe, "tiny")
 
 
+RATE = 24
+# the board's running seconds 1, 1.7, 2.7, 4.0 at 24 fps: every output must cut exactly here
+EXPECTED_CUTS = [0, 24, 41, 65, 96]
+
+
+def _timecode_frames(tc: str, rate: float = RATE) -> int:
+    import opentimelineio as otio
+    return otio.opentime.from_timecode(tc, rate).to_frames()
+
+
+def _vtt_seconds(stamp: str) -> float:
+    h, m, s = stamp.split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def _otio_cuts(tl) -> list[int]:
+    """Cut points of V1 in frames of the film, from the clips' ranges in their track."""
+    clips = list(tl.tracks[0].find_clips())
+    starts = [tl.tracks[0].range_of_child(c).start_time.rescaled_to(RATE).to_frames() for c in clips]
+    return starts + [tl.tracks[0].duration().rescaled_to(RATE).to_frames()]
+
+
 @needs_espeak
-def test_storyboard_renders_film_subtitles_voice_and_timeline(native, tiny_model_dir, board_dir):
+def test_storyboard_outputs_agree_to_the_frame(native, tiny_model_dir, board_dir):
+    """Every cut point computed from film.mp4, film.otio, film.edl, the FCP exports, SRT/VTT and render.json."""
     import av
     import opentimelineio as otio
     import pysubs2
     import webvtt
 
     from cinegen.studio.render import model_digest, render_storyboard
+    from cinegen.studio.voice import SAMPLE_RATE
     board = load_board(board_dir / "board.yaml")
     out = board_dir / "film"
     result = render_storyboard(native, board, out, model_digest(tiny_model_dir))
-    # 3 shots of 9 frames and one transition of 8 new frames (1 s at 8 fps)
     names = [s.name for s in result.segments]
     assert names == ["shot 0", "transition 1", "shot 1", "shot 2"] and result.rendered == names
-    frames = [s.frames for s in result.segments]
-    assert frames == [9, 8, 9, 9]
-    seconds = sum(frames) / 8
+    manifest = json.loads((out / "render.json").read_text())
+    assert [s["start_frame"] for s in manifest["segments"]] + [manifest["frames"]] == EXPECTED_CUTS
+    assert manifest["fps"] == "24" and manifest["native_fps"] == 8
+    # shot 2 (1.3 s) rendered 13 native frames = 39 at 24 fps: 31 in the film, 8 as handles
+    assert manifest["segments"][3]["available_frames"] == 39 and manifest["segments"][3]["frames"] == 31
 
     with av.open(str(result.film)) as c:
-        kinds = sorted(s.type for s in c.streams)
-        assert kinds == ["audio", "subtitle", "video"]
         v, a, s = c.streams.video[0], c.streams.audio[0], c.streams.subtitles[0]
-        assert v.frames == sum(frames) and abs(float(v.duration * v.time_base) - seconds) < 0.01
-        assert a.codec_context.name == "aac" and abs(float(a.duration * a.time_base) - seconds) < 0.1
-        texts = [bytes(sub.dialogue if hasattr(sub, "dialogue") else sub.text) for p in c.demux(s) for sub in p.decode()]
+        assert v.average_rate == RATE and v.frames == EXPECTED_CUTS[-1]
+        assert float(v.duration * v.time_base) == pytest.approx(EXPECTED_CUTS[-1] / RATE)
+        assert a.sample_rate == 48000 and a.codec_context.name == "aac"
+        mp4_cues = [(round(p.pts * p.time_base * RATE), round((p.pts + p.duration) * p.time_base * RATE))
+                    for p in c.demux(s) if p.size > 2]          # the muxer fills gaps with empty samples
         assert c.metadata["generator"].startswith("cinegen") and c.metadata["title"] == "Ball story"
-    assert len(texts) == 2 and b"Here comes the ball." in texts[0] and b"BOX: Look out below." in texts[1]
-    with av.open(str(result.film)) as c:      # the voice is really there: loud where a line is, silent where none is
+    with av.open(str(result.film)) as c:
         pcm = np.concatenate([f.to_ndarray().ravel() for f in c.decode(audio=0)])
-        rate = c.streams.audio[0].sample_rate
-    assert np.abs(pcm[int(0.2 * rate):int(1.0 * rate)]).max() > 0.05              # narration in shot 0
-    assert np.abs(pcm[int(1.3 * rate):int(2.1 * rate)]).max() < 0.01              # transition + shot 1 are silent
+    assert [a for a, _ in mp4_cues] == [EXPECTED_CUTS[0], EXPECTED_CUTS[3]]          # the lines of shots 0 and 2
+    head = open(result.film, "rb").read(4096)
+    assert 0 <= head.find(b"moov") < head.find(b"mdat") or head.find(b"mdat") == -1    # faststart: moov first
 
     srt = pysubs2.load(str(out / "film.srt"))
     assert [e.plaintext for e in srt] == ["Here comes the ball.", "BOX: Look out below."]
-    assert srt[1].start == round(26 / 8 * 1000) and srt[1].end == round(35 / 8 * 1000)   # shot 2 spans frames 26..35
-    assert [c.text for c in webvtt.read(str(out / "film.vtt"))] == ["Here comes the ball.", "BOX: Look out below."]
+    assert [round(e.start * RATE / 1000) for e in srt] == [EXPECTED_CUTS[0], EXPECTED_CUTS[3]]
+    assert round(srt[1].end * RATE / 1000) == EXPECTED_CUTS[4] and round(srt[0].end * RATE / 1000) <= EXPECTED_CUTS[1]
+    vtt = webvtt.read(str(out / "film.vtt"))
+    assert [round(_vtt_seconds(c.start) * RATE) for c in vtt] == [EXPECTED_CUTS[0], EXPECTED_CUTS[3]]
 
     tl = otio.adapters.read_from_file(str(out / "film.otio"))
+    assert _otio_cuts(tl) == EXPECTED_CUTS
+    assert otio.opentime.to_timecode(tl.global_start_time, RATE) == "01:00:00:00"
     clips = list(tl.tracks[0].find_clips())
-    assert [c.name for c in clips] == names
-    assert all(Path(c.media_reference.target_url.removeprefix("file://")).is_file() for c in clips)
-    assert tl.duration().to_seconds() == pytest.approx(seconds)
-    edl = otio.adapters.read_from_file(str(out / "film.edl"), rate=24)     # 8 fps on a 24 fps SMPTE timebase
-    assert len(list(edl.find_clips())) == 4 and edl.duration().to_seconds() == pytest.approx(seconds)
+    assert clips[0].name.startswith("shot 0: a large red ball") and clips[0].metadata["cinegen"]["seed"] == board.seed
+    assert {"prompt", "seed", "model", "shot_id"} <= set(clips[3].metadata["cinegen"])
+    assert clips[3].media_reference.available_range.duration.to_frames() == 39          # handles
+    assert all(not c.media_reference.target_url.startswith(("/", "file:")) for c in clips)   # relative
+    from cinegen.io.files import current_umask
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert len(written) > 10 and {p.stat().st_mode & 0o777 for p in written} == {0o666 & ~current_umask()}
+    moved = board_dir / "moved"
+    shutil.copytree(out, moved)
+    shutil.rmtree(out)                                                  # the folder moves: its timeline still resolves
+    assert all((moved / c.media_reference.target_url).is_file() for c in clips)
+
+    # voice: each WAV sits at the same sample in film.mp4 as in film.otio, and its clip is as long as the WAV
+    import wave
     voice_clips = list(tl.tracks[1].find_clips())
-    assert len(voice_clips) == 2 and all(Path(c.media_reference.target_url.removeprefix("file://")).is_file()
-                                         for c in voice_clips)
-    manifest = json.loads((out / "render.json").read_text())
-    assert manifest["frames"] == sum(frames)
+    assert len(voice_clips) == 2
+    for clip, seg in zip(voice_clips, [manifest["segments"][0], manifest["segments"][3]]):
+        at = tl.tracks[1].range_of_child(clip).start_time.rescaled_to(SAMPLE_RATE).to_frames()
+        with wave.open(str(moved / clip.media_reference.target_url)) as w:
+            assert w.getframerate() == SAMPLE_RATE and clip.source_range.duration.to_frames() == w.getnframes()
+            wav = np.frombuffer(w.readframes(w.getnframes()), "<i2") / 32768
+        assert at == seg["voice"]["start_sample"]
+        onset = at + int(np.argmax(np.abs(wav) > 0.05))
+        assert abs(int(np.argmax(np.abs(pcm[at - 2400:]) > 0.05)) + at - 2400 - onset) < 48        # within 1 ms
+
+    edl = (moved / "film.edl").read_text()
+    assert "FCM: NON-DROP FRAME" in edl and "SHOT000" in edl and "TRAN001" in edl
+    records = [line.split()[-2] for line in edl.splitlines() if line[:3].isdigit()]
+    assert [_timecode_frames(r) - _timecode_frames("01:00:00:00") for r in records] == EXPECTED_CUTS[:-1]
+
+    for name, adapter in (("film.fcpxml", "fcpx_xml"), ("film.xml", "fcp_xml"), ("film.aaf", "AAF")):
+        if adapter not in otio.adapters.available_adapter_names():
+            pytest.skip(f"OTIO adapter {adapter} not installed (pip install cinegen[studio])")
+        assert (moved / name).is_file(), manifest["warnings"]
+        back = otio.adapters.read_from_file(str(moved / name), adapter_name=adapter)
+        video = next(t for t in back.tracks if t.kind == otio.schema.TrackKind.Video)
+        clips = list(video.find_clips())
+        starts = [video.range_of_child(c).start_time.rescaled_to(RATE).to_frames() for c in clips]
+        assert starts + [video.duration().rescaled_to(RATE).to_frames()] == EXPECTED_CUTS, name
 
 
 @needs_espeak
@@ -164,3 +221,129 @@ def test_cli_storyboard_check_and_errors(tiny_model_dir, board_dir, tmp_path):
     (tmp_path / "bad.yaml").write_text("shots:\n  - prompt: x\n    seconds: 0\n")
     r = runner.invoke(app, ["storyboard", str(tmp_path / "bad.yaml"), "--model", str(tiny_model_dir)])
     assert r.exit_code == 2 and "line 3: shots[0].seconds" in r.output and "Traceback" not in r.output
+
+
+def _segments(tmp_path, rate, seconds, lines):
+    """Synthetic segments on the cut points of `seconds` at `rate`, each with a 1-frame media file."""
+    from cinegen.io.video import write_mp4
+    from cinegen.studio.conform import cut_points
+    from cinegen.studio.editorial import Segment
+    bounds = cut_points(seconds, rate)
+    media = write_mp4(np.zeros((1, 16, 16, 3), np.uint8), tmp_path / "shots" / "m.mp4", rate)
+    return [Segment(f"shot {i}", media, a, b - a, rate, available=b - a, line=line, metadata={"index": i})
+            for i, (a, b, line) in enumerate(zip(bounds, bounds[1:], lines))], bounds
+
+
+@pytest.mark.parametrize("fps,start", [("23.976", "01:00:00:00"), ("29.97", "01:00:00;00"), ("25", "01:00:00:00")])
+def test_ntsc_rates_keep_cut_points_and_timecode(tmp_path, fps, start):
+    import opentimelineio as otio
+
+    from cinegen.studio.conform import delivery_rate
+    from cinegen.studio.editorial import write_timeline
+    rate = delivery_rate(fps)
+    segs, bounds = _segments(tmp_path, rate, [2.0, 1.5, 3.3, 0.7, 2.5] * 2, [None] * 10)
+    # the running total is rounded, not each shot: 10 shots never drift more than half a frame from the board
+    running = np.cumsum([0] + [2.0, 1.5, 3.3, 0.7, 2.5] * 2)
+    assert bounds[-1] == round(20 * rate) and all(abs(b / rate - t) <= 0.5 / rate + 1e-9 for b, t in zip(bounds, running))
+    write_timeline("t", segs, rate, tmp_path, 48000)
+    tl = otio.adapters.read_from_file(str(tmp_path / "film.otio"))
+    assert otio.opentime.to_timecode(tl.global_start_time, float(rate)) == start
+    track = tl.tracks[0]
+    assert [track.range_of_child(c).start_time.to_frames() for c in track] == bounds[:-1]
+    edl = (tmp_path / "film.edl").read_text()
+    assert ("FCM: DROP FRAME" if fps == "29.97" else "FCM: NON-DROP FRAME") in edl
+    records = [line.split()[-2] for line in edl.splitlines() if line[:3].isdigit()]
+    assert [_timecode_frames(r, float(rate)) - tl.global_start_time.to_frames() for r in records] == bounds[:-1]
+    back = otio.adapters.read_from_file(str(tmp_path / "film.edl"), rate=float(rate))      # OTIO reads it back
+    assert [back.tracks[0].range_of_child(c).start_time.to_frames() for c in back.tracks[0].find_clips()] == bounds[:-1]
+    if "fcp_xml" in otio.adapters.available_adapter_names():
+        fcp = otio.adapters.read_from_file(str(tmp_path / "film.xml"), adapter_name="fcp_xml")
+        v = fcp.video_tracks()[0]
+        assert [v.range_of_child(c).start_time.rescaled_to(float(rate)).to_frames() for c in v.find_clips()] == bounds[:-1]
+
+
+def test_subtitles_wrap_cap_reading_rate_and_keep_a_gap(tmp_path):
+    from fractions import Fraction
+
+    from cinegen.studio.editorial import GAP_FRAMES, subtitle_cues
+    long = ("The ball rolls down the long hill past the old mill and into the river, where the current takes it "
+            "far away.")
+    segs, bounds = _segments(tmp_path, Fraction(24), [2.0, 6.0, 2.0], [long[:94], long, "Hello there."])
+    cues, warnings = subtitle_cues(segs, Fraction(24))
+    for start, end, text in cues:
+        lines = text.split("\n")
+        assert len(lines) <= 2 and all(len(line) <= 42 for line in lines) and end > start
+    for (_, end, _), (start, _, _) in zip(cues, cues[1:]):
+        assert start - end >= GAP_FRAMES
+    # 94 characters in 2 s is 47 characters/s: warned; the same line over 6 s reads at 18/s: not
+    assert len(warnings) == 1 and "shot 0" in warnings[0] and "94 characters" in warnings[0]
+    assert " ".join(t.replace("\n", " ") for a, _, t in cues if a < bounds[1]) == long[:94].strip()
+    assert cues[0][0] == 0 and cues[-1][1] == bounds[-1]
+
+
+@needs_espeak
+def test_board_check_reports_duplicates_voices_images_and_connect_with_their_lines(tmp_path):
+    (tmp_path / "fake.png").write_text("not an image")
+    (tmp_path / "bad.yaml").write_text(
+        "voice: zz-nonesuch\n"                                # 1
+        "shots:\n"                                            # 2
+        "  - prompt: a red ball\n"                            # 3
+        "    seconds: 1\n"                                    # 4
+        "    transition: connect\n"                           # 5
+        "  - prompt: a blue box\n"                            # 6
+        "    seconds: 1\n"                                    # 7
+        "    seconds: 2\n"                                    # 8
+        "    image: fake.png\n")                              # 9
+    with pytest.raises(BoardError) as e:
+        load_board(tmp_path / "bad.yaml")
+    problems = e.value.problems
+    assert [p.split(":")[0] for p in problems] == ["line 1", "line 5", "line 8", "line 9"], problems
+    assert "unknown voice 'zz-nonesuch'" in problems[0] and "nothing to connect" in problems[1]
+    assert "duplicate key 'seconds' (first given at line 7)" in problems[2] and "not an image" in problems[3]
+
+
+def test_board_size_is_limited_with_a_clear_message(tmp_path):
+    import time
+
+    from cinegen.studio.board import MAX_SHOTS
+    shots = "".join("  - prompt: a red ball\n    seconds: 1\n" for _ in range(MAX_SHOTS + 1))
+    (tmp_path / "big.yaml").write_text("shots:\n" + shots)
+    t = time.perf_counter()
+    with pytest.raises(BoardError, match=f"at most {MAX_SHOTS} shots; this one has {MAX_SHOTS + 1}"):
+        load_board(tmp_path / "big.yaml")
+    (tmp_path / "ok.yaml").write_text("shots:\n" + "  - prompt: a red ball\n    seconds: 1\n" * MAX_SHOTS)
+    assert len(load_board(tmp_path / "ok.yaml").shots) == MAX_SHOTS
+    assert time.perf_counter() - t < 30
+
+
+@needs_espeak
+def test_cpu_board_estimate_is_within_30_percent_of_a_measured_render(native, tiny_model_dir, board_dir):
+    import time
+
+    from cinegen.studio.render import board_estimate, model_digest, render_storyboard
+    board = load_board(board_dir / "board.yaml")
+    est = board_estimate(native, board, "cpu")
+    assert est.gpu == "CPU" and est.timed and len(est.rows) == 4
+
+    spent = []
+
+    class Timed:                             # the backend, with the time of each generate call recorded
+        capabilities, pipe, name = native.capabilities, native.pipe, native.name
+
+        def generate(self, request, progress=None):
+            t = time.perf_counter()
+            out = native.generate(request, progress)
+            spent.append(time.perf_counter() - t)
+            return out
+    t = time.perf_counter()
+    render_storyboard(Timed(), board, board_dir / "film", model_digest(tiny_model_dir))
+    total = time.perf_counter() - t
+    print(f"estimate {est.wall_seconds:.2f} s, measured sampling {sum(spent):.2f} s, whole render {total:.2f} s")
+    assert len(spent) == 4 and 0.7 < est.wall_seconds / sum(spent) < 1.3
+    assert "Sora" in est.notes()[0] and est.notes()[1].startswith("not modelled")
+
+
+def test_estimates_read_like_a_producer_would():
+    from cinegen.estimate import human_time
+    assert [human_time(s) for s in (0.004, 4.25, 42, 245, 26971.62, 300000)] == \
+        ["0.00 s", "4.2 s", "42 s", "4 min 05 s", "7 h 29 min", "3 d 11 h"]

@@ -570,33 +570,24 @@ def worker_cmd(
 
 
 @app.command("verify")
-def verify_cmd(clip: Path, prompt: Optional[str] = typer.Option(None, help="check the clip was made from this prompt")):
-    """Show a clip's provenance tags and look for the invisible cinegen watermark (survives re-encoding)."""
-    import hashlib
-
-    from cinegen.io.provenance import detect_watermark, read_c2pa, read_tags
-    video = _read_video(clip)                     # fails cleanly on a missing or undecodable file
-    tags = read_tags(clip)
-    for k in ("generator", "model", "seed", "prompt_sha256", "watermark"):
-        console.print(f"{k}: {tags.get(k, '(absent)')}")
-    manifest = read_c2pa(clip)
-    if manifest is None:
-        console.print("c2pa: no manifest")
+def verify_cmd(clip: Path, prompt: Optional[str] = typer.Option(None, help="check the clip was made from this prompt"),
+               watermark: bool = typer.Option(False, help="require the invisible watermark (also required when the "
+                                                           "clip's tags say it was marked, or it has no cinegen tags)"),
+               c2pa: bool = typer.Option(False, help="require a valid C2PA manifest (one present is always checked)"),
+               json_: bool = typer.Option(False, "--json", help="print the report as JSON on stdout")):
+    """Check a clip's provenance: tags, C2PA manifest, invisible watermark, prompt. Exit 0 when every check that
+    applies holds, 1 when one fails (invalid manifest, watermark absent, prompt mismatch), 2 on bad input."""
+    from cinegen.io.provenance import verify
+    report = verify(clip, prompt=prompt, require_watermark=watermark, require_c2pa=c2pa)
+    if json_:
+        print(json.dumps(report, indent=2))
     else:
-        console.print(f"c2pa: {manifest['state']} manifest by {manifest['generator']}"
-                      + (f" ({', '.join(manifest['status'])})" if manifest["status"] else ""))
-    found = False
-    if prompt is not None:
-        match = tags.get("prompt_sha256") == hashlib.sha256(prompt.encode("utf-8")).hexdigest()
-        console.print(f"prompt matches: {match}")
-    try:
-        result = detect_watermark(video)
-        found = result.detected
-        console.print(f"watermark: {'DETECTED' if found else 'not found'} ({result.bit_accuracy:.0%} of signature bits "
-                      f"over {result.frames} frames)")
-    except ValueError as e:
-        console.print(f"watermark: not checked ({e})")
-    if not found and not tags.get("generator", "").startswith("cinegen"):
+        for k in ("generator", "model", "seed", "prompt_sha256", "watermark"):
+            console.print(f"{k}: {report['tags'].get(k, '(absent)')}")
+        for name, check in report["checks"].items():
+            mark = "[green]ok[/]" if check["ok"] else ("[red]FAILED[/]" if check["required"] else "[yellow]no[/]")
+            console.print(f"{name}: {mark} {check['detail']}")
+    if not report["ok"]:
         raise typer.Exit(1)
 
 
@@ -605,38 +596,48 @@ def storyboard_cmd(
     board: Path = typer.Argument(..., help="YAML or JSON storyboard (see cinegen.studio.board)"),
     output: Path = typer.Option(Path("film"), "-o", "--output", help="film folder"),
     check: bool = typer.Option(False, help="only validate the board and show the estimate"),
-    gpu: str = typer.Option("H100", help="GPU the estimate is priced on"),
+    gpu: str = typer.Option("H100", help="GPU the estimate is priced on, or 'cpu' (this machine, timed)"),
+    fps: Optional[str] = typer.Option(None, help="delivery rate: 23.976, 24, 25, 29.97 or 30 (default: the board's)"),
+    watermark: bool = typer.Option(False, help="embed the invisible watermark in the film and every shot (>= 256x256)"),
+    c2pa_cert: Optional[Path] = typer.Option(None, help="sign the film and every shot: PEM certificate chain (ES256)"),
+    c2pa_key: Optional[Path] = typer.Option(None, help="... and its PEM private key"),
     model: Optional[Path] = typer.Option(None, help="folder with dit.safetensors + vae.safetensors (default: shipped)"),
 ):
-    """Render a multi-shot storyboard: joined MP4 with voice-over and subtitles, SRT/VTT, OTIO and EDL."""
-    from rich.table import Table
-
+    """Render a multi-shot storyboard: joined MP4 with voice-over and subtitles, SRT/VTT, OTIO, EDL, FCPXML."""
+    from cinegen.io.provenance import check_c2pa_credentials, check_watermark_size
     from cinegen.pipeline import WEIGHTS_DIR
     from cinegen.runtime import progress_bar
     from cinegen.studio.board import load_board
-    from cinegen.studio.render import board_estimate, model_digest, render_storyboard
+    from cinegen.studio.conform import delivery_rate
+    from cinegen.studio.render import Marking, board_estimate, model_digest, render_storyboard
     _setup_logging()
+    if (c2pa_cert is None) != (c2pa_key is None):
+        raise ValueError("--c2pa-cert and --c2pa-key go together")
+    if c2pa_cert is not None:
+        check_c2pa_credentials(c2pa_cert, c2pa_key)
     backend = _backend(model)
     plan = load_board(board, backend.capabilities.geometry)
-    rows = board_estimate(backend, plan, gpu)
-    table = Table("segment", "tokens", "TFLOP", f"{gpu} time", "cost", title=f"estimate for {board.name} (before rendering)")
-    for name, est in rows:
-        table.add_row(name, f"{est.tokens:,}", f"{est.total_flops / 1e12:,.2f}", f"{est.wall_seconds:.2f} s", f"${est.dollars:.4f}")
-    table.add_row("total", "", f"{sum(e.total_flops for _, e in rows) / 1e12:,.2f}",
-                  f"{sum(e.wall_seconds for _, e in rows):.2f} s", f"${sum(e.dollars for _, e in rows):.4f}")
-    Console().print(table)
+    if fps is not None:
+        plan = plan.model_copy(update={"fps": float(delivery_rate(fps))})
+    if watermark:                                     # before rendering, so no work is lost
+        check_watermark_size(*plan.film_size)
+    estimate = board_estimate(backend, plan, gpu)
+    Console().print(estimate.table(board.name))
+    for line in estimate.notes():
+        console.print(line)
     if check:
         console.print("board is valid")
         return
+    marking = Marking(watermark, (c2pa_cert, c2pa_key) if c2pa_cert else None)
     with progress_bar() as bar:
-        task = bar.add_task("rendering", total=len(rows), status="")
+        task = bar.add_task("rendering", total=len(estimate.rows), status="")
         result = render_storyboard(backend, plan, output, model_digest(model or WEIGHTS_DIR),
                                    progress=lambda d: bar.update(task, total=d["steps"], completed=d["step"],
-                                                                 status=d["phase"]))
+                                                                 status=d["phase"]), marking=marking)
     for w in result.warnings:
         console.print(f"[yellow]warning:[/] {w}")
-    console.print(f"wrote {result.film} ({len(result.rendered)} rendered, {len(result.cached)} from cache) "
-                  f"with film.srt, film.vtt, film.otio, film.edl in {output}")
+    console.print(f"wrote {result.film} ({len(result.rendered)} rendered, {len(result.cached)} from cache, "
+                  f"{result.segments[-1].end} frames at {plan.fps:g} fps) with its subtitles and timelines in {output}")
 
 
 @app.command("c2pa-credentials")
@@ -680,6 +681,14 @@ def estimate_cmd(
     for k, v in est.rows():
         table.add_row(k, v)
     Console().print(table)
+    from cinegen.estimate import NOT_MODELLED, SORA_PER_MINUTE, attention_share, human_dollars, human_time
+    share = attention_share(dit, est.tokens, text_tokens, est.dit_flops_per_pass)
+    per_min = 60 / max(seconds, 1e-9)
+    console.print(f"per minute of video: {human_time(est.wall_seconds * per_min)}, {human_dollars(est.dollars * per_min)}; "
+                  f"the seed's Sora figure: ${SORA_PER_MINUTE['dollars']:g} and about {SORA_PER_MINUTE['minutes']:g} min on "
+                  f"{SORA_PER_MINUTE['gpus']}. Why it differs: {est.tokens:,} tokens per pass with full spacetime attention, "
+                  f"{share:.0%} of each pass's FLOPs in attention (it grows with the square of the tokens), x {est.passes} passes")
+    console.print(NOT_MODELLED)
     if calibrate:
         cal = calibrate_cpu()
         Console().print(f"this CPU: {cal['achieved_flops'] / 1e9:.1f} GFLOP/s achieved on the default DiT "

@@ -55,7 +55,36 @@ class Estimate:
 
 
 def _human(seconds: float) -> str:
-    return f"{seconds:,.1f} s" if seconds < 120 else f"{seconds / 60:,.1f} min" if seconds < 7200 else f"{seconds / 3600:,.2f} h"
+    return human_time(seconds)
+
+
+def human_time(seconds: float) -> str:
+    """What a producer reads: '0.4 s', '12 s', '4 min 05 s', '7 h 29 min', '3 d 4 h'."""
+    if seconds < 10:
+        return f"{seconds:.2f} s" if seconds < 1 else f"{seconds:.1f} s"
+    s = round(seconds)
+    if s < 3600:
+        return f"{s} s" if s < 60 else f"{s // 60} min {s % 60:02d} s"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def human_dollars(d: float) -> str:
+    return f"${d:,.4f}" if d < 0.01 else f"${d:,.2f}"
+
+
+# The seed's reference point for a minute of 1080p: Sora-class serving at about $90 and 30 min on 8xH800 per minute.
+SORA_PER_MINUTE = {"dollars": 90.0, "minutes": 30.0, "gpus": "8xH800"}
+NOT_MODELLED = ("not modelled: text encoding, data movement, kernel launch and Python overheads (they dominate tiny "
+                "models on GPUs), MP4/voice/timeline writing, queueing, and the sparse or windowed attention, step "
+                "distillation and caching that published 1080p systems use; a GPU estimate assumes 40% of the "
+                "datasheet peak")
+
+
+def attention_share(dit: DiTConfig, tokens: int, text_tokens: int, per_pass: float) -> float:
+    """The share of a DiT pass spent in the two self-attention products (4 L^2 d a block): what makes 1080p dear."""
+    return min(1.0, dit.depth * 4 * tokens * tokens * dit.width / per_pass)
 
 
 def count_flops(fn) -> float:

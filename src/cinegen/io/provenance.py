@@ -192,3 +192,41 @@ def make_credentials(folder: str | Path, name: str = "cinegen studio") -> tuple[
     (folder / "key.pem").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     (folder / "key.pem").chmod(0o600)
     return folder / "chain.pem", folder / "key.pem"
+
+
+# --- verification ---
+
+def verify(path: str | Path, prompt: str | None = None, require_watermark: bool = False,
+           require_c2pa: bool = False) -> dict:
+    """Every provenance check of a clip, for people and scripts. A check is required when asked for, or when the
+    file itself calls for it: a present C2PA manifest must validate, a clip whose tags say it was watermarked (or
+    that has no cinegen tags at all, so the watermark is the only evidence) must carry the watermark, and a given
+    prompt must match. report["ok"] is True only when every required check holds. ValueError: not a video."""
+    import hashlib
+
+    from cinegen.io.video import read_video
+    video = read_video(path)[0]                  # fails cleanly on a missing or undecodable file
+    tags = read_tags(path)
+    checks = {}
+    if prompt is not None:
+        ok = tags.get("prompt_sha256") == hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+        checks["prompt"] = {"required": True, "ok": ok, "detail": "matches" if ok else "does not match prompt_sha256"}
+    manifest = read_c2pa(path)
+    if manifest is None:
+        checks["c2pa"] = {"required": require_c2pa, "ok": False, "detail": "no manifest"}
+    else:
+        ok = manifest["state"] in ("Valid", "Trusted")
+        checks["c2pa"] = {"required": True, "ok": ok, "state": manifest["state"], "status": manifest["status"],
+                          "detail": f"{manifest['state']} manifest by {manifest['generator']}"
+                                    + (f" ({', '.join(manifest['status'])})" if manifest["status"] else "")}
+    claims = tags.get("watermark", "none") not in ("none", "") or not tags.get("generator", "").startswith("cinegen")
+    try:
+        result = detect_watermark(video)
+        checks["watermark"] = {"required": require_watermark or claims, "ok": result.detected,
+                               "bit_accuracy": result.bit_accuracy, "frames": result.frames,
+                               "detail": f"{'DETECTED' if result.detected else 'not found'} ({result.bit_accuracy:.0%} "
+                                         f"of signature bits over {result.frames} frames)"}
+    except ValueError as e:
+        checks["watermark"] = {"required": require_watermark or claims, "ok": False, "detail": f"not checked ({e})"}
+    return {"file": str(path), "tags": tags, "checks": checks,
+            "ok": all(c["ok"] for c in checks.values() if c["required"])}

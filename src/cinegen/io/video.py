@@ -21,12 +21,14 @@ def tensor_to_video(x: torch.Tensor) -> np.ndarray:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
 
 
-def write_mp4(video: np.ndarray, path: str | Path, fps: float = 8.0, metadata: dict | None = None, crf: int = 18,
+def write_mp4(video: np.ndarray, path: str | Path, fps: float | Fraction = 8.0, metadata: dict | None = None, crf: int = 18,
               audio: tuple[np.ndarray, int] | None = None, subtitles: list[tuple[float, float, str]] | None = None,
               language: str = "eng") -> Path:
     """(T, H, W, 3) uint8 -> H.264 MP4 (yuv420p, plays in browsers), written to a temp file and renamed.
 
-    H.264 with yuv420p needs even sizes; our sizes are multiples of 16. `metadata` goes into the container
+    fps: a Fraction is used exactly (24000/1001 for 23.976); a float is read to 1/1000. The moov atom is
+    written first (faststart), so a browser or a player on a network share starts playing before the end
+    arrives. H.264 with yuv420p needs even sizes; our sizes are multiples of 16. `metadata` goes into the container
     (generator, model, prompt hash, seed) so every output says where it came from. `audio`: (samples float32
     in [-1, 1], sample rate), mono, muxed as AAC. `subtitles`: (start s, end s, text) cues, muxed as a soft
     mov_text track (the subtitle codec MP4 players understand).
@@ -36,11 +38,13 @@ def write_mp4(video: np.ndarray, path: str | Path, fps: float = 8.0, metadata: d
     path = Path(path)
 
     def write(tmp: str) -> None:
-        # use_metadata_tags: the MP4 muxer otherwise drops keys outside its short list (title, comment, ...)
-        with av.open(tmp, mode="w", format="mp4", options={"movflags": "use_metadata_tags"}) as container:
+        # use_metadata_tags: the MP4 muxer otherwise drops keys outside its short list (title, comment, ...);
+        # faststart: moov before mdat (a second pass over the file at close)
+        with av.open(tmp, mode="w", format="mp4", options={"movflags": "use_metadata_tags+faststart"}) as container:
             for k, v in (metadata or {}).items():
                 container.metadata[k] = str(v)
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+            rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1000)
+            stream = container.add_stream("libx264", rate=rate)
             stream.width, stream.height = video.shape[2], video.shape[1]
             stream.pix_fmt = "yuv420p"
             stream.options = {"crf": str(crf), "preset": "medium"}

@@ -2,7 +2,7 @@
 
     title: The red ball
     size: 64x64            # defaults for every shot
-    fps: 8
+    fps: 24                # delivery rate: 23.976, 24, 25, 29.97 or 30 (the model renders at its own, see conform.py)
     voice: en              # espeak-ng voice for dialogue and narration
     shots:
       - prompt: a large red ball bounces on a black background
@@ -22,6 +22,7 @@ says "line 12: shots[1].seconds: ...". YAML is a superset of JSON, so JSON board
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from cinegen import defaults
 from cinegen.config import parse_size
+from cinegen.studio.conform import DEFAULT_RATE, DELIVERY_RATES, delivery_rate
 
 
 class BoardError(ValueError):
@@ -51,13 +53,20 @@ def _size(value: str, info: ValidationInfo) -> str:
     return f"{w}x{h}"
 
 
-def _existing_file(value: Optional[str], info: ValidationInfo) -> Optional[str]:
+def _existing_image(value: Optional[str], info: ValidationInfo) -> Optional[str]:
+    """A path (relative to the board) to a file Pillow can open as an image: checked here, not at render time."""
+    from PIL import Image, UnidentifiedImageError
     if value is None:
         return None
     base = Path((info.context or {}).get("base", "."))
     path = Path(value) if Path(value).is_absolute() else base / value
     if not path.is_file():
         raise ValueError(f"file not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(f"not an image Pillow can read: {path} ({type(e).__name__})") from None
     return str(path)
 
 
@@ -66,7 +75,7 @@ class Keyframe(BaseModel):
     frame: int = Field(ge=0)
     image: str
 
-    _image = field_validator("image")(_existing_file)
+    _image = field_validator("image")(_existing_image)
 
 
 class Shot(BaseModel):
@@ -83,7 +92,7 @@ class Shot(BaseModel):
     transition: Literal["cut", "connect"] = "cut"
     transition_seconds: float = Field(default=1.0, gt=0, le=10)
 
-    _image = field_validator("image")(_existing_file)
+    _image = field_validator("image")(_existing_image)
 
     @field_validator("size")
     @classmethod
@@ -111,7 +120,7 @@ class Board(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     title: str = "untitled"
     size: str = defaults.SIZE
-    fps: float = Field(default=defaults.FPS, gt=0, le=60)
+    fps: float = float(DELIVERY_RATES[DEFAULT_RATE])
     steps: int = Field(default=defaults.STEPS, ge=1, le=defaults.MAX_STEPS)
     guidance: float = Field(default=defaults.GUIDANCE, ge=0)
     seed: int = defaults.SEED
@@ -123,11 +132,21 @@ class Board(BaseModel):
     def _check_size(cls, v: str, info: ValidationInfo) -> str:
         return _size(v, info)
 
-    @model_validator(mode="after")
-    def _first_shot_cuts(self) -> "Board":
-        if self.shots and self.shots[0].transition == "connect":
-            raise ValueError("shots[0].transition: the first shot has nothing to connect from; use 'cut'")
-        return self
+    @field_validator("fps")
+    @classmethod
+    def _check_fps(cls, v: float) -> float:
+        return float(delivery_rate(v))
+
+    @property
+    def rate(self) -> Fraction:
+        """The exact delivery rate (24000/1001 for 23.976)."""
+        return delivery_rate(self.fps)
+
+    @field_validator("voice")
+    @classmethod
+    def _check_voice(cls, v: str) -> str:
+        from cinegen.studio.voice import check_voice
+        return check_voice(v)
 
     def shot_size(self, shot: Shot) -> tuple[int, int]:
         return parse_size(shot.size or self.size)
@@ -165,12 +184,47 @@ def _loc_str(loc: tuple) -> str:
     return out or "(board)"
 
 
+# A board is read and validated whole before anything renders; these bounds keep --check interactive (a 500-shot
+# board validates in about a second) and a film within what one render.json and one timeline sensibly hold.
+MAX_SHOTS = 500
+MAX_BOARD_BYTES = 1_000_000
+
+
+def _duplicate_keys(node: yaml.Node | None) -> list[str]:
+    """YAML lets a later key silently replace an earlier one; a board reports it instead, with both lines."""
+    problems = []
+    if isinstance(node, yaml.MappingNode):
+        seen = {}
+        for k, v in node.value:
+            key = getattr(k, "value", None)
+            if key in seen:
+                problems.append(f"line {k.start_mark.line + 1}: duplicate key {key!r} (first given at line {seen[key]})")
+            else:
+                seen[key] = k.start_mark.line + 1
+            problems += _duplicate_keys(v)
+    elif isinstance(node, yaml.SequenceNode):
+        for v in node.value:
+            problems += _duplicate_keys(v)
+    return problems
+
+
+def _first_connect(root: yaml.Node, data: dict) -> list[str]:
+    shots = data.get("shots")
+    if isinstance(shots, list) and shots and isinstance(shots[0], dict) and shots[0].get("transition") == "connect":
+        line = _line_of(root, ("shots", 0, "transition"))
+        return [f"line {line}: shots[0].transition: the first shot has nothing to connect from; use 'cut'"]
+    return []
+
+
 def load_board(path: str | Path, geometry=None) -> Board:
     """Parses and validates a board; raises BoardError listing every problem with its line. geometry: the
     model's (geometry.Geometry), so that sizes it cannot render are reported here, with their lines."""
     path = Path(path)
     if not path.is_file():
         raise BoardError(path, [f"file not found: {path}"])
+    if path.stat().st_size > MAX_BOARD_BYTES:
+        raise BoardError(path, [f"a board may be at most {MAX_BOARD_BYTES:,} bytes; this one is {path.stat().st_size:,} "
+                                "(split the film into several boards)"])
     text = path.read_text(encoding="utf-8")
     try:
         root = yaml.compose(text)
@@ -181,13 +235,19 @@ def load_board(path: str | Path, geometry=None) -> Board:
         raise BoardError(path, [f"{where}not valid YAML/JSON: {getattr(e, 'problem', e)}"]) from None
     if not isinstance(data, dict):
         raise BoardError(path, ["line 1: a board is a mapping with a 'shots' list"])
+    if isinstance(data.get("shots"), list) and len(data["shots"]) > MAX_SHOTS:
+        raise BoardError(path, [f"line {_line_of(root, ('shots',))}: shots: a board holds at most {MAX_SHOTS} shots; "
+                                f"this one has {len(data['shots'])} (split the film into several boards)"])
+    problems = _duplicate_keys(root) + _first_connect(root, data)
     try:
-        return Board.model_validate(data, context={"base": path.parent, "geometry": geometry})
+        board = Board.model_validate(data, context={"base": path.parent, "geometry": geometry})
     except ValidationError as e:
-        problems = []
         for err in e.errors():
             loc = tuple(err["loc"])
             line = _line_of(root, loc)
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"line {line}: {_loc_str(loc)}: {msg}" if line else f"{_loc_str(loc)}: {msg}")
+    if problems:
+        problems.sort(key=lambda p: int(p.split(":")[0].removeprefix("line ")) if p.startswith("line ") else 0)
         raise BoardError(path, problems) from None
+    return board

@@ -2,34 +2,40 @@
 
     film/film.mp4        every shot joined (H.264) + voice-over (AAC) + soft subtitles (mov_text)
     film/film.srt, .vtt  subtitles timed to their shots
-    film/film.otio, .edl the timeline, referencing each shot's own MP4 in film/shots/
+    film/film.otio, .edl the timeline, referencing each shot's own MP4 in film/shots/ (relative paths)
+    film/film.fcpxml, .xml, .aaf  the same timeline through OTIO's FCPXML, FCP7 and AAF adapters, where installed
     film/render.json     what was rendered, what came from the cache, the estimate, warnings
 
 Shots are cached by content: a shot's key hashes everything that decides its pixels (prompt, seconds, size, seed,
-steps, guidance, fps, the bytes of its images, the model's weights). Re-rendering a board after changing one
-shot re-renders that shot (and a connect transition touching it) only.
+steps, guidance, the bytes of its images, the model's weights) and holds its native frames (.npy); its MP4 is
+conformed to the board's delivery rate on every render (see conform.py), so changing `fps` re-renders nothing.
+Re-rendering a board after changing one shot re-renders that shot (and a connect transition touching it) only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from cinegen import requests as R
 from cinegen.config import SampleConfig
-from cinegen.estimate import Estimate, estimate
+from cinegen.estimate import NOT_MODELLED, SORA_PER_MINUTE, Estimate, estimate, human_dollars, human_time
+from cinegen.geometry import Geometry
 from cinegen.io.files import atomic_write
-from cinegen.io.provenance import provenance_tags
+from cinegen.io.provenance import METHOD, check_watermark_size, embed_watermark, provenance_tags, sign_c2pa
 from cinegen.io.video import read_image, write_mp4
 from cinegen.modes import fit_video
 from cinegen.runtime import part, report
 from cinegen.studio import voice
 from cinegen.studio.board import Board, Shot
-from cinegen.studio.editorial import Segment, write_subtitles, write_timeline
+from cinegen.studio.conform import conform, cut_points, native_latents, rate_label, retime
+from cinegen.studio.editorial import Segment, subtitle_cues, write_subtitles, write_timeline
 
 
 @dataclass
@@ -45,10 +51,30 @@ class FilmResult:
         return self.folder / "film.mp4"
 
 
-def shot_config(board: Board, shot: Shot, index: int) -> SampleConfig:
+def shot_config(board: Board, shot: Shot, index: int, geometry: Geometry) -> SampleConfig:
+    """The render of a shot: at the model's native rate, the fewest grid frames that cover its seconds."""
     w, h = board.shot_size(shot)
-    return SampleConfig(seconds=shot.seconds, fps=board.fps, width=w, height=h, steps=board.steps,
-                        guidance=board.guidance, seed=shot.seed if shot.seed is not None else board.seed + index)
+    latents = native_latents(shot.seconds, geometry.fps, geometry.frame_stride)
+    return SampleConfig(seconds=geometry.seconds_of(latents, geometry.fps), fps=geometry.fps, width=w, height=h,
+                        steps=board.steps, guidance=board.guidance,
+                        seed=shot.seed if shot.seed is not None else board.seed + index)
+
+
+def bridge_config(board: Board, shot: Shot, cfg: SampleConfig, geometry: Geometry) -> SampleConfig:
+    """A connect bridge's render: whole latent frames covering transition_seconds (it is retimed to fit)."""
+    w, h = board.film_size
+    latents = max(1, math.ceil(shot.transition_seconds * geometry.fps / geometry.frame_stride - 1e-9))
+    return replace(cfg, width=w, height=h, seconds=geometry.frame_stride * latents / geometry.fps)
+
+
+def board_segments(board: Board) -> list[tuple[str, str, int, float]]:
+    """(name, kind, shot index, board seconds) of every segment of the film, in order."""
+    out = []
+    for i, shot in enumerate(board.shots):
+        if shot.transition == "connect" and i > 0:
+            out.append((f"transition {i}", "transition", i, shot.transition_seconds))
+        out.append((f"shot {i}", "shot", i, shot.seconds))
+    return out
 
 
 def _native_pipe(backend):
@@ -59,19 +85,88 @@ def _native_pipe(backend):
     return pipe
 
 
-def board_estimate(backend, board: Board, gpu: str = "H100") -> list[tuple[str, Estimate]]:
-    """The cost of every shot and transition, before anything renders."""
+@dataclass
+class BoardEstimate:
+    """The cost of every segment of a board and the film's minutes, priced on `gpu` (or timed on this CPU)."""
+    gpu: str
+    rows: list[tuple[str, Estimate]]
+    film_seconds: float
+    timed: bool = False            # True: wall times measured on this machine, not FLOPs over a datasheet rate
+
+    @property
+    def wall_seconds(self) -> float:
+        return sum(e.wall_seconds for _, e in self.rows)
+
+    @property
+    def dollars(self) -> float:
+        return sum(e.dollars for _, e in self.rows)
+
+    def table(self, title: str):
+        from rich.table import Table
+        t = Table("segment", "tokens", "TFLOP", f"{self.gpu} time", "cost", title=f"estimate for {title} (before rendering)")
+        for name, est in self.rows:
+            t.add_row(name, f"{est.tokens:,}", f"{est.total_flops / 1e12:,.3f}", human_time(est.wall_seconds),
+                      human_dollars(est.dollars))
+        t.add_row("total", "", f"{sum(e.total_flops for _, e in self.rows) / 1e12:,.3f}", human_time(self.wall_seconds),
+                  human_dollars(self.dollars))
+        return t
+
+    def notes(self) -> list[str]:
+        minutes = self.film_seconds / 60
+        ref = SORA_PER_MINUTE
+        how = "timed on this machine's CPU" if self.timed else f"FLOPs over {self.gpu}'s datasheet rate"
+        return [f"per minute of film: {human_time(self.wall_seconds / minutes)}, {human_dollars(self.dollars / minutes)} "
+                f"({how}); the seed's Sora figure: {human_dollars(ref['dollars'])} and about {ref['minutes']:g} min on "
+                f"{ref['gpus']} per minute", NOT_MODELLED]
+
+
+def _timed(backend, request_for) -> tuple[float, float]:
+    """(seconds per step, seconds fixed) of the real request on this machine, from 1- and 2-step runs: text
+    encoding, the VAE encode of images and context frames, and decoding are all in the fixed part."""
+    import time
+    runs = []
+    for steps in (1, 2):
+        t = time.perf_counter()
+        backend.generate(request_for(steps))
+        runs.append(time.perf_counter() - t)
+    per_step = max(runs[1] - runs[0], 0.0)
+    return per_step, max(runs[0] - per_step, 0.0)
+
+
+def board_estimate(backend, board: Board, gpu: str = "H100") -> BoardEstimate:
+    """The cost of every shot and transition, before anything renders. gpu="cpu": each distinct render is timed
+    on this machine (1 and 2 steps: per-step and fixed cost, text encoding and decoding included), the rest is
+    FLOPs over the GPU's datasheet rate. Identical configurations are counted once."""
     pipe = _native_pipe(backend)
+    geo = backend.capabilities.geometry
+    timed = gpu.lower() == "cpu"
+    seen: dict = {}
+
+    def cost(cfg: SampleConfig, request_for, kind: str, flops_cfg: SampleConfig | None = None) -> Estimate:
+        key = (kind, cfg.seconds, cfg.width, cfg.height, cfg.steps, cfg.guidance, cfg.solver)
+        if key not in seen:
+            est = estimate(pipe.dit.cfg, pipe.vae.cfg, flops_cfg or cfg, gpu="H100" if timed else gpu)
+            if timed:
+                per_step, fixed = _timed(backend, request_for)
+                wall = fixed + per_step * cfg.steps
+                est = replace(est, gpu_seconds=wall, wall_seconds=wall, dollars=0.0)
+            seen[key] = est
+        return seen[key]
     rows = []
     for i, shot in enumerate(board.shots):
-        cfg = shot_config(board, shot, i)
-        if shot.transition == "connect":
-            w, h = board.film_size
-            # the bridge window: 2 context latents around the new ones
-            bridge = replace(cfg, width=w, height=h, seconds=shot.transition_seconds + 8 / board.fps)
-            rows.append((f"transition {i}", estimate(pipe.dit.cfg, pipe.vae.cfg, bridge, gpu=gpu)))
-        rows.append((f"shot {i}", estimate(pipe.dit.cfg, pipe.vae.cfg, cfg, gpu=gpu)))
-    return rows
+        cfg = shot_config(board, shot, i, geo)
+        if shot.transition == "connect" and i > 0:
+            bridge = bridge_config(board, shot, cfg, geo)
+            clip = np.zeros((geo.frames_of(3), bridge.height, bridge.width, 3), np.uint8)
+            request = lambda steps, b=bridge, c=clip: R.Connect(prompt=shot.prompt, video=c, video_b=c, bridge_only=True,
+                                                                  sample=replace(b, steps=steps))
+            # the FLOPs of the bridge window: 2 context latents around the new ones
+            window = replace(bridge, seconds=bridge.seconds + 2 * geo.frame_stride / geo.fps)
+            rows.append((f"transition {i}", cost(bridge, request, "connect", window)))
+        kind = "image" if shot.image else "keyframes" if shot.keyframes else "text"
+        rows.append((f"shot {i}", cost(cfg, lambda steps, s=shot, c=cfg: shot_request(s, replace(c, steps=steps)), kind)))
+    seconds = sum(p[3] for p in board_segments(board))
+    return BoardEstimate("CPU" if timed else gpu, rows, seconds, timed)
 
 
 def _file_digest(path: str | Path) -> str:
@@ -86,8 +181,8 @@ def model_digest(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def shot_key(board: Board, shot: Shot, index: int, model_id: str) -> str:
-    cfg = shot_config(board, shot, index)
+def shot_key(board: Board, shot: Shot, index: int, model_id: str, geometry: Geometry) -> str:
+    cfg = shot_config(board, shot, index, geometry)
     payload = {"prompt": shot.prompt, "cfg": cfg.__dict__, "model": model_id,
                "image": shot.image and _file_digest(shot.image),
                "keyframes": [(k.frame, _file_digest(k.image)) for k in shot.keyframes]}
@@ -104,14 +199,13 @@ def shot_request(shot: Shot, cfg: SampleConfig) -> R.Request:
     return R.Text(prompt=shot.prompt, sample=cfg)
 
 
-def _cached(folder: Path, key: str, fps: float, make) -> tuple[np.ndarray, bool]:
-    """Frames for `key` from film/shots/ (lossless .npy beside the MP4), or made and stored. Returns (frames, hit)."""
-    npy, mp4 = folder / "shots" / f"{key}.npy", folder / "shots" / f"{key}.mp4"
-    if npy.is_file() and mp4.is_file():
+def _cached(folder: Path, key: str, make) -> tuple[np.ndarray, bool]:
+    """Native frames for `key` from film/shots/ (lossless .npy), or made and stored. Returns (frames, hit)."""
+    npy = folder / "shots" / f"{key}.npy"
+    if npy.is_file():
         return np.load(npy), True
     frames = make()
     atomic_write(npy, lambda tmp: _save_npy(tmp, frames))
-    write_mp4(frames, mp4, fps)
     return frames, False
 
 
@@ -120,64 +214,122 @@ def _save_npy(path: str, array: np.ndarray) -> None:
         np.save(f, array)
 
 
-def render_storyboard(backend, board: Board, folder: str | Path, model_id: str, progress=None) -> FilmResult:
-    """Renders (or reuses) every shot, joins them and writes the film, subtitles, voice-over and timeline.
+@dataclass(frozen=True)
+class Marking:
+    """What the film and every shot's media carry besides tags: the invisible watermark, a C2PA signature."""
+    watermark: bool = False
+    c2pa: tuple[Path, Path] | None = None          # (certificate chain, private key)
+
+
+def render_storyboard(backend, board: Board, folder: str | Path, model_id: str, progress=None,
+                      marking: Marking = Marking()) -> FilmResult:
+    """Renders (or reuses) every shot at the model's native rate, conforms it to the board's delivery rate and
+    cut points (conform.py), and writes the film, subtitles, voice-over, timelines and render.json.
 
     progress: the one progress callback (runtime.report); each shot's and transition's sampling counts as one
     part of the board, a segment taken from the cache as done at once.
     """
     folder = Path(folder)
+    geo, rate = backend.capabilities.geometry, board.rate
     film_w, film_h = board.film_size
+    if marking.watermark:
+        check_watermark_size(film_w, film_h)
+    plan = board_segments(board)
+    bounds = cut_points([p[3] for p in plan], rate)
     result = FilmResult(folder, [])
-    pieces, prev, prev_key, start = [], None, None, 0.0
-    total = len(board.shots) + sum(s.transition == "connect" for s in board.shots)
+    pieces, speech, prev, prev_key = [], [], None, None
+    model = f"cinegen-default@{model_id}"
 
     def render(request: R.Request, name: str):
-        return lambda: backend.generate(request, progress=part(progress, len(result.segments), total, name))
+        return lambda: backend.generate(request, progress=part(progress, len(result.segments), len(plan), name))
+
+    def add(k: int, key: str, native: np.ndarray, hit: bool, **fields) -> Segment:
+        name, kind, index, _ = plan[k]
+        shot = board.shots[index]
+        n = bounds[k + 1] - bounds[k]
+        if marking.watermark:
+            native = embed_watermark(native)
+        if kind == "shot":                      # trimmed to its cut; the frames beyond it are handles
+            media = conform(native, geo.fps, rate)
+            media = media if len(media) >= n else conform(native, geo.fps, rate, n)
+        else:                                   # a bridge must meet the next shot: retimed onto its cut
+            media = retime(native, n)
+        seed = shot_config(board, shot, index, geo).seed
+        seg = Segment(name, folder / "shots" / f"{key}.mp4", bounds[k], n, rate, available=len(media), kind=kind,
+                      metadata={"index": index, "shot_id": key, "prompt": shot.prompt, "seed": seed, "model": model,
+                                "native_frames": len(native), "native_fps": geo.fps}, **fields)
+        tags = provenance_tags(model, shot.prompt, seed, title=f"{board.title}: {name}", **_mark_tags(marking))
+        _write_marked(media, seg.media, rate, tags, marking)
+        result.segments.append(seg)
+        (result.cached if hit else result.rendered).append(name)
+        pieces.append(media[:n])
+        report(progress, name, len(result.segments), len(plan))
+        return seg
+
+    k = 0
     for i, shot in enumerate(board.shots):
-        cfg = shot_config(board, shot, i)
-        key = shot_key(board, shot, i, model_id)
-        frames, hit = _cached(folder, key, board.fps, render(shot_request(shot, cfg), f"shot {i}"))
+        cfg = shot_config(board, shot, i, geo)
+        key = shot_key(board, shot, i, model_id, geo)
+        frames, hit = _cached(folder, key, render(shot_request(shot, cfg), f"shot {i}"))
         frames = fit_video(frames, film_w, film_h)
-        if shot.transition == "connect" and prev is not None:
+        if plan[k][1] == "transition":
             tkey = hashlib.sha256(f"{prev_key}>{key}:{shot.transition_seconds}".encode()).hexdigest()[:16]
-            tcfg = replace(cfg, width=film_w, height=film_h, seconds=shot.transition_seconds)
-            bridge_request = R.Connect(prompt=shot.prompt, video=prev, video_b=frames, bridge_only=True, sample=tcfg)
-            bridge, thit = _cached(folder, tkey, board.fps, render(bridge_request, f"transition {i}"))
-            start = _add(result, pieces, Segment(f"transition {i}", folder / "shots" / f"{tkey}.mp4", start,
-                                                 len(bridge), board.fps), bridge, thit, progress, total)
-        seg = Segment(f"shot {i}", folder / "shots" / f"{key}.mp4", start, len(frames), board.fps, shot.line)
+            bridge_request = R.Connect(prompt=shot.prompt, video=prev, video_b=frames, bridge_only=True,
+                                       sample=bridge_config(board, shot, cfg, geo))
+            bridge, thit = _cached(folder, tkey, render(bridge_request, f"transition {i}"))
+            add(k, tkey, bridge, thit)
+            k += 1
+        fields = {}
         if shot.line:
-            speech, warnings = voice.fit_line(voice.VoiceLine(start, start + seg.seconds, shot.line), board.voice)
+            seconds = float((bounds[k + 1] - bounds[k]) / rate)
+            line, warnings = voice.fit_line(voice.VoiceLine(0.0, seconds, shot.line), board.voice)
             result.warnings += warnings
-            seg = replace(seg, voice_media=voice.write_wav(speech, folder / "voice" / f"{key}.wav"))
-            pieces.append(("speech", start, speech))
-        start = _add(result, pieces, seg, frames, hit, progress, total)
+            at = round(bounds[k] * voice.SAMPLE_RATE / rate) + round(voice.LEAD_IN * voice.SAMPLE_RATE)
+            fields = {"line": shot.line, "voice_media": voice.write_wav(line, folder / "voice" / f"{key}.wav"),
+                      "voice_start": at, "voice_samples": len(line)}
+            speech.append((at, line))
+        add(k, key, frames, hit, **fields)
+        k += 1
         prev, prev_key = frames, key
-    _write_film(board, folder, result, pieces, start, model_id)
+    _write_film(board, folder, result, np.concatenate(pieces), speech, model_id, marking)
     return result
 
 
-def _add(result: FilmResult, pieces: list, seg: Segment, frames: np.ndarray, hit: bool, progress, total: int) -> float:
-    result.segments.append(seg)
-    (result.cached if hit else result.rendered).append(seg.name)
-    pieces.append(("frames", seg.start, frames))
-    report(progress, seg.name, len(result.segments), total)
-    return seg.start + seg.seconds
+def _mark_tags(marking: Marking) -> dict:
+    return {"watermark": METHOD if marking.watermark else "none"}
 
 
-def _write_film(board: Board, folder: Path, result: FilmResult, pieces: list, duration: float, model_id: str) -> None:
-    video = np.concatenate([p[2] for p in pieces if p[0] == "frames"])                # (T, H, W, 3)
-    speech = [(p[1], p[2]) for p in pieces if p[0] == "speech"]
-    cues = [(s.start, s.start + s.seconds, s.line) for s in result.segments if s.line]
-    audio = (voice.place(speech, duration), voice.SAMPLE_RATE) if speech else None
+def _write_marked(video: np.ndarray, path: Path, rate: Fraction, tags: dict, marking: Marking, **kw) -> None:
+    write_mp4(video, path, rate, metadata=tags, **kw)
+    if marking.c2pa:
+        sign_c2pa(path, *marking.c2pa, tags=tags)
+
+
+def _write_film(board: Board, folder: Path, result: FilmResult, video: np.ndarray, speech: list, model_id: str,
+                marking: Marking) -> None:
+    rate = board.rate
+    frames = len(video)                                                               # (T, H, W, 3)
+    cues, warnings = subtitle_cues(result.segments, rate)
+    result.warnings += warnings
+    samples = round(frames * voice.SAMPLE_RATE / rate)
+    audio = (voice.place(speech, samples), voice.SAMPLE_RATE) if speech else None
     prompts = " | ".join(s.prompt for s in board.shots)
-    tags = provenance_tags(f"cinegen-default@{model_id}", prompts, board.seed, title=board.title)
-    write_mp4(video, folder / "film.mp4", board.fps, metadata=tags, audio=audio, subtitles=cues or None)
-    write_subtitles(cues, folder / "film.srt", folder / "film.vtt")
-    write_timeline(board.title, result.segments, board.fps, folder / "film.otio", folder / "film.edl")
-    manifest = {"title": board.title, "model": model_id, "seconds": duration, "frames": len(video),
-                "segments": [{"name": s.name, "media": str(s.media.relative_to(folder)), "start": s.start,
-                              "frames": s.frames, "line": s.line} for s in result.segments],
+    tags = provenance_tags(f"cinegen-default@{model_id}", prompts, board.seed, title=board.title, **_mark_tags(marking))
+    seconds_cues = [(float(a / rate), float(b / rate), t) for a, b, t in cues]
+    _write_marked(video, folder / "film.mp4", rate, tags, marking, audio=audio, subtitles=seconds_cues or None)
+    write_subtitles(cues, rate, folder / "film.srt", folder / "film.vtt")
+    result.warnings += write_timeline(board.title, result.segments, rate, folder, voice.SAMPLE_RATE)
+    manifest = {"title": board.title, "model": model_id, "fps": rate_label(rate), "rate": str(rate),
+                "native_fps": result.segments[0].metadata["native_fps"], "frames": frames, "seconds": float(frames / rate),
+                "conform": "sample-and-hold frame repetition (shots trimmed, bridges retimed); see cinegen.studio.conform",
+                "audio_rate": voice.SAMPLE_RATE, "audio_samples": samples if speech else 0,
+                "segments": [{"name": s.name, "kind": s.kind, "media": s.media.relative_to(folder).as_posix(),
+                              "start_frame": s.start, "frames": s.frames, "available_frames": s.available,
+                              "line": s.line, "shot_id": s.metadata["shot_id"], "prompt": s.metadata["prompt"],
+                              "seed": s.metadata["seed"],
+                              "voice": s.voice_media and {"media": s.voice_media.relative_to(folder).as_posix(),
+                                                          "start_sample": s.voice_start, "samples": s.voice_samples}}
+                             for s in result.segments],
+                "subtitles": [{"start_frame": a, "end_frame": b, "text": t} for a, b, t in cues],
                 "rendered": result.rendered, "cached": result.cached, "warnings": result.warnings}
     atomic_write(folder / "render.json", lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2)))

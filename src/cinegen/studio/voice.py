@@ -1,5 +1,6 @@
 """Voice-over: dialogue and narration lines spoken by espeak-ng (Debian's offline TTS, voices included), placed
-at their shot's start and mixed into one mono track.
+at their shot's start and mixed into one mono track at 48 kHz (what post expects; espeak-ng's 22.05 kHz is
+resampled once, polyphase, 320/147).
 
 espeak-ng is a system package (`make test`/`make demo` install it with apt when they can); without it,
 `synthesize` raises a clear error instead of rendering a silent film.
@@ -7,6 +8,7 @@ espeak-ng is a system package (`make test`/`make demo` install it with apt when 
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import tempfile
@@ -16,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 22050            # espeak-ng's native rate
+ESPEAK_RATE = 22050            # espeak-ng's native rate
+SAMPLE_RATE = 48000            # the film's and every WAV's rate
+FADE = 0.01                    # seconds of fade-out where a line is cut short (no click)
 BASE_WPM, MAX_WPM = 160, 280   # speaking speed, and the fastest it may go to fit a line into its shot
 LEAD_IN = 0.1                  # seconds of silence before a line starts in its shot
 
@@ -35,8 +39,32 @@ def espeak_binary() -> str:
     return exe
 
 
+@functools.cache
+def available_voices() -> frozenset[str] | None:
+    """What `-v` accepts (language codes, voice names, voice files, lower case), or None without espeak-ng."""
+    exe = shutil.which("espeak-ng") or shutil.which("espeak")
+    if exe is None:
+        return None
+    out = subprocess.run([exe, "--voices"], capture_output=True, text=True, timeout=30).stdout
+    names = set()
+    for row in out.splitlines()[1:]:
+        cols = row.split()
+        if len(cols) >= 5:
+            names.update(c.lower() for c in (cols[1], cols[3], cols[4], cols[4].rsplit("/", 1)[-1]))
+    return frozenset(names)
+
+
+def check_voice(voice: str) -> str:
+    """ValueError naming a voice espeak-ng does not have (a +variant such as en+f3 is allowed)."""
+    voices = available_voices()
+    if voices is not None and voice.split("+")[0].lower() not in voices:
+        raise ValueError(f"unknown voice {voice!r}; `espeak-ng --voices` lists them (e.g. en, en-us, fr, de)")
+    return voice
+
+
 def synthesize(text: str, voice: str = "en", wpm: int = BASE_WPM) -> np.ndarray:
     """Text -> float32 mono samples at SAMPLE_RATE."""
+    from scipy.signal import resample_poly
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "line.wav"
         result = subprocess.run([espeak_binary(), "-v", voice, "-s", str(wpm), "-w", str(wav), "--", text],
@@ -46,9 +74,10 @@ def synthesize(text: str, voice: str = "en", wpm: int = BASE_WPM) -> np.ndarray:
         with wave.open(str(wav)) as w:
             if w.getsampwidth() != 2 or w.getnchannels() != 1:
                 raise RuntimeError(f"unexpected espeak-ng output: {w.getsampwidth()} bytes x {w.getnchannels()} channels")
-            if w.getframerate() != SAMPLE_RATE:
-                raise RuntimeError(f"espeak-ng spoke at {w.getframerate()} Hz, expected {SAMPLE_RATE}")
-            return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+            if w.getframerate() != ESPEAK_RATE:
+                raise RuntimeError(f"espeak-ng spoke at {w.getframerate()} Hz, expected {ESPEAK_RATE}")
+            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    return resample_poly(pcm, 320, 147).astype(np.float32)             # 22050 * 320 / 147 = 48000
 
 
 def fit_line(line: VoiceLine, voice: str) -> tuple[np.ndarray, list[str]]:
@@ -63,15 +92,24 @@ def fit_line(line: VoiceLine, voice: str) -> tuple[np.ndarray, list[str]]:
         if len(speech) / SAMPLE_RATE > room:
             warnings.append(f"line {line.text!r} needs {len(speech) / SAMPLE_RATE:.1f} s at {wpm} words/min "
                             f"but its shot leaves {room:.1f} s: cut short")
-            speech = speech[: int(room * SAMPLE_RATE)]
+            speech = fade_out(speech[: int(room * SAMPLE_RATE)])
     return speech, warnings
 
 
-def place(pieces: list[tuple[float, np.ndarray]], duration: float) -> np.ndarray:
-    """One mono track of `duration` seconds with each (start seconds, samples) piece at its place."""
-    track = np.zeros(int(round(duration * SAMPLE_RATE)), dtype=np.float32)
-    for start, speech in pieces:
-        at = int((start + LEAD_IN) * SAMPLE_RATE)
+def fade_out(speech: np.ndarray, seconds: float = FADE) -> np.ndarray:
+    """A linear fade over the last `seconds`, so a line cut mid-word ends without a click."""
+    n = min(len(speech), int(seconds * SAMPLE_RATE))
+    out = speech.copy()
+    if n:
+        out[-n:] *= np.linspace(1.0, 0.0, n, dtype=np.float32)
+    return out
+
+
+def place(pieces: list[tuple[int, np.ndarray]], samples: int) -> np.ndarray:
+    """One mono track of `samples` samples with each (start sample, samples) piece at its place; the timeline
+    places each line's WAV at the same start sample."""
+    track = np.zeros(samples, dtype=np.float32)
+    for at, speech in pieces:
         piece = speech[: max(0, len(track) - at)]
         track[at:at + len(piece)] += piece
     return np.clip(track, -1.0, 1.0)
