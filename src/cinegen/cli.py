@@ -174,14 +174,18 @@ def _backend(model: Optional[Path], **options):
     return load_backend(model, **{k: v for k, v in options.items() if v})
 
 
+def _bar_progress(bar, task, status=lambda d: d["phase"]):
+    """The one progress callback drawn on a rich bar: {"phase", "step", "steps"} -> the bar's position and status."""
+    return lambda d: bar.update(task, total=d["steps"], completed=d["step"], status=status(d))
+
+
 def _render(backend, request):
     """backend.generate(request) with a progress bar fed by the one progress callback."""
     from cinegen.runtime import progress_bar
     backend.check(request)                       # before the bar: a bad request fails with no work done
     with progress_bar() as bar:
         task = bar.add_task(request.mode, total=None, status="")
-        return backend.generate(request, progress=lambda d: bar.update(task, total=d["steps"], completed=d["step"],
-                                                                       status=d["phase"]))
+        return backend.generate(request, progress=_bar_progress(bar, task))
 
 
 def _save_outputs(video, output: Path, frames_dir: Optional[Path], cfg: C.SampleConfig, prompt: str, model,
@@ -345,8 +349,7 @@ def eval_cmd(
     with progress_bar() as bar:
         task = bar.add_task("evaluating", total=None, status="")
         result = evaluate(pipe.generate, holdout, cfg, n_seen, n_heldout, seed, roundtrip_fn=roundtrip,
-                          progress=lambda d: bar.update(task, total=d["steps"], completed=d["step"],
-                                                        status=f"{d['phase']} {d['score']:.2f}"))
+                          progress=_bar_progress(bar, task, lambda d: f"{d['phase']} {d['score']:.2f}"))
     result["noise_baseline"] = noise_baseline(cfg, pipe.num_frames(cfg), holdout)
     if direction_pairs_ > 0:
         result["direction_pairs"] = direction_pairs(pipe.generate, holdout, cfg, direction_pairs_, seed)
@@ -632,8 +635,7 @@ def storyboard_cmd(
     with progress_bar() as bar:
         task = bar.add_task("rendering", total=len(estimate.rows), status="")
         result = render_storyboard(backend, plan, output, model_digest(model or WEIGHTS_DIR),
-                                   progress=lambda d: bar.update(task, total=d["steps"], completed=d["step"],
-                                                                 status=d["phase"]), marking=marking)
+                                   progress=_bar_progress(bar, task), marking=marking)
     for w in result.warnings:
         console.print(f"[yellow]warning:[/] {w}")
     console.print(f"wrote {result.film} ({len(result.rendered)} rendered, {len(result.cached)} from cache, "
