@@ -217,6 +217,29 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """One adapter to load: `--lora FILE[:SCALE]` (repeatable; several adapters combine, each at its scale)."""
+    path: str
+    scale: float = 1.0
+
+
+def parse_lora(text: str) -> LoraSpec:
+    """"adapter.safetensors" or "adapter.safetensors:0.7" -> LoraSpec; the one parser for --lora everywhere.
+    Only the form is checked here (the file's existence and base model are checked when it is loaded)."""
+    text = str(text)
+    path, sep, scale = text.rpartition(":")
+    if not sep or "/" in scale or "\\" in scale:   # no ":SCALE" (a ":" may belong to the path)
+        path, scale = text, "1"
+    try:
+        value = float(scale)
+    except ValueError:
+        raise ValueError(f"bad --lora {text!r}: expected FILE or FILE:SCALE, e.g. style.safetensors:0.8") from None
+    if not path or value != value or abs(value) > 10:
+        raise ValueError(f"bad --lora {text!r}: the scale must be a number between -10 and 10")
+    return LoraSpec(path, value)
+
 # --- Serialisation and overrides ---
 
 def to_dict(cfg) -> dict:
