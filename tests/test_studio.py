@@ -90,11 +90,54 @@ def _vtt_seconds(stamp: str) -> float:
     return int(h) * 3600 + int(m) * 60 + float(s)
 
 
-def _otio_cuts(tl) -> list[int]:
-    """Cut points of V1 in frames of the film, from the clips' ranges in their track."""
-    clips = list(tl.tracks[0].find_clips())
-    starts = [tl.tracks[0].range_of_child(c).start_time.rescaled_to(RATE).to_frames() for c in clips]
-    return starts + [tl.tracks[0].duration().rescaled_to(RATE).to_frames()]
+def _track_cuts(track, rate=RATE) -> list[int]:
+    """The film's segment boundaries read from a V1 track: each clip's start (a transition's neighbours overlap it,
+    so there the boundaries are the transition's own: cut - in_offset and cut + out_offset), and the track's end."""
+    import opentimelineio as otio
+    items, cuts = list(track), []
+    for i, item in enumerate(items):
+        if isinstance(item, otio.schema.Transition):
+            cut = track.range_of_child(items[i + 1]).start_time
+            cuts += [cut - item.in_offset, cut + item.out_offset]
+        elif not (i and isinstance(items[i - 1], otio.schema.Transition)):
+            cuts.append(track.range_of_child(item).start_time)
+    return [t.rescaled_to(rate).to_frames() for t in cuts] + [track.duration().rescaled_to(rate).to_frames()]
+
+
+def _transitions(track) -> list[tuple[int, int]]:
+    import opentimelineio as otio
+    return [(t.in_offset.rescaled_to(RATE).to_frames(), t.out_offset.rescaled_to(RATE).to_frames())
+            for t in track if isinstance(t, otio.schema.Transition)]
+
+
+def _played(track, folder) -> np.ndarray:
+    """The frames an NLE plays from a V1 track of film.otio: each clip's source range from its media, and over a
+    transition a dissolve of the two clips' overlapping frames (outgoing tail, incoming head)."""
+    import opentimelineio as otio
+
+    from cinegen.io.video import read_video
+    items, out = list(track), []
+
+    def frames(clip, extra_before=0, extra_after=0):
+        video = read_video(folder / clip.media_reference.target_url)[0].astype(float)
+        a = clip.source_range.start_time.to_frames()
+        return video[a - extra_before: a + clip.source_range.duration.to_frames() + extra_after]
+    for i, item in enumerate(items):
+        if isinstance(item, otio.schema.Transition):
+            continue
+        lead = items[i - 1] if i and isinstance(items[i - 1], otio.schema.Transition) else None
+        tail = items[i + 1] if i + 1 < len(items) and isinstance(items[i + 1], otio.schema.Transition) else None
+        own = frames(item)
+        if lead is not None:                 # the transition already showed this clip's first out_offset frames
+            own = own[lead.out_offset.to_frames():]
+        if tail is not None:                 # blend its last in_offset frames (+ out_offset handles) with the next head
+            n_in, n_out = tail.in_offset.to_frames(), tail.out_offset.to_frames()
+            a_side = frames(item, extra_after=n_out)[-(n_in + n_out):]
+            b_side = frames(items[i + 2], extra_before=n_in)[:n_in + n_out]
+            mix = np.linspace(0, 1, n_in + n_out)[:, None, None, None]
+            own = np.concatenate([own[:len(own) - n_in], a_side * (1 - mix) + b_side * mix])
+        out.append(own)
+    return np.concatenate(out)
 
 
 @needs_espeak
@@ -140,12 +183,26 @@ def test_storyboard_outputs_agree_to_the_frame(native, tiny_model_dir, board_dir
     assert [round(_vtt_seconds(c.start) * RATE) for c in vtt] == [EXPECTED_CUTS[0], EXPECTED_CUTS[3]]
 
     tl = otio.adapters.read_from_file(str(out / "film.otio"))
-    assert _otio_cuts(tl) == EXPECTED_CUTS
+    assert _track_cuts(tl.tracks[0]) == EXPECTED_CUTS
+    # the connect bridge is a Transition over its 17 frames, cut in its middle, and the timeline plays film.mp4
+    assert _transitions(tl.tracks[0]) == [(8, 9)] and tl.tracks[0][1].transition_type == "SMPTE_Dissolve"
+    from cinegen.io.video import read_video
+    film = read_video(result.film)[0].astype(float)
+    played = _played(tl.tracks[0], out)
+    assert played.shape == film.shape
+    per_frame = np.abs(played - film).mean(axis=(1, 2, 3))
+    off_by_one = np.abs(played[1:] - film[:-1]).mean(axis=(1, 2, 3))
+    # each MP4 is its own lossy encode of noise-like tiny-model frames (a few levels apart); a frame off is ~10x that
+    assert per_frame.max() < 10 and per_frame.mean() < off_by_one.mean() / 3, (per_frame, off_by_one.mean())
     assert otio.opentime.to_timecode(tl.global_start_time, RATE) == "01:00:00:00"
     clips = list(tl.tracks[0].find_clips())
     assert clips[0].name.startswith("shot 0: a large red ball") and clips[0].metadata["cinegen"]["seed"] == board.seed
-    assert {"prompt", "seed", "model", "shot_id"} <= set(clips[3].metadata["cinegen"])
-    assert clips[3].media_reference.available_range.duration.to_frames() == 39          # handles
+    assert len(clips) == 3 and {"prompt", "seed", "model", "shot_id"} <= set(clips[2].metadata["cinegen"])
+    assert clips[2].media_reference.available_range.duration.to_frames() == 39          # handles
+    # shot 0's media is its 24 frames + the bridge's 17, shot 1's the bridge + its 27: the transition's handles
+    assert [c.media_reference.available_range.duration.to_frames() for c in clips[:2]] == [41, 44]
+    assert [c.source_range.start_time.to_frames() for c in clips[:2]] == [0, 17 - 9]
+    bridge_media = tl.tracks[0][1].metadata["cinegen"]["media"]
     assert all(not c.media_reference.target_url.startswith(("/", "file:")) for c in clips)   # relative
     from cinegen.io.files import current_umask
     written = [p for p in out.rglob("*") if p.is_file()]
@@ -153,7 +210,7 @@ def test_storyboard_outputs_agree_to_the_frame(native, tiny_model_dir, board_dir
     moved = board_dir / "moved"
     shutil.copytree(out, moved)
     shutil.rmtree(out)                                                  # the folder moves: its timeline still resolves
-    assert all((moved / c.media_reference.target_url).is_file() for c in clips)
+    assert all((moved / c.media_reference.target_url).is_file() for c in clips) and (moved / bridge_media).is_file()
 
     # voice: each WAV sits at the same sample in film.mp4 as in film.otio, and its clip is as long as the WAV
     import wave
@@ -169,9 +226,14 @@ def test_storyboard_outputs_agree_to_the_frame(native, tiny_model_dir, board_dir
         assert abs(int(np.argmax(np.abs(pcm[at - 2400:]) > 0.05)) + at - 2400 - onset) < 48        # within 1 ms
 
     edl = (moved / "film.edl").read_text()
-    assert "FCM: NON-DROP FRAME" in edl and "SHOT000" in edl and "TRAN001" in edl
-    records = [line.split()[-2] for line in edl.splitlines() if line[:3].isdigit()]
-    assert [_timecode_frames(r) - _timecode_frames("01:00:00:00") for r in records] == EXPECTED_CUTS[:-1]
+    assert "FCM: NON-DROP FRAME" in edl and "SHOT000" in edl and "SHOT001" in edl
+    events = [line.split() for line in edl.splitlines() if line[:3].isdigit()]
+    # the bridge is a dissolve: a zero-length cut on shot 0's reel, then "D 017" to shot 1 from its start
+    assert [e[3] for e in events] == ["C", "C", "D", "C"] and events[2][4] == "017" and events[2][1] == "SHOT001"
+    records = [_timecode_frames(e[-2]) - _timecode_frames("01:00:00:00") for e in events]
+    assert records == [0, 24, 24, 65] and records[2] + int(events[2][4]) == EXPECTED_CUTS[2]
+    back = otio.adapters.read_from_file(str(moved / "film.edl"), rate=RATE)           # OTIO reads the dissolve back
+    assert _track_cuts(back.tracks[0]) == EXPECTED_CUTS and sum(map(sum, _transitions(back.tracks[0]))) == 17
 
     for name, adapter in (("film.fcpxml", "fcpx_xml"), ("film.xml", "fcp_xml"), ("film.aaf", "AAF")):
         if adapter not in otio.adapters.available_adapter_names():
@@ -179,9 +241,10 @@ def test_storyboard_outputs_agree_to_the_frame(native, tiny_model_dir, board_dir
         assert (moved / name).is_file(), manifest["warnings"]
         back = otio.adapters.read_from_file(str(moved / name), adapter_name=adapter)
         video = next(t for t in back.tracks if t.kind == otio.schema.TrackKind.Video)
-        clips = list(video.find_clips())
-        starts = [video.range_of_child(c).start_time.rescaled_to(RATE).to_frames() for c in clips]
-        assert starts + [video.duration().rescaled_to(RATE).to_frames()] == EXPECTED_CUTS, name
+        assert _track_cuts(video) == EXPECTED_CUTS, name
+        # FCPXML's adapter writes no transitions: there (only) the bridge is a clip, and the render says so
+        assert sum(map(sum, _transitions(video))) == (0 if adapter == "fcpx_xml" else 17), name
+    assert any("film.fcpxml: connect bridges are clips" in w for w in manifest["warnings"])
 
 
 @needs_espeak

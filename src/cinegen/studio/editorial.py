@@ -6,6 +6,13 @@ film, the timelines, the subtitles and render.json agree to the frame. Voice cli
 voice.SAMPLE_RATE, at the same sample the film's audio has them. The timeline starts at 01:00:00:00 (the
 broadcast convention), references media by paths relative to the film folder (the folder can be moved), and
 names each clip by its shot and prompt with prompt, seed, model and shot id in its metadata.
+
+Connect bridges are OTIO Transitions (SMPTE_Dissolve) where the format carries them (.otio, EDL, FCP7 XML, AAF):
+the cut sits in the bridge's middle frame, in_offset/out_offset span exactly the frames the bridge has in
+film.mp4, and the two shots' media hold the bridge as their handles (the outgoing shot's media ends with it, the
+incoming shot's begins with it; render.py writes them). A dissolve between identical frames is those frames, so
+an NLE plays the transition exactly as film.mp4 shows it, and an editor can still slip or retime it. FCPXML's
+adapter writes no transitions: there the bridge is a clip of its own (and a warning says so).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ class Segment:
     voice_media: Path | None = None
     voice_start: int = 0       # the voice WAV's first sample in the film
     voice_samples: int = 0     # its length in samples
+    head: int = 0              # frames its media holds before its first film frame (an incoming bridge)
     metadata: dict = field(default_factory=dict)
 
     @property
@@ -110,13 +118,37 @@ def reel_name(seg: Segment) -> str:
     return f"{'SHOT' if seg.kind == 'shot' else 'TRAN'}{seg.metadata.get('index', 0):03d}"
 
 
+def halves(frames: int) -> tuple[int, int]:
+    """A transition's frames before and after its cut (OTIO's in_offset, out_offset): the cut is mid-bridge."""
+    return frames // 2, frames - frames // 2
+
+
+# Avid's Video Dissolve, what OTIO's AAF writer needs to write a Transition (it reads the same keys back)
+_AAF_DISSOLVE = {"Operation": {"Identification": "89d9b67e-5584-302d-9abd-8bd330c46841", "Name": "VideoDissolve_2",
+                               "Description": "", "IsTimeWarp": False, "Bypass": 1, "NumberInputs": 2,
+                               "OperationCategory": "OperationCategory_Effect", "DataDefinition": {"Name": "Picture"}}}
+
+
+def _transition(seg: Segment, rt, url):
+    import opentimelineio as otio
+    before, after = halves(seg.frames)
+    return otio.schema.Transition(
+        name=seg.name, transition_type=otio.schema.TransitionTypes.SMPTE_Dissolve, in_offset=rt(before),
+        out_offset=rt(after),
+        metadata={"cinegen": dict(seg.metadata, kind="connect", media=url(seg.media),
+                                  note="a generated bridge: both neighbours hold it as handles"),
+                  "AAF": {"CutPoint": before, "OperationGroup": _AAF_DISSOLVE,
+                          "PointList": [{"Value": 0, "Time": 0}, {"Value": 1, "Time": 1}]}})
+
+
 def build_timeline(title: str, segments: list[Segment], rate: Fraction, folder: Path, sample_rate: int,
-                   absolute: bool = False, audio_in_frames: bool = False):
+                   absolute: bool = False, audio_in_frames: bool = False, transitions: bool = True):
     """V1: the segments' media (source range = what the film shows, available range = the whole media, so the
     frames a shot was rendered beyond its cut are handles); A1: each voice WAV at its film sample, gaps between.
     absolute: file:// URLs (for adapters whose readers need them) instead of paths relative to `folder`.
     audio_in_frames: A1 in whole frames (FCP XML and AAF want one rate per timeline): each voice clip rounded to
-    the nearest frame, where the .otio keeps the exact sample."""
+    the nearest frame, where the .otio keeps the exact sample.
+    transitions: connect bridges as Transitions over the shots' bridge handles; False: as clips of their own."""
     import opentimelineio as otio
     fr = float(rate)
 
@@ -126,21 +158,30 @@ def build_timeline(title: str, segments: list[Segment], rate: Fraction, folder: 
     def url(path: Path) -> str:
         return path.resolve().as_uri() if absolute else path.relative_to(folder).as_posix()
 
+    def bridge(i: int, side: int) -> int:
+        """Frames of the transition at segments[i] that the neighbouring shot covers (0: none there)."""
+        ok = transitions and 0 <= i < len(segments) and segments[i].kind == "transition"
+        return halves(segments[i].frames)[side] if ok else 0
+
     timeline = otio.schema.Timeline(name=title, global_start_time=start_time(rate))
     video = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     audio = otio.schema.Track(name="A1", kind=otio.schema.TrackKind.Audio)
     cursor = 0                                                            # samples of A1 so far
-    for seg in segments:
+    for i, seg in enumerate(segments):
+        if transitions and seg.kind == "transition":
+            video.append(_transition(seg, rt, url))
+            continue
+        lead, tail = bridge(i - 1, 1), bridge(i + 1, 0)                  # the bridge halves this clip covers
         ref = otio.schema.ExternalReference(target_url=url(seg.media),
                                             available_range=otio.opentime.TimeRange(rt(0), rt(max(seg.available, seg.frames))))
         ref.name = seg.media.name
         prompt = seg.metadata.get("prompt", "")
         clip = otio.schema.Clip(name=f"{seg.name}: {prompt}"[:80] if prompt else seg.name, media_reference=ref,
-                                source_range=otio.opentime.TimeRange(rt(0), rt(seg.frames)))
-        clip.metadata["cinegen"] = dict(seg.metadata, kind=seg.kind, handles=max(0, seg.available - seg.frames))
+                                source_range=otio.opentime.TimeRange(rt(seg.head - lead), rt(lead + seg.frames + tail)))
+        clip.metadata["cinegen"] = dict(seg.metadata, kind=seg.kind, handles=max(0, seg.available - seg.head - seg.frames))
         clip.metadata["cmx_3600"] = {"reel": reel_name(seg)}
         if seg.line:
-            clip.markers.append(otio.schema.Marker(name=seg.line, marked_range=otio.opentime.TimeRange(rt(0), rt(1))))
+            clip.markers.append(otio.schema.Marker(name=seg.line, marked_range=otio.opentime.TimeRange(rt(seg.head), rt(1))))
         video.append(clip)
         if seg.voice_media is not None:
             if audio_in_frames:
@@ -170,7 +211,7 @@ def _finish_edl(text: str, rate: Fraction) -> str:
         fields = line.split()
         if line[:3].isdigit() and len(fields) >= 8:          # an event: ... src in, src out, rec in, rec out
             recs = [otio.opentime.to_timecode(otio.opentime.from_timecode(tc, fr) + start, fr) for tc in fields[-2:]]
-            line = line[: line.rindex(fields[-2])] + " ".join(recs)
+            line = " ".join([line.rsplit(None, 2)[0], *recs])        # (a source time may equal a record time)
         out.append(line)
         if line.startswith("TITLE"):
             out.append(fcm)
@@ -179,15 +220,18 @@ def _finish_edl(text: str, rate: Fraction) -> str:
     return "\n".join(out) + "\n"
 
 
-# adapter name -> (file name, adapter options). The exports carry absolute file:// URLs (what Final Cut, Premiere,
-# Resolve and Media Composer resolve, and relink when a folder moves); film.otio keeps relative paths.
-# AAF: OTIO's writer needs a MobID per source; ours are generated media with none, so it makes them.
-EXPORTS = {"fcpx_xml": ("film.fcpxml", {}), "fcp_xml": ("film.xml", {}), "AAF": ("film.aaf", {"use_empty_mob_ids": True})}
+# adapter name -> (file name, adapter options, writes transitions). The exports carry absolute file:// URLs (what
+# Final Cut, Premiere, Resolve and Media Composer resolve, and relink when a folder moves); film.otio keeps
+# relative paths. AAF: OTIO's writer needs a MobID per source; ours are generated media with none, so it makes them.
+# FCPXML: OTIO's adapter has no transitions (it would drop them and shift every later cut), so bridges are clips.
+EXPORTS = {"fcpx_xml": ("film.fcpxml", {}, False), "fcp_xml": ("film.xml", {}, True),
+           "AAF": ("film.aaf", {"use_empty_mob_ids": True}, True)}
 
 
 def write_timeline(title: str, segments: list[Segment], rate: Fraction, folder: Path, sample_rate: int) -> list[str]:
     """film.otio (everything), film.edl (picture), and film.fcpxml / film.xml / film.aaf through OTIO's adapters
-    where they are installed and accept the timeline; returns a warning for each export that could not be made."""
+    where they are installed and accept the timeline; returns a warning for each export that could not be made
+    (or that carries connect bridges as clips)."""
     import opentimelineio as otio
     folder = Path(folder)
     timeline = build_timeline(title, segments, rate, folder, sample_rate)
@@ -198,13 +242,18 @@ def write_timeline(title: str, segments: list[Segment], rate: Fraction, folder: 
     atomic_write(folder / "film.edl", lambda tmp: Path(tmp).write_text(edl))
     warnings = []
     available = otio.adapters.available_adapter_names()
-    for adapter, (name, options) in EXPORTS.items():
+    bridges = any(s.kind == "transition" for s in segments)
+    for adapter, (name, options, transitions) in EXPORTS.items():
         if adapter not in available:
             warnings.append(f"{name} not written: OTIO adapter {adapter!r} is not installed (pip install cinegen[studio])")
             continue
-        tl = build_timeline(title, segments, rate, folder, sample_rate, absolute=True, audio_in_frames=True)
+        tl = build_timeline(title, segments, rate, folder, sample_rate, absolute=True, audio_in_frames=True,
+                            transitions=transitions)
         try:
             atomic_write(folder / name, lambda tmp, tl=tl, o=options: otio.adapters.write_to_file(tl, tmp, adapter_name=adapter, **o))
         except Exception as e:     # an adapter's own limits (OTIO raises many types): the other outputs stand
             warnings.append(f"{name} not written: OTIO's {adapter} adapter failed: {type(e).__name__}: {e}")
+            continue
+        if bridges and not transitions:
+            warnings.append(f"{name}: connect bridges are clips, not transitions (OTIO's {adapter} adapter writes none)")
     return warnings

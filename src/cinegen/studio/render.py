@@ -237,7 +237,7 @@ def render_storyboard(backend, board: Board, folder: str | Path, model_id: str, 
     plan = board_segments(board)
     bounds = cut_points([p[3] for p in plan], rate)
     result = FilmResult(folder, [])
-    pieces, speech, prev, prev_key = [], [], None, None
+    pieces, medias, speech, prev, prev_key = [], [], [], None, None
     model = f"cinegen-default@{model_id}"
 
     def render(request: R.Request, name: str):
@@ -260,6 +260,7 @@ def render_storyboard(backend, board: Board, folder: str | Path, model_id: str, 
                                 "native_frames": len(native), "native_fps": geo.fps}, **fields)
         tags = provenance_tags(model, shot.prompt, seed, title=f"{board.title}: {name}", **_mark_tags(marking))
         _write_marked(media, seg.media, rate, tags, marking)
+        medias.append((media, tags))
         result.segments.append(seg)
         (result.cached if hit else result.rendered).append(name)
         pieces.append(media[:n])
@@ -291,8 +292,28 @@ def render_storyboard(backend, board: Board, folder: str | Path, model_id: str, 
         add(k, key, frames, hit, **fields)
         k += 1
         prev, prev_key = frames, key
+    _join_bridges(result, medias, rate, marking)
     _write_film(board, folder, result, np.concatenate(pieces), speech, model_id, marking)
     return result
+
+
+def _join_bridges(result: FilmResult, medias: list[tuple[np.ndarray, dict]], rate: Fraction, marking: Marking) -> None:
+    """A shot beside a connect bridge gets media that holds the bridge as its handles, so the timelines can make
+    the bridge an OTIO Transition over them (see editorial.py): [incoming bridge] + the shot (to its cut when a
+    bridge follows, else with its own handles) + [outgoing bridge]. The bridge keeps its own MP4 as well."""
+    segs = result.segments
+    for i, seg in enumerate(segs):
+        near = [j for j in (i - 1, i + 1) if seg.kind == "shot" and 0 <= j < len(segs) and segs[j].kind == "transition"]
+        if not near:
+            continue
+        before = medias[i - 1][0] if i - 1 in near else medias[i][0][:0]
+        own = medias[i][0][:seg.frames] if i + 1 in near else medias[i][0]
+        after = medias[i + 1][0] if i + 1 in near else own[:0]
+        joined = np.concatenate([before, own, after])                                   # (T, H, W, 3)
+        ids = "+".join(segs[j].metadata["shot_id"] for j in near)
+        path = seg.media.with_name(f"{seg.metadata['shot_id']}-{hashlib.sha256(ids.encode()).hexdigest()[:8]}.mp4")
+        _write_marked(joined, path, rate, medias[i][1], marking)
+        segs[i] = replace(seg, media=path, head=len(before), available=len(joined))
 
 
 def _mark_tags(marking: Marking) -> dict:
@@ -324,7 +345,8 @@ def _write_film(board: Board, folder: Path, result: FilmResult, video: np.ndarra
                 "conform": "sample-and-hold frame repetition (shots trimmed, bridges retimed); see cinegen.studio.conform",
                 "audio_rate": voice.SAMPLE_RATE, "audio_samples": samples if speech else 0,
                 "segments": [{"name": s.name, "kind": s.kind, "media": s.media.relative_to(folder).as_posix(),
-                              "start_frame": s.start, "frames": s.frames, "available_frames": s.available,
+                              "start_frame": s.start, "frames": s.frames, "head_frames": s.head,
+                              "available_frames": s.available,
                               "line": s.line, "shot_id": s.metadata["shot_id"], "prompt": s.metadata["prompt"],
                               "seed": s.metadata["seed"],
                               "voice": s.voice_media and {"media": s.voice_media.relative_to(folder).as_posix(),
