@@ -410,3 +410,59 @@ def test_estimates_read_like_a_producer_would():
     from cinegen.estimate import human_time
     assert [human_time(s) for s in (0.004, 4.25, 42, 245, 26971.62, 300000)] == \
         ["0.00 s", "4.2 s", "42 s", "4 min 05 s", "7 h 29 min", "3 d 11 h"]
+
+
+MARKED_BOARD = """\
+title: Marked
+size: 256x256
+fps: 24
+steps: 1
+shots:
+  - prompt: a large red ball bounces on a black background
+    seconds: 0.125
+  - prompt: a large blue box moves right on a gray background
+    seconds: 0.125
+    transition: connect
+    transition_seconds: 0.125
+"""
+
+
+def test_storyboard_watermarks_and_signs_the_film_and_every_shot(tiny_model_dir, tmp_path):
+    """`storyboard --watermark --c2pa-cert --c2pa-key`: film.mp4 and every MP4 in shots/ carry the watermark and a
+    valid C2PA manifest (`verify` exits 0, also as --json); a wrong prompt or a changed byte exits 1."""
+    from typer.testing import CliRunner
+
+    from cinegen.cli import app
+    runner = CliRunner()
+    assert runner.invoke(app, ["c2pa-credentials", "--out", str(tmp_path / "keys")]).exit_code == 0
+    (tmp_path / "board.yaml").write_text(MARKED_BOARD)
+    out = tmp_path / "film"
+    r = runner.invoke(app, ["storyboard", str(tmp_path / "board.yaml"), "-o", str(out), "--model", str(tiny_model_dir),
+                            "--watermark", "--c2pa-cert", str(tmp_path / "keys" / "chain.pem"),
+                            "--c2pa-key", str(tmp_path / "keys" / "key.pem")])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((out / "render.json").read_text())
+    prompts = {out / s["media"]: s["prompt"] for s in manifest["segments"]}
+    shots = sorted((out / "shots").glob("*.mp4"))
+    # shot 0, the bridge, shot 1, and the two shots' media holding the bridge as handles
+    assert len(shots) == 5 and set(prompts) < set(shots)
+    board_prompts = " | ".join(p for p in dict.fromkeys(s["prompt"] for s in manifest["segments"]))
+    for clip in [out / "film.mp4", *shots]:
+        r = runner.invoke(app, ["verify", str(clip), "--watermark", "--c2pa", "--json"])
+        report = json.loads(r.stdout)
+        assert r.exit_code == 0 and report["ok"], (clip.name, report["checks"])
+        assert report["checks"]["watermark"]["ok"] and report["checks"]["watermark"]["bit_accuracy"] >= 0.9
+        assert report["checks"]["c2pa"]["state"] == "Valid" and report["tags"]["watermark"] != "none"
+    for clip, prompt in [(out / "film.mp4", board_prompts), *list(prompts.items())[1:2]]:      # the film, the bridge
+        r = runner.invoke(app, ["verify", str(clip), "--prompt", prompt])
+        assert r.exit_code == 0 and "prompt: ok matches" in r.output, (clip.name, r.output)
+        r = runner.invoke(app, ["verify", str(clip), "--prompt", prompt + " in the rain", "--json"])
+        assert r.exit_code == 1 and not json.loads(r.stdout)["checks"]["prompt"]["ok"], clip.name
+    data = bytearray((out / "film.mp4").read_bytes())
+    data[-200] ^= 0xFF                                                   # one byte of the film changed
+    (tmp_path / "tampered.mp4").write_bytes(bytes(data))
+    r = runner.invoke(app, ["verify", str(tmp_path / "tampered.mp4"), "--json"])
+    assert r.exit_code == 1 and not json.loads(r.stdout)["checks"]["c2pa"]["ok"]
+    r = runner.invoke(app, ["storyboard", str(tmp_path / "board.yaml"), "--model", str(tiny_model_dir), "--check",
+                            "--c2pa-cert", str(tmp_path / "keys" / "chain.pem")])
+    assert r.exit_code == 2 and "go together" in r.output
