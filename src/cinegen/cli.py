@@ -190,11 +190,11 @@ def _render(backend, request):
 
 def _save_outputs(video, output: Path, frames_dir: Optional[Path], cfg: C.SampleConfig, prompt: str, model,
                   watermark: bool = False, c2pa: Optional[tuple[Path, Path]] = None) -> None:
-    from cinegen.io.provenance import embed_watermark, provenance_tags, sign_c2pa
+    from cinegen.io.provenance import METHOD, embed_watermark, provenance_tags, sign_c2pa
     from cinegen.io.video import write_frames, write_mp4
     if watermark:
         video = embed_watermark(video)        # the size was checked before rendering (check_watermark_size)
-    meta = provenance_tags(str(model or "cinegen-default"), prompt, cfg.seed, watermark="dwtDctSvd" if watermark else "none")
+    meta = provenance_tags(str(model or "cinegen-default"), prompt, cfg.seed, watermark=METHOD if watermark else "none")
     write_mp4(video, output, cfg.fps, metadata=meta)
     if c2pa:
         try:
