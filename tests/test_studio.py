@@ -172,8 +172,9 @@ def test_storyboard_outputs_agree_to_the_frame(native, tiny_model_dir, board_dir
     with av.open(str(result.film)) as c:
         pcm = np.concatenate([f.to_ndarray().ravel() for f in c.decode(audio=0)])
     assert [a for a, _ in mp4_cues] == [EXPECTED_CUTS[0], EXPECTED_CUTS[3]]          # the lines of shots 0 and 2
-    head = open(result.film, "rb").read(4096)
-    assert 0 <= head.find(b"moov") < head.find(b"mdat") or head.find(b"mdat") == -1    # faststart: moov first
+    for mp4 in [result.film, *(out / "shots").glob("*.mp4")]:              # faststart: moov first, in every MP4
+        head = mp4.read_bytes()[:4096]
+        assert 0 <= head.find(b"moov") < head.find(b"mdat") or head.find(b"mdat") == -1, mp4.name
 
     srt = pysubs2.load(str(out / "film.srt"))
     assert [e.plaintext for e in srt] == ["Here comes the ball.", "BOX: Look out below."]
@@ -269,6 +270,9 @@ def test_long_line_is_sped_up_to_fit_its_shot():
     speech, warnings = voice.fit_line(line, "en")
     assert len(speech) / voice.SAMPLE_RATE <= 2.0 - voice.LEAD_IN + 1e-6
     assert warnings and "cut short" in warnings[0]
+    # the cut ends in a fade, not a click: the last FADE seconds ramp down to silence
+    tail = np.abs(speech[-int(voice.FADE * voice.SAMPLE_RATE):])
+    assert tail[-1] < 1e-3 and tail[-20:].max() < 0.1 * max(np.abs(speech).max(), 1e-6)
     short, none = voice.fit_line(voice.VoiceLine(0.0, 3.0, "Hi."), "en")
     assert not none and 0.1 < len(short) / voice.SAMPLE_RATE < 2.9
 
@@ -466,3 +470,62 @@ def test_storyboard_watermarks_and_signs_the_film_and_every_shot(tiny_model_dir,
     r = runner.invoke(app, ["storyboard", str(tmp_path / "board.yaml"), "--model", str(tiny_model_dir), "--check",
                             "--c2pa-cert", str(tmp_path / "keys" / "chain.pem")])
     assert r.exit_code == 2 and "go together" in r.output
+
+
+def test_conform_cadences_and_retime():
+    """Sample-and-hold: 8 -> 24 shows each native frame 3 times, 8 -> 25 on a 4,3,3,3,3,3,3,3 cadence; the NTSC
+    rates hold frames by the exact 1001 ratio; a bridge is spread over exactly its frames and ends on its last."""
+    from cinegen.studio.conform import conform, conformed_length, delivery_rate, hold_indices, native_latents, retime
+    assert np.bincount(hold_indices(24, 8, delivery_rate("24"))).tolist() == [3] * 8
+    assert np.bincount(hold_indices(25, 8, delivery_rate("25"))).tolist() == [4] + [3] * 7
+    ntsc = np.bincount(hold_indices(240, 8, delivery_rate("23.976")))
+    assert set(ntsc.tolist()) <= {2, 3, 4} and abs(ntsc[:-1].mean() - 24000 / 1001 / 8) < 0.02
+    frames = np.arange(9)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)          # (9, 2, 2, 3), frame k = k
+    assert len(conform(frames, 8, delivery_rate("30"))) == conformed_length(9, 8, delivery_rate("30")) == 33
+    assert conform(frames, 8, delivery_rate("24"), 5)[:, 0, 0, 0].tolist() == [0, 0, 0, 1, 1]
+    assert retime(frames, 17)[:, 0, 0, 0].tolist()[-1] == 8 and len(retime(frames, 4)) == 4
+    assert native_latents(1.3, 8, 4) == 4                          # 11 frames needed -> 1 + 4*3 = 13 on the grid
+    with pytest.raises(ValueError, match="'26'"):
+        delivery_rate("26")
+
+
+def test_cli_storyboard_fps_conforms_the_film(tiny_model_dir, tmp_path):
+    """`--fps 25` on the command line: the film, render.json and the EDL run at 25 with the board's cut points;
+    an fps NLEs do not take is a clear error (exit 2) before anything renders."""
+    import av
+    from typer.testing import CliRunner
+
+    from cinegen.cli import app
+    (tmp_path / "b.yaml").write_text("size: 32x32\nsteps: 1\nshots:\n  - prompt: a red ball\n    seconds: 0.5\n"
+                                     "  - prompt: a blue box\n    seconds: 0.7\n")
+    runner = CliRunner()
+    r = runner.invoke(app, ["storyboard", str(tmp_path / "b.yaml"), "--fps", "25", "-o", str(tmp_path / "film"),
+                            "--model", str(tiny_model_dir)])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "film" / "render.json").read_text())
+    assert manifest["fps"] == "25" and [s["start_frame"] for s in manifest["segments"]] + [manifest["frames"]] == [0, 12, 30]
+    with av.open(str(tmp_path / "film" / "film.mp4")) as c:
+        assert c.streams.video[0].average_rate == 25 and c.streams.video[0].frames == 30
+    records = [line.split()[-2] for line in (tmp_path / "film" / "film.edl").read_text().splitlines() if line[:3].isdigit()]
+    assert [_timecode_frames(t, 25) for t in records] == [_timecode_frames("01:00:00:00", 25) + f for f in (0, 12)]
+    r = runner.invoke(app, ["storyboard", str(tmp_path / "b.yaml"), "--fps", "26", "--model", str(tiny_model_dir)])
+    assert r.exit_code == 2 and "'26'" in r.output and "Traceback" not in r.output
+
+
+def test_outputs_keep_a_non_default_umask(tmp_path):
+    """Every studio write goes through atomic_write, whose temp file would be 0600: the result must follow the
+    umask, here 027 (group may read, others not)."""
+    import os
+    from fractions import Fraction
+
+    from cinegen.studio.editorial import subtitle_cues, write_subtitles, write_timeline
+    old = os.umask(0o027)
+    try:
+        segs, _ = _segments(tmp_path, Fraction(24), [1.0, 1.0], ["Hello there.", None])
+        write_timeline("t", segs, Fraction(24), tmp_path, 48000)
+        write_subtitles(subtitle_cues(segs, Fraction(24))[0], Fraction(24), tmp_path / "film.srt", tmp_path / "film.vtt")
+    finally:
+        os.umask(old)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) >= 7 and {p.stat().st_mode & 0o777 for p in written} == {0o640}, \
+        {p.name: oct(p.stat().st_mode & 0o777) for p in written}

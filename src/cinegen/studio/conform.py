@@ -8,10 +8,11 @@ seconds. Rounding the running total, not each segment, means the film never drif
 lies within half a frame of where the board puts it, and the film lasts round(total * rate) frames.
 
 Conform method: sample-and-hold ("pulldown-like repetition"): delivery frame j of a shot shows native frame
-floor(j * native / rate). 8 -> 24 fps repeats each frame exactly 3 times; 8 -> 25 repeats on a 3,3,3,3,3,3,3,4
-cadence. We repeat rather than interpolate because repetition invents no pixels (the frames an editor sees are
-the frames the model made, with their watermark intact), is exact and deterministic (a cached shot conforms to
-the same frames every time), and motion-compensated interpolation of 8 fps generative video ghosts badly on the
+floor(j * native / rate). 8 -> 24 fps repeats each frame exactly 3 times; 8 -> 25 repeats on a 4,3,3,3,3,3,3,3
+cadence (the first native frame of each second of a shot is held once more). We repeat rather than interpolate
+because repetition invents no pixels (the frames an editor sees are the frames the model made, with their
+watermark intact), is exact and deterministic (a cached shot conforms to the same frames every time), and
+motion-compensated interpolation of 8 fps generative video ghosts badly on the
 large motions our shots have; a blend would also soften every third frame. The cost is the judder of a 3:1
 cadence, as in any low-rate material conformed to 24.
 
