@@ -97,7 +97,7 @@ def embed_watermark(video: np.ndarray) -> np.ndarray:
 class WatermarkResult:
     detected: bool
     bit_accuracy: float          # share of signature bits matched after a per-bit vote over frames
-    frames: int
+    frames: int                  # frames read (at most READ_FRAMES, spread over the clip)
     alignment: str = "as given"  # the flip, scale and offset under which it was read
 
 
@@ -147,48 +147,51 @@ def _read(lls: list[np.ndarray]) -> tuple[float, float]:
     return float(np.mean((folded > 0) == (_PLACEMENTS[best] > 0))), float(scores[best] / max(np.abs(folded).sum(), 1e-9))
 
 
-def _aligned(frame: np.ndarray, flip: tuple[bool, bool], scale: float) -> np.ndarray:
-    """A frame flipped back (vertically, horizontally) and rescaled by `scale` (OpenCV's area filter)."""
-    import cv2
-    f = np.ascontiguousarray(frame[::-1 if flip[0] else 1, ::-1 if flip[1] else 1])
-    if scale == 1:
-        return f
-    h, w = f.shape[:2]
-    return cv2.resize(f, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-
-
-def _centre(rgb: np.ndarray, size: int) -> np.ndarray:
-    """The central size x size window, its corner on the 8-pixel block grid (so whole blocks = tile placements)."""
-    h, w = rgb.shape[:2]
-    y, x = max(0, (h - size) // 2) // 8 * 8, max(0, (w - size) // 2) // 8 * 8
-    return rgb[y:y + size, x:x + size]
-
-
+# Reads vote over a window around each frame's centre (whole frames up to 256x256) and over at most READ_FRAMES
+# frames spread over the clip, so detection costs the same at 1080p as at 256x256.
+READ_WINDOW = 256
+READ_FRAMES = 48
 # The synchronisation search: the four flips; scales from 2 down to 1/2 in steps of 2^(-1/32) (2.2%: the
 # SEARCH_WINDOW drifts at most 1.4 px at the nearest one); LL offsets 0-3 (0-6 px; whole blocks are placements).
 SEARCH_FLIPS = ((False, False), (False, True), (True, False), (True, True))
 SEARCH_SCALES = tuple(2 ** (k / 32) for k in range(32, -33, -1))
-SEARCH_WINDOW = 128              # pixels (at each scale) of the middle frame's centre that the search reads
+SEARCH_WINDOW = 128              # pixels (the top-left of the read window) of the middle frame the search reads
 SEARCH_KEEP = 3                  # best alignments then read on every frame
 
 
+def _window(frame: np.ndarray, flip: tuple[bool, bool], scale: float, size: int = READ_WINDOW) -> np.ndarray:
+    """The LL band of a frame flipped back (vertically, horizontally) and rescaled by `scale` (OpenCV's area
+    filter), cut to a size x size window whose source corner depends only on the frame, flip and scale (a corner on
+    the 8-pixel grid near the centre), so the search and the read see the same alignment."""
+    import cv2
+    f = frame[::-1 if flip[0] else 1, ::-1 if flip[1] else 1]
+    need = int(np.ceil(READ_WINDOW / scale)) + 2                         # source pixels behind a READ_WINDOW
+    y, x = max(0, (f.shape[0] - need) // 2) // 8 * 8, max(0, (f.shape[1] - need) // 2) // 8 * 8
+    crop = np.ascontiguousarray(f[y:y + need, x:x + need])
+    if scale != 1:
+        crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return _ll(crop[:size, :size])
+
+
 def detect_watermark(video: np.ndarray) -> WatermarkResult:
-    """Reads the signature from every frame as given; when that fails, synchronises: ranks every alignment (flip,
-    scale, sub-block offset; ~16,600 of them) by how well the centre of the middle frame carries the signature,
-    and reads every frame under the best few."""
+    """Reads the signature as given; when that fails, synchronises: ranks every alignment (flip, scale, sub-block
+    offset; ~16,600 of them) by how well the middle frame carries the signature, and reads the frames under the
+    best few."""
     _imwatermark()                               # its OpenCV reads the colours; a missing extra is a clear error
     h, w = video.shape[1:3]
     if min(h, w) < TILE * 8:
         raise ValueError(f"the invisible watermark needs frames of at least {TILE * 8}x{TILE * 8} to be read; "
                          f"this video is {w}x{h}")
-    result = WatermarkResult(False, _read([_ll(f) for f in video])[0], len(video))
+    frames = video[np.unique(np.linspace(0, len(video) - 1, min(len(video), READ_FRAMES)).round().astype(int))]
+    as_given = (False, False)
+    result = WatermarkResult(False, _read([_window(f, as_given, 1) for f in frames])[0], len(frames))
     if result.bit_accuracy >= DETECT_THRESHOLD:
-        return WatermarkResult(True, result.bit_accuracy, len(video))
+        return WatermarkResult(True, result.bit_accuracy, len(frames))
     middle, ranked = video[len(video) // 2], []
     offsets = [(dy, dx) for dy in range(BLOCK) for dx in range(BLOCK)]
     for flip in SEARCH_FLIPS:
         for scale in SEARCH_SCALES:
-            ll = _ll(_centre(_aligned(middle, flip, scale), SEARCH_WINDOW))
+            ll = _window(middle, flip, scale, SEARCH_WINDOW)
             n = (min(ll.shape) - BLOCK) // BLOCK * BLOCK                  # the same blocks at every offset
             if n < TILE * BLOCK:
                 continue                                                  # too small at this scale to hold a tile
@@ -196,11 +199,11 @@ def detect_watermark(video: np.ndarray) -> WatermarkResult:
             scores = (folded @ _PLACEMENTS.T).max(axis=1) / np.maximum(np.abs(folded).sum(axis=1), 1e-9)
             ranked += [(score, flip, scale, dy, dx) for score, (dy, dx) in zip(scores, offsets)]
     for _, flip, scale, dy, dx in sorted(ranked, reverse=True)[:SEARCH_KEEP]:
-        accuracy = _read([_ll(_aligned(f, flip, scale))[dy:, dx:] for f in video])[0]
+        accuracy = _read([_window(f, flip, scale)[dy:, dx:] for f in frames])[0]
         if accuracy > result.bit_accuracy:
             turned = " and ".join(n for n, f in zip(("flipped vertically", "flipped horizontally"), flip) if f)
             name = f"{turned + ', ' if turned else ''}scaled by {scale:.3f}, offset ({2 * dx}, {2 * dy}) px"
-            result = WatermarkResult(accuracy >= DETECT_THRESHOLD, accuracy, len(video), name)
+            result = WatermarkResult(accuracy >= DETECT_THRESHOLD, accuracy, len(frames), name)
     return result
 
 
