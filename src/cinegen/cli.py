@@ -183,6 +183,8 @@ def _render(backend, request):
     """backend.generate(request) with a progress bar fed by the one progress callback."""
     from cinegen.runtime import progress_bar
     backend.check(request)                       # before the bar: a bad request fails with no work done
+    for warning in backend.warnings(request):     # words the model never trained on, a prompt past its window
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}")
     with progress_bar() as bar:
         task = bar.add_task(request.mode, total=None, status="")
         return backend.generate(request, progress=_bar_progress(bar, task))
