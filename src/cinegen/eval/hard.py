@@ -210,14 +210,16 @@ def _given_frames(pipe, cfg: SampleConfig) -> tuple[int, int]:
     return half, geo.frame_stride * geo.new_latents(MODE_SECONDS, cfg.fps)
 
 
-def run_case(pipe, case: HardCase, cfg: SampleConfig, generate: bool = True) -> ClipReport | None:
+def run_case(pipe, case: HardCase, cfg: SampleConfig, generate: bool = True, keep=None) -> ClipReport | None:
     """Scores the model's output for the case (generate=True) or the world's own reference (False; None where the
-    world has none). cfg: the sampling settings; its size and length are the case's."""
+    world has none). cfg: the sampling settings; its size and length are the case's. keep(video): called with the
+    scored output (a contact sheet's frames)."""
     c = replace(cfg, width=case.width, height=case.height, seconds=case.seconds)
+    keep = keep or (lambda video: None)
     if case.section in TEXT_SECTIONS:
-        frames = pipe.num_frames(c)
-        real = _render(case, frames, c.fps)
+        real = _render(case, pipe.num_frames(c), c.fps)
         video = modes.text_to_video(pipe, case.prompt, c) if generate else real
+        keep(video)
         return score_text(video, real, case.scene)
     if case.section.startswith("extend"):
         backward = case.section == "extend backward"
@@ -226,16 +228,19 @@ def run_case(pipe, case: HardCase, cfg: SampleConfig, generate: bool = True) -> 
         clip = real[new:] if backward else real[:given]
         out = modes.extend(pipe, clip, case.prompt, replace(c, seconds=MODE_SECONDS), backward=backward) \
             if generate else real
+        keep(out)
         return score_extend(out, real, given, case.scene, backward)
     clip = _render(case, pipe.num_frames(c), c.fps)
     if case.section == "loop":
         out = modes.loop(pipe, clip, case.prompt, replace(c, seconds=MODE_SECONDS)) if generate \
             else np.concatenate([clip, clip[-2:0:-1]])                     # forwards then backwards: a true loop
+        keep(out)
         return score_loop(out, clip, case.scene)
     if not generate:
         return None
     b = _render(case, pipe.num_frames(c), c.fps, seed_offset=1)                   # the same prompt, placed elsewhere
     out = modes.connect(pipe, clip, b, case.prompt, replace(c, seconds=MODE_SECONDS))
+    keep(out)
     head = pipe.geometry.frames_of(2)                                      # connect's context: 1 + 1 latent frames
     tail = len(out) - head - pipe.geometry.frame_stride * pipe.geometry.new_latents(MODE_SECONDS, c.fps)
     return score_connect(out, head, tail, clip, b, case.scene)
