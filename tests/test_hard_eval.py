@@ -159,12 +159,14 @@ def test_cases_the_world_cannot_show_are_drawn_again(tiny_pipe):
 
 def test_evaluate_hard_reports_all_pass_rates_per_section_and_split(tiny_pipe):
     cfg = SampleConfig(steps=1)
-    result = hard.evaluate_hard(tiny_pipe, DEFAULT_HOLDOUT[:1], cfg, limit=1, sections=("multi", "loop"))
+    result = hard.evaluate_hard(tiny_pipe, DEFAULT_HOLDOUT[:1], cfg, limit=1, sections=("multi", "loop"),
+                                roundtrip_fn=lambda video: video)          # a perfect autoencoder: the ceiling is 1
     s = result["sections"]
     assert list(s) == ["multi", "loop", "all"] and s["all"]["seen"]["clips"] == 2
     for split in ("seen", "heldout"):
         r = s["multi"][split]
         assert 0 <= r["all_pass"] <= r["adherence"] <= 1 and r["real"] == 1.0 and "identity" in r["by_check"]
+    assert s["multi"]["seen"]["autoencoder"] == 1.0 and s["loop"]["seen"]["autoencoder"] is None
     assert "loop_wrap" in s["loop"]["seen"]["by_check"] and len(result["clips"]) == 4
     json.dumps(result)                                                    # the report is JSON
 

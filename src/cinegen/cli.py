@@ -361,7 +361,7 @@ def eval_cmd(
                           roundtrip_fn=roundtrip, progress=scored)
         if set_ != "easy":
             from cinegen.eval.hard import evaluate_hard, hard_table
-            result["hard"] = evaluate_hard(pipe, holdout, cfg, limit, seed, progress=scored)
+            result["hard"] = evaluate_hard(pipe, holdout, cfg, limit, seed, progress=scored, roundtrip_fn=roundtrip)
     result["noise_baseline"] = noise_baseline(cfg, pipe.num_frames(cfg), holdout)
     if direction_pairs_ > 0 and easy:
         result["direction_pairs"] = direction_pairs(pipe.generate, holdout, cfg, direction_pairs_, seed)
@@ -373,8 +373,8 @@ def eval_cmd(
                                                         "a large red ball moves right on a black background", cfg)
         console.print(result["modes"], result["long_video_memory"])
     write_report(result, out)
-    table = Table("split", "clips", "all pass", "adherence", "colour", "shape", "count", "motion", "background",
-                  "flicker", "real clips", "autoencoder round trips")
+    table = Table("split", "clips", "all\npass", "adherence", "colour", "shape", "count", "motion", "background",
+                  "flicker", "real\nclips", "autoencoder\nround trips")
     for name, r in result["splits"].items():
         g = r["generated"]
         if g["clips"]:

@@ -12,7 +12,8 @@
     connect       two world clips of one prompt connected: no jump at either end, the object kept between
 
 Every clip is scored beside the world's own render of the same prompt (for loops, the world clip played forwards
-then backwards, a true loop; connect has no world reference). A case whose world render fails its own checks
+then backwards, a true loop; connect has no world reference), and, given the model's autoencoder, the world's
+clips of the text-to-video sections through it: the ceiling of what the model can pass. A case whose world render fails its own checks
 (an 8 s "moves right" leaves the frame; a 3-object scene where two overlap) is drawn again: the set asks only
 what the world can show, and the report counts the redraws per section. Reported per section and split: the share
 of clips that pass every check (`all_pass`), the mean check score, and the pass rate of each kind of check.
@@ -263,10 +264,12 @@ def world_passes(pipe, cfg: SampleConfig, refs: dict | None = None):
 
 
 def evaluate_hard(pipe, holdout: tuple[str, ...], cfg: SampleConfig, limit: int = 2, seed: int = 0,
-                  sections=SECTIONS, progress=None) -> dict:
+                  sections=SECTIONS, progress=None, roundtrip_fn=None) -> dict:
     """Every section's cases, generated and scored, with the world's references scored beside them.
     cfg: the sampling settings (each section sets its own size and length); progress: the one progress callback
-    (runtime.report) after each case, with its score."""
+    (runtime.report) after each case, with its score. roundtrip_fn(video) -> video: the model's autoencoder; the
+    world's clip of each text-to-video case through it is scored too ("autoencoder": the share that passes every
+    check, the ceiling of the model's all-pass rate, since everything it makes is decoded by that autoencoder)."""
     refs: dict = {}
     cases, redraws = hard_cases(limit, holdout, seed, sections, feasible=world_passes(pipe, cfg, refs))
     rows = []
@@ -276,13 +279,24 @@ def evaluate_hard(pipe, holdout: tuple[str, ...], cfg: SampleConfig, limit: int 
         rows.append({"section": case.section, "split": case.split, "prompt": case.prompt,
                      "size": f"{case.width}x{case.height}", "seconds": case.seconds, "score": gen.score,
                      "all_pass": all(gen.checks.values()), "checks": {k: bool(v) for k, v in gen.checks.items()},
-                     "real_score": None if ref is None else ref.score})
+                     "real_score": None if ref is None else ref.score,
+                     "autoencoder_all_pass": _roundtrip_passes(pipe, case, cfg, roundtrip_fn)})
         report(progress, case.section, i + 1, len(cases), score=gen.score)
     return {"limit": limit, "sections": summarise_hard(rows), "redraws": redraws, "clips": rows}
 
 
+def _roundtrip_passes(pipe, case: HardCase, cfg: SampleConfig, roundtrip_fn) -> bool | None:
+    """Whether the world's clip of a text-to-video case, through the autoencoder, passes every check (None: not a
+    text case, or no autoencoder)."""
+    if roundtrip_fn is None or case.section not in TEXT_SECTIONS:
+        return None
+    real = _render(case, pipe.num_frames(replace(cfg, seconds=case.seconds)), cfg.fps)
+    return all(score_text(roundtrip_fn(real), real, case.scene).checks.values())
+
+
 def summarise_hard(rows: list[dict]) -> dict:
-    """section -> split -> {clips, all_pass, adherence, by_check, real}; plus "all" over every section."""
+    """section -> split -> {clips, all_pass, adherence, by_check, real, autoencoder}; plus "all" over every
+    section."""
     groups = defaultdict(list)
     for r in rows:
         groups[(r["section"], r["split"])].append(r)
@@ -294,21 +308,24 @@ def summarise_hard(rows: list[dict]) -> dict:
             for k, v in r["checks"].items():
                 by_check[k.split(".")[-1]].append(v)
         real = [r["real_score"] for r in rs if r["real_score"] is not None]
+        ae = [r["autoencoder_all_pass"] for r in rs if r.get("autoencoder_all_pass") is not None]
         out[section][split] = {"clips": len(rs), "all_pass": float(np.mean([r["all_pass"] for r in rs])),
                                "adherence": float(np.mean([r["score"] for r in rs])),
                                "by_check": {k: float(np.mean(v)) for k, v in sorted(by_check.items())},
-                               "real": float(np.mean(real)) if real else None}
+                               "real": float(np.mean(real)) if real else None,
+                               "autoencoder": float(np.mean(ae)) if ae else None}
     return {k: out[k] for k in [*dict.fromkeys(r["section"] for r in rows), "all"] if k in out}
 
 
 def hard_table(sections: dict):
     """A rich table of summarise_hard's result: one row per section and split, the weakest checks named."""
     from rich.table import Table
-    table = Table("hard section", "split", "clips", "all pass", "adherence", "world", "weakest checks")
+    table = Table("hard section", "split", "clips", "all\npass", "adherence", "world", "autoencoder\nall pass",
+                  "weakest checks")
     for section, splits in sections.items():
         for split, r in splits.items():
             weak = sorted(r["by_check"].items(), key=lambda kv: kv[1])[:3]
             table.add_row(section, split, str(r["clips"]), f"{r['all_pass']:.2f}", f"{r['adherence']:.3f}",
-                          "-" if r["real"] is None else f"{r['real']:.2f}",
+                          *("-" if r.get(k) is None else f"{r[k]:.2f}" for k in ("real", "autoencoder")),
                           ", ".join(f"{k} {v:.2f}" for k, v in weak if v < 1))
     return table
