@@ -15,14 +15,15 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 PKG = SRC / "cinegen"
 INFERENCE = ("cinegen.config", "cinegen.runtime", "cinegen.geometry", "cinegen.requests", "cinegen.defaults",
              "cinegen.io", "cinegen.models", "cinegen.diffusion", "cinegen.pipeline", "cinegen.modes",
-             "cinegen.backends", "cinegen.server", "cinegen.studio")
+             "cinegen.backends", "cinegen.server", "cinegen.studio", "cinegen.vocabulary")
 TRAINING_SIDE = ("cinegen.training", "cinegen.data", "cinegen.toyworld")
 ENTRY_POINTS = ("cinegen.cli", "cinegen.server", "cinegen.studio", "cinegen.eval")
 LAYERS = {                     # low to high; a new file must be placed here
     "base": ("cinegen", "cinegen.config", "cinegen.defaults", "cinegen.runtime", "cinegen.extras"),
     "io": ("cinegen.io",),
     "models and maths": ("cinegen.models", "cinegen.diffusion", "cinegen.parallel"),
-    "pipeline": ("cinegen.geometry", "cinegen.requests", "cinegen.pipeline", "cinegen.modes", "cinegen.estimate"),
+    "pipeline": ("cinegen.geometry", "cinegen.requests", "cinegen.pipeline", "cinegen.modes", "cinegen.estimate",
+                 "cinegen.vocabulary"),
     "backends": ("cinegen.backends",),
     "training side": TRAINING_SIDE,
     "entry points": ENTRY_POINTS,

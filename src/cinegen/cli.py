@@ -183,6 +183,8 @@ def _render(backend, request):
     """backend.generate(request) with a progress bar fed by the one progress callback."""
     from cinegen.runtime import progress_bar
     backend.check(request)                       # before the bar: a bad request fails with no work done
+    for warning in backend.warnings(request):     # words the model never trained on, a prompt past its window
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}")
     with progress_bar() as bar:
         task = bar.add_task(request.mode, total=None, status="")
         return backend.generate(request, progress=_bar_progress(bar, task))
@@ -331,6 +333,9 @@ def eval_cmd(
                                                                       "does the word or the noise pick the direction"),
     compare: Optional[Path] = typer.Option(None, help="an earlier report of the same prompts: print the paired "
                                                       "change per split with its standard error"),
+    set_: str = typer.Option("easy", "--set", help="easy (one object, 64x64, 2 s) | hard (several objects, sizes, "
+                             "4-8 s, photos with camera moves, each mode: eval/hard.py; sets its own sizes) | all"),
+    limit: int = typer.Option(2, min=1, help="hard set: cases per section and split"),
     sample: C.SampleConfig = None,
 ):
     """Score generated videos with the colour analyzer: attribute adherence on seen vs held-out combinations."""
@@ -339,6 +344,9 @@ def eval_cmd(
     from cinegen.eval.run import direction_pairs, evaluate, noise_baseline, write_report
     from cinegen.runtime import progress_bar
     _setup_logging()
+    if set_ not in ("easy", "hard", "all"):
+        raise ValueError(f"--set must be easy, hard or all, got {set_!r}")
+    easy = set_ != "hard"
     earlier = _read_report(compare) if compare else None       # read first: a bad file fails before the long run
     cfg, seed = sample, sample.seed         # --seed picks the prompt set and the sampling noise
     pipe = _load_pipeline(model)
@@ -348,10 +356,14 @@ def eval_cmd(
     roundtrip = getattr(pipe, "roundtrip", None)            # our autoencoder's ceiling (a Diffusers folder has none)
     with progress_bar() as bar:
         task = bar.add_task("evaluating", total=None, status="")
-        result = evaluate(pipe.generate, holdout, cfg, n_seen, n_heldout, seed, roundtrip_fn=roundtrip,
-                          progress=_bar_progress(bar, task, lambda d: f"{d['phase']} {d['score']:.2f}"))
+        scored = _bar_progress(bar, task, lambda d: f"{d['phase']} {d['score']:.2f}")
+        result = evaluate(pipe.generate, holdout, cfg, n_seen if easy else 0, n_heldout if easy else 0, seed,
+                          roundtrip_fn=roundtrip, progress=scored)
+        if set_ != "easy":
+            from cinegen.eval.hard import evaluate_hard, hard_table
+            result["hard"] = evaluate_hard(pipe, holdout, cfg, limit, seed, progress=scored, roundtrip_fn=roundtrip)
     result["noise_baseline"] = noise_baseline(cfg, pipe.num_frames(cfg), holdout)
-    if direction_pairs_ > 0:
+    if direction_pairs_ > 0 and easy:
         result["direction_pairs"] = direction_pairs(pipe.generate, holdout, cfg, direction_pairs_, seed)
     if modes_:
         from cinegen.eval.modes_eval import evaluate_modes, long_video_memory
@@ -361,17 +373,21 @@ def eval_cmd(
                                                         "a large red ball moves right on a black background", cfg)
         console.print(result["modes"], result["long_video_memory"])
     write_report(result, out)
-    table = Table("split", "clips", "adherence", "colour", "shape", "count", "motion", "background", "flicker",
-                  "real clips", "autoencoder round trips")
+    table = Table("split", "clips", "all\npass", "adherence", "colour", "shape", "count", "motion", "background",
+                  "flicker", "real\nclips", "autoencoder\nround trips")
     for name, r in result["splits"].items():
         g = r["generated"]
         if g["clips"]:
             a = g["by_attribute"]
-            table.add_row(name, str(g["clips"]), f"{g['adherence']:.3f}", *(f"{a.get(k, 0):.2f}" for k in
+            table.add_row(name, str(g["clips"]), f"{g['all_pass']:.2f}", f"{g['adherence']:.3f}",
+                          *(f"{a.get(k, 0):.2f}" for k in
                           ("colour", "shape", "count", "motion", "background")), f"{g['flicker']:.2f}",
                           f"{r['real']['adherence']:.3f}",
                           f"{r['autoencoder']['adherence']:.3f}" if "autoencoder" in r else "-")
-    console.print(table)
+    if easy:
+        console.print(table)
+    if "hard" in result:
+        console.print(hard_table(result["hard"]["sections"]))
     if "direction_pairs" in result:
         d = result["direction_pairs"]
         console.print(f"same seed, 'moves left' vs 'moves right' ({d['pairs']} pairs): both words followed in "

@@ -30,6 +30,7 @@ from cinegen.models.loading import load_dit, load_vae
 from cinegen.models.text_encoder import TextEncoder
 from cinegen.models.vae import VideoVAE
 from cinegen.runtime import autocast, default_device, report
+from cinegen.vocabulary import prompt_warnings, read_vocabulary
 
 log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -44,9 +45,11 @@ class Conditions:
 
 class TextToVideo:
     def __init__(self, dit: VideoDiT, vae: VideoVAE, text_encoder: TextEncoder, flow: FlowConfig, device="cpu",
-                 compile: bool = False, high_noise: tuple[VideoDiT, float] | None = None):
+                 compile: bool = False, high_noise: tuple[VideoDiT, float] | None = None,
+                 vocabulary: frozenset[str] | None = None):
         """high_noise: (expert DiT, boundary t): the expert predicts while t >= boundary (Wan2.2's two experts:
-        one for the noisy start, where layout and motion are decided, one for the rest)."""
+        one for the noisy start, where layout and motion are decided, one for the rest). vocabulary: the words of
+        the captions the DiT was trained with (None: unknown), for prompt_warnings."""
         if dit.cfg.latent_channels != vae.cfg.latent_channels:
             raise ValueError(f"DiT expects {dit.cfg.latent_channels} latent channels, VAE gives {vae.cfg.latent_channels}")
         self.dit, self.vae, self.text_encoder, self.flow = dit.eval(), vae.eval(), text_encoder, flow
@@ -62,6 +65,7 @@ class TextToVideo:
                                  f"as the DiT: {expert.cfg} against {dit.cfg}")
             self.high_noise = (torch.compile(expert.eval(), dynamic=True) if compile else expert.eval(), float(boundary))
         self.last_stats = {"calls": 0, "skipped": 0}
+        self.vocabulary = vocabulary
 
     def _is_high_noise(self, t: torch.Tensor) -> bool:
         """Whether the high-noise expert predicts at time t (B,), all equal while sampling."""
@@ -100,7 +104,8 @@ class TextToVideo:
         text_cfg = from_dict(TextConfig, dit.extra.get("text", {"dim": dit.cfg.text_dim}))
         if text_encoder:
             text_cfg = replace(text_cfg, name=text_encoder)
-        return cls(dit, vae, TextEncoder(text_cfg, device=device), flow, device, compile, high_noise)
+        return cls(dit, vae, TextEncoder(text_cfg, device=device), flow, device, compile, high_noise,
+                   read_vocabulary(folder, dit.extra))
 
     # --- latent geometry ---
 
@@ -109,6 +114,12 @@ class TextToVideo:
         check_prompt(prompt)
         self.geometry.check_size(cfg.width, cfg.height)
         get_solver(cfg.solver)
+
+    def prompt_warnings(self, prompt: str) -> list[str]:
+        """Warnings about what of `prompt` this model cannot follow: words outside its training captions, and a
+        prompt longer than the text encoder's window (vocabulary.prompt_warnings). Empty when all is read."""
+        tokens, ignored = self.text_encoder.overflow(prompt)
+        return prompt_warnings(prompt, self.vocabulary, tokens, self.text_encoder.cfg.max_tokens, ignored)
 
     def num_frames(self, cfg: SampleConfig) -> int:
         """Pixel frames of a `cfg.seconds` render: on this model's frame grid."""

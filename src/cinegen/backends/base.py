@@ -32,6 +32,10 @@ class VideoBackend(Protocol):
     def check(self, request: Request) -> None:
         """Raises ValueError naming what this model cannot render of `request` (mode, size, solver, ...)."""
 
+    def warnings(self, request: Request) -> list[str]:
+        """One-line warnings about what of the request the model cannot follow (vocabulary.prompt_warnings: words
+        it never trained on, a prompt past its text window); rendering goes ahead. Empty when there are none."""
+
     def generate(self, request: Request, progress=None) -> np.ndarray:
         """The video (T, H, W, 3) uint8 (an Image request: (H, W, 3)). progress: runtime.report's one callback;
         raising from it cancels the render within one sampling step."""

@@ -58,6 +58,10 @@ class DiffusersBackend:
             raise ValueError(f"guidance_high={cfg.guidance_high} applies to cinegen models with a high-noise "
                              f"expert, not to the Diffusers pipeline {self.name}")
 
+    def warnings(self, request: R.Request) -> list[str]:
+        """None: open weights ship no training vocabulary, and their pipelines handle their own token windows."""
+        return []
+
     def generate(self, request: R.Request, progress=None) -> np.ndarray:
         self.check(request)
         cfg = request.sample

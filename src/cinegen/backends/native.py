@@ -26,6 +26,9 @@ class NativeBackend:
         self.capabilities.check_mode(request, self.name)
         self.pipe.check(request.prompt, request.sample)
 
+    def warnings(self, request: R.Request) -> list[str]:
+        return self.pipe.prompt_warnings(request.prompt)
+
     def generate(self, request: R.Request, progress=None) -> np.ndarray:
         self.check(request)
         p, cfg = self.pipe, request.sample

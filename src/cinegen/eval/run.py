@@ -82,6 +82,7 @@ def summarise(reports: list) -> dict:
         for k, v in r.checks.items():
             by_attr[k.split(".")[-1]].append(bool(v))
     return {"clips": len(reports), "adherence": float(np.mean([r.score for r in reports])) if reports else None,
+            "all_pass": float(np.mean([all(r.checks.values()) for r in reports])) if reports else None,
             "by_attribute": {k: float(np.mean(v)) for k, v in sorted(by_attr.items())},
             "flicker": float(np.mean([r.flicker for r in reports])) if reports else None}
 

@@ -62,6 +62,20 @@ class TextEncoder:
         return [torch.cat([states[layer][i, :n] for layer in self.cfg.layers]).float().cpu()
                 for i, n in enumerate(lengths)]
 
+    def overflow(self, prompt: str) -> tuple[int, str]:
+        """(the prompt's length in tokens, special tokens included; the prompt from the first word the window cuts,
+        "" when it fits): what `encode` cuts off, for the warning (vocabulary.prompt_warnings). Needs a fast
+        (Rust) tokenizer, for its character offsets: every Hugging Face encoder has one."""
+        ids = self.tokenizer(prompt, verbose=False)["input_ids"]
+        if len(ids) <= self.cfg.max_tokens:
+            return len(ids), ""
+        words = self.tokenizer(prompt, add_special_tokens=False, verbose=False, return_offsets_mapping=True)
+        kept = max(self.cfg.max_tokens - (len(ids) - len(words["input_ids"])), 0)   # the window less [CLS], [SEP]
+        start = words["offset_mapping"][kept][0]
+        while start > 0 and prompt[start - 1].isalnum():        # from the start of a word cut between its pieces
+            start -= 1
+        return len(ids), prompt[start:].strip()
+
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (B, S, Dt) float32 embeddings, zero-padded, and a (B, S) bool mask (True = real token)."""
         missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]

@@ -200,6 +200,17 @@ class JobStore:
             return c.execute("UPDATE videos SET progress = ?, heartbeat = ? WHERE id = ? AND claimed_by = ? AND "
                              "status = 'in_progress'", (progress, time.time(), vid, worker)).rowcount > 0
 
+    def set_warnings(self, vid: str, worker: str, warnings: list[str]) -> bool:
+        """Keeps the model's warnings about the job's prompt (backend.warnings) in its params, where video_object
+        finds them: no column of their own, so stores made before them need no migration."""
+        with self._conn() as c:
+            row = c.execute("SELECT params FROM videos WHERE id = ? AND claimed_by = ?", (vid, worker)).fetchone()
+            if row is None:
+                return False
+            params = {**json.loads(row["params"]), "warnings": list(warnings)}
+            return c.execute("UPDATE videos SET params = ? WHERE id = ? AND claimed_by = ?",
+                             (json.dumps(params), vid, worker)).rowcount > 0
+
     def finish(self, vid: str, worker: str, error: tuple[str, str] | None = None) -> bool:
         status = "failed" if error else "completed"
         code, message = error or (None, None)
@@ -215,4 +226,7 @@ def video_object(row: dict) -> dict:
     out["object"] = "video"
     out["progress"] = int(row["progress"])
     out["error"] = {"code": row["error_code"], "message": row["error_message"]} if row["error_code"] else None
+    warnings = json.loads(row.get("params") or "{}").get("warnings")
+    if warnings is not None:             # cinegen's own field: set once a worker has read the prompt with its model
+        out["warnings"] = warnings
     return out

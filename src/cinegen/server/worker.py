@@ -90,7 +90,9 @@ class Worker:
         return callback
 
     def render(self, row: dict) -> np.ndarray:
-        return self.backend(row["model"]).generate(job_request(row, self.steps), progress=self._progress(row["id"]))
+        backend, request = self.backend(row["model"]), job_request(row, self.steps)
+        self.store.set_warnings(row["id"], self.worker_id, backend.warnings(request))      # shown while it renders
+        return backend.generate(request, progress=self._progress(row["id"]))
 
     def write_outputs(self, vid: str, video: np.ndarray, fps: float, tags: dict) -> None:
         from cinegen.io.video import write_mp4

@@ -33,6 +33,7 @@ from cinegen.toyworld.world import (
     WORLD_VERSION,
     Clip,
     canonical_caption,
+    caption_vocabulary,
     check_size,
     mirror_clip,
     paraphrase_caption,
@@ -131,7 +132,7 @@ class ToyWorld(VideoSource):
         return [losses.shape_term(terms, ctx)] if terms.shape_weight else []
 
     def facts(self) -> dict:
-        return {"holdout": list(self.cfg.holdout)}
+        return {"holdout": list(self.cfg.holdout), "vocabulary": list(caption_vocabulary())}
 
 
 def render_pool(cfg: ToyWorldConfig, num: int, seed_offset: int = 0, quiet: bool = False,

@@ -231,6 +231,18 @@ def _parse_object(part: str) -> ObjectSpec:
     return ObjectSpec(colour, shape, size, motion)
 
 
+def caption_vocabulary() -> tuple[str, ...]:
+    """Every word a training caption can hold, canonical or paraphrased (sorted): what a model trained on this
+    world has read. Saved with the model (the source's facts; vocabulary.json for the shipped one), so that the
+    inference path, which never imports the world, can name a prompt's words the model never trained on."""
+    obj = ObjectSpec("red", "ball", "small", "bounces")
+    texts = [canonical_caption(SceneSpec((obj, obj), bg, cam, collide=True, occluder=True))
+             for bg in BACKGROUNDS for cam in CAMERAS]
+    tables = (list(COLOURS), SIZES, *_SHAPE_PARAPHRASE.values(), *_MOTION_PARAPHRASE.values(), *_BG_PARAPHRASE.values())
+    texts += [t for table in tables for t in table]
+    return tuple(sorted(set(re.findall(r"[a-z]+", " ".join(texts).lower()))))
+
+
 # --- Trajectories: per-frame (x, y, scale, angle) in normalised units ---
 
 def _trajectory(obj: ObjectSpec, times: np.ndarray, rng: np.random.Generator, r: float, floor: float,
