@@ -105,7 +105,8 @@ class VideoSource:
 
 
 # name -> "module:class", imported on first use, so that training never imports a source it does not run
-SOURCES = {"toyworld": "cinegen.toyworld.source:ToyWorld"}
+SOURCES = {"toyworld": "cinegen.toyworld.source:ToyWorld", "folder": "cinegen.data.folder:FolderSource",
+           "cache": "cinegen.data.shards:PreparedCache"}
 
 
 def source_class(name: str) -> type[VideoSource]:
