@@ -41,6 +41,11 @@ app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True,
                   help="cinegen: open, trainable text-to-video.")
 
 
+from cinegen.commands import dataset as _dataset  # noqa: E402 (needs nothing above; beside the app it joins)
+
+app.add_typer(_dataset.app, name="dataset")     # issue 31: check and prepare one's own footage
+
+
 @app.callback()
 def _root() -> None:
     """cinegen: open, trainable text-to-video."""

@@ -392,10 +392,11 @@ class FolderSource(VideoSource):
                     break
         return samples if num is None or split == "train" else samples[:num]
 
-    def usable(self) -> list[Media]:
-        """The files training reads; unusable ones are refused with their problems (or left out with skip_bad)."""
-        if not hasattr(self, "_usable"):
-            found = survey(self.cfg)
+    def usable(self, found: Survey | None = None) -> list[Media]:
+        """The files training reads; unusable ones are refused with their problems (or left out with skip_bad).
+        found: the folder's survey when the caller has one already."""
+        if found is not None or not hasattr(self, "_usable"):
+            found = found or survey(self.cfg)
             bad = [p for p in found.problems if p.fatal]
             if bad and not self.cfg.skip_bad:
                 raise ValueError(f"{len(found.bad)} file(s) in {self.cfg.root} cannot be used: "

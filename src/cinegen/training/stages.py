@@ -35,7 +35,8 @@ def _dit_stage(recipe: Recipe, command: str) -> Path:
     trained = _init_dit(stage.init, recipe.model)         # before the cache is built: a bad init loses no work
     info = setup_distributed()
     terms = recipe.source.loss_terms("dit", recipe.terms, TermContext(out, device_for(info), info))     # likewise
-    cache = ensure_latent_cache(Path(stage.vae), recipe.source, out / "latents.safetensors", info, recipe.text)
+    cache = recipe.source.encoded(Path(stage.vae), recipe.text) or ensure_latent_cache(
+        Path(stage.vae), recipe.source, out / "latents.safetensors", info, recipe.text)
     extra = {**recipe.source.facts(), "command": command, "text": to_dict(recipe.text), "recipe": recipe.tables()}
     return train_dit(recipe.model, recipe.flow, recipe.train, cache, out, extra=extra, init=trained, terms=terms)
 
