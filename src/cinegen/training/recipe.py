@@ -12,6 +12,10 @@ dataclass, checked field by field (an unknown key or a value of the wrong type i
     [train]   TrainConfig                 [flow]  FlowConfig (dit)      [text]  TextConfig (dit; dim = model.text_dim)
     [loss]    VAELossConfig (vae)         [data]  source = "toyworld", then that source's config
     [terms]   the source's plug-in loss terms (toyworld: object_weight for dit, shape_weight for vae)
+    [lora]    LoraConfig (dit): rank > 0 trains adapters on init instead of the whole DiT
+
+`--data DIR|CACHE` (load_recipe's `data`) replaces [data] with a footage folder (data/folder.py) or a prepared
+cache (data/shards.py); without a recipe file it starts from footage_defaults: fine-tuning the shipped model.
 
 Overrides are KEY=VALUE (top level) or SECTION.KEY=VALUE; a value is read as JSON where it parses (3, 0.5,
 true, [[17,64,64]]) and as a string otherwise.
@@ -31,6 +35,7 @@ from cinegen.config import (
     VAE_PRESETS,
     DiTConfig,
     FlowConfig,
+    LoraConfig,
     TextConfig,
     TrainConfig,
     VAEConfig,
@@ -80,7 +85,7 @@ class DiTStage:
 
 STAGES = {"vae": VAEStage, "dit": DiTStage}
 SECTIONS = {"vae": {"model": VAEConfig, "train": TrainConfig, "loss": VAELossConfig},
-            "dit": {"model": DiTConfig, "train": TrainConfig, "flow": FlowConfig, "text": TextConfig}}
+            "dit": {"model": DiTConfig, "train": TrainConfig, "flow": FlowConfig, "text": TextConfig, "lora": LoraConfig}}
 PRESETS = {"vae": VAE_PRESETS, "dit": DIT_PRESETS}
 SOURCE_SECTIONS = ("data", "terms")       # typed by the data source the [data] table names
 
@@ -96,6 +101,7 @@ class Recipe:
     loss: VAELossConfig | None = None
     flow: FlowConfig | None = None
     text: TextConfig | None = None
+    lora: LoraConfig | None = None
 
     def tables(self) -> dict:
         """The whole recipe, every default filled in, as the TOML tables it reads from (a trained file keeps it)."""
@@ -106,10 +112,22 @@ class Recipe:
         return out
 
 
-def load_recipe(path: Path | None, overrides: list[str] = (), kind: str | None = None) -> Recipe:
+def load_recipe(path: Path | None, overrides: list[str] = (), kind: str | None = None,
+                data: str | None = None, model: Path | None = None) -> Recipe:
     """The recipe of `path` (None: every default) with `overrides` applied. kind: the stage kind a command
-    insists on (`train-vae`: "vae"); a file of another kind is an error."""
-    tables = _read(path) if path is not None else {}
+    insists on (`train-vae`: "vae"); a file of another kind is an error. data: a footage folder or a prepared
+    cache, in place of the recipe's [data] (and its [terms], which belong to the data it replaces); with no
+    recipe file, the run fine-tunes the shipped model, or `model` (footage_defaults)."""
+    if path is not None:
+        tables = _read(path)
+    else:
+        tables = footage_defaults(kind or "dit", model) if data else {}
+    if model is not None and (path is not None or not data):
+        raise ValueError("--model names the model that --data fine-tunes without a recipe; with --config, set "
+                         "init= (and vae=) instead")
+    if data:
+        tables["data"] = data_table(data)
+        tables.pop("terms", None)
     for key, raw in _split(overrides):
         _set(tables, key, raw)
     stage_kind = _raw(tables.pop("kind", kind))
@@ -119,6 +137,33 @@ def load_recipe(path: Path | None, overrides: list[str] = (), kind: str | None =
     if kind is not None and stage_kind != kind:
         raise ValueError(f"{path} is a {stage_kind} stage; this command trains {kind} stages")
     return _build(stage_kind, tables)
+
+
+def data_table(data: str) -> dict:
+    """--data PATH as a [data] table: a prepared cache (it has a manifest) or a footage folder."""
+    from cinegen.data.shards import MANIFEST
+    path = Path(data)
+    if not path.is_dir():
+        raise FileNotFoundError(f"--data folder not found: {data}")
+    if (path / MANIFEST).is_file():
+        return {"source": "cache", "path": str(path)}
+    return {"source": "folder", "root": str(path)}
+
+
+def footage_defaults(kind: str, model: Path | None = None) -> dict:
+    """The tables a `--data` run without a recipe file starts from: the shipped model (or `model`, a cinegen model
+    folder) fine-tuned as it is. A dit stage: its VAE, its DiT as init, with that DiT's own architecture, noise
+    schedule and text encoder; a vae stage: its VAE as init."""
+    from cinegen.config import from_dict
+    from cinegen.models.loading import load_checkpoint
+    from cinegen.pipeline import WEIGHTS_DIR
+    folder = Path(model) if model else WEIGHTS_DIR
+    if kind == "vae":
+        return {"kind": "vae", "init": str(folder / "vae.safetensors")}
+    dit = load_checkpoint(folder / "dit.safetensors")
+    return {"kind": "dit", "vae": str(folder / "vae.safetensors"), "init": str(folder / "dit.safetensors"),
+            "model": to_dict(from_dict(DiTConfig, dit["config"])), "flow": dit["extra"].get("flow", {}),
+            "text": dit["extra"].get("text", {})}
 
 
 def load_data(overrides: list[str]) -> VideoSource:
