@@ -104,3 +104,18 @@ class Server:
         self.thread.join(timeout=10)
 
 
+
+
+@pytest.fixture(scope="module")
+def footage(tmp_path_factory):
+    """A tiny folder of one's own footage (tests/footage.py): MP4s, a still, every caption convention."""
+    from tests.footage import make_footage
+    return make_footage(tmp_path_factory.mktemp("footage"))
+
+
+@pytest.fixture(scope="module")
+def bad_footage(tmp_path_factory):
+    """The same folder plus a file of each problem; returns (root, {file: words its message holds})."""
+    from tests.footage import add_bad_files, make_footage
+    root = make_footage(tmp_path_factory.mktemp("bad"))
+    return root, add_bad_files(root)

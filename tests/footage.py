@@ -53,3 +53,4 @@ def add_bad_files(root: Path) -> dict[str, str]:
     (root / "notes.doc").write_text("not footage")
     return {"broken.mp4": "corrupt", "nocap.mp4": "no caption", "empty.mp4": "empty caption",
             "short.mp4": "too short", "odd.png": "odd size", "notes.doc": "not a video"}
+

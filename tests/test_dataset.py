@@ -13,24 +13,13 @@ from cinegen.data import shards
 from cinegen.data.folder import FolderConfig
 from cinegen.data.shards import load_prepared, prepare, read_manifest
 from cinegen.models.loading import load_vae
-from tests.footage import add_bad_files, make_footage
+from tests.footage import make_footage
 
 ENV = {"COLUMNS": "300"}
 
 
 def cli(*args):
     return CliRunner().invoke(app, list(map(str, args)), env=ENV)
-
-
-@pytest.fixture(scope="module")
-def footage(tmp_path_factory):
-    return make_footage(tmp_path_factory.mktemp("footage"))
-
-
-@pytest.fixture(scope="module")
-def bad_footage(tmp_path_factory):
-    root = make_footage(tmp_path_factory.mktemp("bad"))
-    return root, add_bad_files(root)
 
 
 def snapshot(root: Path) -> dict:

@@ -6,18 +6,7 @@ import pytest
 
 from cinegen.data.folder import FolderConfig, FolderSource, fit, survey, window_starts
 from cinegen.data.sources import source_class
-from tests.footage import add_bad_files, make_footage
-
-
-@pytest.fixture(scope="module")
-def footage(tmp_path_factory):
-    return make_footage(tmp_path_factory.mktemp("footage"))
-
-
-@pytest.fixture(scope="module")
-def bad_footage(tmp_path_factory):
-    root = make_footage(tmp_path_factory.mktemp("bad"))
-    return root, add_bad_files(root)
+from tests.footage import make_footage
 
 
 def test_survey_reads_every_caption_convention_and_probes_files(footage):

@@ -14,7 +14,6 @@ from cinegen.config import VAE_PRESETS, LoraSpec
 from cinegen.models.loading import load_checkpoint, load_dit
 from cinegen.models.lora import merge_adapters, read_adapter, weights_hash
 from tests.conftest import perturb
-from tests.footage import make_footage
 
 pytest.importorskip("peft")
 FAST = ("train.batch_size=2", "train.warmup=1", "train.log_every=1", "train.ema_decay=0")
@@ -22,11 +21,6 @@ FAST = ("train.batch_size=2", "train.warmup=1", "train.log_every=1", "train.ema_
 
 def cli(*args):
     return CliRunner().invoke(app, list(map(str, args)), env={"COLUMNS": "300"})
-
-
-@pytest.fixture(scope="module")
-def footage(tmp_path_factory):
-    return make_footage(tmp_path_factory.mktemp("footage"))
 
 
 @pytest.fixture(scope="module")
