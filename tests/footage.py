@@ -51,6 +51,8 @@ def add_bad_files(root: Path) -> dict[str, str]:
     write_image(moving_square(1, 63, 65)[0], root / "odd.png")
     (root / "odd.txt").write_text("odd sizes")
     (root / "notes.doc").write_text("not footage")
-    return {"broken.mp4": "corrupt", "nocap.mp4": "no caption", "empty.mp4": "empty caption",
+    with open(root / "metadata.jsonl", "a") as f:
+        f.write('{"file_name": "gone.mp4", "text": "a file that is not there"}\n{"text": "no file name"}\n')
+    return {"metadata.jsonl": "gone.mp4", "broken.mp4": "corrupt", "nocap.mp4": "no caption", "empty.mp4": "empty caption",
             "short.mp4": "too short", "odd.png": "odd size", "notes.doc": "not a video"}
 

@@ -98,3 +98,14 @@ def test_missing_root_is_named(tmp_path):
         survey(FolderConfig(root=str(tmp_path / "nowhere")))
     with pytest.raises(ValueError, match="data.root is not set"):
         survey(FolderConfig())
+
+
+def test_scene_cuts_without_scenedetect_name_the_footage_extra(footage, monkeypatch):
+    import sys
+
+    from cinegen.data.folder import probe
+    from cinegen.extras import MissingExtra
+    monkeypatch.setitem(sys.modules, "scenedetect", None)
+    with pytest.raises(MissingExtra, match=r"data.scene_cuts needs the footage extra: pip install 'cinegen\[footage\]'"):
+        FolderSource(FolderConfig(root=str(footage), scene_cuts=True)).clips(quiet=True)
+    assert probe(footage / "a.mp4", footage).frames == 17        # probing needs no extra
