@@ -44,6 +44,7 @@ from cinegen.config import (
     to_dict,
 )
 from cinegen.data.sources import VideoSource, source_class
+from cinegen.training.peer_lora import PeerStage
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,10 @@ class DiTStage:
             raise ValueError("a dit stage needs vae = the trained VAE file whose latents it learns")
 
 
-STAGES = {"vae": VAEStage, "dit": DiTStage}
+STAGES = {"vae": VAEStage, "dit": DiTStage, "peer": PeerStage}
 SECTIONS = {"vae": {"model": VAEConfig, "train": TrainConfig, "loss": VAELossConfig},
-            "dit": {"model": DiTConfig, "train": TrainConfig, "flow": FlowConfig, "text": TextConfig, "lora": LoraConfig}}
+            "dit": {"model": DiTConfig, "train": TrainConfig, "flow": FlowConfig, "text": TextConfig, "lora": LoraConfig},
+            "peer": {"train": TrainConfig, "lora": LoraConfig}}      # open weights: the model is the pipeline's
 PRESETS = {"vae": VAE_PRESETS, "dit": DIT_PRESETS}
 SOURCE_SECTIONS = ("data", "terms")       # typed by the data source the [data] table names
 
@@ -93,8 +95,8 @@ SOURCE_SECTIONS = ("data", "terms")       # typed by the data source the [data] 
 @dataclass(frozen=True)
 class Recipe:
     kind: str
-    stage: VAEStage | DiTStage
-    model: VAEConfig | DiTConfig
+    stage: VAEStage | DiTStage | PeerStage
+    model: VAEConfig | DiTConfig | None      # None: a peer stage (the Diffusers folder holds its own)
     train: TrainConfig
     source: VideoSource
     terms: object                    # the source's terms_class
@@ -105,7 +107,7 @@ class Recipe:
 
     def tables(self) -> dict:
         """The whole recipe, every default filled in, as the TOML tables it reads from (a trained file keeps it)."""
-        out = {"kind": self.kind, **to_dict(self.stage), "model": to_dict(self.model), "train": to_dict(self.train),
+        out = {"kind": self.kind, **to_dict(self.stage), "train": to_dict(self.train),
                "data": self.source.table(), "terms": to_dict(self.terms)}
         for name in SECTIONS[self.kind]:
             out.setdefault(name, to_dict(getattr(self, name)))
@@ -154,10 +156,15 @@ def footage_defaults(kind: str, model: Path | None = None) -> dict:
     """The tables a `--data` run without a recipe file starts from: the shipped model (or `model`, a cinegen model
     folder) fine-tuned as it is. A dit stage: its VAE, its DiT as init, with that DiT's own architecture, noise
     schedule and text encoder; a vae stage: its VAE as init."""
+    from cinegen.backends.diffusers import is_diffusers_folder
     from cinegen.config import from_dict
     from cinegen.models.loading import load_checkpoint
     from cinegen.pipeline import WEIGHTS_DIR
     folder = Path(model) if model else WEIGHTS_DIR
+    if is_diffusers_folder(folder):
+        if kind == "vae":
+            raise ValueError(f"train-vae fine-tunes cinegen's autoencoder; {folder} is a Diffusers pipeline")
+        return {"kind": "peer", "pipeline": str(folder)}
     if kind == "vae":
         return {"kind": "vae", "init": str(folder / "vae.safetensors")}
     dit = load_checkpoint(folder / "dit.safetensors")
@@ -238,7 +245,7 @@ def _build(kind: str, tables: dict) -> Recipe:
         raise ValueError(f"unknown section [{unknown[0]}] in a {kind} recipe; it takes {sorted(known)}")
     tops = {k: v for k, v in tables.items() if not _is_table(v)}
     stage = from_table(STAGES[kind], _typed(STAGES[kind], tops), "")
-    model = _model(kind, sections["model"], tables.get("model", {}))
+    model = _model(kind, sections["model"], tables.get("model", {})) if "model" in sections else None
     built = {name: from_table(cls, _typed(cls, tables.get(name, {})), name)
              for name, cls in sections.items() if name != "model"}
     source = _source(tables.get("data", {}))

@@ -25,6 +25,9 @@ def run_stage(recipe: Recipe, command: str = "") -> Path:
     if recipe.kind == "vae":
         _require(recipe.stage.init, "init")
         return train_vae(recipe.stage, recipe.model, recipe.loss, recipe.train, recipe.source, recipe.terms)
+    if recipe.kind == "peer":
+        from cinegen.training.peer_lora import train_peer_lora
+        return train_peer_lora(recipe.stage, recipe.train, recipe.lora, recipe.source)
     return _dit_stage(recipe, command)
 
 
