@@ -26,8 +26,9 @@ SERVER = ["fastapi", "starlette", "uvicorn", "multipart", "python_multipart", "p
 STUDIO = ["pysubs2", "opentimelineio", "otio_cmx3600_adapter"]
 PROVENANCE = ["imwatermark", "cv2", "pywt", "c2pa", "cryptography"]
 PEERS = ["diffusers", "accelerate", "peft", "ftfy"]
+FOOTAGE = ["scenedetect"]
 DEV = ["pytest", "ruff", "openai", "httpx", "schemathesis", "hypothesis", "playwright", "webvtt"]
-NON_CORE = SERVER + STUDIO + PROVENANCE + PEERS + DEV
+NON_CORE = SERVER + STUDIO + PROVENANCE + PEERS + FOOTAGE + DEV
 
 CLI = "import sys; sys.argv = ['cinegen', *sys.argv[1:]]; import cinegen.cli; cinegen.cli.app()"
 
@@ -115,12 +116,12 @@ def test_diffusers_folder_without_diffusers_names_the_peers_extra(tmp_path):
 def test_pyproject_extras_cover_every_require_call():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    assert set(extras) == {"server", "studio", "provenance", "peers", "dev"}
-    assert "cinegen[server,studio,provenance,peers]" in extras["dev"]
+    assert set(extras) == {"server", "studio", "provenance", "peers", "footage", "dev"}
+    assert "cinegen[server,studio,provenance,peers,footage]" in extras["dev"]
     names = lambda reqs: {re.split(r"[\[<>=!~; ]", r, maxsplit=1)[0].lower() for r in reqs}
     core = names(project["dependencies"])
     assert "torch" in core and "sentence-transformers" not in core
-    for extra in ("server", "studio", "provenance", "peers"):
+    for extra in ("server", "studio", "provenance", "peers", "footage"):
         assert not names(extras[extra]) & core - {"pydantic", "pyyaml"}, extra
     used = set()
     for path in (ROOT / "src" / "cinegen").rglob("*.py"):

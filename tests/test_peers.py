@@ -6,30 +6,6 @@ import pytest
 pytest.importorskip("diffusers")
 
 
-@pytest.fixture(scope="module")
-def tiny_wan_dir(tmp_path_factory):
-    import torch
-    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
-    torch.manual_seed(0)
-    words = ["<pad>", "</s>", "<unk>"] + "a large small red green blue ball box bounces moves on black background".split()
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-    text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(words), d_model=16, d_kv=8, d_ff=32, num_layers=1,
-                                               num_heads=2, relative_attention_num_buckets=8))
-    vae = AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
-    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4,
-                                        out_channels=4, text_dim=16, freq_dim=32, ffn_dim=32, num_layers=2, rope_max_seq_len=32)
-    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
-                       scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
-    folder = tmp_path_factory.mktemp("tiny_wan")
-    pipe.save_pretrained(folder)
-    return folder
-
-
 def test_generate_through_a_local_wan_pipeline(tiny_wan_dir, tmp_path):
     import av
     from typer.testing import CliRunner

@@ -41,6 +41,11 @@ app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True,
                   help="cinegen: open, trainable text-to-video.")
 
 
+from cinegen.commands import dataset as _dataset  # noqa: E402 (needs nothing above; beside the app it joins)
+
+app.add_typer(_dataset.app, name="dataset")     # issue 31: check and prepare one's own footage
+
+
 @app.callback()
 def _root() -> None:
     """cinegen: open, trainable text-to-video."""
@@ -62,27 +67,44 @@ OVERRIDES_HELP = ("KEY=VALUE overrides of the recipe: top-level keys (out=runs/x
 CONFIG_HELP = "recipe file: one stage, e.g. configs/cinegen-default/02-dit-low.toml (configs/README.md)"
 
 
+DATA_HELP = ("your own footage: a folder of clips and captions, or a cache from `cinegen dataset prepare`, in place "
+             "of the recipe's [data]; without --config the run fine-tunes the shipped model")
+BASE_HELP = "with --data and no --config: the cinegen model folder to fine-tune (default: the shipped model)"
+
+
 @app.command("train")
 def train_cmd(overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
-              config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP)):
+              config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
+              data: Optional[Path] = typer.Option(None, "--data", help=DATA_HELP),
+              model: Optional[Path] = typer.Option(None, help=BASE_HELP),
+              lora_rank: int = typer.Option(0, help="train a LoRA adapter of this rank on the init DiT (lora.rank)"),
+              lora_alpha: float = typer.Option(0.0, help="the adapter's alpha (scale alpha / rank; 0: = rank)"),
+              lora_targets: Optional[list[str]] = typer.Option(None, help="layers that get adapters, repeatable "
+                                                                           "(default: attention and MLP)")):
     """Train one stage of a recipe: the autoencoder (kind = "vae") or a diffusion transformer (kind = "dit")."""
-    _train(config, overrides, None)
+    lora = [f"lora.rank={lora_rank}"] if lora_rank else []
+    lora += [f"lora.alpha={lora_alpha}"] if lora_alpha else []
+    lora += [f"lora.targets={json.dumps(lora_targets)}"] if lora_targets else []
+    _train(config, lora + (overrides or []), None, data, model)
 
 
 @app.command("train-vae")
 def train_vae_cmd(overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
-                  config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP)):
+                  config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
+                  data: Optional[Path] = typer.Option(None, "--data", help=DATA_HELP),
+                  model: Optional[Path] = typer.Option(None, help=BASE_HELP)):
     """Train the causal video autoencoder: `cinegen train kind=vae`, with the same recipe sections."""
-    _train(config, overrides, "vae")
+    _train(config, overrides, "vae", data, model)
 
 
-def _train(config: Optional[Path], overrides: Optional[list[str]], kind: Optional[str]) -> None:
+def _train(config: Optional[Path], overrides: Optional[list[str]], kind: Optional[str], data: Optional[Path],
+           model: Optional[Path] = None) -> None:
     import sys
 
     from cinegen.training.recipe import load_recipe
     from cinegen.training.stages import run_stage
     _setup_logging()
-    recipe = load_recipe(config, overrides or [], kind)
+    recipe = load_recipe(config, overrides or [], kind, str(data) if data else None, model)
     path = run_stage(recipe, command=" ".join(["cinegen"] + sys.argv[1:]))
     console.print(f"{recipe.kind} stage written to {path}")
 
@@ -224,6 +246,8 @@ def generate_cmd(
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the DiT (worth it on GPUs and long runs)"),
     c2pa_cert: Optional[Path] = typer.Option(None, help="sign a C2PA manifest: PEM certificate chain (ES256)"),
     c2pa_key: Optional[Path] = typer.Option(None, help="... and its PEM private key"),
+    lora: Optional[list[str]] = typer.Option(None, "--lora", help="a LoRA adapter, FILE[:SCALE] (repeatable: "
+                                                                   "adapters combine)"),
     sample: C.SampleConfig = None,
 ):
     """Generate a video from a text prompt and write an H.264 MP4."""
@@ -237,7 +261,8 @@ def generate_cmd(
         check_watermark_size(sample.width, sample.height)
     if c2pa_cert is not None:                                   # also before rendering
         check_c2pa_credentials(c2pa_cert, c2pa_key)
-    video = _render(_backend(model, compile=compile_), request)
+    loras = tuple(C.parse_lora(x) for x in lora or ())
+    video = _render(_backend(model, compile=compile_, lora=loras), request)
     _save_outputs(video, output, frames_dir, sample, prompt, model, watermark, (c2pa_cert, c2pa_key) if c2pa_cert else None)
 
 

@@ -194,6 +194,29 @@ class TrainConfig:
         return self.max_minutes * 60 if self.max_minutes else None
 
 
+@dataclass(frozen=True)
+class LoraConfig:
+    """A dit stage's [lora] section: rank > 0 trains low-rank adapters on the init DiT (frozen) instead of the
+    whole model, and the run writes a small adapter file (`generate --lora FILE[:SCALE]` loads it)."""
+    rank: int = 0                    # 0: no adapter, every weight trains
+    alpha: float = 0.0               # the adapter's scale is alpha / rank; 0: alpha = rank (scale 1)
+    # the DiT's linear layers that get adapters (peft's target_modules: a name or the end of a dotted path):
+    # self-attention (qkv, proj), cross-attention (q, kv, proj) and each block's MLP
+    targets: tuple[str, ...] = ("qkv", "proj", "q", "kv", "mlp.0", "mlp.2")
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.rank < 0 or self.alpha < 0 or not 0 <= self.dropout < 1:
+            raise ValueError(f"lora needs rank >= 0, alpha >= 0 and 0 <= dropout < 1, got {self.rank}, {self.alpha} "
+                             f"and {self.dropout}")
+        if self.rank and not self.targets:
+            raise ValueError("lora.targets is empty: name the layers that get adapters, e.g. [\"qkv\", \"proj\"]")
+
+    @property
+    def scale_alpha(self) -> float:
+        return self.alpha or float(self.rank)
+
+
 VAE_PRESETS = {
     "tiny": VAEConfig(latent_channels=4, channels=(8, 16, 16), patch=2),
     "default": VAEConfig(),
@@ -341,6 +364,6 @@ def _checked(tp, current, value, what: str):
     return float(value) if isinstance(current, float) else value
 
 
-__all__ = ["VAEConfig", "VAELossConfig", "DiTConfig", "FlowConfig", "TextConfig", "SampleConfig", "TrainConfig",
+__all__ = ["VAEConfig", "VAELossConfig", "DiTConfig", "LoraConfig", "FlowConfig", "TextConfig", "SampleConfig", "TrainConfig",
            "VAE_PRESETS", "DIT_PRESETS", "parse_size", "check_prompt", "check_strength", "to_dict", "from_dict",
            "from_table", "override", "field"]

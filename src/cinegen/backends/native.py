@@ -19,7 +19,7 @@ class NativeBackend:
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, name: str | None = None, **kwargs) -> "NativeBackend":
-        """kwargs: TextToVideo.from_pretrained's (device, compile, text_encoder)."""
+        """kwargs: TextToVideo.from_pretrained's (device, compile, text_encoder, lora)."""
         return cls(TextToVideo.from_pretrained(path, **kwargs), name or (Path(path).name if path else "cinegen-default"))
 
     def check(self, request: R.Request) -> None:

@@ -64,30 +64,50 @@ class LatentCache:
         return [n for n in names if any(n not in b.extras for b in self.buckets.values())]
 
 
-@torch.no_grad()
 def build_latent_cache(vae, text_encoder, source: VideoSource, path: Path, batch: int = 16) -> LatentCache:
     """Encodes the source's training clips on the VAE's device; the cache itself lives on the CPU."""
-    device = next(vae.parameters()).device
     samples = source.clips("train")
-    index = {"": 0}
-    grouped: dict[tuple, list] = defaultdict(list)
+    encoder = LatentEncoder(vae, text_encoder, source, batch)
     with progress_bar() as bar:
         task = bar.add_task("encoding latents", total=len(samples), status="")
         for start in range(0, len(samples), batch):
-            chunk = samples[start:start + batch]
-            for grid in sorted({s.video.shape[:3] for s in chunk}):
-                same = [s for s in chunk if s.video.shape[:3] == grid]
-                z = vae.encode(torch.stack([video_to_tensor(s.video) for s in same]).to(device)).cpu()  # (b, C, t, h, w)
-                for s, zi in zip(same, z):
-                    caps = [index.setdefault(c, len(index)) for c in s.captions]
-                    grouped[tuple(grid)].append((zi, caps, source.latent_extras(s, vae.cfg)))
-            bar.advance(task, len(chunk))
-    captions = list(index)
-    emb, length = _embed(text_encoder, captions)
-    cache = LatentCache({k: _bucket(v) for k, v in grouped.items()}, emb, length, captions, source.table(),
-                        source.version)
+            encoder.add(samples[start:start + batch])
+            bar.advance(task, len(samples[start:start + batch]))
+    cache = encoder.finish()
     save_latent_cache(cache, path, vae.cfg, text_encoder.cfg)
     return cache
+
+
+class LatentEncoder:
+    """Clips in, a LatentCache out: add() encodes samples as they come (grouped by grid, `batch` at a time);
+    finish() embeds every caption seen once. Whole caches (build_latent_cache) and the shards of a prepared
+    footage folder (data/shards.py) are both made by it."""
+
+    def __init__(self, vae, text_encoder, source: VideoSource, batch: int = 16):
+        self.vae, self.text_encoder, self.source, self.batch = vae, text_encoder, source, batch
+        self.device = next(vae.parameters()).device
+        self.index = {"": 0}
+        self.grouped: dict[tuple, list] = defaultdict(list)
+        self.clips = 0
+
+    @torch.no_grad()
+    def add(self, samples: list) -> None:
+        for start in range(0, len(samples), self.batch):
+            chunk = samples[start:start + self.batch]
+            for grid in sorted({s.video.shape[:3] for s in chunk}):
+                same = [s for s in chunk if s.video.shape[:3] == grid]
+                x = torch.stack([video_to_tensor(s.video) for s in same]).to(self.device)
+                z = self.vae.encode(x).cpu()                                                  # (b, C, t, h, w)
+                for s, zi in zip(same, z):
+                    caps = [self.index.setdefault(c, len(self.index)) for c in s.captions]
+                    self.grouped[tuple(grid)].append((zi, caps, self.source.latent_extras(s, self.vae.cfg)))
+            self.clips += len(chunk)
+
+    def finish(self) -> LatentCache:
+        captions = list(self.index)
+        emb, length = _embed(self.text_encoder, captions)
+        return LatentCache({k: _bucket(v) for k, v in self.grouped.items()}, emb, length, captions,
+                           self.source.table(), self.source.version)
 
 
 def _embed(text_encoder, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -83,6 +83,11 @@ class VideoSource:
         rank's own share of the training split (other clips than rank 0's)."""
         raise NotImplementedError
 
+    def encoded(self, vae_path: Path, text_cfg):
+        """The latent cache (data.latent_cache.LatentCache) of a source that holds latents already (a prepared
+        footage folder), checked against the run's VAE file and text config; None: the trainer encodes clips()."""
+        return None
+
     def latent_extras(self, sample: Sample, vae_cfg) -> dict[str, torch.Tensor]:
         """Tensors (c, t, h, w) on the latent grid of `vae_cfg` that the latent cache keeps beside each clip."""
         return {}
@@ -105,7 +110,8 @@ class VideoSource:
 
 
 # name -> "module:class", imported on first use, so that training never imports a source it does not run
-SOURCES = {"toyworld": "cinegen.toyworld.source:ToyWorld"}
+SOURCES = {"toyworld": "cinegen.toyworld.source:ToyWorld", "folder": "cinegen.data.folder:FolderSource",
+           "cache": "cinegen.data.shards:PreparedCache"}
 
 
 def source_class(name: str) -> type[VideoSource]:

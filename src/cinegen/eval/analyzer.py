@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
-from cinegen.toyworld.world import COLOURS, SHAPES, ObjectSpec, SceneSpec, shape_mask
+from cinegen.toyworld.world import ALL_COLOURS, COLOURS, SHAPES, ObjectSpec, SceneSpec, shape_mask
 
 COLOUR_NAMES = list(COLOURS)
 PALETTE = np.array([COLOURS[c] for c in COLOUR_NAMES], np.float32)     # (K, 3)
@@ -53,9 +53,9 @@ class ClipReport:
         return float(np.mean(list(self.checks.values()))) if self.checks else 0.0
 
 
-def colour_labels(video: np.ndarray) -> np.ndarray:
+def colour_labels(video: np.ndarray, palette: np.ndarray = PALETTE) -> np.ndarray:
     """(T, H, W) int: index of the nearest vocabulary colour within MAX_COLOUR_DIST, else -1."""
-    d = np.linalg.norm(video[..., None, :].astype(np.float32) - PALETTE, axis=-1)    # (T, H, W, K)
+    d = np.linalg.norm(video[..., None, :].astype(np.float32) - palette, axis=-1)    # (T, H, W, K)
     nearest = d.argmin(-1)
     return np.where(d.min(-1) < MAX_COLOUR_DIST, nearest, -1)
 
@@ -257,16 +257,18 @@ def analyze(video: np.ndarray, scene: SceneSpec) -> ClipReport:
     """Scores one clip against its scene: a check per object attribute plus the background."""
     if video.ndim != 4 or video.shape[-1] != 3:
         raise ValueError(f"video must be (T, H, W, 3), got {video.shape}")
-    labels = colour_labels(video)
+    # the vocabulary, plus any extra colour (world.EXTRA_COLOURS) the scene names: standard scenes read as before
+    names = COLOUR_NAMES + sorted({o.colour for o in scene.objects} - set(COLOUR_NAMES))
+    labels = colour_labels(video, np.array([ALL_COLOURS[c] for c in names], np.float32))
     report = ClipReport(flicker=flicker(video, labels))
-    tracks = {k: track_colour(labels, k) for k in range(len(COLOUR_NAMES))}
-    seen = {COLOUR_NAMES[k] for k, tr in tracks.items() if tr.present.mean() >= MIN_PRESENT}
+    tracks = {k: track_colour(labels, k) for k in range(len(names))}
+    seen = {names[k] for k, tr in tracks.items() if tr.present.mean() >= MIN_PRESENT}
     if scene.background == "photo":
         # photos hold vocabulary colours of their own (the astronaut's white suit): there, only the
         # prompted colours are counted, and an extra object in a photo goes unnoticed
         seen &= {o.colour for o in scene.objects}
     for i, obj in enumerate(scene.objects):
-        _check_object(report, f"obj{i}", obj, tracks[COLOUR_NAMES.index(obj.colour)], seen, scene)
+        _check_object(report, f"obj{i}", obj, tracks[names.index(obj.colour)], seen, scene)
     report.checks["background"] = classify_background(video, labels) == scene.background
     return report
 

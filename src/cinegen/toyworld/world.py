@@ -34,6 +34,11 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "white": (240, 240, 240),
 }
 SHAPES = ("ball", "box", "triangle", "ring")
+# Words no default training uses (random clips draw from COLOURS only): the renderer draws them and the analyzer
+# reads them where a scene names them, so a fine-tuning demo can teach the shipped model something it never saw
+# (tools/footage_demo.py). Every standard prompt set and score stays as it was.
+EXTRA_COLOURS: dict[str, tuple[int, int, int]] = {"pink": (240, 110, 190)}
+ALL_COLOURS = {**COLOURS, **EXTRA_COLOURS}
 SIZES = ("small", "large")
 MOTIONS = ("stays still", "moves left", "moves right", "moves up", "moves down", "bounces", "falls", "spins",
            "grows", "shrinks")
@@ -226,7 +231,7 @@ def _parse_object(part: str) -> ObjectSpec:
     size, colour, shape_word, motion_words = m.groups()
     shape = next((s for s, names in _SHAPE_PARAPHRASE.items() if shape_word in names), None)
     motion = next((mo for mo, names in _MOTION_PARAPHRASE.items() if motion_words in names), None)
-    if colour not in COLOURS or shape is None or motion is None:
+    if colour not in ALL_COLOURS or shape is None or motion is None:
         raise ValueError(f"unknown colour/shape/motion in {part!r}")
     return ObjectSpec(colour, shape, size, motion)
 
@@ -407,7 +412,7 @@ def render_scene(scene: SceneSpec, width: int = 64, height: int = 64, num_frames
 
 
 def _draw_object(frames, obj, r_px, path, xx, yy, width, height) -> np.ndarray:
-    rgb = np.array(COLOURS[obj.colour], np.float32)
+    rgb = np.array(ALL_COLOURS[obj.colour], np.float32)
     track = np.zeros((len(frames), 3), np.float32)
     for t, (x, y, scale, angle) in enumerate(path):
         cx, cy, r = x * width, y * height, r_px * scale

@@ -12,6 +12,10 @@ dataclass, checked field by field (an unknown key or a value of the wrong type i
     [train]   TrainConfig                 [flow]  FlowConfig (dit)      [text]  TextConfig (dit; dim = model.text_dim)
     [loss]    VAELossConfig (vae)         [data]  source = "toyworld", then that source's config
     [terms]   the source's plug-in loss terms (toyworld: object_weight for dit, shape_weight for vae)
+    [lora]    LoraConfig (dit): rank > 0 trains adapters on init instead of the whole DiT
+
+`--data DIR|CACHE` (load_recipe's `data`) replaces [data] with a footage folder (data/folder.py) or a prepared
+cache (data/shards.py); without a recipe file it starts from footage_defaults: fine-tuning the shipped model.
 
 Overrides are KEY=VALUE (top level) or SECTION.KEY=VALUE; a value is read as JSON where it parses (3, 0.5,
 true, [[17,64,64]]) and as a string otherwise.
@@ -31,6 +35,7 @@ from cinegen.config import (
     VAE_PRESETS,
     DiTConfig,
     FlowConfig,
+    LoraConfig,
     TextConfig,
     TrainConfig,
     VAEConfig,
@@ -39,6 +44,7 @@ from cinegen.config import (
     to_dict,
 )
 from cinegen.data.sources import VideoSource, source_class
+from cinegen.training.peer_lora import PeerStage
 
 
 @dataclass(frozen=True)
@@ -78,9 +84,10 @@ class DiTStage:
             raise ValueError("a dit stage needs vae = the trained VAE file whose latents it learns")
 
 
-STAGES = {"vae": VAEStage, "dit": DiTStage}
+STAGES = {"vae": VAEStage, "dit": DiTStage, "peer": PeerStage}
 SECTIONS = {"vae": {"model": VAEConfig, "train": TrainConfig, "loss": VAELossConfig},
-            "dit": {"model": DiTConfig, "train": TrainConfig, "flow": FlowConfig, "text": TextConfig}}
+            "dit": {"model": DiTConfig, "train": TrainConfig, "flow": FlowConfig, "text": TextConfig, "lora": LoraConfig},
+            "peer": {"train": TrainConfig, "lora": LoraConfig}}      # open weights: the model is the pipeline's
 PRESETS = {"vae": VAE_PRESETS, "dit": DIT_PRESETS}
 SOURCE_SECTIONS = ("data", "terms")       # typed by the data source the [data] table names
 
@@ -88,28 +95,41 @@ SOURCE_SECTIONS = ("data", "terms")       # typed by the data source the [data] 
 @dataclass(frozen=True)
 class Recipe:
     kind: str
-    stage: VAEStage | DiTStage
-    model: VAEConfig | DiTConfig
+    stage: VAEStage | DiTStage | PeerStage
+    model: VAEConfig | DiTConfig | None      # None: a peer stage (the Diffusers folder holds its own)
     train: TrainConfig
     source: VideoSource
     terms: object                    # the source's terms_class
     loss: VAELossConfig | None = None
     flow: FlowConfig | None = None
     text: TextConfig | None = None
+    lora: LoraConfig | None = None
 
     def tables(self) -> dict:
         """The whole recipe, every default filled in, as the TOML tables it reads from (a trained file keeps it)."""
-        out = {"kind": self.kind, **to_dict(self.stage), "model": to_dict(self.model), "train": to_dict(self.train),
+        out = {"kind": self.kind, **to_dict(self.stage), "train": to_dict(self.train),
                "data": self.source.table(), "terms": to_dict(self.terms)}
         for name in SECTIONS[self.kind]:
             out.setdefault(name, to_dict(getattr(self, name)))
         return out
 
 
-def load_recipe(path: Path | None, overrides: list[str] = (), kind: str | None = None) -> Recipe:
+def load_recipe(path: Path | None, overrides: list[str] = (), kind: str | None = None,
+                data: str | None = None, model: Path | None = None) -> Recipe:
     """The recipe of `path` (None: every default) with `overrides` applied. kind: the stage kind a command
-    insists on (`train-vae`: "vae"); a file of another kind is an error."""
-    tables = _read(path) if path is not None else {}
+    insists on (`train-vae`: "vae"); a file of another kind is an error. data: a footage folder or a prepared
+    cache, in place of the recipe's [data] (and its [terms], which belong to the data it replaces); with no
+    recipe file, the run fine-tunes the shipped model, or `model` (footage_defaults)."""
+    if path is not None:
+        tables = _read(path)
+    else:
+        tables = footage_defaults(kind or "dit", model) if data else {}
+    if model is not None and (path is not None or not data):
+        raise ValueError("--model names the model that --data fine-tunes without a recipe; with --config, set "
+                         "init= (and vae=) instead")
+    if data:
+        tables["data"] = data_table(data)
+        tables.pop("terms", None)
     for key, raw in _split(overrides):
         _set(tables, key, raw)
     stage_kind = _raw(tables.pop("kind", kind))
@@ -119,6 +139,38 @@ def load_recipe(path: Path | None, overrides: list[str] = (), kind: str | None =
     if kind is not None and stage_kind != kind:
         raise ValueError(f"{path} is a {stage_kind} stage; this command trains {kind} stages")
     return _build(stage_kind, tables)
+
+
+def data_table(data: str) -> dict:
+    """--data PATH as a [data] table: a prepared cache (it has a manifest) or a footage folder."""
+    from cinegen.data.shards import MANIFEST
+    path = Path(data)
+    if not path.is_dir():
+        raise FileNotFoundError(f"--data folder not found: {data}")
+    if (path / MANIFEST).is_file():
+        return {"source": "cache", "path": str(path)}
+    return {"source": "folder", "root": str(path)}
+
+
+def footage_defaults(kind: str, model: Path | None = None) -> dict:
+    """The tables a `--data` run without a recipe file starts from: the shipped model (or `model`, a cinegen model
+    folder) fine-tuned as it is. A dit stage: its VAE, its DiT as init, with that DiT's own architecture, noise
+    schedule and text encoder; a vae stage: its VAE as init."""
+    from cinegen.backends.diffusers import is_diffusers_folder
+    from cinegen.config import from_dict
+    from cinegen.models.loading import load_checkpoint
+    from cinegen.pipeline import WEIGHTS_DIR
+    folder = Path(model) if model else WEIGHTS_DIR
+    if is_diffusers_folder(folder):
+        if kind == "vae":
+            raise ValueError(f"train-vae fine-tunes cinegen's autoencoder; {folder} is a Diffusers pipeline")
+        return {"kind": "peer", "pipeline": str(folder)}
+    if kind == "vae":
+        return {"kind": "vae", "init": str(folder / "vae.safetensors")}
+    dit = load_checkpoint(folder / "dit.safetensors")
+    return {"kind": "dit", "vae": str(folder / "vae.safetensors"), "init": str(folder / "dit.safetensors"),
+            "model": to_dict(from_dict(DiTConfig, dit["config"])), "flow": dit["extra"].get("flow", {}),
+            "text": dit["extra"].get("text", {})}
 
 
 def load_data(overrides: list[str]) -> VideoSource:
@@ -193,7 +245,7 @@ def _build(kind: str, tables: dict) -> Recipe:
         raise ValueError(f"unknown section [{unknown[0]}] in a {kind} recipe; it takes {sorted(known)}")
     tops = {k: v for k, v in tables.items() if not _is_table(v)}
     stage = from_table(STAGES[kind], _typed(STAGES[kind], tops), "")
-    model = _model(kind, sections["model"], tables.get("model", {}))
+    model = _model(kind, sections["model"], tables.get("model", {})) if "model" in sections else None
     built = {name: from_table(cls, _typed(cls, tables.get(name, {})), name)
              for name, cls in sections.items() if name != "model"}
     source = _source(tables.get("data", {}))

@@ -25,6 +25,9 @@ def run_stage(recipe: Recipe, command: str = "") -> Path:
     if recipe.kind == "vae":
         _require(recipe.stage.init, "init")
         return train_vae(recipe.stage, recipe.model, recipe.loss, recipe.train, recipe.source, recipe.terms)
+    if recipe.kind == "peer":
+        from cinegen.training.peer_lora import train_peer_lora
+        return train_peer_lora(recipe.stage, recipe.train, recipe.lora, recipe.source)
     return _dit_stage(recipe, command)
 
 
@@ -33,11 +36,18 @@ def _dit_stage(recipe: Recipe, command: str) -> Path:
     _require(stage.vae, "vae")
     check_resume_flow(out / "last.safetensors", recipe.flow)
     trained = _init_dit(stage.init, recipe.model)         # before the cache is built: a bad init loses no work
+    if recipe.lora is not None and recipe.lora.rank and (trained is None or trained.cfg != recipe.model):
+        raise ValueError("a LoRA run (lora.rank > 0) trains adapters on a trained DiT as it is: set init = its file "
+                         f"and keep its architecture ([model] {recipe.model} against init's "
+                         f"{trained.cfg if trained is not None else 'none'})")
     info = setup_distributed()
     terms = recipe.source.loss_terms("dit", recipe.terms, TermContext(out, device_for(info), info))     # likewise
-    cache = ensure_latent_cache(Path(stage.vae), recipe.source, out / "latents.safetensors", info, recipe.text)
+    cache = recipe.source.encoded(Path(stage.vae), recipe.text) or ensure_latent_cache(
+        Path(stage.vae), recipe.source, out / "latents.safetensors", info, recipe.text)
     extra = {**recipe.source.facts(), "command": command, "text": to_dict(recipe.text), "recipe": recipe.tables()}
-    return train_dit(recipe.model, recipe.flow, recipe.train, cache, out, extra=extra, init=trained, terms=terms)
+    lora = recipe.lora if recipe.lora is not None and recipe.lora.rank else None
+    return train_dit(recipe.model, recipe.flow, recipe.train, cache, out, extra=extra, init=trained, terms=terms,
+                     lora=lora, base_file=stage.init)
 
 
 def _require(path: str, key: str) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cinegen.config import DiTConfig, FlowConfig, TrainConfig
+from cinegen.config import DiTConfig, FlowConfig, LoraConfig, TrainConfig
 from cinegen.data.latent_cache import LatentCache
 from cinegen.diffusion.conditioning import make_cond, random_masks
 from cinegen.diffusion.flow import interpolate, masked_mse, sample_t, velocity_target
@@ -122,7 +122,8 @@ def _conditioning(model) -> bool:
 
 
 def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: LatentCache, out: Path,
-              extra: dict | None = None, init: VideoDiT | None = None, terms: tuple = ()) -> Path:
+              extra: dict | None = None, init: VideoDiT | None = None, terms: tuple = (),
+              lora: LoraConfig | None = None, base_file: str = "") -> Path:
     """Trains (or resumes) the DiT; out/last.safetensors every ckpt_every steps, out/dit.safetensors at the end.
 
     extra: JSON-able facts stored with the weights (holdout list, the recipe) for the model card and eval.
@@ -130,6 +131,8 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
     building the latent cache; see grow_from); a resumed run's own checkpoint wins over it.
     terms: plug-in loss terms (data.sources.LossTerm); the cache must hold the extras each needs.
     train.max_minutes: training time after which the run checkpoints and finalises early (a lent GPU's call).
+    lora: train low-rank adapters on `init` (frozen) instead of the whole DiT; the run ends with out/lora.safetensors,
+    which records init's weights hash (base_file: init's file, named in it) instead of out/dit.safetensors.
     """
     extra = {**(extra or {}), "flow": flow.__dict__, "train": train.__dict__}
     for term in terms:
@@ -143,6 +146,7 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
     model = VideoDiT(cfg) if init is None else grow_from(VideoDiT(cfg), init)
     if init is not None and info.main:
         log.info("initialised from a trained DiT (depth %d -> %d)", init.cfg.depth, cfg.depth)
+    base_hash = _with_lora(model, init, lora) if lora is not None else ""
     ddp, model, ema, opt, step = build_training_state(model, train, out, device, info)
     rng = np.random.default_rng(train.seed * 7919 + 1000 * info.rank + step)
     gen = torch.Generator().manual_seed(train.seed * 31 + 1000 * info.rank + step)
@@ -171,12 +175,30 @@ def train_dit(cfg: DiTConfig, flow: FlowConfig, train: TrainConfig, cache: Laten
     if info.main and step > first:          # the rate a lease plans its step count with (tools/device_train.py)
         seconds = time.monotonic() - started
         log.info("%d steps in %.1f s: %.1f ms per step", step - first, seconds, 1e3 * seconds / (step - first))
-    final = out / "dit.safetensors"
-    if info.main:
+    final = out / ("lora.safetensors" if lora is not None else "dit.safetensors")
+    if info.main and lora is not None:
+        from cinegen.training.lora import save_adapter
+        save_adapter(final, ema, lora, base_hash, base_file, step, extra)
+    elif info.main:
         ckpt_io.save_checkpoint(final, "dit", cfg, ema, step=step, extra=extra)
     del ddp, opt
     teardown_distributed()
     return final
+
+
+def _with_lora(model: VideoDiT, init: VideoDiT | None, lora: LoraConfig) -> str:
+    """Puts adapters on `model` (a copy of init) and returns init's weights hash, which the adapter records."""
+    from cinegen.models.lora import weights_hash
+    from cinegen.training.lora import add_lora
+    if init is None or init.cfg != model.cfg:
+        raise ValueError("a LoRA run trains adapters on a trained DiT as it is: set init = its file, and the run's "
+                         "model to init's architecture")
+    base = weights_hash(init)
+    add_lora(model, lora)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("LoRA rank %d (alpha %g) on %s: %.3fM trainable parameters", lora.rank, lora.scale_alpha,
+             list(lora.targets), trainable / 1e6)
+    return base
 
 
 def _train_step(ddp, model, ema, opt, cache, train: TrainConfig, flow, terms, rng, gen, lr: float, binned) -> float:

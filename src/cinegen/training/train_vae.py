@@ -111,7 +111,8 @@ def train_vae(stage, cfg: VAEConfig, loss_cfg: VAELossConfig, train: TrainConfig
     pool = source.clips("train", shard=info.rank, quiet=not info.main)
     terms = source.loss_terms("vae", terms_cfg, TermContext(out, device, info, pool, pairs)) if terms_cfg else []
     rng = np.random.default_rng(train.seed * 7919 + info.rank + step)
-    shortest = min(c.video.shape[0] for c in pool)               # a 5-frame bucket cannot give 17-frame windows
+    # a 5-frame bucket cannot give 17-frame windows; stills (one-frame clips of a footage folder) give only images
+    shortest = min([c.video.shape[0] for c in pool if c.video.shape[0] > 1] or [1])
     frame_choices = [f for f in FRAME_CHOICES if f <= shortest]
     if info.main:
         log.info("VAE %.2fM params, %d clips, batch %d x %d ranks, %s; terms %s",
@@ -213,6 +214,7 @@ def _next_batch(pool: list[Sample], frame_choices: list[int], pairs, share: floa
 def sample_windows(pool: list[Sample], rng: np.random.Generator, batch_size: int, frames: int, crop: int) -> torch.Tensor:
     """Random windows of `frames` frames and `crop`x`crop` pixels, random horizontal flips. (B, 3, T, crop, crop)."""
     out = []
+    pool = [c for c in pool if c.video.shape[0] >= frames]
     for _ in range(batch_size):
         video = pool[int(rng.integers(len(pool)))].video
         t0 = int(rng.integers(video.shape[0] - frames + 1))
