@@ -21,6 +21,16 @@ from typer.core import TyperGroup
 
 from cinegen import config as C
 from cinegen import defaults
+from cinegen.cli_models import (
+    CTX_PARAM,
+    chosen_load_options,
+    ctx_parameter,
+    load_options,
+    models_cmd,
+    record_unset,
+    start_command,
+    unset_sample_fields,
+)
 
 console = Console(stderr=True)
 SOLVER_NAMES = " | ".join(defaults.SOLVERS)
@@ -30,6 +40,7 @@ class _Commands(TyperGroup):
     """Bad input is a one-line error and exit code 2, never a traceback, whichever command it reaches."""
 
     def invoke(self, ctx):
+        start_command()
         try:
             return super().invoke(ctx)
         except (ValueError, FileNotFoundError) as e:
@@ -121,8 +132,8 @@ def _require_file(path: Optional[Path], option: str) -> None:
 # --- Rendering: every mode builds one typed request (cinegen.requests) and calls one backend's generate ---
 
 GUIDANCE_HIGH_HELP = "guidance while the high-noise expert predicts (default: --guidance)"
-ModelOpt = typer.Option(None, help="a cinegen model folder (dit + vae .safetensors) or a Diffusers folder "
-                                    "(default: the shipped model)")
+ModelOpt = typer.Option(None, help="a name from `cinegen models`, a cinegen model folder (dit + vae .safetensors) "
+                                    "or a Diffusers folder (default: the shipped model)")
 
 
 def _sample_options(seconds: float | None = defaults.SECONDS, seconds_help: str = "seconds of video"):
@@ -147,16 +158,18 @@ def _sample_options(seconds: float | None = defaults.SECONDS, seconds_help: str 
         sig = inspect.signature(fn)
         params = [p for p in sig.parameters.values() if p.name != "sample"]
         params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o, annotation=t) for n, t, o in options]
+        params.append(ctx_parameter())
 
         @functools.wraps(fn)
         def command(**kwargs):
+            record_unset(kwargs.pop(CTX_PARAM), [n for n, _, _ in options])
             picked = {n: kwargs.pop(n) for n, _, _ in options}
             w, h = C.parse_size(picked.pop("size"))
             sample = C.SampleConfig(width=w, height=h, negative_prompt=picked.pop("negative"), **picked)
             return fn(sample=sample, **kwargs)
         command.__signature__ = sig.replace(parameters=params)
         command.__annotations__ = {**{k: v for k, v in fn.__annotations__.items() if k != "sample"},
-                                   **{n: t for n, t, _ in options}}
+                                   **{n: t for n, t, _ in options}, CTX_PARAM: typer.Context}
         return command
     return decorate
 
@@ -168,10 +181,10 @@ def _load_pipeline(model: Optional[Path], text_encoder: Optional[str] = None):
 
 
 def _backend(model: Optional[Path], **options):
-    """The model through the one backend layer; options left at their defaults are not passed, so a Diffusers
-    folder is refused only an option the user actually set for it."""
+    """The model through the one backend layer, with the load options the command was given (cli_models);
+    options left at their defaults are not passed, so a backend is refused only an option the user actually set."""
     from cinegen.backends import load_backend
-    return load_backend(model, **{k: v for k, v in options.items() if v})
+    return load_backend(model, **{k: v for k, v in {**chosen_load_options(), **options}.items() if v})
 
 
 def _bar_progress(bar, task, status=lambda d: d["phase"]):
@@ -182,10 +195,20 @@ def _bar_progress(bar, task, status=lambda d: d["phase"]):
 def _render(backend, request):
     """backend.generate(request) with a progress bar fed by the one progress callback."""
     from cinegen.runtime import progress_bar
+    request = _prepared(backend, request)
     backend.check(request)                       # before the bar: a bad request fails with no work done
     with progress_bar() as bar:
         task = bar.add_task(request.mode, total=None, status="")
         return backend.generate(request, progress=_bar_progress(bar, task))
+
+
+def _prepared(backend, request):
+    """The request as the backend renders it: its defaults for options the user did not set, durations on its
+    frame grid; each change is printed."""
+    request, notes = backend.prepare(request, unset_sample_fields())
+    for note in notes:
+        console.print(f"[yellow]warning:[/] {escape(note)}")
+    return request
 
 
 def _save_outputs(video, output: Path, frames_dir: Optional[Path], cfg: C.SampleConfig, prompt: str, model,
@@ -207,11 +230,13 @@ def _save_outputs(video, output: Path, frames_dir: Optional[Path], cfg: C.Sample
 
 
 def _render_and_save(model: Optional[Path], request, output: Path) -> None:
-    video = _render(_backend(model), request)
-    _save_outputs(video, output, None, request.sample, request.prompt, model)
+    backend = _backend(model)
+    request = _prepared(backend, request)
+    _save_outputs(_render(backend, request), output, None, request.sample, request.prompt, model)
 
 
 @app.command("generate")
+@load_options
 @_sample_options()
 def generate_cmd(
     prompt: str = typer.Argument(..., help="what to show, e.g. 'a large red ball bounces on a black background'"),
@@ -219,7 +244,6 @@ def generate_cmd(
     frames_dir: Optional[Path] = typer.Option(None, help="also write PNG frames here"),
     model: Optional[Path] = ModelOpt,
     watermark: bool = typer.Option(False, help="embed the invisible cinegen watermark (frames >= 256x256)"),
-    compile_: bool = typer.Option(False, "--compile", help="torch.compile the DiT (worth it on GPUs and long runs)"),
     c2pa_cert: Optional[Path] = typer.Option(None, help="sign a C2PA manifest: PEM certificate chain (ES256)"),
     c2pa_key: Optional[Path] = typer.Option(None, help="... and its PEM private key"),
     sample: C.SampleConfig = None,
@@ -235,8 +259,10 @@ def generate_cmd(
         check_watermark_size(sample.width, sample.height)
     if c2pa_cert is not None:                                   # also before rendering
         check_c2pa_credentials(c2pa_cert, c2pa_key)
-    video = _render(_backend(model, compile=compile_), request)
-    _save_outputs(video, output, frames_dir, sample, prompt, model, watermark, (c2pa_cert, c2pa_key) if c2pa_cert else None)
+    backend = _backend(model)
+    request = _prepared(backend, request)
+    video = _render(backend, request)
+    _save_outputs(video, output, frames_dir, request.sample, prompt, model, watermark, (c2pa_cert, c2pa_key) if c2pa_cert else None)
 
 
 # --- Image and video prompting (issue 3): each command is one request ---
@@ -252,6 +278,7 @@ def _read_image(path: Path):
 
 
 @app.command("image")
+@load_options
 @_sample_options(seconds=None)
 def image_cmd(prompt: str, output: Path = typer.Option(Path("still.png"), "-o", "--output"),
               model: Optional[Path] = ModelOpt, sample: C.SampleConfig = None):
@@ -265,6 +292,7 @@ def image_cmd(prompt: str, output: Path = typer.Option(Path("still.png"), "-o", 
 
 
 @app.command("animate")
+@load_options
 @_sample_options()
 def animate_cmd(still: Path, prompt: str, output: Path = typer.Option(Path("animated.mp4"), "-o", "--output"),
                 at: str = typer.Option("start", help="where the still goes: start | end"),
@@ -276,6 +304,7 @@ def animate_cmd(still: Path, prompt: str, output: Path = typer.Option(Path("anim
 
 
 @app.command("extend")
+@load_options
 @_sample_options(seconds_help="seconds to add")
 def extend_cmd(clip: Path, prompt: str, output: Path = typer.Option(Path("extended.mp4"), "-o", "--output"),
                backward: bool = typer.Option(False), model: Optional[Path] = ModelOpt, sample: C.SampleConfig = None):
@@ -286,6 +315,7 @@ def extend_cmd(clip: Path, prompt: str, output: Path = typer.Option(Path("extend
 
 
 @app.command("connect")
+@load_options
 @_sample_options(seconds_help="seconds of the transition")
 def connect_cmd(a: Path, b: Path, prompt: str = typer.Argument(defaults.CONNECT_PROMPT, help="what happens in between"),
                 output: Path = typer.Option(Path("connected.mp4"), "-o", "--output"),
@@ -299,6 +329,7 @@ def connect_cmd(a: Path, b: Path, prompt: str = typer.Argument(defaults.CONNECT_
 
 
 @app.command("loop")
+@load_options
 @_sample_options(seconds=defaults.LOOP_SECONDS, seconds_help="seconds of the bridge back to the start")
 def loop_cmd(clip: Path, prompt: str = typer.Argument(defaults.CONNECT_PROMPT),
              output: Path = typer.Option(Path("loop.mp4"), "-o", "--output"),
@@ -310,6 +341,7 @@ def loop_cmd(clip: Path, prompt: str = typer.Argument(defaults.CONNECT_PROMPT),
 
 
 @app.command("edit")
+@load_options
 @_sample_options(seconds=None)
 def edit_cmd(clip: Path, prompt: str, output: Path = typer.Option(Path("edited.mp4"), "-o", "--output"),
              strength: float = typer.Option(defaults.STRENGTH, help="0 keeps the input, 1 ignores it"),
@@ -595,6 +627,7 @@ def verify_cmd(clip: Path, prompt: Optional[str] = typer.Option(None, help="chec
 
 
 @app.command("storyboard")
+@load_options
 def storyboard_cmd(
     board: Path = typer.Argument(..., help="YAML or JSON storyboard (see cinegen.studio.board)"),
     output: Path = typer.Option(Path("film"), "-o", "--output", help="film folder"),
@@ -640,6 +673,9 @@ def storyboard_cmd(
         console.print(f"[yellow]warning:[/] {w}")
     console.print(f"wrote {result.film} ({len(result.rendered)} rendered, {len(result.cached)} from cache, "
                   f"{result.segments[-1].end} frames at {plan.fps:g} fps) with its subtitles and timelines in {output}")
+
+
+app.command("models")(models_cmd)
 
 
 @app.command("c2pa-credentials")
