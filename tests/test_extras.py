@@ -25,7 +25,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2", "COLUMNS": "
 SERVER = ["fastapi", "starlette", "uvicorn", "multipart", "python_multipart", "psycopg"]
 STUDIO = ["pysubs2", "opentimelineio", "otio_cmx3600_adapter"]
 PROVENANCE = ["imwatermark", "cv2", "pywt", "c2pa", "cryptography"]
-PEERS = ["diffusers", "accelerate", "peft", "ftfy"]
+PEERS = ["diffusers", "accelerate", "peft", "ftfy", "torchao"]
 DEV = ["pytest", "ruff", "openai", "httpx", "schemathesis", "hypothesis", "playwright", "webvtt"]
 NON_CORE = SERVER + STUDIO + PROVENANCE + PEERS + DEV
 

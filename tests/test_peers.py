@@ -289,3 +289,40 @@ def test_registry_names_folders_and_lists_what_each_can_do(peers, tmp_path, monk
     assert r.exit_code == 0, r.output
     r = cli("generate", "a red ball", "--model", "no-such-model", "-o", tmp_path / "m.mp4")
     assert r.exit_code == 2 and "neither a registered name (cinegen-default, tiny-wan" in " ".join(r.output.split())
+
+
+def test_server_lists_registry_models_renders_one_and_refuses_what_it_cannot_do(peers, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from cinegen.cli import _models_option
+    from cinegen.server.app import ServerSettings, create_app
+    from cinegen.server.worker import Worker
+    toml = tmp_path / "models.toml"
+    toml.write_text(f'[models.tiny-wan]\npath = "{peers["wan"]}"\nsizes = ["16x16"]\nseconds = ["1"]\n\n'
+                    f'[models.tiny-ltx]\npath = "{peers["ltx"]}"\nsizes = ["32x32"]\nseconds = ["1"]\n')
+    monkeypatch.setenv("CINEGEN_MODELS", str(toml))
+    models = _models_option([f"tiny-i2v={peers['wan-i2v']}"])
+    client = TestClient(create_app(ServerSettings(data_dir=tmp_path / "data", models=models)))
+    listed = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    assert listed["tiny-wan"]["modes"] == ["text", "image", "edit"] and listed["tiny-wan"]["sizes"] == ["16x16"]
+    assert listed["tiny-i2v"]["modes"] == ["animate"] and listed["cinegen-default"]["modes"] is None
+    r = client.post("/v1/videos", json={"prompt": "a red ball", "model": "tiny-i2v"})
+    assert r.status_code == 400 and r.json()["error"]["message"] == "model tiny-i2v cannot do 'text'; it can do: animate"
+    vid = client.post("/v1/videos", json={"prompt": "a red ball", "model": "tiny-wan", "seconds": "1"}).json()["id"]
+    worker = Worker(tmp_path / "data", {"tiny-wan": "tiny-wan", "tiny-ltx": "tiny-ltx"}, steps=2)
+    assert worker.run_once()
+    job = client.get(f"/v1/videos/{vid}").json()
+    assert job["status"] == "completed", job
+    (tmp_path / "v.mp4").write_bytes(client.get(f"/v1/videos/{vid}/content").content)
+    assert probe(tmp_path / "v.mp4")[:3] == (17, (16, 16), 16.0)           # 1 s at Wan's own 16 fps
+    r = client.post("/v1/videos/extensions", json={"prompt": "more", "model": "tiny-wan", "seconds": "1", "video": {"id": vid}})
+    assert r.status_code == 400 and "cannot do 'extend'; it can do: text, image, edit" in r.json()["error"]["message"]
+    first = client.post("/v1/videos", json={"prompt": "a red ball", "model": "tiny-ltx", "seconds": "1"}).json()["id"]
+    assert worker.run_once()
+    r = client.post("/v1/videos/extensions", json={"prompt": "more", "model": "tiny-ltx", "seconds": "1",
+                                                   "video": {"id": first}})
+    assert r.status_code == 200, r.json()
+    assert worker.run_once()
+    assert client.get(f"/v1/videos/{r.json()['id']}").json()["status"] == "completed"
+    (tmp_path / "e.mp4").write_bytes(client.get(f"/v1/videos/{r.json()['id']}/content").content)
+    assert probe(tmp_path / "e.mp4")[:3] == (25 + 24, (32, 32), 24.0)       # LTX at 24 fps: 1 + 24, then 24 more

@@ -542,22 +542,31 @@ def export_cmd(
 # --- Service (issue 4) ---
 
 def _models_option(model: list[str]) -> dict:
-    from cinegen.pipeline import WEIGHTS_DIR
+    """The models a server offers: the registry's (`cinegen models`) and the --model NAME=FOLDER ones."""
+    from cinegen.backends.registry import ModelEntry, describe, load_registry
     from cinegen.server.app import ModelSpec
-    models = {"cinegen-default": ModelSpec(WEIGHTS_DIR)}
+
+    def spec(entry: ModelEntry) -> ModelSpec:
+        d = describe(entry)
+        return ModelSpec(Path(d["path"]), modes=None if d["kind"] == "cinegen" else tuple(d["modes"]),
+                         family=d["family"], **entry.serve)
+    models = {name: spec(entry) for name, entry in load_registry().items()}
     for item in model:
         name, sep, path = item.partition("=")
         if not sep or not Path(path).is_dir():
             _fail(f"bad --model {item!r}: expected NAME=FOLDER with an existing folder")
-        models[name] = ModelSpec(Path(path))
+        models[name] = spec(ModelEntry(name, Path(path)))
     return models
 
 
 def _run_worker(data_dir: Path, models: dict, steps: int, stale_after: float, database: Optional[str] = None) -> None:
+    """Registry models load by name (with their load options), the others by folder."""
+    from cinegen.backends.registry import load_registry
     from cinegen.server.worker import Worker
     _setup_logging()
-    Worker(data_dir, {k: v.path for k, v in models.items()}, steps=steps, stale_after=stale_after,
-           database=database).run_forever()
+    registered = load_registry()
+    Worker(data_dir, {k: k if k in registered and registered[k].path in (None, v.path) else v.path
+                      for k, v in models.items()}, steps=steps, stale_after=stale_after, database=database).run_forever()
 
 
 @app.command("serve")

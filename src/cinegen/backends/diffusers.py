@@ -439,8 +439,10 @@ def _load(info: FolderInfo, opts: LoadOptions, device: str):
 def _quantization(method: str):
     """torchao weight-only int8 on the transformer(s), the part that holds most weights."""
     from diffusers import PipelineQuantizationConfig, TorchAoConfig
-    return PipelineQuantizationConfig(quant_mapping={"transformer": TorchAoConfig("int8wo"),
-                                                     "transformer_2": TorchAoConfig("int8wo")})
+    from torchao.quantization import Int8WeightOnlyConfig
+    config = {"int8wo": Int8WeightOnlyConfig}[method]
+    return PipelineQuantizationConfig(quant_mapping={"transformer": TorchAoConfig(config()),
+                                                     "transformer_2": TorchAoConfig(config())})
 
 
 def _apply_options(pipe, opts: LoadOptions, device: str) -> None:

@@ -6,6 +6,8 @@ registry: a `models.toml` naming local folders, so that `--model wan-1.3b` and a
     path = "/models/Wan2.1-T2V-1.3B-Diffusers"
     offload = "model"              # any load option of the backend: dtype, vae_tiling, lora, attention, ...
     lora = ["style.safetensors:0.8"]
+    sizes = ["832x480", "480x832"] # what `cinegen serve` offers of it (first: the default), and
+    seconds = ["2", "5"]           # the durations it accepts
 
 Relative paths are relative to the file. Nothing here reads weights: `describe` works from JSON and metadata.
 """
@@ -18,13 +20,15 @@ from pathlib import Path
 
 DEFAULT_NAME = "cinegen-default"
 NATIVE_OPTIONS = frozenset({"device", "compile", "text_encoder"})
+SERVE_KEYS = ("sizes", "seconds")       # models.toml keys for the server's offer, not load options
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
     path: Path | None                  # None: the shipped model
-    options: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)      # load options (load_backend's)
+    serve: dict = field(default_factory=dict)        # what `cinegen serve` offers: sizes, seconds
 
 
 def registry_file() -> Path | None:
@@ -50,11 +54,12 @@ def load_registry(path: str | Path | None = None) -> dict[str, ModelEntry]:
             raise ValueError(f"{path}: [models.{name}] needs path = \"FOLDER\"")
         folder = Path(item["path"]).expanduser()
         folder = folder if folder.is_absolute() else path.parent / folder
-        options = {k: v for k, v in item.items() if k != "path"}
+        options = {k: v for k, v in item.items() if k not in ("path", *SERVE_KEYS)}
         if "lora" in options:
             from cinegen.config import parse_lora
             options["loras"] = tuple(parse_lora(x) for x in _as_list(options.pop("lora")))
-        entries[name] = ModelEntry(name, folder, options)
+        serve = {k: tuple(str(x) for x in _as_list(item[k])) for k in SERVE_KEYS if k in item}
+        entries[name] = ModelEntry(name, folder, options, serve)
     return entries
 
 
