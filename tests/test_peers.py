@@ -326,3 +326,26 @@ def test_server_lists_registry_models_renders_one_and_refuses_what_it_cannot_do(
     assert client.get(f"/v1/videos/{r.json()['id']}").json()["status"] == "completed"
     (tmp_path / "e.mp4").write_bytes(client.get(f"/v1/videos/{r.json()['id']}/content").content)
     assert probe(tmp_path / "e.mp4")[:3] == (25 + 24, (32, 32), 24.0)       # LTX at 24 fps: 1 + 24, then 24 more
+
+
+def test_storyboard_and_estimate_read_a_diffusers_folder(peers, tmp_path):
+    board = tmp_path / "board.yaml"
+    board.write_text("title: Tiny\nsize: 32x32\nfps: 24\nsteps: 2\nshots:\n"
+                     "  - prompt: a red ball bounces\n    seconds: 0.5\n"
+                     "  - prompt: a blue box moves left\n    seconds: 0.5\n    transition: connect\n"
+                     "    transition_seconds: 0.5\n")
+    r = cli("storyboard", board, "--check", "--model", peers["ltx"])
+    assert r.exit_code == 0, r.output
+    assert "board is valid" in r.output and "transition 1" in r.output
+    r = cli("storyboard", board, "--check", "--model", peers["wan"])      # plain T2V has no connect
+    assert r.exit_code == 2 and "cannot do 'connect'; it can do: text, image, edit" in " ".join(r.output.split())
+    r = cli("storyboard", board, "--model", peers["ltx"], "-o", tmp_path / "film")
+    assert r.exit_code == 0, r.output
+    frames, size, fps, meta = probe(tmp_path / "film" / "film.mp4")
+    assert size == (32, 32) and fps == 24.0 and meta["model"].startswith("ltx@")
+    # estimate: the folder's own width, depth and compression (Wan2.1's transformer config read, no weights)
+    r = cli("estimate", "--model", peers["wan"], "--size", "32x32", "--seconds", "1", "--steps", "2")
+    assert r.exit_code == 0, r.output
+    assert "tokens" in r.output
+    r = cli("estimate", "--model", tmp_path, "--size", "32x32")
+    assert r.exit_code == 2 and "a Diffusers folder or a `cinegen models` name" in " ".join(r.output.split())

@@ -25,6 +25,7 @@ from cinegen.cli_models import (
     CTX_PARAM,
     chosen_load_options,
     ctx_parameter,
+    estimate_configs,
     load_options,
     models_cmd,
     record_unset,
@@ -646,9 +647,10 @@ def storyboard_cmd(
     watermark: bool = typer.Option(False, help="embed the invisible watermark in the film and every shot (>= 256x256)"),
     c2pa_cert: Optional[Path] = typer.Option(None, help="sign the film and every shot: PEM certificate chain (ES256)"),
     c2pa_key: Optional[Path] = typer.Option(None, help="... and its PEM private key"),
-    model: Optional[Path] = typer.Option(None, help="folder with dit.safetensors + vae.safetensors (default: shipped)"),
+    model: Optional[Path] = ModelOpt,
 ):
     """Render a multi-shot storyboard: joined MP4 with voice-over and subtitles, SRT/VTT, OTIO, EDL, FCPXML."""
+    from cinegen.backends.registry import resolve
     from cinegen.io.provenance import check_c2pa_credentials, check_watermark_size
     from cinegen.pipeline import WEIGHTS_DIR
     from cinegen.runtime import progress_bar
@@ -676,7 +678,7 @@ def storyboard_cmd(
     marking = Marking(watermark, (c2pa_cert, c2pa_key) if c2pa_cert else None)
     with progress_bar() as bar:
         task = bar.add_task("rendering", total=len(estimate.rows), status="")
-        result = render_storyboard(backend, plan, output, model_digest(model or WEIGHTS_DIR),
+        result = render_storyboard(backend, plan, output, model_digest(resolve(model).path or WEIGHTS_DIR),
                                    progress=_bar_progress(bar, task), marking=marking)
     for w in result.warnings:
         console.print(f"[yellow]warning:[/] {w}")
@@ -705,21 +707,22 @@ def estimate_cmd(
     gpus: int = typer.Option(1),
     utilisation: float = typer.Option(0.4, help="share of the datasheet peak actually reached (MFU)"),
     price: Optional[float] = typer.Option(None, help="$ per GPU-hour (default: a typical cloud price per GPU)"),
-    model: str = typer.Option("shipped", help="cinegen preset (shipped = the default model, default, base, ...) or "
-                                               "peer: wan2.1-14b, wan2.1-1.3b"),
+    model: str = typer.Option("shipped", help="cinegen preset (shipped = the default model, default, base, ...), "
+                                               "peer: wan2.1-14b, wan2.1-1.3b, or a Diffusers folder or `cinegen "
+                                               "models` name (its configs are read)"),
     calibrate: bool = typer.Option(False, help="also time real DiT steps on this machine's CPU"),
 ):
     """Estimate FLOPs, GPU time, wall time and dollars for a render, before running it."""
     from rich.table import Table
 
-    from cinegen.estimate import calibrate_cpu, estimate, peer_config
+    from cinegen.estimate import calibrate_cpu, estimate
     w, h = C.parse_size(size)
     peak = None
     if gpu.lower() == "cpu":
         # this machine: its rate measured by timing real DiT passes, so utilisation is already in the number
         cal = calibrate_cpu()
         peak, utilisation, price, gpu = cal["achieved_flops"], 1.0, price or 0.0, "CPU"
-    dit, vae, text_tokens = peer_config(model)
+    dit, vae, text_tokens = estimate_configs(model)
     sample = C.SampleConfig(seconds=seconds, fps=fps, width=w, height=h, steps=steps, guidance=guidance, solver=solver)
     est = estimate(dit, vae, sample, gpu=gpu, gpus=gpus, utilisation=utilisation, price_per_gpu_hour=price,
                    text_tokens=text_tokens, peak_flops=peak)

@@ -86,6 +86,22 @@ def unset_sample_fields() -> frozenset:
     return frozenset("negative_prompt" if n == "negative" else n for n in _state().get("unset", frozenset()))
 
 
+def estimate_configs(model: str):
+    """(DiTConfig, VAEConfig, text tokens) for `cinegen estimate --model`: a preset or peer name, else a
+    Diffusers folder or registry name whose configs are read (no weights)."""
+    from cinegen.estimate import peer_config
+    try:
+        return peer_config(model)
+    except ValueError as unknown:
+        from cinegen.backends.diffusers import FolderInfo, is_diffusers_folder
+        from cinegen.backends.registry import load_registry
+        entry = load_registry().get(model)
+        path = entry.path if entry else model
+        if not is_diffusers_folder(path):
+            raise ValueError(f"{unknown}, a Diffusers folder or a `cinegen models` name") from None
+        return FolderInfo.read(path).estimate_configs()
+
+
 def models_cmd(json_: bool = typer.Option(False, "--json", help="print the list as JSON")):
     """List the models `--model` can name (the shipped one and those in models.toml) with what each can do."""
     import json

@@ -23,7 +23,7 @@ import torch
 
 from cinegen import requests as R
 from cinegen.backends.base import Capabilities
-from cinegen.backends.families import FOLDER_CLASSES, MODE_KINDS, family_defaults, kinds_of, modes_of
+from cinegen.backends.families import FAMILIES, FOLDER_CLASSES, MODE_KINDS, family_defaults, kinds_of, modes_of
 from cinegen.config import LoraSpec, check_prompt
 from cinegen.geometry import Geometry
 from cinegen.runtime import default_device, report
@@ -85,6 +85,29 @@ class FolderInfo:
         if self.family == "ltx":     # LTX pipelines take multiples of 32 whatever the VAE (the released one's cell)
             ph, pw = max(ph, 32 // s), max(pw, 32 // s)
         return Geometry(frame_stride=int(t), cell=int(s), patch=(1, int(ph), int(pw)), fps=self.defaults()["fps"])
+
+    def estimate_configs(self):
+        """(DiTConfig, VAEConfig, text tokens) of the same width, depth, heads, patch and compression, for
+        cinegen.estimate: the FLOPs of a cinegen DiT and VAE of this size (an approximation of the family's
+        own blocks, which differ in detail: HunyuanVideo's single-stream blocks, LTX's wider VAE)."""
+        import math
+
+        from cinegen.config import DiTConfig, VAEConfig
+        t = self.transformer_config
+        heads = t.get("num_attention_heads", 1)
+        width = heads * t.get("attention_head_dim", 64)
+        patch = t.get("patch_size", 2)
+        ph, pw = (patch, patch) if isinstance(patch, int) else patch[1:]
+        tf, sf = _vae_factors(self.family, self.vae_config)
+        z = self.vae_config.get("z_dim") or self.vae_config.get("latent_channels", 16)
+        dit = DiTConfig(latent_channels=z, patch=(1, ph, pw), width=width, heads=heads,
+                        depth=t.get("num_layers", 1) + t.get("num_single_layers", 0),
+                        mlp_ratio=(t.get("ffn_dim") or 4 * width) / width, conditioning=False,
+                        text_dim=t.get("text_dim") or t.get("caption_channels") or t.get("text_embed_dim") or 4096)
+        down_s, down_t = int(math.log2(sf)), int(math.log2(tf))
+        vae = VAEConfig(latent_channels=z, patch=1, spatial_down=down_s, temporal_down=down_t, res_blocks=2,
+                        channels=(96, 192, 384, 384, 384, 384, 384)[: 1 + max(down_s, down_t)])
+        return dit, vae, FAMILIES[self.family].text_tokens
 
 
 @dataclass(frozen=True)
@@ -168,6 +191,9 @@ class DiffusersBackend:
             if not Path(lora.path).is_file():
                 raise FileNotFoundError(f"--lora file not found: {lora.path}")
         return cls(FolderInfo.read(path), opts, device)
+
+    def estimate_configs(self):
+        return self.info.estimate_configs()
 
     @property
     def pipe(self):

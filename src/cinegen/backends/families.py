@@ -33,6 +33,7 @@ class Family:
     negative_prompt: str = ""
     guidance_note: str = "classifier-free guidance"
     classes: dict = field(default_factory=dict)       # condition kind -> diffusers class name
+    text_tokens: int = 512                            # prompt tokens the pipeline pads to (estimates count them)
 
 
 FAMILIES = {
@@ -41,12 +42,13 @@ FAMILIES = {
     "wan": Family("Wan", 16.0, 50, 5.0, WAN_NEGATIVE, classes={
         "t2v": "WanPipeline", "first": "WanImageToVideoPipeline", "ends": "WanImageToVideoPipeline",
         "any": "WanVACEPipeline", "v2v": "WanVideoToVideoPipeline"}),
-    "ltx": Family("LTX-Video", 24.0, 50, 3.0, LTX_NEGATIVE, classes={
+    "ltx": Family("LTX-Video", 24.0, 50, 3.0, LTX_NEGATIVE, text_tokens=128, classes={
         "t2v": "LTXPipeline", "first": "LTXImageToVideoPipeline", "any": "LTXConditionPipeline",
         "v2v": "LTXConditionPipeline"}),
-    "cogvideox": Family("CogVideoX", 8.0, 50, 6.0, classes={
+    "cogvideox": Family("CogVideoX", 8.0, 50, 6.0, text_tokens=226, classes={
         "t2v": "CogVideoXPipeline", "first": "CogVideoXImageToVideoPipeline", "v2v": "CogVideoXVideoToVideoPipeline"}),
-    "hunyuan": Family("HunyuanVideo", 24.0, 50, 6.0, guidance_note="embedded (distilled) guidance; no negative prompt",
+    "hunyuan": Family("HunyuanVideo", 24.0, 50, 6.0, text_tokens=256,
+                      guidance_note="embedded (distilled) guidance; no negative prompt",
                       classes={"t2v": "HunyuanVideoPipeline", "first": "HunyuanVideoImageToVideoPipeline",
                                "ends": "HunyuanVideoFramepackPipeline"}),
 }

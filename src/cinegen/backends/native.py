@@ -22,6 +22,10 @@ class NativeBackend:
         """kwargs: TextToVideo.from_pretrained's (device, compile, text_encoder)."""
         return cls(TextToVideo.from_pretrained(path, **kwargs), name or (Path(path).name if path else "cinegen-default"))
 
+    def estimate_configs(self):
+        """(DiTConfig, VAEConfig, text tokens) for cinegen.estimate."""
+        return self.pipe.dit.cfg, self.pipe.vae.cfg, 32
+
     def prepare(self, request: R.Request, unset=frozenset()) -> tuple[R.Request, list[str]]:
         """cinegen's defaults are the CLI's own, and its modes place frames on the grid themselves."""
         return request, []
