@@ -141,18 +141,13 @@ def cogvideox_i2v():
                                                             use_learned_positional_embeddings=True))
 
 
-def hunyuan():
-    from diffusers import (
-        AutoencoderKLHunyuanVideo,
-        FlowMatchEulerDiscreteScheduler,
-        HunyuanVideoPipeline,
-        HunyuanVideoTransformer3DModel,
-    )
+def _hunyuan_parts(transformer_cls=None, patch_size=1, **transformer_kw):
+    from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoTransformer3DModel
     from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
-    transformer = HunyuanVideoTransformer3DModel(in_channels=4, out_channels=4, num_attention_heads=2,
-                                                 attention_head_dim=10, num_layers=1, num_single_layers=1,
-                                                 num_refiner_layers=1, patch_size=1, patch_size_t=1, guidance_embeds=True,
-                                                 text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(2, 4, 4))
+    transformer = (transformer_cls or HunyuanVideoTransformer3DModel)(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=1, num_single_layers=1,
+        num_refiner_layers=1, patch_size=patch_size, patch_size_t=1, guidance_embeds=True, text_embed_dim=16,
+        pooled_projection_dim=8, rope_axes_dim=(2, 4, 4), **transformer_kw)
     vae = AutoencoderKLHunyuanVideo(in_channels=3, out_channels=3, latent_channels=4,
                                     down_block_types=("HunyuanVideoDownBlock3D",) * 4,
                                     up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
@@ -164,14 +159,31 @@ def hunyuan():
     clip = CLIPTextModel(CLIPTextConfig(vocab_size=len(WORDS), hidden_size=8, intermediate_size=37,
                                         num_hidden_layers=1, num_attention_heads=2, projection_dim=8,
                                         max_position_embeddings=77, bos_token_id=3, eos_token_id=1, pad_token_id=0))
-    return HunyuanVideoPipeline(transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-                                text_encoder=llama, tokenizer=word_tokenizer(bos="<s>"), text_encoder_2=clip,
-                                tokenizer_2=word_tokenizer(bos="<s>"))
+    return {"transformer": transformer, "vae": vae, "scheduler": FlowMatchEulerDiscreteScheduler(shift=7.0),
+            "text_encoder": llama, "tokenizer": word_tokenizer(bos="<s>"), "text_encoder_2": clip,
+            "tokenizer_2": word_tokenizer(bos="<s>")}
+
+
+def hunyuan():
+    from diffusers import HunyuanVideoPipeline
+    return HunyuanVideoPipeline(**_hunyuan_parts())
+
+
+def framepack():
+    """HunyuanVideo FramePack's shape: a SigLIP image encoder, clean-latent embedders, sections of 9 latents."""
+    from diffusers import HunyuanVideoFramepackPipeline, HunyuanVideoFramepackTransformer3DModel
+    from transformers import SiglipImageProcessor, SiglipVisionConfig, SiglipVisionModel
+    encoder = SiglipVisionModel(SiglipVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                                                   num_attention_heads=2, image_size=16, patch_size=4))
+    parts = _hunyuan_parts(HunyuanVideoFramepackTransformer3DModel, patch_size=2, image_condition_type=None, has_image_proj=True,
+                           image_proj_dim=32, has_clean_x_embedder=True)
+    return HunyuanVideoFramepackPipeline(**parts, image_encoder=encoder, feature_extractor=SiglipImageProcessor(
+        size={"height": 16, "width": 16}))
 
 
 BUILDERS = {"wan": wan_t2v, "wan22-a14b": wan22_a14b, "wan22-ti2v": wan22_ti2v, "wan-i2v": wan_i2v,
             "wan-flf2v": lambda: wan_i2v(flf2v=True), "wan-vace": wan_vace, "ltx": ltx, "cogvideox": cogvideox,
-            "cogvideox-i2v": cogvideox_i2v, "hunyuan": hunyuan}
+            "cogvideox-i2v": cogvideox_i2v, "hunyuan": hunyuan, "framepack": framepack}
 
 
 def build_all(folder: Path, names=None) -> dict[str, Path]:

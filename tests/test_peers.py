@@ -84,6 +84,9 @@ CELLS = [
     ("cogvideox-i2v", ["animate", "{still}", "a red ball", "--seconds", "1"], 9),
     ("hunyuan", ["generate", "a red ball", "--seconds", "0.5"], 5),
     ("hunyuan", ["image", "a red ball"], 1),
+    # FramePack renders sections of 9 latent frames: 1 + 36k frames (4.5 s at 8 fps = 36 new frames)
+    ("framepack", ["animate", "{still}", "a red ball", "--seconds", "4.5"], 37),
+    ("framepack", ["connect", "{a}", "{b}", "a smooth transition", "--seconds", "4.5"], 37),
 ]
 
 
@@ -134,6 +137,7 @@ REFUSALS = [
     ("wan22-a14b", ["edit", "{a}", "a ball"], "cannot do 'edit'; it can do: text, image"),
     ("cogvideox", ["loop", "{a}"], "cannot do 'loop'; it can do: text, image, edit"),
     ("hunyuan", ["extend", "{a}", "a ball"], "cannot do 'extend'; it can do: text, image"),
+    ("framepack", ["generate", "a ball"], "cannot do 'text'; it can do: animate, connect, loop"),
     ("wan", ["generate", "a ball", "--size", "40x32"], "width 40 is not a multiple of 16, which wan needs; use 32 or 48"),
     ("wan22-ti2v", ["generate", "a ball", "--size", "48x48"], "width 48 is not a multiple of 32, which wan22-ti2v "
                                                               "needs; use 32 or 64"),
@@ -258,6 +262,8 @@ def test_quantize_int8_weight_only(peers):
     from cinegen.backends import load_backend
     from cinegen.config import SampleConfig
     b = load_backend(peers["wan"], device="cpu", quantize="int8wo")
+    assert type(b.pipe.transformer.blocks[0].attn1.to_q.weight).__name__ == "Int8Tensor"
+    assert type(b.pipe.vae.decoder.conv_out.weight).__name__ == "Parameter"          # the transformer only
     out = b.generate(R.Text(prompt="a red ball", sample=SampleConfig(seconds=0.5, fps=8, width=32, height=32, steps=2)))
     assert out.shape == (5, 32, 32, 3)
 

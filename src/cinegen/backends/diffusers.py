@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 OFFLOADS = ("model", "sequential", "group")
 QUANTIZE = ("int8wo",)            # torchao int8 weight-only: runs on CPUs and GPUs
+FRAMEPACK_WINDOW = 9              # FramePack's latent_window_size as released: each section adds 4 * 9 frames
 
 
 def is_diffusers_folder(path: str | Path | None) -> bool:
@@ -82,6 +83,8 @@ class FolderInfo:
         ph, pw = (patch, patch) if isinstance(patch, int) else patch[1:]
         if self.family == "cogvideox" and self.transformer_config.get("patch_size_t") is None:
             t *= 2               # CogVideoX 1.0's VAE decodes an odd number of latent frames: 1 + 8k pixel frames
+        if self.folder_class == "HunyuanVideoFramepackPipeline":    # sections of FRAMEPACK_WINDOW latent frames
+            t *= FRAMEPACK_WINDOW
         if self.family == "ltx":     # LTX pipelines take multiples of 32 whatever the VAE (the released one's cell)
             ph, pw = max(ph, 32 // s), max(pw, 32 // s)
         return Geometry(frame_stride=int(t), cell=int(s), patch=(1, int(ph), int(pw)), fps=self.defaults()["fps"])
@@ -201,10 +204,9 @@ class DiffusersBackend:
         name = self.info.folder_class
         if name not in self._pipes:
             self._pipes[name] = _load(self.info, self.options, self.device)
-            geo, got = self.capabilities.geometry, loaded_factors(self._pipes[name])
-            if self.info.family != "cogvideox" and got != (geo.frame_stride, geo.cell):
-                raise RuntimeError(f"{self.name}: the loaded VAE compresses {got}, its config says "
-                                   f"{(geo.frame_stride, geo.cell)}")
+            got, said = loaded_factors(self._pipes[name]), _vae_factors(self.info.family, self.info.vae_config)
+            if got != tuple(said):
+                raise RuntimeError(f"{self.name}: the loaded VAE compresses {got}, its config says {said}")
         return self._pipes[name]
 
     # --- checks and the request's honest geometry ---
@@ -422,11 +424,17 @@ class DiffusersBackend:
         if "max_sequence_length" in params and self.info.family == "cogvideox":
             args["max_sequence_length"] = pipe.transformer.config.max_text_seq_length
         args.update(inputs)
+        if "latent_window_size" in params:            # FramePack: num_frames counts sections of 4 * (window - 1) + 1
+            sections = (args["num_frames"] - 1) // (4 * FRAMEPACK_WINDOW)
+            args.update(latent_window_size=FRAMEPACK_WINDOW, num_frames=sections * (4 * (FRAMEPACK_WINDOW - 1) + 1))
         unknown = [k for k in args if k not in params]
         if unknown:                                   # a mapping bug, never a silently dropped setting
             raise ValueError(f"{type(pipe).__name__} takes no {', '.join(unknown)}")
         out = pipe(**args)
         frames = np.asarray(out.frames[0])            # (T, H, W, 3) float in [0, 1]
+        want = inputs.get("num_frames", len(frames))
+        if len(frames) != want:                       # the frame rules above are wrong for this folder: say so
+            raise RuntimeError(f"{type(pipe).__name__} returned {len(frames)} frames for {want}")
         return (frames.clip(0, 1) * 255).round().astype(np.uint8)
 
 
@@ -451,7 +459,7 @@ def _load(info: FolderInfo, opts: LoadOptions, device: str):
     import diffusers
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     dtype = DTYPES[opts.dtype] if opts.dtype else (torch.bfloat16 if device == "cuda" else torch.float32)
-    kwargs = {"quantization_config": _quantization(opts.quantize)} if opts.quantize else {}
+    kwargs = {"quantization_config": _quantization(info, opts.quantize)} if opts.quantize else {}
     try:
         pipe = getattr(diffusers, info.folder_class).from_pretrained(str(info.path), local_files_only=True,
                                                                       dtype=dtype, **kwargs)
@@ -462,13 +470,13 @@ def _load(info: FolderInfo, opts: LoadOptions, device: str):
     return pipe
 
 
-def _quantization(method: str):
+def _quantization(info: FolderInfo, method: str):
     """torchao weight-only int8 on the transformer(s), the part that holds most weights."""
     from diffusers import PipelineQuantizationConfig, TorchAoConfig
     from torchao.quantization import Int8WeightOnlyConfig
     config = {"int8wo": Int8WeightOnlyConfig}[method]
-    return PipelineQuantizationConfig(quant_mapping={"transformer": TorchAoConfig(config()),
-                                                     "transformer_2": TorchAoConfig(config())})
+    experts = ("transformer", "transformer_2") if info.pipe_config.get("transformer_2", [None])[0] else ("transformer",)
+    return PipelineQuantizationConfig(quant_mapping={name: TorchAoConfig(config()) for name in experts})
 
 
 def _apply_options(pipe, opts: LoadOptions, device: str) -> None:

@@ -114,5 +114,9 @@ def modes_of(kinds: dict) -> tuple[str, ...]:
 def family_defaults(family: str, pipe_config: dict) -> dict:
     """The SampleConfig fields a family recommends: {fps, steps, guidance, negative_prompt}."""
     f = FAMILIES[family]
-    fps = 24.0 if family == "wan" and pipe_config.get("expand_timesteps") else f.fps     # Wan2.2-TI2V-5B: 24 fps
+    fps = f.fps
+    if family == "wan" and pipe_config.get("expand_timesteps"):                      # Wan2.2-TI2V-5B: 24 fps
+        fps = 24.0
+    if pipe_config.get("_class_name") == "HunyuanVideoFramepackPipeline":            # FramePack: 30 fps
+        fps = 30.0
     return {"fps": fps, "steps": f.steps, "guidance": f.guidance, "negative_prompt": f.negative_prompt}
