@@ -335,6 +335,9 @@ def test_server_lists_registry_models_renders_one_and_refuses_what_it_cannot_do(
     assert probe(tmp_path / "v.mp4")[:3] == (17, (16, 16), 16.0)           # 1 s at Wan's own 16 fps
     r = client.post("/v1/videos/extensions", json={"prompt": "more", "model": "tiny-wan", "seconds": "1", "video": {"id": vid}})
     assert r.status_code == 400 and "cannot do 'extend'; it can do: text, image, edit" in r.json()["error"]["message"]
+    bad = _models_option([f"tiny-cog={peers['cogvideox-i2v']}"])      # the default offer, 64x64 first
+    with pytest.raises(ValueError, match="model tiny-cog offers size 64x64, which it cannot render: .* 32x32 only"):
+        create_app(ServerSettings(data_dir=tmp_path / "bad", models=bad))
     first = client.post("/v1/videos", json={"prompt": "a red ball", "model": "tiny-ltx", "seconds": "1"}).json()["id"]
     assert worker.run_once()
     r = client.post("/v1/videos/extensions", json={"prompt": "more", "model": "tiny-ltx", "seconds": "1",

@@ -227,7 +227,7 @@ class DiffusersBackend:
         self._kind(request)
         check_prompt(request.prompt)
         cfg = request.sample
-        self._check_size(cfg.width, cfg.height)
+        self.check_size(cfg.width, cfg.height)
         if cfg.solver != self._default_solver:
             raise ValueError(f"--solver {cfg.solver} applies to cinegen models; {self.name} samples with its own "
                              f"scheduler ({self.info.pipe_config.get('scheduler', ['', 'its own'])[1]})")
@@ -245,7 +245,7 @@ class DiffusersBackend:
         from cinegen import defaults
         return defaults.SOLVER
 
-    def _check_size(self, width: int, height: int) -> None:
+    def check_size(self, width: int, height: int) -> None:
         geo = self.capabilities.geometry
         t = self.info.transformer_config
         if t.get("use_learned_positional_embeddings"):                # CogVideoX-5b-I2V: one trained size

@@ -81,16 +81,21 @@ def load_api_keys(config_file: Path | None) -> dict[str, str]:
 
 def check_model_sizes(settings: ServerSettings) -> None:
     """Every size a model offers must be one its geometry renders: checked at start-up from the files' metadata
-    (a folder without cinegen model files, e.g. a Diffusers folder, is checked by its worker instead)."""
+    (a cinegen model's safetensors headers, a Diffusers folder's configs; no weights are read)."""
+    from cinegen.backends.diffusers import DiffusersBackend, FolderInfo, is_diffusers_folder
     from cinegen.geometry import read_geometry
     for name, spec in settings.models.items():
         if (Path(spec.path) / "dit.safetensors").is_file():
-            geometry = read_geometry(spec.path)
-            for size in spec.sizes:
-                try:
-                    geometry.check_size(*parse_size(size))
-                except ValueError as e:
-                    raise ValueError(f"model {name} offers size {size}, which it cannot render: {e}") from None
+            check = read_geometry(spec.path).check_size
+        elif is_diffusers_folder(spec.path):
+            check = DiffusersBackend(FolderInfo.read(spec.path)).check_size
+        else:
+            continue
+        for size in spec.sizes:
+            try:
+                check(*parse_size(size))
+            except ValueError as e:
+                raise ValueError(f"model {name} offers size {size}, which it cannot render: {e}") from None
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
