@@ -88,8 +88,8 @@ CELLS = [
     slow(("ltx", ["animate", "{still}", "a red ball", "--seconds", "1"], 9)),
     ("ltx", ["animate", "{still}", "a red ball", "--seconds", "1", "--at", "end"], 9),
     ("ltx", ["extend", "{a}", "a red ball", "--seconds", "1", "--backward"], 9 + 8),
-    ("ltx", ["connect", "{a}", "{b}", "a smooth transition", "--seconds", "1"], 9 + 8 + 8),
-    ("ltx", ["loop", "{a}", "--seconds", "1"], 9 + 8),
+    ("ltx", ["connect", "{a}", "{b}", "a smooth transition", "--seconds", "1"], 9 + 7 + 1),
+    ("ltx", ["loop", "{a}", "--seconds", "1"], 9 + 7),
     ("ltx", ["edit", "{a}", "a blue ball", "--strength", "0.5"], 9),
     ("cogvideox", ["generate", "a red ball", "--seconds", "1"], 9),           # CogVideoX 1.0: 1 + 8k frames
     ("cogvideox", ["edit", "{a}", "a blue ball"], 9),
@@ -128,15 +128,19 @@ def test_keyframes_and_connect_windows_through_the_backend(peers):
     rng = np.random.default_rng(1)
     img = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
     clip = (rng.random((9, 32, 32, 3)) * 255).astype(np.uint8)
-    for name, seconds, n in (("wan-vace", 1.0, 9), ("ltx", 1.0, 9)):
+    for name, seconds, n, new in (("wan-vace", 1.0, 9, 8), ("ltx", 1.0, 9, 7)):
         b = load_backend(peers[name], device="cpu")
         cfg = SampleConfig(seconds=seconds, fps=8, width=32, height=32, steps=2)
         out = b.generate(R.Keyframes(prompt="a red ball", keyframes=((0, img), (n - 1, img)), sample=cfg))
         assert out.shape == (n, 32, 32, 3)
         bridge = b.generate(R.Connect(video=clip, video_b=clip, bridge_only=True, sample=cfg))
-        assert bridge.shape == (8, 32, 32, 3)
+        assert bridge.shape == (new, 32, 32, 3)
         with pytest.raises(ValueError, match="past the clip's last frame"):
             b.generate(R.Keyframes(prompt="a red ball", keyframes=((n, img),), sample=cfg))
+    # extension keeps the clip's own frames as they were, forwards and backwards
+    ahead = b.generate(R.Extend(prompt="a red ball", video=clip, sample=cfg))
+    behind = b.generate(R.Extend(prompt="a red ball", video=clip, backward=True, sample=cfg))
+    assert np.array_equal(ahead[:9], clip) and np.array_equal(behind[-9:], clip) and len(ahead) == len(behind) == 17
 
 
 REFUSALS = [

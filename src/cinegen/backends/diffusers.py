@@ -351,6 +351,8 @@ class DiffusersBackend:
         new = self._new_frames(request.sample)
         if kind == "ends":                              # first and last frame: the bridge is the frames between
             ca, cb, new = 1, 1, new - 1
+        elif self.info.family == "ltx":                 # LTX keeps 1 + 8j frames of a run that does not start the
+            ca, cb, new = self._context(len(a), new), 1, new - 1     # clip: b enters as its first frame
         else:
             ca = self._context(len(a), new)
             cb = max(0, self._context(len(b), new) - 1)
