@@ -91,6 +91,15 @@ def wan_i2v(flf2v=False):
                                    transformer=_wan_transformer(in_channels=12, image_dim=4, **extra))
 
 
+def wan22_i2v():
+    """Wan2.2-I2V-A14B's shape: two experts, image latents concatenated, no CLIP image encoder."""
+    from diffusers import WanImageToVideoPipeline
+    return WanImageToVideoPipeline(vae=_wan_vae(), scheduler=_flow(), **_wan_text(), image_encoder=None,
+                                   image_processor=None, boundary_ratio=0.9,
+                                   transformer=_wan_transformer(in_channels=12),
+                                   transformer_2=_wan_transformer(in_channels=12))
+
+
 def wan_vace():
     from diffusers import WanVACEPipeline, WanVACETransformer3DModel
     transformer = _wan_transformer(WanVACETransformer3DModel, vace_layers=[0], vace_in_channels=4 * 2 + 64)
@@ -182,7 +191,7 @@ def framepack():
 
 
 BUILDERS = {"wan": wan_t2v, "wan22-a14b": wan22_a14b, "wan22-ti2v": wan22_ti2v, "wan-i2v": wan_i2v,
-            "wan-flf2v": lambda: wan_i2v(flf2v=True), "wan-vace": wan_vace, "ltx": ltx, "cogvideox": cogvideox,
+            "wan-flf2v": lambda: wan_i2v(flf2v=True), "wan22-i2v": wan22_i2v, "wan-vace": wan_vace, "ltx": ltx, "cogvideox": cogvideox,
             "cogvideox-i2v": cogvideox_i2v, "hunyuan": hunyuan, "framepack": framepack}
 
 

@@ -75,6 +75,7 @@ CELLS = [
     slow(("wan22-ti2v", ["generate", "a red ball", "--seconds", "0.5"], 5)),
     ("wan22-ti2v", ["animate", "{still}", "a red ball", "--seconds", "0.5"], 5),
     ("wan-i2v", ["animate", "{still}", "a red ball", "--seconds", "0.5"], 5),
+    slow(("wan22-i2v", ["animate", "{still}", "a red ball", "--seconds", "0.5", "--guidance-high", "3"], 5)),
     ("wan-flf2v", ["connect", "{a}", "{b}", "a smooth transition", "--seconds", "0.5"], 5),
     ("wan-flf2v", ["loop", "{a}", "--seconds", "0.5"], 9 + 3),
     slow(("wan-vace", ["generate", "a red ball", "--seconds", "0.5"], 5)),
