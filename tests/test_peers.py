@@ -375,3 +375,14 @@ def test_storyboard_and_estimate_read_a_diffusers_folder(peers, tmp_path):
     assert "tokens" in r.output
     r = cli("estimate", "--model", tmp_path, "--size", "32x32")
     assert r.exit_code == 2 and "a Diffusers folder or a `cinegen models` name" in " ".join(r.output.split())
+
+
+def test_eval_scores_a_diffusers_folder(peers, tmp_path):
+    out = tmp_path / "eval.json"
+    r = cli("eval", "--model", peers["wan"], "--n-seen", "1", "--n-heldout", "1", "--direction-pairs", "0",
+            "--steps", "1", "--size", "16x16", "--seconds", "0.25", "--out", out)
+    assert r.exit_code == 0, r.output
+    report = json.loads(out.read_text())
+    assert report["sample_config"]["fps"] == 16.0 and report["splits"]["seen"]["generated"]["clips"] == 1
+    r = cli("eval", "--model", peers["wan"], "--modes", "--steps", "1", "--size", "16x16", "--out", out)
+    assert r.exit_code == 2 and "--modes scores cinegen models' own modes" in " ".join(r.output.split())

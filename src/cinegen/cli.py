@@ -354,9 +354,10 @@ def edit_cmd(clip: Path, prompt: str, output: Path = typer.Option(Path("edited.m
 
 
 @app.command("eval")
+@load_options
 @_sample_options()
 def eval_cmd(
-    model: Optional[Path] = typer.Option(None, help="model folder (default: shipped)"),
+    model: Optional[Path] = ModelOpt,
     n_seen: int = typer.Option(24), n_heldout: int = typer.Option(16),
     out: Path = typer.Option(Path("eval.json"), help="JSON report"),
     modes_: bool = typer.Option(False, "--modes", help="also score animate/extend/edit/loop and long-video memory"),
@@ -373,19 +374,26 @@ def eval_cmd(
     from cinegen.runtime import progress_bar
     _setup_logging()
     earlier = _read_report(compare) if compare else None       # read first: a bad file fails before the long run
-    cfg, seed = sample, sample.seed         # --seed picks the prompt set and the sampling noise
-    pipe = _load_pipeline(model)
-    pipe.check("a prompt", cfg)
-    pipe.guidance_at(cfg)                   # a --guidance-high the model cannot use fails before the long run
-    holdout = tuple(getattr(pipe.dit, "extra", {}).get("holdout", ()))
+    from cinegen import requests as R
+    backend = _backend(model)
+    probe = _prepared(backend, R.Text(prompt="a prompt", sample=sample))      # a model's own defaults and grid
+    backend.check(probe)
+    cfg, seed = probe.sample, sample.seed   # --seed picks the prompt set and the sampling noise
+    pipe = backend.pipe if hasattr(backend.pipe, "dit") else None               # cinegen's own TextToVideo
+    if pipe is not None:
+        pipe.guidance_at(cfg)               # a --guidance-high the model cannot use fails before the long run
+    elif modes_:
+        raise ValueError(f"--modes scores cinegen models' own modes; {backend.name} is a Diffusers pipeline")
+    generate = pipe.generate if pipe is not None else lambda p, c: backend.generate(R.Text(prompt=p, sample=c))
+    holdout = tuple(getattr(pipe.dit, "extra", {}).get("holdout", ())) if pipe is not None else ()
     roundtrip = getattr(pipe, "roundtrip", None)            # our autoencoder's ceiling (a Diffusers folder has none)
     with progress_bar() as bar:
         task = bar.add_task("evaluating", total=None, status="")
-        result = evaluate(pipe.generate, holdout, cfg, n_seen, n_heldout, seed, roundtrip_fn=roundtrip,
+        result = evaluate(generate, holdout, cfg, n_seen, n_heldout, seed, roundtrip_fn=roundtrip,
                           progress=_bar_progress(bar, task, lambda d: f"{d['phase']} {d['score']:.2f}"))
-    result["noise_baseline"] = noise_baseline(cfg, pipe.num_frames(cfg), holdout)
+    result["noise_baseline"] = noise_baseline(cfg, backend.capabilities.geometry.frames(cfg.seconds, cfg.fps), holdout)
     if direction_pairs_ > 0:
-        result["direction_pairs"] = direction_pairs(pipe.generate, holdout, cfg, direction_pairs_, seed)
+        result["direction_pairs"] = direction_pairs(generate, holdout, cfg, direction_pairs_, seed)
     if modes_:
         from cinegen.eval.modes_eval import evaluate_modes, long_video_memory
         from cinegen.pipeline import WEIGHTS_DIR
