@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cinegen import defaults
 from cinegen import requests as R
 from cinegen.backends.base import Capabilities
 from cinegen.backends.families import FAMILIES, FOLDER_CLASSES, MODE_KINDS, family_defaults, kinds_of, modes_of
@@ -228,7 +229,7 @@ class DiffusersBackend:
         check_prompt(request.prompt)
         cfg = request.sample
         self.check_size(cfg.width, cfg.height)
-        if cfg.solver != self._default_solver:
+        if cfg.solver != defaults.SOLVER:
             raise ValueError(f"--solver {cfg.solver} applies to cinegen models; {self.name} samples with its own "
                              f"scheduler ({self.info.pipe_config.get('scheduler', ['', 'its own'])[1]})")
         if cfg.cache:
@@ -239,11 +240,6 @@ class DiffusersBackend:
         if self.info.family == "hunyuan" and cfg.negative_prompt:
             raise ValueError(f"{self.name} is HunyuanVideo, whose guidance is distilled into the model: it takes "
                              f"no negative prompt (--negative)")
-
-    @property
-    def _default_solver(self) -> str:
-        from cinegen import defaults
-        return defaults.SOLVER
 
     def check_size(self, width: int, height: int) -> None:
         geo = self.capabilities.geometry
