@@ -310,6 +310,9 @@ def test_registry_names_folders_and_lists_what_each_can_do(peers, tmp_path, monk
     assert rows["cinegen-default"]["kind"] == "cinegen" and "keyframes" in rows["cinegen-default"]["modes"]
     r = cli("generate", "a red ball", "--model", "tiny-ltx", *TINY, "--seconds", "1", "-o", tmp_path / "n.mp4")
     assert r.exit_code == 0, r.output
+    toml.write_text(toml.read_text() + f'\n[models.typo]\npath = "{peers["wan"]}"\nvae_tilling = true\n')
+    r = cli("generate", "a red ball", "--model", "typo", "-o", tmp_path / "t.mp4")
+    assert r.exit_code == 2 and "model typo: unknown option vae_tilling; options are" in " ".join(r.output.split())
     r = cli("generate", "a red ball", "--model", "no-such-model", "-o", tmp_path / "m.mp4")
     assert r.exit_code == 2 and "neither a registered name (cinegen-default, tiny-wan" in " ".join(r.output.split())
 

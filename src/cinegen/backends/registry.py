@@ -96,7 +96,12 @@ def load_backend(model: str | Path | None = None, **options):
 
 
 def _refuse(options: dict, allowed, other: str, entry: ModelEntry) -> None:
+    from cinegen.backends.diffusers import DiffusersBackend
     unknown = sorted(set(options) - set(allowed))
+    typos = sorted(set(unknown) - NATIVE_OPTIONS - DiffusersBackend.OPTIONS)
+    if typos:                                       # e.g. a misspelt key in models.toml
+        known = sorted((NATIVE_OPTIONS | DiffusersBackend.OPTIONS | {"lora"}) - {"loras"})
+        raise ValueError(f"model {entry.name}: unknown option {', '.join(typos)}; options are {', '.join(known)}")
     if unknown:
         flags = ", ".join("--lora" if o == "loras" else "--" + o.replace("_", "-") for o in unknown)
         raise ValueError(f"{flags} applies to {other} only, not to {entry.name} ({entry.path or 'the shipped model'})")
