@@ -422,6 +422,8 @@ class DiffusersBackend:
         if "max_sequence_length" in params and self.info.family == "cogvideox":
             args["max_sequence_length"] = pipe.transformer.config.max_text_seq_length
         args.update(inputs)
+        if self.info.transformer_config.get("image_condition_type") == "latent_concat":
+            args["num_frames"] += 4       # HunyuanVideo-I2V drops the 4 frames its image latent decodes to
         if "latent_window_size" in params:            # FramePack: num_frames counts sections of 4 * (window - 1) + 1
             sections = (args["num_frames"] - 1) // (4 * FRAMEPACK_WINDOW)
             args.update(latent_window_size=FRAMEPACK_WINDOW, num_frames=sections * (4 * (FRAMEPACK_WINDOW - 1) + 1))
