@@ -17,7 +17,8 @@ INFERENCE = ("cinegen.config", "cinegen.runtime", "cinegen.geometry", "cinegen.r
              "cinegen.io", "cinegen.models", "cinegen.diffusion", "cinegen.pipeline", "cinegen.modes",
              "cinegen.backends", "cinegen.server", "cinegen.studio", "cinegen.vocabulary")
 TRAINING_SIDE = ("cinegen.training", "cinegen.data", "cinegen.toyworld")
-ENTRY_POINTS = ("cinegen.cli", "cinegen.commands", "cinegen.server", "cinegen.studio", "cinegen.eval")
+ENTRY_POINTS = ("cinegen.cli", "cinegen.cli_models", "cinegen.commands", "cinegen.server", "cinegen.studio",
+               "cinegen.eval")
 LAYERS = {                     # low to high; a new file must be placed here
     "base": ("cinegen", "cinegen.config", "cinegen.defaults", "cinegen.runtime", "cinegen.extras"),
     "io": ("cinegen.io",),

@@ -1,47 +1,391 @@
-"""Open weights from a local Diffusers folder: a tiny randomly initialised Wan2.1 pipeline, saved with
-save_pretrained and run back through `cinegen generate --model`. Nothing is downloaded."""
+"""Open weights through diffusers: tiny randomly initialised pipelines of every family (tests/peers_tiny.py), built
+once per session, saved with save_pretrained and loaded back through cinegen: every (family x mode) cell through
+the CLI, the refusals, the honest geometry, the family defaults, the load options, the registry and the server.
 
+All of it runs on a CPU. GPU-only options (--offload, flash/sage attention) are checked here for their refusal
+on a CPU only; tools/ or a GPU lease must run them for real.
+"""
+
+import json
+
+import numpy as np
 import pytest
 
 pytest.importorskip("diffusers")
+pytest.importorskip("ftfy")          # WanVACEPipeline cleans prompts with it
 
 
-def test_generate_through_a_local_wan_pipeline(tiny_wan_dir, tmp_path):
-    import av
+@pytest.fixture(scope="session")
+def peers(tmp_path_factory):
+    from tests.peers_tiny import build_all
+    return build_all(tmp_path_factory.mktemp("peers"))
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory):
+    """A still and two clips (9 frames, 32x32) on disk, as a user would pass them."""
+    from PIL import Image
+
+    from cinegen.io.video import write_mp4
+    folder = tmp_path_factory.mktemp("media")
+    rng = np.random.default_rng(0)
+    clip = (rng.random((9, 32, 32, 3)) * 255).astype(np.uint8)
+    Image.fromarray(clip[0]).save(folder / "still.png")
+    write_mp4(clip, folder / "a.mp4", 8)
+    write_mp4(clip[::-1].copy(), folder / "b.mp4", 8)
+    return folder
+
+
+def cli(*args):
     from typer.testing import CliRunner
 
     from cinegen.cli import app
-    out = tmp_path / "wan.mp4"
-    r = CliRunner().invoke(app, ["generate", "a red ball bounces", "--model", str(tiny_wan_dir), "--size", "32x32",
-                                 "--seconds", "1", "--steps", "2", "-o", str(out)])
-    assert r.exit_code == 0, r.output
-    with av.open(str(out)) as c:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def probe(path):
+    import av
+    with av.open(str(path)) as c:
         v = c.streams.video[0]
-        assert (v.width, v.height) == (32, 32) and sum(1 for _ in c.decode(v)) == 9
-        assert c.metadata["model"] == str(tiny_wan_dir)
+        frames = sum(1 for _ in c.decode(v))
+        return frames, (v.width, v.height), float(v.average_rate), dict(c.metadata)
 
 
-def test_wan_generate_is_deterministic_and_modes_refuse(tiny_wan_dir, tmp_path):
-    import numpy as np
-    from typer.testing import CliRunner
+TINY = ["--steps", "2", "--fps", "8"]
 
+
+def slow(cell):
+    """A cell another family member or mode variant already covers in the fast run."""
+    return pytest.param(*cell, marks=pytest.mark.slow)
+
+
+def _cell_id(cell):
+    folder, args, _ = cell.values if hasattr(cell, "values") else cell
+    return f"{folder}-{' '.join(args[:1] + args[-2:])}"
+
+SIZE = {"wan22-ti2v": 32, "ltx": 32, "cogvideox-i2v": 32}     # multiples of 32 / one trained size; others 16x16
+# (folder, command and its arguments, frames written): every (family x mode) cell diffusers can do, through the
+# CLI; the variants behind `slow` run the same mode on another folder of the family
+# at 8 fps: 0.5 s = 4 new frames (the 1 + 4k grid); LTX's grid is 1 + 8k, so it gets 1 s = 8 new frames
+CELLS = [
+    ("wan", ["generate", "a red ball", "--seconds", "0.5"], 5),
+    ("wan", ["image", "a red ball"], 1),
+    ("wan", ["edit", "{a}", "a blue ball", "--strength", "0.6"], 9),
+    slow(("wan22-a14b", ["generate", "a red ball", "--seconds", "0.5", "--guidance-high", "3"], 5)),
+    slow(("wan22-ti2v", ["generate", "a red ball", "--seconds", "0.5"], 5)),
+    ("wan22-ti2v", ["animate", "{still}", "a red ball", "--seconds", "0.5"], 5),
+    ("wan-i2v", ["animate", "{still}", "a red ball", "--seconds", "0.5"], 5),
+    slow(("wan22-i2v", ["animate", "{still}", "a red ball", "--seconds", "0.5", "--guidance-high", "3"], 5)),
+    ("wan-flf2v", ["connect", "{a}", "{b}", "a smooth transition", "--seconds", "0.5"], 5),
+    ("wan-flf2v", ["loop", "{a}", "--seconds", "0.5"], 9 + 3),
+    slow(("wan-vace", ["generate", "a red ball", "--seconds", "0.5"], 5)),
+    ("wan-vace", ["animate", "{still}", "a red ball", "--seconds", "0.5", "--at", "end"], 5),
+    ("wan-vace", ["extend", "{a}", "a red ball", "--seconds", "0.5"], 9 + 4),
+    slow(("wan-vace", ["extend", "{a}", "a red ball", "--seconds", "0.5", "--backward"], 9 + 4)),
+    slow(("wan-vace", ["connect", "{a}", "{b}", "a smooth transition", "--seconds", "0.5"], 5 + 4 + 4)),
+    slow(("wan-vace", ["loop", "{a}", "--seconds", "0.5"], 9 + 4)),
+    ("ltx", ["generate", "a red ball", "--seconds", "1"], 9),
+    slow(("ltx", ["image", "a red ball"], 1)),
+    slow(("ltx", ["animate", "{still}", "a red ball", "--seconds", "1"], 9)),
+    ("ltx", ["animate", "{still}", "a red ball", "--seconds", "1", "--at", "end"], 9),
+    ("ltx", ["extend", "{a}", "a red ball", "--seconds", "1", "--backward"], 9 + 8),
+    ("ltx", ["connect", "{a}", "{b}", "a smooth transition", "--seconds", "1"], 9 + 7 + 1),
+    ("ltx", ["loop", "{a}", "--seconds", "1"], 9 + 7),
+    ("ltx", ["edit", "{a}", "a blue ball", "--strength", "0.5"], 9),
+    ("cogvideox", ["generate", "a red ball", "--seconds", "1"], 9),           # CogVideoX 1.0: 1 + 8k frames
+    ("cogvideox", ["edit", "{a}", "a blue ball"], 9),
+    ("cogvideox-i2v", ["animate", "{still}", "a red ball", "--seconds", "1"], 9),
+    ("hunyuan", ["generate", "a red ball", "--seconds", "0.5"], 5),
+    slow(("hunyuan", ["image", "a red ball"], 1)),
+    # FramePack renders sections of 9 latent frames: 1 + 36k frames (4.5 s at 8 fps = 36 new frames)
+    ("framepack", ["animate", "{still}", "a red ball", "--seconds", "4.5"], 37),
+    ("framepack", ["connect", "{a}", "{b}", "a smooth transition", "--seconds", "4.5"], 37),
+]
+
+
+@pytest.mark.parametrize("folder,args,frames", CELLS, ids=[_cell_id(c) for c in CELLS])
+def test_every_cell_through_the_cli(peers, media, tmp_path, folder, args, frames):
+    still = args[0] == "image"
+    out = tmp_path / ("out.png" if still else "out.mp4")
+    args = [a.format(a=media / "a.mp4", b=media / "b.mp4", still=media / "still.png") for a in args]
+    side = SIZE.get(folder, 16)
+    r = cli(*args, "--model", peers[folder], "-o", out, *TINY, "--size", f"{side}x{side}")
+    assert r.exit_code == 0, r.output
+    assert "warning" not in r.output                  # every duration here is on the family's grid
+    if still:
+        from PIL import Image
+        assert Image.open(out).size == (side, side)
+        return
+    n, size, fps, meta = probe(out)
+    assert (n, size, fps) == (frames, (side, side), 8.0)
+    assert meta["model"] == str(peers[folder])
+
+
+def test_keyframes_and_connect_windows_through_the_backend(peers):
+    """Keyframes (no CLI command of their own) and the bridge-only connect, on the two "any frame" classes."""
     from cinegen import requests as R
     from cinegen.backends import load_backend
-    from cinegen.cli import app
     from cinegen.config import SampleConfig
-    backend = load_backend(tiny_wan_dir, device="cpu")
-    cfg = SampleConfig(seconds=1, width=32, height=32, steps=2, seed=3)
+    rng = np.random.default_rng(1)
+    img = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
+    clip = (rng.random((9, 32, 32, 3)) * 255).astype(np.uint8)
+    for name, seconds, n, new in (("wan-vace", 1.0, 9, 8), ("ltx", 1.0, 9, 7)):
+        b = load_backend(peers[name], device="cpu")
+        cfg = SampleConfig(seconds=seconds, fps=8, width=32, height=32, steps=2)
+        out = b.generate(R.Keyframes(prompt="a red ball", keyframes=((0, img), (n - 1, img)), sample=cfg))
+        assert out.shape == (n, 32, 32, 3)
+        bridge = b.generate(R.Connect(video=clip, video_b=clip, bridge_only=True, sample=cfg))
+        assert bridge.shape == (new, 32, 32, 3)
+        with pytest.raises(ValueError, match="past the clip's last frame"):
+            b.generate(R.Keyframes(prompt="a red ball", keyframes=((n, img),), sample=cfg))
+    # extension keeps the clip's own frames as they were, forwards and backwards
+    ahead = b.generate(R.Extend(prompt="a red ball", video=clip, sample=cfg))
+    behind = b.generate(R.Extend(prompt="a red ball", video=clip, backward=True, sample=cfg))
+    assert np.array_equal(ahead[:9], clip) and np.array_equal(behind[-9:], clip) and len(ahead) == len(behind) == 17
+
+
+REFUSALS = [
+    ("wan", ["animate", "{still}", "a ball"], "cannot do 'animate'; it can do: text, image, edit"),
+    ("wan-i2v", ["generate", "a ball"], "cannot do 'text'; it can do: animate"),
+    ("wan-i2v", ["animate", "{still}", "a ball", "--at", "end"], "cannot do animate at the end; it can do: animate"),
+    ("wan-flf2v", ["extend", "{a}", "a ball"], "cannot do 'extend'; it can do: connect, loop"),
+    ("wan-vace", ["edit", "{a}", "a ball"], "cannot do 'edit'; it can do: text, image, animate, extend, connect, "
+                                            "loop, keyframes"),
+    ("wan22-a14b", ["edit", "{a}", "a ball"], "cannot do 'edit'; it can do: text, image"),
+    ("cogvideox", ["loop", "{a}"], "cannot do 'loop'; it can do: text, image, edit"),
+    ("hunyuan", ["extend", "{a}", "a ball"], "cannot do 'extend'; it can do: text, image"),
+    ("framepack", ["generate", "a ball"], "cannot do 'text'; it can do: animate, connect, loop"),
+    ("wan", ["generate", "a ball", "--size", "40x32"], "width 40 is not a multiple of 16, which wan needs; use 32 or 48"),
+    ("wan22-ti2v", ["generate", "a ball", "--size", "48x48"], "width 48 is not a multiple of 32, which wan22-ti2v "
+                                                              "needs; use 32 or 64"),
+    ("cogvideox-i2v", ["animate", "{still}", "a ball", "--size", "64x32"], "renders 32x32 only"),
+    ("wan", ["generate", "a ball", "--solver", "heun"], "--solver heun applies to cinegen models"),
+    ("wan", ["generate", "a ball", "--cache", "0.1"], "--cache 0.1 applies to cinegen models"),
+    ("wan", ["generate", "a ball", "--guidance-high", "3"], "needs a model with a high-noise expert"),
+    ("hunyuan", ["generate", "a ball", "--negative", "blurry"], "takes no negative prompt"),
+    ("wan", ["generate", "a ball", "--offload", "model"], "--offload model moves weights between a CUDA GPU"),
+    ("wan", ["generate", "a ball", "--offload", "disk"], "bad --offload 'disk'; choose one of model, sequential, group"),
+    ("wan", ["generate", "a ball", "--dtype", "int4"], "bad --dtype 'int4'; choose one of bf16, fp16, fp32"),
+    ("wan", ["generate", "a ball", "--attention", "magic"], "bad --attention 'magic'; choose one of flash"),
+    ("wan", ["generate", "a ball", "--lora", "missing.safetensors:0.5"], "--lora file not found: missing.safetensors"),
+    (None, ["generate", "a ball", "--vae-tiling"], "--vae-tiling applies to Diffusers pipelines only"),
+]
+
+
+@pytest.mark.parametrize("folder,args,message", REFUSALS, ids=[f"{r[0]}-{r[2][:30]}" for r in REFUSALS])
+def test_what_a_model_cannot_do_is_a_clear_error(peers, media, tmp_path, folder, args, message):
+    args = [a.format(a=media / "a.mp4", still=media / "still.png") for a in args]
+    model = ["--model", peers[folder]] if folder else []
+    r = cli(*args, *model, "--steps", "1", "-o", tmp_path / "x.mp4")
+    assert r.exit_code == 2, r.output
+    assert message in " ".join(r.output.split()), r.output
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_durations_round_to_the_grid_with_a_warning_and_defaults_come_from_the_family(peers, tmp_path):
+    out = tmp_path / "ltx.mp4"
+    # 13 frames asked of LTX (1.5 s at 8 fps = 12 new frames): its grid is 1 + 8k, so 16 new frames, said aloud
+    r = cli("generate", "a red ball", "--model", peers["ltx"], "--seconds", "1.5", "--fps", "8", "--steps", "2",
+            "--size", "32x32", "-o", out)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "warning: ltx renders 1 + 8k frames: 1.5 s at 8 fps (12 new frames) rounded to 2 s (16 new frames)" in said
+    assert probe(out)[0] == 17 and "wrote" in said and "17 frames" in said
+    # fps left alone: Wan's own 16 (Wan2.2-TI2V-5B: 24), with 0.25 s = 4 new frames
+    for name, fps in (("wan", 16.0), ("wan22-ti2v", 24.0)):
+        r = cli("generate", "a red ball", "--model", peers[name], "--seconds", str(4 / fps), "--steps", "2",
+                "--size", "32x32", "-o", tmp_path / f"{name}.mp4")
+        assert r.exit_code == 0, r.output
+        assert probe(tmp_path / f"{name}.mp4")[:3] == (5, (32, 32), fps)
+
+
+def test_prepare_fills_only_what_the_user_left_alone(peers):
+    from cinegen import requests as R
+    from cinegen.backends import load_backend
+    from cinegen.backends.families import WAN_NEGATIVE
+    from cinegen.config import SampleConfig
+    b = load_backend(peers["wan"], device="cpu")
+    req = R.Text(prompt="a ball", sample=SampleConfig(steps=3, guidance=2.0, fps=8))
+    got, notes = b.prepare(req, frozenset({"fps", "negative_prompt"}))
+    assert (got.sample.fps, got.sample.negative_prompt, got.sample.steps, got.sample.guidance) == (16.0, WAN_NEGATIVE, 3, 2.0)
+    assert notes == []                     # 2 s at 16 fps = 32 new frames, on the grid
+    got, _ = b.prepare(req, frozenset({"steps", "guidance"}))
+    assert (got.sample.steps, got.sample.guidance, got.sample.fps) == (50, 5.0, 8)
+
+
+def test_generate_is_deterministic_and_reports_progress(peers):
+    from cinegen import requests as R
+    from cinegen.backends import load_backend
+    from cinegen.config import SampleConfig
+    backend = load_backend(peers["wan"], device="cpu")
+    cfg = SampleConfig(seconds=0.5, fps=8, width=32, height=32, steps=2, seed=3)
     seen = []
     a = backend.generate(R.Text(prompt="a blue box", sample=cfg), progress=seen.append)
     b = backend.generate(R.Text(prompt="a blue box", sample=cfg))
-    assert a.shape == (9, 32, 32, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
+    c = backend.generate(R.Text(prompt="a blue box", sample=SampleConfig(**{**cfg.__dict__, "seed": 4})))
+    assert a.shape == (5, 32, 32, 3) and a.dtype == np.uint8 and np.array_equal(a, b) and not np.array_equal(a, c)
     assert [(d["phase"], d["step"], d["steps"]) for d in seen] == [("sampling", 1, 2), ("sampling", 2, 2)]
-    with pytest.raises(ValueError, match="multiple of 16"):
-        backend.generate(R.Text(prompt="a blue box", sample=SampleConfig(width=30)))
-    with pytest.raises(ValueError, match="guidance_high=6.0 applies to cinegen models"):
-        backend.generate(R.Text(prompt="a blue box", sample=SampleConfig(guidance_high=6.0)))   # not silently ignored
-    (tmp_path / "s.png").write_bytes(b"")
-    from PIL import Image
-    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "s.png")
-    r = CliRunner().invoke(app, ["animate", str(tmp_path / "s.png"), "a red ball", "--model", str(tiny_wan_dir)])
-    assert r.exit_code == 2 and "cannot do 'animate'; it can do: text" in r.output
+
+
+def test_guidance_high_drives_wan22s_high_noise_expert(peers):
+    from cinegen import requests as R
+    from cinegen.backends import load_backend
+    from cinegen.config import SampleConfig
+    b = load_backend(peers["wan22-a14b"], device="cpu")
+    cfg = dict(seconds=0.5, fps=8, width=32, height=32, steps=2)
+    same = b.generate(R.Text(prompt="a ball", sample=SampleConfig(**cfg, guidance=4.0)))
+    also = b.generate(R.Text(prompt="a ball", sample=SampleConfig(**cfg, guidance=4.0, guidance_high=4.0)))
+    other = b.generate(R.Text(prompt="a ball", sample=SampleConfig(**cfg, guidance=4.0, guidance_high=1.0)))
+    assert np.array_equal(same, also) and not np.array_equal(same, other)
+
+
+def test_load_options_that_run_on_a_cpu(peers, tmp_path):
+    """--vae-tiling, --attention native, --dtype fp32 and --lora FILE:SCALE change what they should."""
+    import torch
+    from diffusers import WanPipeline
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    from cinegen import requests as R
+    from cinegen.backends import load_backend
+    from cinegen.config import SampleConfig, parse_lora
+    req = R.Text(prompt="a red ball", sample=SampleConfig(seconds=0.5, fps=8, width=32, height=32, steps=2))
+    plain = load_backend(peers["wan"], device="cpu").generate(req)
+    opts = load_backend(peers["wan"], device="cpu", vae_tiling=True, attention="native", dtype="fp32")
+    assert opts.pipe.vae.use_tiling
+    np.testing.assert_array_equal(opts.generate(req), plain)        # tiles larger than 32x32: the same frames
+    # a LoRA on the tiny transformer's attention, saved the way diffusers saves one
+    pipe = WanPipeline.from_pretrained(peers["wan"])
+    pipe.transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v"],
+                                            init_lora_weights=False))
+    with torch.no_grad():
+        for n, p in pipe.transformer.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 2.0)
+    WanPipeline.save_lora_weights(tmp_path, transformer_lora_layers=get_peft_model_state_dict(pipe.transformer),
+                                  weight_name="style.safetensors")
+    lora = str(tmp_path / "style.safetensors")
+    on = load_backend(peers["wan"], device="cpu", loras=(parse_lora(lora + ":1.0"),)).generate(req)
+    off = load_backend(peers["wan"], device="cpu", loras=(parse_lora(lora + ":0"),)).generate(req)
+    assert not np.array_equal(on, plain)
+    np.testing.assert_allclose(off.astype(int), plain.astype(int), atol=1)     # scale 0: the base model
+    r = cli("generate", "a red ball", "--model", peers["wan"], "--lora", lora + ":0.5", "--vae-tiling",
+            "--attention", "native", *TINY, "--seconds", "0.5", "-o", tmp_path / "l.mp4")
+    assert r.exit_code == 0, r.output
+
+
+def test_quantize_int8_weight_only(peers):
+    pytest.importorskip("torchao")
+    from cinegen import requests as R
+    from cinegen.backends import load_backend
+    from cinegen.config import SampleConfig
+    b = load_backend(peers["wan"], device="cpu", quantize="int8wo")
+    assert type(b.pipe.transformer.blocks[0].attn1.to_q.weight).__name__ == "Int8Tensor"
+    assert type(b.pipe.vae.decoder.conv_out.weight).__name__ == "Parameter"          # the transformer only
+    out = b.generate(R.Text(prompt="a red ball", sample=SampleConfig(seconds=0.5, fps=8, width=32, height=32, steps=2)))
+    assert out.shape == (5, 32, 32, 3)
+
+
+@pytest.mark.slow
+def test_compile_runs_the_compiled_transformer(peers):
+    from cinegen import requests as R
+    from cinegen.backends import load_backend
+    from cinegen.config import SampleConfig
+    req = R.Text(prompt="a red ball", sample=SampleConfig(seconds=0.5, fps=8, width=32, height=32, steps=2))
+    plain = load_backend(peers["wan"], device="cpu").generate(req)
+    compiled = load_backend(peers["wan"], device="cpu", compile=True)
+    assert compiled.pipe.transformer._compiled_call_impl is not None
+    np.testing.assert_allclose(compiled.generate(req).astype(int), plain.astype(int), atol=2)
+
+
+def test_registry_names_folders_and_lists_what_each_can_do(peers, tmp_path, monkeypatch):
+    toml = tmp_path / "models.toml"
+    toml.write_text(f'[models.tiny-wan]\npath = "{peers["wan"]}"\n\n[models.tiny-ltx]\npath = "{peers["ltx"]}"\n'
+                    f'vae_tiling = true\n\n[models.tiny-vace]\npath = "{peers["wan-vace"]}"\n')
+    monkeypatch.setenv("CINEGEN_MODELS", str(toml))
+    r = cli("models", "--json")
+    assert r.exit_code == 0, r.output
+    rows = {m["name"]: m for m in json.loads(r.stdout)}
+    assert rows["tiny-wan"]["modes"] == ["text", "image", "edit"] and rows["tiny-wan"]["fps"] == 16.0
+    assert rows["tiny-ltx"]["modes"] == ["text", "image", "animate", "extend", "connect", "loop", "keyframes", "edit"]
+    assert rows["cinegen-default"]["kind"] == "cinegen" and "keyframes" in rows["cinegen-default"]["modes"]
+    r = cli("generate", "a red ball", "--model", "tiny-ltx", *TINY, "--seconds", "1", "-o", tmp_path / "n.mp4")
+    assert r.exit_code == 0, r.output
+    toml.write_text(toml.read_text() + f'\n[models.typo]\npath = "{peers["wan"]}"\nvae_tilling = true\n')
+    r = cli("generate", "a red ball", "--model", "typo", "-o", tmp_path / "t.mp4")
+    assert r.exit_code == 2 and "model typo: unknown option vae_tilling; options are" in " ".join(r.output.split())
+    r = cli("generate", "a red ball", "--model", "no-such-model", "-o", tmp_path / "m.mp4")
+    assert r.exit_code == 2 and "neither a registered name (cinegen-default, tiny-wan" in " ".join(r.output.split())
+
+
+def test_server_lists_registry_models_renders_one_and_refuses_what_it_cannot_do(peers, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from cinegen.cli import _models_option
+    from cinegen.server.app import ServerSettings, create_app
+    from cinegen.server.worker import Worker
+    toml = tmp_path / "models.toml"
+    toml.write_text(f'[models.tiny-wan]\npath = "{peers["wan"]}"\nsizes = ["16x16"]\nseconds = ["1"]\n\n'
+                    f'[models.tiny-ltx]\npath = "{peers["ltx"]}"\nsizes = ["32x32"]\nseconds = ["1"]\n')
+    monkeypatch.setenv("CINEGEN_MODELS", str(toml))
+    models = _models_option([f"tiny-i2v={peers['wan-i2v']}"])
+    client = TestClient(create_app(ServerSettings(data_dir=tmp_path / "data", models=models)))
+    listed = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    assert listed["tiny-wan"]["modes"] == ["text", "image", "edit"] and listed["tiny-wan"]["sizes"] == ["16x16"]
+    assert listed["tiny-i2v"]["modes"] == ["animate"] and listed["cinegen-default"]["modes"] is None
+    r = client.post("/v1/videos", json={"prompt": "a red ball", "model": "tiny-i2v"})
+    assert r.status_code == 400 and r.json()["error"]["message"] == "model tiny-i2v cannot do 'text'; it can do: animate"
+    vid = client.post("/v1/videos", json={"prompt": "a red ball", "model": "tiny-wan", "seconds": "1"}).json()["id"]
+    worker = Worker(tmp_path / "data", {"tiny-wan": "tiny-wan", "tiny-ltx": "tiny-ltx"}, steps=2)
+    assert worker.run_once()
+    job = client.get(f"/v1/videos/{vid}").json()
+    assert job["status"] == "completed", job
+    (tmp_path / "v.mp4").write_bytes(client.get(f"/v1/videos/{vid}/content").content)
+    assert probe(tmp_path / "v.mp4")[:3] == (17, (16, 16), 16.0)           # 1 s at Wan's own 16 fps
+    r = client.post("/v1/videos/extensions", json={"prompt": "more", "model": "tiny-wan", "seconds": "1", "video": {"id": vid}})
+    assert r.status_code == 400 and "cannot do 'extend'; it can do: text, image, edit" in r.json()["error"]["message"]
+    bad = _models_option([f"tiny-cog={peers['cogvideox-i2v']}"])      # the default offer, 64x64 first
+    with pytest.raises(ValueError, match="model tiny-cog offers size 64x64, which it cannot render: .* 32x32 only"):
+        create_app(ServerSettings(data_dir=tmp_path / "bad", models=bad))
+    first = client.post("/v1/videos", json={"prompt": "a red ball", "model": "tiny-ltx", "seconds": "1"}).json()["id"]
+    assert worker.run_once()
+    r = client.post("/v1/videos/extensions", json={"prompt": "more", "model": "tiny-ltx", "seconds": "1",
+                                                   "video": {"id": first}})
+    assert r.status_code == 200, r.json()
+    assert worker.run_once()
+    assert client.get(f"/v1/videos/{r.json()['id']}").json()["status"] == "completed"
+    (tmp_path / "e.mp4").write_bytes(client.get(f"/v1/videos/{r.json()['id']}/content").content)
+    assert probe(tmp_path / "e.mp4")[:3] == (25 + 24, (32, 32), 24.0)       # LTX at 24 fps: 1 + 24, then 24 more
+
+
+def test_storyboard_and_estimate_read_a_diffusers_folder(peers, tmp_path):
+    board = tmp_path / "board.yaml"
+    board.write_text("title: Tiny\nsize: 32x32\nfps: 24\nsteps: 2\nshots:\n"
+                     "  - prompt: a red ball bounces\n    seconds: 0.5\n"
+                     "  - prompt: a blue box moves left\n    seconds: 0.5\n    transition: connect\n"
+                     "    transition_seconds: 0.5\n")
+    r = cli("storyboard", board, "--check", "--model", peers["ltx"])
+    assert r.exit_code == 0, r.output
+    assert "board is valid" in r.output and "transition 1" in r.output
+    r = cli("storyboard", board, "--check", "--model", peers["wan"])      # plain T2V has no connect
+    assert r.exit_code == 2 and "cannot do 'connect'; it can do: text, image, edit" in " ".join(r.output.split())
+    r = cli("storyboard", board, "--model", peers["ltx"], "-o", tmp_path / "film")
+    assert r.exit_code == 0, r.output
+    frames, size, fps, meta = probe(tmp_path / "film" / "film.mp4")
+    assert size == (32, 32) and fps == 24.0 and meta["model"].startswith("ltx@")
+    # estimate: the folder's own width, depth and compression (Wan2.1's transformer config read, no weights)
+    r = cli("estimate", "--model", peers["wan"], "--size", "32x32", "--seconds", "1", "--steps", "2")
+    assert r.exit_code == 0, r.output
+    assert "tokens" in r.output
+    r = cli("estimate", "--model", tmp_path, "--size", "32x32")
+    assert r.exit_code == 2 and "a Diffusers folder or a `cinegen models` name" in " ".join(r.output.split())
+
+
+def test_eval_scores_a_diffusers_folder(peers, tmp_path):
+    out = tmp_path / "eval.json"
+    r = cli("eval", "--model", peers["wan"], "--n-seen", "1", "--n-heldout", "1", "--direction-pairs", "0",
+            "--steps", "1", "--size", "16x16", "--seconds", "0.25", "--out", out)
+    assert r.exit_code == 0, r.output
+    report = json.loads(out.read_text())
+    assert report["sample_config"]["fps"] == 16.0 and report["splits"]["seen"]["generated"]["clips"] == 1
+    r = cli("eval", "--model", peers["wan"], "--modes", "--steps", "1", "--size", "16x16", "--out", out)
+    assert r.exit_code == 2 and "--modes scores cinegen models' own modes" in " ".join(r.output.split())

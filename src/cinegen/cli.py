@@ -21,6 +21,17 @@ from typer.core import TyperGroup
 
 from cinegen import config as C
 from cinegen import defaults
+from cinegen.cli_models import (
+    CTX_PARAM,
+    chosen_load_options,
+    ctx_parameter,
+    estimate_configs,
+    load_options,
+    models_cmd,
+    record_unset,
+    start_command,
+    unset_sample_fields,
+)
 
 console = Console(stderr=True)
 SOLVER_NAMES = " | ".join(defaults.SOLVERS)
@@ -30,6 +41,7 @@ class _Commands(TyperGroup):
     """Bad input is a one-line error and exit code 2, never a traceback, whichever command it reaches."""
 
     def invoke(self, ctx):
+        start_command()
         try:
             return super().invoke(ctx)
         except (ValueError, FileNotFoundError) as e:
@@ -143,8 +155,8 @@ def _require_file(path: Optional[Path], option: str) -> None:
 # --- Rendering: every mode builds one typed request (cinegen.requests) and calls one backend's generate ---
 
 GUIDANCE_HIGH_HELP = "guidance while the high-noise expert predicts (default: --guidance)"
-ModelOpt = typer.Option(None, help="a cinegen model folder (dit + vae .safetensors) or a Diffusers folder "
-                                    "(default: the shipped model)")
+ModelOpt = typer.Option(None, help="a name from `cinegen models`, a cinegen model folder (dit + vae .safetensors) "
+                                    "or a Diffusers folder (default: the shipped model)")
 
 
 def _sample_options(seconds: float | None = defaults.SECONDS, seconds_help: str = "seconds of video"):
@@ -169,16 +181,18 @@ def _sample_options(seconds: float | None = defaults.SECONDS, seconds_help: str 
         sig = inspect.signature(fn)
         params = [p for p in sig.parameters.values() if p.name != "sample"]
         params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o, annotation=t) for n, t, o in options]
+        params.append(ctx_parameter())
 
         @functools.wraps(fn)
         def command(**kwargs):
+            record_unset(kwargs.pop(CTX_PARAM), [n for n, _, _ in options])
             picked = {n: kwargs.pop(n) for n, _, _ in options}
             w, h = C.parse_size(picked.pop("size"))
             sample = C.SampleConfig(width=w, height=h, negative_prompt=picked.pop("negative"), **picked)
             return fn(sample=sample, **kwargs)
         command.__signature__ = sig.replace(parameters=params)
         command.__annotations__ = {**{k: v for k, v in fn.__annotations__.items() if k != "sample"},
-                                   **{n: t for n, t, _ in options}}
+                                   **{n: t for n, t, _ in options}, CTX_PARAM: typer.Context}
         return command
     return decorate
 
@@ -190,10 +204,10 @@ def _load_pipeline(model: Optional[Path], text_encoder: Optional[str] = None):
 
 
 def _backend(model: Optional[Path], **options):
-    """The model through the one backend layer; options left at their defaults are not passed, so a Diffusers
-    folder is refused only an option the user actually set for it."""
+    """The model through the one backend layer, with the load options the command was given (cli_models);
+    options left at their defaults are not passed, so a backend is refused only an option the user actually set."""
     from cinegen.backends import load_backend
-    return load_backend(model, **{k: v for k, v in options.items() if v})
+    return load_backend(model, **{k: v for k, v in {**chosen_load_options(), **options}.items() if v})
 
 
 def _bar_progress(bar, task, status=lambda d: d["phase"]):
@@ -204,12 +218,22 @@ def _bar_progress(bar, task, status=lambda d: d["phase"]):
 def _render(backend, request):
     """backend.generate(request) with a progress bar fed by the one progress callback."""
     from cinegen.runtime import progress_bar
+    request = _prepared(backend, request)
     backend.check(request)                       # before the bar: a bad request fails with no work done
     for warning in backend.warnings(request):     # words the model never trained on, a prompt past its window
         console.print(f"[bold yellow]warning:[/] {escape(warning)}")
     with progress_bar() as bar:
         task = bar.add_task(request.mode, total=None, status="")
         return backend.generate(request, progress=_bar_progress(bar, task))
+
+
+def _prepared(backend, request):
+    """The request as the backend renders it: its defaults for options the user did not set, durations on its
+    frame grid; each change is printed."""
+    request, notes = backend.prepare(request, unset_sample_fields())
+    for note in notes:
+        console.print(f"[yellow]warning:[/] {escape(note)}")
+    return request
 
 
 def _save_outputs(video, output: Path, frames_dir: Optional[Path], cfg: C.SampleConfig, prompt: str, model,
@@ -231,11 +255,13 @@ def _save_outputs(video, output: Path, frames_dir: Optional[Path], cfg: C.Sample
 
 
 def _render_and_save(model: Optional[Path], request, output: Path) -> None:
-    video = _render(_backend(model), request)
-    _save_outputs(video, output, None, request.sample, request.prompt, model)
+    backend = _backend(model)
+    request = _prepared(backend, request)
+    _save_outputs(_render(backend, request), output, None, request.sample, request.prompt, model)
 
 
 @app.command("generate")
+@load_options
 @_sample_options()
 def generate_cmd(
     prompt: str = typer.Argument(..., help="what to show, e.g. 'a large red ball bounces on a black background'"),
@@ -243,11 +269,8 @@ def generate_cmd(
     frames_dir: Optional[Path] = typer.Option(None, help="also write PNG frames here"),
     model: Optional[Path] = ModelOpt,
     watermark: bool = typer.Option(False, help="embed the invisible cinegen watermark (frames >= 256x256)"),
-    compile_: bool = typer.Option(False, "--compile", help="torch.compile the DiT (worth it on GPUs and long runs)"),
     c2pa_cert: Optional[Path] = typer.Option(None, help="sign a C2PA manifest: PEM certificate chain (ES256)"),
     c2pa_key: Optional[Path] = typer.Option(None, help="... and its PEM private key"),
-    lora: Optional[list[str]] = typer.Option(None, "--lora", help="a LoRA adapter, FILE[:SCALE] (repeatable: "
-                                                                   "adapters combine)"),
     sample: C.SampleConfig = None,
 ):
     """Generate a video from a text prompt and write an H.264 MP4."""
@@ -261,9 +284,10 @@ def generate_cmd(
         check_watermark_size(sample.width, sample.height)
     if c2pa_cert is not None:                                   # also before rendering
         check_c2pa_credentials(c2pa_cert, c2pa_key)
-    loras = tuple(C.parse_lora(x) for x in lora or ())
-    video = _render(_backend(model, compile=compile_, lora=loras), request)
-    _save_outputs(video, output, frames_dir, sample, prompt, model, watermark, (c2pa_cert, c2pa_key) if c2pa_cert else None)
+    backend = _backend(model)
+    request = _prepared(backend, request)
+    video = _render(backend, request)
+    _save_outputs(video, output, frames_dir, request.sample, prompt, model, watermark, (c2pa_cert, c2pa_key) if c2pa_cert else None)
 
 
 # --- Image and video prompting (issue 3): each command is one request ---
@@ -279,6 +303,7 @@ def _read_image(path: Path):
 
 
 @app.command("image")
+@load_options
 @_sample_options(seconds=None)
 def image_cmd(prompt: str, output: Path = typer.Option(Path("still.png"), "-o", "--output"),
               model: Optional[Path] = ModelOpt, sample: C.SampleConfig = None):
@@ -292,6 +317,7 @@ def image_cmd(prompt: str, output: Path = typer.Option(Path("still.png"), "-o", 
 
 
 @app.command("animate")
+@load_options
 @_sample_options()
 def animate_cmd(still: Path, prompt: str, output: Path = typer.Option(Path("animated.mp4"), "-o", "--output"),
                 at: str = typer.Option("start", help="where the still goes: start | end"),
@@ -303,6 +329,7 @@ def animate_cmd(still: Path, prompt: str, output: Path = typer.Option(Path("anim
 
 
 @app.command("extend")
+@load_options
 @_sample_options(seconds_help="seconds to add")
 def extend_cmd(clip: Path, prompt: str, output: Path = typer.Option(Path("extended.mp4"), "-o", "--output"),
                backward: bool = typer.Option(False), model: Optional[Path] = ModelOpt, sample: C.SampleConfig = None):
@@ -313,6 +340,7 @@ def extend_cmd(clip: Path, prompt: str, output: Path = typer.Option(Path("extend
 
 
 @app.command("connect")
+@load_options
 @_sample_options(seconds_help="seconds of the transition")
 def connect_cmd(a: Path, b: Path, prompt: str = typer.Argument(defaults.CONNECT_PROMPT, help="what happens in between"),
                 output: Path = typer.Option(Path("connected.mp4"), "-o", "--output"),
@@ -326,6 +354,7 @@ def connect_cmd(a: Path, b: Path, prompt: str = typer.Argument(defaults.CONNECT_
 
 
 @app.command("loop")
+@load_options
 @_sample_options(seconds=defaults.LOOP_SECONDS, seconds_help="seconds of the bridge back to the start")
 def loop_cmd(clip: Path, prompt: str = typer.Argument(defaults.CONNECT_PROMPT),
              output: Path = typer.Option(Path("loop.mp4"), "-o", "--output"),
@@ -337,6 +366,7 @@ def loop_cmd(clip: Path, prompt: str = typer.Argument(defaults.CONNECT_PROMPT),
 
 
 @app.command("edit")
+@load_options
 @_sample_options(seconds=None)
 def edit_cmd(clip: Path, prompt: str, output: Path = typer.Option(Path("edited.mp4"), "-o", "--output"),
              strength: float = typer.Option(defaults.STRENGTH, help="0 keeps the input, 1 ignores it"),
@@ -348,9 +378,10 @@ def edit_cmd(clip: Path, prompt: str, output: Path = typer.Option(Path("edited.m
 
 
 @app.command("eval")
+@load_options
 @_sample_options()
 def eval_cmd(
-    model: Optional[Path] = typer.Option(None, help="model folder (default: shipped)"),
+    model: Optional[Path] = ModelOpt,
     n_seen: int = typer.Option(24), n_heldout: int = typer.Option(16),
     out: Path = typer.Option(Path("eval.json"), help="JSON report"),
     modes_: bool = typer.Option(False, "--modes", help="also score animate/extend/edit/loop and long-video memory"),
@@ -373,23 +404,31 @@ def eval_cmd(
         raise ValueError(f"--set must be easy, hard or all, got {set_!r}")
     easy = set_ != "hard"
     earlier = _read_report(compare) if compare else None       # read first: a bad file fails before the long run
-    cfg, seed = sample, sample.seed         # --seed picks the prompt set and the sampling noise
-    pipe = _load_pipeline(model)
-    pipe.check("a prompt", cfg)
-    pipe.guidance_at(cfg)                   # a --guidance-high the model cannot use fails before the long run
-    holdout = tuple(getattr(pipe.dit, "extra", {}).get("holdout", ()))
+    from cinegen import requests as R
+    backend = _backend(model)
+    probe = _prepared(backend, R.Text(prompt="a prompt", sample=sample))      # a model's own defaults and grid
+    backend.check(probe)
+    cfg, seed = probe.sample, sample.seed   # --seed picks the prompt set and the sampling noise
+    pipe = backend.pipe if hasattr(backend.pipe, "dit") else None               # cinegen's own TextToVideo
+    if pipe is not None:
+        pipe.guidance_at(cfg)               # a --guidance-high the model cannot use fails before the long run
+    elif modes_ or set_ != "easy":
+        raise ValueError(f"--modes and --set {set_} score cinegen models' own modes; {backend.name} is a Diffusers "
+                         "pipeline (use --set easy without --modes)")
+    generate = pipe.generate if pipe is not None else lambda p, c: backend.generate(R.Text(prompt=p, sample=c))
+    holdout = tuple(getattr(pipe.dit, "extra", {}).get("holdout", ())) if pipe is not None else ()
     roundtrip = getattr(pipe, "roundtrip", None)            # our autoencoder's ceiling (a Diffusers folder has none)
     with progress_bar() as bar:
         task = bar.add_task("evaluating", total=None, status="")
         scored = _bar_progress(bar, task, lambda d: f"{d['phase']} {d['score']:.2f}")
-        result = evaluate(pipe.generate, holdout, cfg, n_seen if easy else 0, n_heldout if easy else 0, seed,
+        result = evaluate(generate, holdout, cfg, n_seen if easy else 0, n_heldout if easy else 0, seed,
                           roundtrip_fn=roundtrip, progress=scored)
         if set_ != "easy":
             from cinegen.eval.hard import evaluate_hard, hard_table
             result["hard"] = evaluate_hard(pipe, holdout, cfg, limit, seed, progress=scored, roundtrip_fn=roundtrip)
-    result["noise_baseline"] = noise_baseline(cfg, pipe.num_frames(cfg), holdout)
+    result["noise_baseline"] = noise_baseline(cfg, backend.capabilities.geometry.frames(cfg.seconds, cfg.fps), holdout)
     if direction_pairs_ > 0 and easy:
-        result["direction_pairs"] = direction_pairs(pipe.generate, holdout, cfg, direction_pairs_, seed)
+        result["direction_pairs"] = direction_pairs(generate, holdout, cfg, direction_pairs_, seed)
     if modes_:
         from cinegen.eval.modes_eval import evaluate_modes, long_video_memory
         from cinegen.pipeline import WEIGHTS_DIR
@@ -551,22 +590,31 @@ def export_cmd(
 # --- Service (issue 4) ---
 
 def _models_option(model: list[str]) -> dict:
-    from cinegen.pipeline import WEIGHTS_DIR
+    """The models a server offers: the registry's (`cinegen models`) and the --model NAME=FOLDER ones."""
+    from cinegen.backends.registry import ModelEntry, describe, load_registry
     from cinegen.server.app import ModelSpec
-    models = {"cinegen-default": ModelSpec(WEIGHTS_DIR)}
+
+    def spec(entry: ModelEntry) -> ModelSpec:
+        d = describe(entry)
+        return ModelSpec(Path(d["path"]), modes=None if d["kind"] == "cinegen" else tuple(d["modes"]),
+                         family=d["family"], **entry.serve)
+    models = {name: spec(entry) for name, entry in load_registry().items()}
     for item in model:
         name, sep, path = item.partition("=")
         if not sep or not Path(path).is_dir():
             _fail(f"bad --model {item!r}: expected NAME=FOLDER with an existing folder")
-        models[name] = ModelSpec(Path(path))
+        models[name] = spec(ModelEntry(name, Path(path)))
     return models
 
 
 def _run_worker(data_dir: Path, models: dict, steps: int, stale_after: float, database: Optional[str] = None) -> None:
+    """Registry models load by name (with their load options), the others by folder."""
+    from cinegen.backends.registry import load_registry
     from cinegen.server.worker import Worker
     _setup_logging()
-    Worker(data_dir, {k: v.path for k, v in models.items()}, steps=steps, stale_after=stale_after,
-           database=database).run_forever()
+    registered = load_registry()
+    Worker(data_dir, {k: k if k in registered and registered[k].path in (None, v.path) else v.path
+                      for k, v in models.items()}, steps=steps, stale_after=stale_after, database=database).run_forever()
 
 
 @app.command("serve")
@@ -636,6 +684,7 @@ def verify_cmd(clip: Path, prompt: Optional[str] = typer.Option(None, help="chec
 
 
 @app.command("storyboard")
+@load_options
 def storyboard_cmd(
     board: Path = typer.Argument(..., help="YAML or JSON storyboard (see cinegen.studio.board)"),
     output: Path = typer.Option(Path("film"), "-o", "--output", help="film folder"),
@@ -645,9 +694,10 @@ def storyboard_cmd(
     watermark: bool = typer.Option(False, help="embed the invisible watermark in the film and every shot (>= 256x256)"),
     c2pa_cert: Optional[Path] = typer.Option(None, help="sign the film and every shot: PEM certificate chain (ES256)"),
     c2pa_key: Optional[Path] = typer.Option(None, help="... and its PEM private key"),
-    model: Optional[Path] = typer.Option(None, help="folder with dit.safetensors + vae.safetensors (default: shipped)"),
+    model: Optional[Path] = ModelOpt,
 ):
     """Render a multi-shot storyboard: joined MP4 with voice-over and subtitles, SRT/VTT, OTIO, EDL, FCPXML."""
+    from cinegen.backends.registry import resolve
     from cinegen.io.provenance import check_c2pa_credentials, check_watermark_size
     from cinegen.pipeline import WEIGHTS_DIR
     from cinegen.runtime import progress_bar
@@ -675,12 +725,15 @@ def storyboard_cmd(
     marking = Marking(watermark, (c2pa_cert, c2pa_key) if c2pa_cert else None)
     with progress_bar() as bar:
         task = bar.add_task("rendering", total=len(estimate.rows), status="")
-        result = render_storyboard(backend, plan, output, model_digest(model or WEIGHTS_DIR),
+        result = render_storyboard(backend, plan, output, model_digest(resolve(model).path or WEIGHTS_DIR),
                                    progress=_bar_progress(bar, task), marking=marking)
     for w in result.warnings:
         console.print(f"[yellow]warning:[/] {w}")
     console.print(f"wrote {result.film} ({len(result.rendered)} rendered, {len(result.cached)} from cache, "
                   f"{result.segments[-1].end} frames at {plan.fps:g} fps) with its subtitles and timelines in {output}")
+
+
+app.command("models")(models_cmd)
 
 
 @app.command("c2pa-credentials")
@@ -701,21 +754,22 @@ def estimate_cmd(
     gpus: int = typer.Option(1),
     utilisation: float = typer.Option(0.4, help="share of the datasheet peak actually reached (MFU)"),
     price: Optional[float] = typer.Option(None, help="$ per GPU-hour (default: a typical cloud price per GPU)"),
-    model: str = typer.Option("shipped", help="cinegen preset (shipped = the default model, default, base, ...) or "
-                                               "peer: wan2.1-14b, wan2.1-1.3b"),
+    model: str = typer.Option("shipped", help="cinegen preset (shipped = the default model, default, base, ...), "
+                                               "peer: wan2.1-14b, wan2.1-1.3b, or a Diffusers folder or `cinegen "
+                                               "models` name (its configs are read)"),
     calibrate: bool = typer.Option(False, help="also time real DiT steps on this machine's CPU"),
 ):
     """Estimate FLOPs, GPU time, wall time and dollars for a render, before running it."""
     from rich.table import Table
 
-    from cinegen.estimate import calibrate_cpu, estimate, peer_config
+    from cinegen.estimate import calibrate_cpu, estimate
     w, h = C.parse_size(size)
     peak = None
     if gpu.lower() == "cpu":
         # this machine: its rate measured by timing real DiT passes, so utilisation is already in the number
         cal = calibrate_cpu()
         peak, utilisation, price, gpu = cal["achieved_flops"], 1.0, price or 0.0, "CPU"
-    dit, vae, text_tokens = peer_config(model)
+    dit, vae, text_tokens = estimate_configs(model)
     sample = C.SampleConfig(seconds=seconds, fps=fps, width=w, height=h, steps=steps, guidance=guidance, solver=solver)
     est = estimate(dit, vae, sample, gpu=gpu, gpus=gpus, utilisation=utilisation, price_per_gpu_hour=price,
                    text_tokens=text_tokens, peak_flops=peak)

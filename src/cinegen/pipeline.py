@@ -85,10 +85,10 @@ class TextToVideo:
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | None = None, compile: bool = False,
-                        text_encoder: str | None = None, lora=()) -> "TextToVideo":
+                        text_encoder: str | None = None, loras=()) -> "TextToVideo":
         """Loads `path`/dit.safetensors and `path`/vae.safetensors (default: the shipped weights) onto `device`
         (default: the GPU when there is one). text_encoder: another copy of the encoder the DiT was trained with
-        (a local folder, e.g. a GPU lease's packed MiniLM), in place of the one its file names. lora: adapters
+        (a local folder, e.g. a GPU lease's packed MiniLM), in place of the one its file names. loras: adapters
         (config.LoraSpec) merged into the DiT they were trained on (models/lora.py)."""
         device = device or default_device()
         folder = Path(path) if path else WEIGHTS_DIR
@@ -101,9 +101,9 @@ class TextToVideo:
         if (folder / "dit_high.safetensors").is_file():          # a high-noise expert (cinegen export --dit-high)
             expert, expert_flow = load_dit(folder / "dit_high.safetensors", device)
             high_noise = (expert, expert_flow.t_min)
-        if lora:
+        if loras:
             from cinegen.models.lora import merge_adapters
-            merge_adapters([dit] + ([high_noise[0]] if high_noise else []), list(lora))
+            merge_adapters([dit] + ([high_noise[0]] if high_noise else []), list(loras))
         # the prompt encoder the DiT was trained with (older checkpoints: the shipped MiniLM)
         text_cfg = from_dict(TextConfig, dit.extra.get("text", {"dim": dit.cfg.text_dim}))
         if text_encoder:

@@ -29,6 +29,10 @@ class VideoBackend(Protocol):
     name: str
     capabilities: Capabilities
 
+    def prepare(self, request: Request, unset=frozenset()) -> tuple[Request, list[str]]:
+        """The request as this model renders it, and a warning for each change: its own defaults for the
+        SampleConfig fields named in `unset` (those the user left alone), a duration rounded to its frame grid."""
+
     def check(self, request: Request) -> None:
         """Raises ValueError naming what this model cannot render of `request` (mode, size, solver, ...)."""
 

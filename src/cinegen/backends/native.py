@@ -19,8 +19,16 @@ class NativeBackend:
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, name: str | None = None, **kwargs) -> "NativeBackend":
-        """kwargs: TextToVideo.from_pretrained's (device, compile, text_encoder, lora)."""
+        """kwargs: TextToVideo.from_pretrained's (device, compile, text_encoder, loras)."""
         return cls(TextToVideo.from_pretrained(path, **kwargs), name or (Path(path).name if path else "cinegen-default"))
+
+    def estimate_configs(self):
+        """(DiTConfig, VAEConfig, text tokens) for cinegen.estimate."""
+        return self.pipe.dit.cfg, self.pipe.vae.cfg, 32
+
+    def prepare(self, request: R.Request, unset=frozenset()) -> tuple[R.Request, list[str]]:
+        """cinegen's defaults are the CLI's own, and its modes place frames on the grid themselves."""
+        return request, []
 
     def check(self, request: R.Request) -> None:
         self.capabilities.check_mode(request, self.name)

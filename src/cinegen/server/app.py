@@ -35,6 +35,16 @@ class ModelSpec:
     path: Path
     sizes: tuple[str, ...] = ("64x64", "96x64", "64x96", "128x128")
     seconds: tuple[str, ...] = ("1", "2", "4", "8")
+    modes: tuple[str, ...] | None = None       # requests.MODES keys it can do (None: all, a cinegen model)
+    family: str = "cinegen"
+
+
+def check_mode(settings: "ServerSettings", model: str, mode: str) -> None:
+    """A job's mode must be one its model can do: a 400 naming those it can, before anything is stored."""
+    modes = settings.models[model].modes
+    if modes is not None and mode not in modes:
+        raise APIError(400, f"model {model} cannot do {mode!r}; it can do: {', '.join(modes)}", "model",
+                       "unsupported_mode")
 
 
 @dataclass(frozen=True)
@@ -71,16 +81,21 @@ def load_api_keys(config_file: Path | None) -> dict[str, str]:
 
 def check_model_sizes(settings: ServerSettings) -> None:
     """Every size a model offers must be one its geometry renders: checked at start-up from the files' metadata
-    (a folder without cinegen model files, e.g. a Diffusers folder, is checked by its worker instead)."""
+    (a cinegen model's safetensors headers, a Diffusers folder's configs; no weights are read)."""
+    from cinegen.backends.diffusers import DiffusersBackend, FolderInfo, is_diffusers_folder
     from cinegen.geometry import read_geometry
     for name, spec in settings.models.items():
         if (Path(spec.path) / "dit.safetensors").is_file():
-            geometry = read_geometry(spec.path)
-            for size in spec.sizes:
-                try:
-                    geometry.check_size(*parse_size(size))
-                except ValueError as e:
-                    raise ValueError(f"model {name} offers size {size}, which it cannot render: {e}") from None
+            check = read_geometry(spec.path).check_size
+        elif is_diffusers_folder(spec.path):
+            check = DiffusersBackend(FolderInfo.read(spec.path)).check_size
+        else:
+            continue
+        for size in spec.sizes:
+            try:
+                check(*parse_size(size))
+            except ValueError as e:
+                raise ValueError(f"model {name} offers size {size}, which it cannot render: {e}") from None
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
@@ -275,6 +290,8 @@ def _install_video_routes(app: FastAPI, settings: ServerSettings, store: JobStor
         owner = _owner(request, settings)
         fields, uploads = await _form_or_json(request, settings)
         prompt, model, size, seconds = _check_fields(fields, settings)
+        check_mode(settings, model, "animate" if fields.get("input_reference") or "input_reference" in uploads
+                   else "text")
         params = {}
         if "input_reference" in uploads:
             params["input_reference"] = _save_upload(settings, uploads["input_reference"][1], "image", "input_reference")
@@ -282,6 +299,14 @@ def _install_video_routes(app: FastAPI, settings: ServerSettings, store: JobStor
             params["input_reference"] = _save_upload(settings, _data_url_bytes(fields["input_reference"], "input_reference"),
                                                      "image", "input_reference")
         return respond(store.create(owner, model, prompt, seconds, size, "create", params))
+
+    @app.get("/v1/models")
+    def list_models(request: Request):
+        _owner(request, settings)
+        return {"object": "list", "data": [
+            {"id": name, "object": "model", "owned_by": "cinegen", "family": spec.family,
+             "modes": list(spec.modes) if spec.modes is not None else None, "sizes": list(spec.sizes),
+             "seconds": list(spec.seconds)} for name, spec in settings.models.items()]}
 
     @app.get("/v1/videos")
     def list_videos(request: Request, after: str | None = None, limit: int = 20, order: str = "desc"):
@@ -339,6 +364,7 @@ def _install_derived_routes(app: FastAPI, settings: ServerSettings, store: JobSt
             raise APIError(400, f"video {video_id!r} is not completed", "video_id", "invalid_value")
         prompt, model, _, _ = _check_fields({**fields, "model": src["model"], "size": src["size"],
                                              "seconds": src["seconds"]}, settings)
+        check_mode(settings, model, "edit")
         source = str(video_dir(settings.data_dir, video_id) / "video.mp4")
         return respond(store.create(owner, model, prompt, src["seconds"], src["size"], "remix", {"source": source},
                                     remixed_from=video_id))
@@ -348,6 +374,7 @@ def _install_derived_routes(app: FastAPI, settings: ServerSettings, store: JobSt
         owner = _owner(request, settings)
         fields, uploads = await _form_or_json(request, settings)
         prompt, model, size, seconds = _check_fields(fields, settings)
+        check_mode(settings, model, "extend")
         source, source_id = source_from(fields, uploads, owner)
         if source_id:
             size = store.get(source_id)["size"]
@@ -359,6 +386,7 @@ def _install_derived_routes(app: FastAPI, settings: ServerSettings, store: JobSt
         owner = _owner(request, settings)
         fields, uploads = await _form_or_json(request, settings)
         prompt, model, size, seconds = _check_fields(fields, settings)
+        check_mode(settings, model, "edit")
         source, source_id = source_from(fields, uploads, owner)
         if source_id:
             src = store.get(source_id)

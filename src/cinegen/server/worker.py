@@ -70,8 +70,7 @@ class Worker:
         if row is None:
             return False
         try:
-            video = self.render(row)
-            cfg = sample_config(row, self.steps)
+            video, cfg = self.render(row)
             tags = provenance_tags(row["model"], row["prompt"], cfg.seed, video_id=row["id"])
             self.write_outputs(row["id"], video, cfg.fps, tags)
             self.store.finish(row["id"], self.worker_id)
@@ -89,10 +88,14 @@ class Worker:
                 raise JobCancelled(vid)
         return callback
 
-    def render(self, row: dict) -> np.ndarray:
-        backend, request = self.backend(row["model"]), job_request(row, self.steps)
-        self.store.set_warnings(row["id"], self.worker_id, backend.warnings(request))      # shown while it renders
-        return backend.generate(request, progress=self._progress(row["id"]))
+    def render(self, row: dict) -> tuple[np.ndarray, SampleConfig]:
+        """The job's video and the settings it was rendered with: the model's own defaults (fps, guidance,
+        negative prompt) for what a job does not set, its duration on the model's frame grid. What the model
+        cannot follow and what it changed are the job's warnings, shown while it renders."""
+        backend = self.backend(row["model"])
+        request, notes = backend.prepare(job_request(row, self.steps), JOB_UNSET)
+        self.store.set_warnings(row["id"], self.worker_id, backend.warnings(request) + notes)
+        return backend.generate(request, progress=self._progress(row["id"])), request.sample
 
     def write_outputs(self, vid: str, video: np.ndarray, fps: float, tags: dict) -> None:
         from cinegen.io.video import write_mp4
@@ -101,6 +104,9 @@ class Worker:
         write_mp4(video, folder / "video.mp4", fps, metadata=tags)
         write_still(video[len(video) // 2], folder / "thumbnail.webp", "WEBP")
         write_still(spritesheet(video), folder / "spritesheet.jpg", "JPEG")
+
+
+JOB_UNSET = frozenset({"fps", "guidance", "negative_prompt"})     # SampleConfig fields a job never sets
 
 
 def job_request(row: dict, steps: int) -> R.Request:

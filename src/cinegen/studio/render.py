@@ -77,14 +77,6 @@ def board_segments(board: Board) -> list[tuple[str, str, int, float]]:
     return out
 
 
-def _native_pipe(backend):
-    """The TextToVideo of a cinegen backend: estimates count its DiT and VAE."""
-    pipe = getattr(backend, "pipe", None)
-    if pipe is None or not hasattr(pipe, "dit"):
-        raise ValueError(f"storyboards render on cinegen models; {backend.name} is not one")
-    return pipe
-
-
 @dataclass
 class BoardEstimate:
     """The cost of every segment of a board and the film's minutes, priced on `gpu` (or timed on this CPU)."""
@@ -137,15 +129,16 @@ def board_estimate(backend, board: Board, gpu: str = "H100") -> BoardEstimate:
     """The cost of every shot and transition, before anything renders. gpu="cpu": each distinct render is timed
     on this machine (1 and 2 steps: per-step and fixed cost, text encoding and decoding included), the rest is
     FLOPs over the GPU's datasheet rate. Identical configurations are counted once."""
-    pipe = _native_pipe(backend)
+    dit, vae, text_tokens = backend.estimate_configs()
     geo = backend.capabilities.geometry
     timed = gpu.lower() == "cpu"
     seen: dict = {}
 
     def cost(cfg: SampleConfig, request_for, kind: str, flops_cfg: SampleConfig | None = None) -> Estimate:
         key = (kind, cfg.seconds, cfg.width, cfg.height, cfg.steps, cfg.guidance, cfg.solver)
+        backend.check(backend.prepare(request_for(cfg.steps))[0])    # a mode the model lacks fails before any render
         if key not in seen:
-            est = estimate(pipe.dit.cfg, pipe.vae.cfg, flops_cfg or cfg, gpu="H100" if timed else gpu)
+            est = estimate(dit, vae, flops_cfg or cfg, gpu="H100" if timed else gpu, text_tokens=text_tokens)
             if timed:
                 per_step, fixed = _timed(backend, request_for)
                 wall = fixed + per_step * cfg.steps
@@ -174,8 +167,18 @@ def _file_digest(path: str | Path) -> str:
 
 
 def model_digest(folder: Path) -> str:
-    """Identifies the weights, so a new model never reuses an old model's shots."""
+    """Identifies the weights, so a new model never reuses an old model's shots. A Diffusers folder (many GB):
+    its JSON configs' contents and each weight file's name, size and modification time."""
     h = hashlib.sha256()
+    folder = Path(folder)
+    if (folder / "model_index.json").is_file():
+        for path in sorted(folder.rglob("*")):
+            if path.suffix == ".json":
+                h.update(f"{path.relative_to(folder)}:{_file_digest(path)}".encode())
+            elif path.is_file():
+                st = path.stat()
+                h.update(f"{path.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}".encode())
+        return h.hexdigest()[:16]
     for name in ("dit.safetensors", "vae.safetensors"):
         h.update(_file_digest(folder / name).encode())
     return h.hexdigest()[:16]
@@ -238,7 +241,7 @@ def render_storyboard(backend, board: Board, folder: str | Path, model_id: str, 
     bounds = cut_points([p[3] for p in plan], rate)
     result = FilmResult(folder, [])
     pieces, medias, speech, prev, prev_key = [], [], [], None, None
-    model = f"cinegen-default@{model_id}"
+    model = f"{backend.name}@{model_id}"
 
     def render(request: R.Request, name: str):
         return lambda: backend.generate(request, progress=part(progress, len(result.segments), len(plan), name))
@@ -293,7 +296,7 @@ def render_storyboard(backend, board: Board, folder: str | Path, model_id: str, 
         k += 1
         prev, prev_key = frames, key
     _join_bridges(result, medias, rate, marking)
-    _write_film(board, folder, result, np.concatenate(pieces), speech, model_id, marking)
+    _write_film(board, folder, result, np.concatenate(pieces), speech, model, marking)
     return result
 
 
@@ -326,7 +329,7 @@ def _write_marked(video: np.ndarray, path: Path, rate: Fraction, tags: dict, mar
         sign_c2pa(path, *marking.c2pa, tags=tags)
 
 
-def _write_film(board: Board, folder: Path, result: FilmResult, video: np.ndarray, speech: list, model_id: str,
+def _write_film(board: Board, folder: Path, result: FilmResult, video: np.ndarray, speech: list, model: str,
                 marking: Marking) -> None:
     rate = board.rate
     frames = len(video)                                                               # (T, H, W, 3)
@@ -335,12 +338,12 @@ def _write_film(board: Board, folder: Path, result: FilmResult, video: np.ndarra
     samples = round(frames * voice.SAMPLE_RATE / rate)
     audio = (voice.place(speech, samples), voice.SAMPLE_RATE) if speech else None
     prompts = " | ".join(s.prompt for s in board.shots)
-    tags = provenance_tags(f"cinegen-default@{model_id}", prompts, board.seed, title=board.title, **_mark_tags(marking))
+    tags = provenance_tags(model, prompts, board.seed, title=board.title, **_mark_tags(marking))
     seconds_cues = [(float(a / rate), float(b / rate), t) for a, b, t in cues]
     _write_marked(video, folder / "film.mp4", rate, tags, marking, audio=audio, subtitles=seconds_cues or None)
     write_subtitles(cues, rate, folder / "film.srt", folder / "film.vtt")
     result.warnings += write_timeline(board.title, result.segments, rate, folder, voice.SAMPLE_RATE)
-    manifest = {"title": board.title, "model": model_id, "fps": rate_label(rate), "rate": str(rate),
+    manifest = {"title": board.title, "model": model, "fps": rate_label(rate), "rate": str(rate),
                 "native_fps": result.segments[0].metadata["native_fps"], "frames": frames, "seconds": float(frames / rate),
                 "conform": "sample-and-hold frame repetition (shots trimmed, bridges retimed); see cinegen.studio.conform",
                 "audio_rate": voice.SAMPLE_RATE, "audio_samples": samples if speech else 0,
