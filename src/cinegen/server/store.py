@@ -1,10 +1,14 @@
 """Persistent job store: SQLite in WAL mode (default, zero setup: one server and several worker processes on one
 machine) or PostgreSQL (several machines share one queue; claims use FOR UPDATE SKIP LOCKED).
 
-A job row is the Video object plus what the worker needs (kind, params, input file). Workers claim the oldest
-queued job with one atomic UPDATE ... RETURNING, keep a heartbeat while rendering, and a job whose heartbeat is
-older than `stale_after` seconds (its worker died) goes back to the queue. Nothing is lost on a crash: the row
-is the truth and output files are written atomically before the row says "completed".
+A job row is the Video object plus what the worker needs (kind, params, input file). A claim is a lease: one
+atomic UPDATE ... RETURNING takes a queued job, and the worker renews it (heartbeat) while it loads the model and
+renders; a job whose lease is older than `stale_after` seconds (its worker died) goes back to the queue, and a
+supervisor that sees its worker die releases the job at once. Claims go round-robin across owners (API keys): the
+next job is the oldest of the owner with the fewest jobs rendering and the longest wait since its last start, so
+one key's burst cannot starve another's lone job. Nothing is lost on a crash: the row is the truth and output
+files are written atomically before the row says "completed". Finished jobs leave an event row (the webhook
+outbox) in the same transaction.
 """
 
 from __future__ import annotations
@@ -39,9 +43,29 @@ CREATE TABLE IF NOT EXISTS videos (
     claimed_by TEXT,
     heartbeat DOUBLE PRECISION
 );
+CREATE TABLE IF NOT EXISTS characters (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    path TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    video_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt DOUBLE PRECISION NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
 CREATE INDEX IF NOT EXISTS videos_owner_seq ON videos (owner, seq);
 CREATE INDEX IF NOT EXISTS videos_status_seq ON videos (status, seq);
 """
+# columns added after the first release: (name, SQL type); opening an older store adds them
+ADDED_COLUMNS = (("backend", "TEXT"), ("render_size", "TEXT"), ("started_at", "DOUBLE PRECISION"),
+                 ("attempts", "INTEGER NOT NULL DEFAULT 0"))
 VIDEO_FIELDS = ("id", "created_at", "completed_at", "expires_at", "model", "progress", "prompt", "remixed_from_video_id",
                 "seconds", "size", "status")
 
@@ -63,6 +87,10 @@ class _SQLite:
         try:
             setup.execute("PRAGMA journal_mode=WAL")   # readers never block the writer: the API stays responsive
             setup.executescript(SCHEMA)
+            have = {r[1] for r in setup.execute("PRAGMA table_info(videos)")}
+            for name, kind in ADDED_COLUMNS:
+                if name not in have:
+                    setup.execute(f"ALTER TABLE videos ADD COLUMN {name} {kind}")
         finally:
             setup.close()
 
@@ -99,6 +127,8 @@ class _Postgres:
             # stores made before this fix hold heartbeats as REAL, which PostgreSQL keeps in 4 bytes: epoch seconds
             # rounded to 128 s, so a job claimed a moment ago could look a minute stale and be claimed again
             conn.execute("ALTER TABLE videos ALTER COLUMN heartbeat TYPE DOUBLE PRECISION")
+            for name, kind in ADDED_COLUMNS:
+                conn.execute(f"ALTER TABLE videos ADD COLUMN IF NOT EXISTS {name} {kind}")
 
     def connect(self):
         from psycopg.rows import dict_row
@@ -142,14 +172,19 @@ class JobStore:
     # --- API side ---
 
     def create(self, owner: str, model: str, prompt: str, seconds: str, size: str, kind: str, params: dict,
-               remixed_from: str | None = None, ttl: int = 7 * 24 * 3600) -> dict:
+               remixed_from: str | None = None, ttl: int = 7 * 24 * 3600, backend: str | None = None,
+               render_size: str | None = None) -> dict:
+        """model: the name the client asked for (the video object echoes it); backend: the local model that renders
+        it (default: the same name); render_size: the size it renders at before resizing to `size`."""
         now = int(time.time())
         vid = new_video_id()
         seq = time.time_ns()            # creation order; unique in practice and needs no cross-writer counter
         with self._conn() as c:
             c.execute("INSERT INTO videos (id, owner, status, progress, created_at, expires_at, model, prompt, seconds, size,"
-                      " remixed_from_video_id, kind, params, seq) VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      (vid, owner, now, now + ttl, model, prompt, seconds, size, remixed_from, kind, json.dumps(params), seq))
+                      " remixed_from_video_id, kind, params, seq, backend, render_size) "
+                      "VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (vid, owner, now, now + ttl, model, prompt, seconds, size, remixed_from, kind, json.dumps(params), seq,
+                       backend or model, render_size or size))
         return self.get(vid, owner)
 
     def get(self, vid: str, owner: str | None = None) -> dict | None:
@@ -181,32 +216,151 @@ class JobStore:
         with self._conn() as c:
             return c.execute("DELETE FROM videos WHERE id = ? AND owner = ?", (vid, owner)).rowcount > 0
 
+    def active_jobs(self, owner: str) -> int:
+        """Queued and rendering jobs of one owner (its concurrent-job limit counts these)."""
+        with self._conn() as c:
+            return c.execute("SELECT COUNT(*) AS n FROM videos WHERE owner = ? AND status IN ('queued', 'in_progress')",
+                             (owner,)).fetchone()["n"]
+
+    def dependents(self, vid: str) -> list[dict]:
+        """Queued jobs whose source is this video (remixes, extensions, edits by id)."""
+        with self._conn() as c:
+            return [dict(r) for r in c.execute("SELECT * FROM videos WHERE remixed_from_video_id = ? AND status = 'queued'",
+                                               (vid,)).fetchall()]
+
+    def queue_position(self, row: dict) -> int:
+        """Jobs that round-robin claims before this queued one: its own earlier jobs, and from each other owner as
+        many as it has turns before this one (at most one per turn)."""
+        with self._conn() as c:
+            own = c.execute("SELECT COUNT(*) AS n FROM videos WHERE owner = ? AND status = 'queued' AND seq < ?",
+                            (row["owner"], row["seq"])).fetchone()["n"]
+            others = c.execute("SELECT owner, COUNT(*) AS n FROM videos WHERE owner <> ? AND status = 'queued' "
+                               "GROUP BY owner", (row["owner"],)).fetchall()
+        return own + sum(min(r["n"], own + 1) for r in others)
+
+    def recent_duration(self, jobs: int = 20) -> float | None:
+        """Mean seconds from claim to completion of the last `jobs` completed jobs (None before the first)."""
+        with self._conn() as c:
+            rows = c.execute("SELECT completed_at - started_at AS d FROM videos WHERE status = 'completed' AND "
+                             "started_at IS NOT NULL ORDER BY completed_at DESC LIMIT ?", (jobs,)).fetchall()
+        return sum(max(0.0, r["d"]) for r in rows) / len(rows) if rows else None
+
+    def rendering(self) -> list[dict]:
+        with self._conn() as c:
+            return [dict(r) for r in c.execute("SELECT * FROM videos WHERE status = 'in_progress'").fetchall()]
+
+    # --- characters ---
+
+    def create_character(self, owner: str, name: str, path: str) -> dict:
+        cid = "char_" + secrets.token_hex(16)
+        with self._conn() as c:
+            c.execute("INSERT INTO characters (id, owner, name, created_at, path) VALUES (?, ?, ?, ?, ?)",
+                      (cid, owner, name, int(time.time()), path))
+        return self.get_character(cid, owner)
+
+    def get_character(self, cid: str, owner: str) -> dict | None:
+        with self._conn() as c:
+            row = c.execute("SELECT * FROM characters WHERE id = ? AND owner = ?", (cid, owner)).fetchone()
+        return dict(row) if row else None
+
     # --- worker side ---
 
     def claim(self, worker: str) -> dict | None:
-        """Atomically takes the oldest queued job (requeueing stale ones first)."""
+        """Atomically takes the next queued job, round-robin across owners (requeueing stale ones first)."""
         now = time.time()
         with self._conn() as c:
             c.execute("UPDATE videos SET status = 'queued', claimed_by = NULL WHERE status = 'in_progress' AND heartbeat < ?",
                       (now - self.stale_after,))
-            row = c.execute("UPDATE videos SET status = 'in_progress', claimed_by = ?, heartbeat = ?, progress = 0 "
-                            "WHERE id = (SELECT id FROM videos WHERE status = 'queued' ORDER BY seq LIMIT 1"
-                            f"{self.db.claim_lock}) RETURNING *", (worker, now)).fetchone()
+            row = c.execute(
+                "UPDATE videos SET status = 'in_progress', claimed_by = ?, heartbeat = ?, started_at = ?, progress = 0, "
+                "attempts = attempts + 1 WHERE id = (SELECT q.id FROM videos q WHERE q.status = 'queued' ORDER BY "
+                "(SELECT COUNT(*) FROM videos r WHERE r.owner = q.owner AND r.status = 'in_progress'), "
+                "COALESCE((SELECT MAX(s.started_at) FROM videos s WHERE s.owner = q.owner), 0), q.seq LIMIT 1"
+                f"{self.db.claim_lock}) RETURNING *", (worker, now, now)).fetchone()
         return dict(row) if row else None
 
-    def heartbeat(self, vid: str, worker: str, progress: int) -> bool:
-        """Records progress; False when the job is no longer this worker's (deleted or requeued)."""
+    def heartbeat(self, vid: str, worker: str, progress: int | None = None) -> bool:
+        """Renews the lease (and records progress); False when the job is no longer this worker's (deleted or
+        requeued)."""
         with self._conn() as c:
+            if progress is None:
+                return c.execute("UPDATE videos SET heartbeat = ? WHERE id = ? AND claimed_by = ? AND status = 'in_progress'",
+                                 (time.time(), vid, worker)).rowcount > 0
             return c.execute("UPDATE videos SET progress = ?, heartbeat = ? WHERE id = ? AND claimed_by = ? AND "
                              "status = 'in_progress'", (progress, time.time(), vid, worker)).rowcount > 0
+
+    def requeue(self, worker: str, vid: str | None = None) -> int:
+        """Gives a worker's job (or all its jobs: it died) back to the queue; returns how many."""
+        where, args = "claimed_by = ? AND status = 'in_progress'", [worker]
+        if vid is not None:
+            where, args = where + " AND id = ?", args + [vid]
+        with self._conn() as c:
+            return c.execute(f"UPDATE videos SET status = 'queued', claimed_by = NULL, progress = 0 WHERE {where}",
+                             args).rowcount
 
     def finish(self, vid: str, worker: str, error: tuple[str, str] | None = None) -> bool:
         status = "failed" if error else "completed"
         code, message = error or (None, None)
+        now = int(time.time())
         with self._conn() as c:
-            return c.execute("UPDATE videos SET status = ?, progress = ?, completed_at = ?, error_code = ?, error_message = ? "
+            done = c.execute("UPDATE videos SET status = ?, progress = ?, completed_at = ?, error_code = ?, error_message = ? "
                              "WHERE id = ? AND claimed_by = ? AND status = 'in_progress'",
-                             (status, 100 if not error else 0, int(time.time()), code, message, vid, worker)).rowcount > 0
+                             (status, 100 if not error else 0, now, code, message, vid, worker)).rowcount > 0
+            if done:
+                self._event(c, f"video.{status}", vid, now)
+        return done
+
+    def fail(self, vid: str, code: str, message: str) -> bool:
+        """Fails a queued job before any worker takes it (its source was deleted)."""
+        now = int(time.time())
+        with self._conn() as c:
+            done = c.execute("UPDATE videos SET status = 'failed', completed_at = ?, error_code = ?, error_message = ? "
+                             "WHERE id = ? AND status = 'queued'", (now, code, message, vid)).rowcount > 0
+            if done:
+                self._event(c, "video.failed", vid, now)
+        return done
+
+    # --- housekeeping ---
+
+    def expire(self, now: float | None = None) -> list[str]:
+        """Marks finished jobs past expires_at as expired; returns their ids (the caller deletes their files)."""
+        now = time.time() if now is None else now
+        with self._conn() as c:
+            rows = c.execute("UPDATE videos SET status = 'expired' WHERE status IN ('completed', 'failed') AND "
+                             "expires_at < ? RETURNING id", (now,)).fetchall()
+        return [r["id"] for r in rows]
+
+    def referenced_files(self) -> set[str]:
+        """Upload paths that queued or rendering jobs still read, and every character's image."""
+        with self._conn() as c:
+            params = c.execute("SELECT params FROM videos WHERE status IN ('queued', 'in_progress')").fetchall()
+            chars = c.execute("SELECT path FROM characters").fetchall()
+        paths = {v for r in params for v in json.loads(r["params"]).values() if isinstance(v, str)}
+        return paths | {r["path"] for r in chars}
+
+    def known_videos(self) -> set[str]:
+        with self._conn() as c:
+            return {r["id"] for r in c.execute("SELECT id FROM videos WHERE status <> 'expired'").fetchall()}
+
+    # --- webhook outbox ---
+
+    def _event(self, c, type_: str, vid: str, now: int) -> None:
+        c.execute("INSERT INTO events (id, type, video_id, created_at, next_attempt) VALUES (?, ?, ?, ?, ?)",
+                  ("evt_" + secrets.token_hex(16), type_, vid, now, float(now)))
+
+    def due_events(self, now: float, limit: int = 20) -> list[dict]:
+        with self._conn() as c:
+            return [dict(r) for r in c.execute("SELECT * FROM events WHERE delivered = 0 AND next_attempt <= ? "
+                                               "ORDER BY next_attempt LIMIT ?", (now, limit)).fetchall()]
+
+    def event_result(self, eid: str, delivered: bool, next_attempt: float, error: str | None = None) -> None:
+        with self._conn() as c:
+            c.execute("UPDATE events SET delivered = ?, attempts = attempts + 1, next_attempt = ?, last_error = ? "
+                      "WHERE id = ?", (int(delivered), next_attempt, error, eid))
+
+    def events(self) -> list[dict]:
+        with self._conn() as c:
+            return [dict(r) for r in c.execute("SELECT * FROM events ORDER BY created_at").fetchall()]
 
 
 def video_object(row: dict) -> dict:
@@ -215,4 +369,5 @@ def video_object(row: dict) -> dict:
     out["object"] = "video"
     out["progress"] = int(row["progress"])
     out["error"] = {"code": row["error_code"], "message": row["error_message"]} if row["error_code"] else None
+    out["rendered_size"] = row.get("render_size") or row["size"]      # the model's own size, resized to `size`
     return out
