@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cinegen.config import check_prompt, parse_size
 from cinegen.server import schema as S
 from cinegen.server.bodies import BodyError, read_body
-from cinegen.server.catalog import EXTENSION_SECONDS, Catalog, ModelSpec, render_size, size_multiple
+from cinegen.server.catalog import EXTENSION_SECONDS, OPENAI_SECONDS, OPENAI_SIZES, Catalog, ModelSpec, render_size, size_multiple
 from cinegen.server.limits import Gate, RateLimit
 from cinegen.server.store import JobStore, video_object
 from cinegen.server.worker import remove_outputs, video_dir
@@ -203,6 +203,12 @@ def _model(fields: dict, settings: ServerSettings) -> tuple[str, str, ModelSpec]
     return name, local, settings.models[local]
 
 
+def _default_size(name: str, spec: ModelSpec, settings: ServerSettings) -> str:
+    """OpenAI's default (720x1280) for an OpenAI model name, as a Sora app expects; a local model's own first size
+    when it is named directly."""
+    return spec.sizes[0] if name in settings.models else OPENAI_SIZES[0]
+
+
 def _choice(fields: dict, key: str, allowed: tuple[str, ...], default: str, model: str) -> str:
     value = fields.get(key)
     value = default if value in (None, "") else str(value)
@@ -340,8 +346,8 @@ def _install_video_routes(app: FastAPI, settings: ServerSettings, store: JobStor
         fields, uploads = await read_body(request, settings.max_upload_bytes)
         prompt = _prompt(fields)
         name, local, spec = _model(fields, settings)
-        size = _choice(fields, "size", spec.allowed_sizes, spec.sizes[0], name)
-        seconds = _choice(fields, "seconds", spec.allowed_seconds, "4", name)
+        size = _choice(fields, "size", spec.allowed_sizes, _default_size(name, spec, settings), name)
+        seconds = _choice(fields, "seconds", spec.allowed_seconds, OPENAI_SECONDS[0], name)
         character = _character(store, fields, owner, spec, name)
         _check_room(settings, store, owner, app.state)
         reference = _image_reference(settings, fields, uploads)
@@ -428,7 +434,8 @@ def _install_derived_routes(app: FastAPI, settings: ServerSettings, store: JobSt
         from cinegen.io.video import read_video
         frames, fps = read_video(path)
         own = f"{frames.shape[2]}x{frames.shape[1]}"
-        size = own if own in spec.allowed_sizes else _choice(fields, "size", spec.allowed_sizes, spec.sizes[0], name)
+        size = own if own in spec.allowed_sizes else _choice(fields, "size", spec.allowed_sizes,
+                                                             _default_size(name, spec, settings), name)
         return size, render_size(spec, size, size_multiple(spec)), str(max(1, round(len(frames) / fps)))
 
     @app.post("/v1/videos/{video_id}/remix", openapi_extra=bodies["remix"],
