@@ -229,14 +229,28 @@ class JobStore:
                                                (vid,)).fetchall()]
 
     def queue_position(self, row: dict) -> int:
-        """Jobs that round-robin claims before this queued one: its own earlier jobs, and from each other owner as
-        many as it has turns before this one (at most one per turn)."""
+        """Jobs that claims take before this queued one: the round-robin order of `claim`, played forward from
+        the queue as it is now (each claim counts as one more job rendering for its owner)."""
         with self._conn() as c:
-            own = c.execute("SELECT COUNT(*) AS n FROM videos WHERE owner = ? AND status = 'queued' AND seq < ?",
-                            (row["owner"], row["seq"])).fetchone()["n"]
-            others = c.execute("SELECT owner, COUNT(*) AS n FROM videos WHERE owner <> ? AND status = 'queued' "
-                               "GROUP BY owner", (row["owner"],)).fetchall()
-        return own + sum(min(r["n"], own + 1) for r in others)
+            queued = c.execute("SELECT owner, seq FROM videos WHERE status = 'queued' ORDER BY seq LIMIT 10000").fetchall()
+            state = {r["owner"]: [int(r["n"] or 0), r["last"] or 0] for r in c.execute(
+                "SELECT owner, SUM(CASE WHEN status = 'in_progress' THEN 1 ELSE 0 END) AS n, MAX(started_at) AS last "
+                "FROM videos GROUP BY owner").fetchall()}
+        lines: dict[str, list[int]] = {}
+        for r in queued:
+            lines.setdefault(r["owner"], []).append(r["seq"])
+        position, tick = 0, time.time()
+        while lines:
+            owner = min(lines, key=lambda o: (state[o][0], state[o][1], lines[o][0]))
+            if owner == row["owner"] and lines[owner][0] == row["seq"]:
+                return position
+            lines[owner].pop(0)
+            if not lines[owner]:
+                del lines[owner]
+            tick += 1e-3
+            state[owner] = [state[owner][0] + 1, tick]
+            position += 1
+        return position
 
     def recent_duration(self, jobs: int = 20) -> float | None:
         """Mean seconds from claim to completion of the last `jobs` completed jobs (None before the first)."""
