@@ -263,3 +263,79 @@ def test_webhooks_are_signed_for_the_sdk_and_retried(tmp_path):
         sdk.webhooks.unwrap(_Receiver.got[0][0], _Receiver.got[0][1], secret="whsec_" + "b3RoZXI=")
     assert all(e["delivered"] for e in store.events())
     assert json.loads(_Receiver.got[0][0])["object"] == "event"
+
+
+@pytest.mark.slow
+def test_serve_replaces_a_killed_worker_and_leaves_no_process_on_sigterm(tmp_path, tiny_model_dir):
+    """`cinegen serve --workers 2`: a SIGKILLed worker is replaced within seconds and its job completes; SIGTERM
+    then stops the server, gives the job in hand back to the queue after the grace period, and no child lives on."""
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+    import psutil
+
+    from tests.conftest import free_port
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "cinegen.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path), "--workers",
+           "2", "--model", f"m={tiny_model_dir}", "--steps", "150", "--grace", "1", "--stale-after", "60"]
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1/videos"
+    body = {"prompt": PROMPT, "model": "m", "size": "64x64", "seconds": "1"}
+    store = JobStore(tmp_path / "jobs.sqlite")
+
+    def workers():
+        alive = []
+        for p in psutil.Process(proc.pid).children():
+            try:
+                if "spawn_main" in " ".join(p.cmdline()):
+                    alive.append(p)
+            except psutil.Error:                   # exited (a zombie until its parent reaps it)
+                pass
+        return alive
+
+    def wait(condition, seconds):
+        deadline = time.time() + seconds
+        while time.time() < deadline and not condition():
+            time.sleep(0.1)
+        return condition()
+    try:
+        assert wait(lambda: _up(url), 60), (tmp_path / "serve.log").read_text()
+        made = [httpx.post(url, json=body).json() for _ in range(2)]
+        ids = [m["id"] for m in made if "id" in m]
+        assert len(ids) == 2, made
+        assert wait(lambda: any(store.get(v)["progress"] > 0 for v in ids), 120)
+        rendering = [v for v in ids if store.get(v)["status"] == "in_progress"]
+        assert rendering
+        before = workers()
+        victim = before[0]                   # both render (two jobs, two workers): either one's job is in hand
+        victim.kill()
+        killed_at = time.time()
+        assert wait(lambda: len(workers()) == 2 and victim.pid not in [p.pid for p in workers()], 30), \
+            ([(p.pid, p.status()) for p in psutil.Process(proc.pid).children()], victim.pid,
+             (tmp_path / "serve.log").read_text()[-3000:])
+        replaced_after = time.time() - killed_at
+        assert wait(lambda: all(store.get(v)["status"] == "completed" for v in ids), 240)
+        assert replaced_after < 10            # the watcher looks twice a second; slack for a loaded 2-core machine
+        children = psutil.Process(proc.pid).children(recursive=True)
+        last = httpx.post(url, json=body).json()["id"]
+        assert wait(lambda: store.get(last)["progress"] > 0, 120)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0 or proc.returncode in (-signal.SIGTERM, 128 + signal.SIGTERM)
+        assert store.get(last)["status"] in ("queued", "completed")          # given back, or done within grace
+        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _up(url) -> bool:
+    import httpx
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
