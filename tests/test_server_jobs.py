@@ -339,3 +339,29 @@ def _up(url) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_per_key_limits_answer_openais_429_with_retry_after(tmp_path, tiny_model_dir):
+    from fastapi.testclient import TestClient
+
+    from cinegen.server.app import ModelSpec, ServerSettings, create_app
+    from cinegen.server.limits import RateLimit
+    settings = ServerSettings(data_dir=tmp_path, models={"m": ModelSpec(tiny_model_dir, sizes=("32x32",))},
+                              api_keys={"ka": "a", "kb": "b"}, max_active_jobs=2,
+                              rate_limit=RateLimit(per_minute=60, burst=4))
+    app = create_app(settings)
+    c = TestClient(app)
+    a, b = {"Authorization": "Bearer ka"}, {"Authorization": "Bearer kb"}
+    body = {"prompt": PROMPT, "model": "m", "size": "32x32", "seconds": "1"}
+    assert [c.post("/v1/videos", json=body, headers=a).status_code for _ in range(3)] == [200, 200, 429]
+    busy = c.post("/v1/videos", json=body, headers=a)                        # the 4th request of the burst
+    assert busy.status_code == 429 and int(busy.headers["retry-after"]) >= 1
+    assert busy.json()["error"]["code"] == "rate_limit_exceeded" and "jobs queued" in busy.json()["error"]["message"]
+    flood = c.get("/v1/videos/video_guess", headers=a)                      # the 5th: over the request rate
+    assert flood.status_code == 429 and flood.headers["retry-after"] == "1"
+    assert set(flood.json()["error"]) == {"message", "type", "param", "code"}
+    assert c.get("/v1/videos", headers=b).status_code == 200                 # another key has its own bucket
+    full = TestClient(create_app(ServerSettings(data_dir=tmp_path / "q", models=settings.models, disk_quota_bytes=1)))
+    full.app.state.disk_used = 10
+    r = full.post("/v1/videos", json=body)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "insufficient_quota"

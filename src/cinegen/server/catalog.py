@@ -72,7 +72,7 @@ class Catalog:
         dated = _DATED.match(name)
         if dated:
             return self.resolve(dated.group(1))
-        if name in OPENAI_MODELS:          # the default model, or the first served one when it is not served
+        if name in OPENAI_MODELS and self.models:   # the default model, or the first served one if it is not served
             return self.default_model if self.default_model in self.models else next(iter(self.models))
         raise KeyError(name)
 
