@@ -4,6 +4,7 @@ queue, and see the MP4 actually play in the browser's gallery."""
 import os
 import shutil
 import threading
+from contextlib import contextmanager
 
 import pytest
 
@@ -18,14 +19,25 @@ FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def test_generate_from_the_page_and_play_the_result(tmp_path, tiny_model_dir):
-    models = {"cinegen-default": ModelSpec(tiny_model_dir, sizes=("64x64", "32x32"), seconds=("1", "2"))}
-    server = Server(ServerSettings(data_dir=tmp_path, models=models))
+@contextmanager
+def service(data, model_dir, seconds=("1", "2"), **settings):
+    """A server and one render worker thread on the tiny model; yields the server."""
+    models = {"cinegen-default": ModelSpec(model_dir, sizes=("64x64", "32x32"), seconds=seconds)}
+    server = Server(ServerSettings(data_dir=data, models=models, **settings))
     stop = threading.Event()
-    worker = threading.Thread(target=Worker(tmp_path, {"cinegen-default": tiny_model_dir}, steps=2).run_forever,
+    worker = threading.Thread(target=Worker(data, {"cinegen-default": model_dir}, steps=2).run_forever,
                               kwargs={"poll": 0.1, "stop": stop}, daemon=True)
     worker.start()
     try:
+        yield server
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+        server.stop()
+
+
+def test_generate_from_the_page_and_play_the_result(tmp_path, tiny_model_dir):
+    with service(tmp_path, tiny_model_dir) as server:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             page = browser.new_page()
@@ -44,10 +56,6 @@ def test_generate_from_the_page_and_play_the_result(tmp_path, tiny_model_dir):
             if os.environ.get("CINEGEN_SCREENSHOT"):
                 page.screenshot(path=os.environ["CINEGEN_SCREENSHOT"])
             browser.close()
-    finally:
-        stop.set()
-        worker.join(timeout=30)
-        server.stop()
 
 
 @pytest.mark.slow
@@ -57,15 +65,9 @@ def test_a_clip_plays_to_its_end_while_other_jobs_complete(tmp_path, tiny_model_
     import numpy as np
     from PIL import Image
 
-    models = {"cinegen-default": ModelSpec(tiny_model_dir, sizes=("64x64", "32x32"), seconds=("1", "2", "4", "8"))}
-    server = Server(ServerSettings(data_dir=tmp_path, models=models, api_keys={"page-key": "studio"}))
-    stop = threading.Event()
-    worker = threading.Thread(target=Worker(tmp_path, {"cinegen-default": tiny_model_dir}, steps=2).run_forever,
-                              kwargs={"poll": 0.1, "stop": stop}, daemon=True)
-    worker.start()
     still = tmp_path / "still.png"
     Image.fromarray(np.full((64, 64, 3), (20, 160, 220), np.uint8)).save(still)
-    try:
+    with service(tmp_path, tiny_model_dir, ("1", "2", "4", "8"), api_keys={"page-key": "studio"}) as server:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             page = browser.new_page()
@@ -98,7 +100,3 @@ def test_a_clip_plays_to_its_end_while_other_jobs_complete(tmp_path, tiny_model_
             page.wait_for_function(f"document.querySelectorAll('.card').length === {cards - 1}", timeout=10_000)
             assert page.locator(".card a", has_text="Download").count() >= 1
             browser.close()
-    finally:
-        stop.set()
-        worker.join(timeout=30)
-        server.stop()
