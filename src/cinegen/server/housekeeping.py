@@ -37,6 +37,7 @@ def collect(data_dir: Path, store: JobStore, max_age: float, now: float | None =
     for vid in store.expire(now):
         remove_outputs(data_dir, vid)
         removed.append(data_dir / "videos" / vid)
+    store.prune_events(now - 7 * 24 * 3600)             # webhook retries end long before a week
     keep = store.referenced_files()
     for sub in ("uploads", "characters"):
         for p in (data_dir / sub).glob("*") if (data_dir / sub).is_dir() else ():

@@ -372,6 +372,11 @@ class JobStore:
             c.execute("UPDATE events SET delivered = ?, attempts = attempts + 1, next_attempt = ?, last_error = ? "
                       "WHERE id = ?", (int(delivered), next_attempt, error, eid))
 
+    def prune_events(self, before: float) -> int:
+        """Forgets events created before `before` (delivered, given up, or never sent: no webhook configured)."""
+        with self._conn() as c:
+            return c.execute("DELETE FROM events WHERE created_at < ?", (before,)).rowcount
+
     def events(self) -> list[dict]:
         with self._conn() as c:
             return [dict(r) for r in c.execute("SELECT * FROM events ORDER BY created_at").fetchall()]
