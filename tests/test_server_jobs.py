@@ -217,22 +217,25 @@ def test_a_job_whose_input_vanished_fails_without_naming_server_paths(tmp_path, 
     assert row["status"] == "failed" and str(tmp_path) not in row["error_message"]
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    """Fails its first POST (HTTP 500), then records each one."""
+def _receiver(failures: int):
+    """A webhook receiver on loopback that answers HTTP 500 to its first `failures` POSTs, then records each one;
+    returns (server, [(body, headers)], [calls])."""
     got, calls = [], [0]
 
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["content-length"]))
-        self.calls[0] += 1
-        if self.calls[0] == 1:
-            self.send_response(500)
-        else:
-            self.got.append((body, dict(self.headers)))
-            self.send_response(200)
-        self.end_headers()
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["content-length"]))
+            calls[0] += 1
+            if calls[0] > failures:
+                got.append((body, dict(self.headers)))
+            self.send_response(500 if calls[0] <= failures else 200)
+            self.end_headers()
 
-    def log_message(self, *args):
-        pass
+        def log_message(self, *args):
+            pass
+    httpd = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, got, calls
 
 
 def test_webhooks_are_signed_for_the_sdk_and_retried(tmp_path):
@@ -244,25 +247,44 @@ def test_webhooks_are_signed_for_the_sdk_and_retried(tmp_path):
     for vid, error in ((ok, None), (bad, ("render_failed", "boom"))):
         assert store.claim("w")["id"] == vid
         assert store.finish(vid, "w", error=error)          # a worker only writes the outbox row
-    httpd = HTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    httpd, got, calls = _receiver(failures=1)
     secret = "whsec_" + __import__("base64").b64encode(b"a secret of the operator").decode()
     sender = Sender(store, f"http://127.0.0.1:{httpd.server_port}/hook", secret, backoff=(0.2, 0.2, 0.2))
     try:
         deadline = time.time() + 20
-        while time.time() < deadline and len(_Receiver.got) < 2:
+        while time.time() < deadline and len(got) < 2:
             sender.deliver_due()
             time.sleep(0.05)
     finally:
         httpd.shutdown()
-    assert _Receiver.calls[0] == 3                         # one failure, retried, then both delivered
+    assert calls[0] == 3                         # one failure, retried, then both delivered
     sdk = openai.OpenAI(api_key="unused", webhook_secret=secret)
-    events = {e.data.id: e for e in (sdk.webhooks.unwrap(body, headers) for body, headers in _Receiver.got)}
+    events = {e.data.id: e for e in (sdk.webhooks.unwrap(body, headers) for body, headers in got)}
     assert events[ok].type == "video.completed" and events[bad].type == "video.failed"
     with pytest.raises(openai.InvalidWebhookSignatureError):
-        sdk.webhooks.unwrap(_Receiver.got[0][0], _Receiver.got[0][1], secret="whsec_" + "b3RoZXI=")
+        sdk.webhooks.unwrap(got[0][0], got[0][1], secret="whsec_" + "b3RoZXI=")
     assert all(e["delivered"] for e in store.events())
-    assert json.loads(_Receiver.got[0][0])["object"] == "event"
+    assert json.loads(got[0][0])["object"] == "event"
+
+
+def test_the_server_process_sends_webhooks_in_the_background(tmp_path, tiny_model_dir):
+    from fastapi.testclient import TestClient
+
+    from cinegen.server.app import ModelSpec, ServerSettings, create_app
+    httpd, got, _ = _receiver(failures=0)
+    settings = ServerSettings(data_dir=tmp_path, models={"m": ModelSpec(tiny_model_dir, sizes=("32x32",))},
+                              webhook_url=f"http://127.0.0.1:{httpd.server_port}/", webhook_secret="plain-secret")
+    try:
+        with TestClient(create_app(settings)) as c:                 # the app's lifespan starts the sender
+            vid = c.post("/v1/videos", json={"prompt": PROMPT, "model": "m", "size": "32x32", "seconds": "1"}).json()["id"]
+            store = JobStore(tmp_path / "jobs.sqlite")
+            assert store.claim("w")["id"] == vid and store.finish(vid, "w")
+            deadline = time.time() + 20
+            while time.time() < deadline and not got:
+                time.sleep(0.05)
+    finally:
+        httpd.shutdown()
+    assert json.loads(got[0][0])["data"]["id"] == vid and got[0][1]["webhook-signature"].startswith("v1,")
 
 
 @pytest.mark.slow

@@ -7,13 +7,14 @@ own section of BENCHMARKS.md (the rest of the file is left as it is):
   - recovery: a worker SIGKILLed mid-job: seconds until its job is back in the queue, rendering again on the
     replacement worker, and completed.
 
-    python -m cinegen.eval.bench_server [--out BENCHMARKS.md] [--jobs 6] [--steps 8] [--model FOLDER]
+    python -m cinegen.eval.bench_server [--out BENCHMARKS.md] [--jobs 6] [--steps 8] [--model FOLDER] [--resume]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import statistics
@@ -101,13 +102,22 @@ def polls(concurrency: int = 200, total: int = 4000) -> dict:
     with serve(0, 1, None) as (url, _, _):
         ids = _submit(url, 50)
 
+        retries = [0]
+
         async def run():
             latencies: list[float] = []
             limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
             async with httpx.AsyncClient(limits=limits, timeout=60) as client:
                 async def one(i):
                     t = time.perf_counter()
-                    r = await client.get(f"{url}/v1/videos/{ids[i % len(ids)]}")
+                    for attempt in range(3):     # a kept-alive connection the server closed: counted, sent again
+                        try:
+                            r = await client.get(f"{url}/v1/videos/{ids[i % len(ids)]}")
+                            break
+                        except httpx.TransportError:
+                            retries[0] += 1
+                            if attempt == 2:
+                                raise
                     r.raise_for_status()
                     latencies.append(time.perf_counter() - t)
                 queue = iter(range(total))
@@ -121,7 +131,7 @@ def polls(concurrency: int = 200, total: int = 4000) -> dict:
         latencies, wall = asyncio.run(run())
     q = statistics.quantiles(latencies, n=100)
     return {"concurrency": concurrency, "requests": total, "p50_ms": 1000 * q[49], "p99_ms": 1000 * q[98],
-            "requests_per_second": total / wall}
+            "requests_per_second": total / wall, "resent": retries[0]}
 
 
 def recovery(steps: int, model: Path | None) -> dict:
@@ -165,7 +175,9 @@ def markdown(r: dict) -> list[str]:
             f"| 2 | {two['jobs']} | {two['seconds']:.1f} | {two['jobs_per_minute']:.2f} | "
             f"{two['jobs_per_minute'] / one['jobs_per_minute']:.2f}x |", "",
             f"Status polls (GET /v1/videos/{{id}}, {p['concurrency']} in flight, {p['requests']} requests, no workers): "
-            f"p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms, {p['requests_per_second']:.0f} requests/s.", "",
+            f"p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms, {p['requests_per_second']:.0f} requests/s "
+            f"({p['resent']} requests resent after the server closed an idle kept-alive connection; their latency "
+            "includes the resend).", "",
             f"Recovery after `kill -9` of the worker rendering a job (1 worker): back in the queue after "
             f"{rec['requeued_s']:.2f} s, rendering again on the replacement after {rec['rendering_again_s']:.1f} s "
             f"(a new process loads the model), completed after {rec['completed_s']:.1f} s.", "", END]
@@ -191,10 +203,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--jobs", type=int, default=6)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=Path("out/bench_server.json"),
+                    help="raw numbers, written after each part; parts already there are kept with --resume")
+    ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
-    r = {"machine": machine(), "steps": args.steps,
-         "throughput": [throughput(w, args.jobs, args.steps, args.model) for w in (1, 2)],
-         "polls": polls(), "recovery": recovery(args.steps, args.model)}
+    r = json.loads(args.json.read_text()) if args.resume and args.json.exists() else {}
+    r.update(machine=machine(), steps=args.steps)
+    parts = {"throughput": lambda: [throughput(w, args.jobs, args.steps, args.model) for w in (1, 2)],
+             "polls": polls, "recovery": lambda: recovery(args.steps, args.model)}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    for name, part in parts.items():
+        if name not in r:
+            r[name] = part()
+            args.json.write_text(json.dumps(r, indent=2))
     write_section(args.out, markdown(r))
     print("\n".join(markdown(r)))
 
