@@ -126,7 +126,7 @@ def test_queued_video_objects_say_their_place_and_estimated_start(tmp_path, tiny
 
     from cinegen.server.app import ModelSpec, ServerSettings, create_app
     settings = ServerSettings(data_dir=tmp_path, models={"m": ModelSpec(tiny_model_dir, sizes=("32x32",))},
-                              api_keys={"ka": "a", "kb": "b"}, workers=1)
+                              api_keys={"ka": "a", "kb": "b"}, workers=1, queue_view_ttl=0)
     c = TestClient(create_app(settings))
     auth = {"ka": {"Authorization": "Bearer ka"}, "kb": {"Authorization": "Bearer kb"}}
     body = {"prompt": PROMPT, "model": "m", "size": "32x32", "seconds": "1"}

@@ -57,6 +57,7 @@ class ServerSettings:
     disk_quota_bytes: int | None = None   # new jobs are refused while the data directory holds more
     upload_max_age: float = 24 * 3600.0   # unreferenced uploads and temp files older than this are deleted
     housekeeping_every: float = 30.0
+    queue_view_ttl: float = 0.5        # queue places and estimates may be this many seconds old
     webhook_url: str | None = None
     webhook_secret: str | None = None     # "whsec_<base64>" or a plain string, as the SDK's unwrap takes it
 
@@ -123,6 +124,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app = FastAPI(title="cinegen", version="0.2.0", lifespan=lifespan,
                   description="OpenAI Videos API compatible text-to-video service (a drop-in for client.videos)")
     app.state.settings, app.state.store, app.state.disk_used = settings, store, 0
+    app.state.queue_view = QueueView(store, settings.queue_view_ttl)
     if not settings.api_keys:
         log.warning("no API keys configured: local single-user mode, every request is the same user")
     _install_error_handlers(app)
@@ -299,27 +301,34 @@ def _get_own(store: JobStore, vid: str, owner: str) -> dict:
     return row
 
 
-def _video(row: dict, store: JobStore, settings: ServerSettings) -> dict:
+class QueueView:
+    """The queue state behind places and estimates, read at most every `ttl` seconds however many clients poll."""
+
+    def __init__(self, store: JobStore, ttl: float):
+        self.store, self.ttl = store, ttl
+        self._state, self._at = None, 0.0
+        self._lock = threading.Lock()
+
+    def get(self):
+        with self._lock:
+            if self._state is None or time.monotonic() - self._at >= self.ttl:
+                self._state, self._at = self.store.queue_state(), time.monotonic()
+            return self._state
+
+
+def _video(row: dict, view: QueueView, settings: ServerSettings) -> dict:
     """The video object, with a queued job's place in line and an estimate of when it starts."""
     out = video_object(row)
     if row["status"] == "queued":
-        position = store.queue_position(row)
-        out["queue_position"] = position
-        duration = store.recent_duration()
-        if duration is not None:
-            busy = store.rendering()
-            left = sorted(max(0.0, duration - (time.time() - (r["started_at"] or time.time()))) for r in busy)
-            free_at = left + [0.0] * max(0, settings.workers - len(left))
-            rounds, slot = divmod(position, max(1, len(free_at)))
-            out["estimated_start_at"] = int(time.time() + free_at[slot] + rounds * duration)
-        else:
-            out["estimated_start_at"] = None
+        state = view.get()
+        out["queue_position"] = state.position(row["owner"], row["seq"])
+        out["estimated_start_at"] = state.estimated_start(out["queue_position"], settings.workers, time.time())
     return out
 
 
-def _respond(row: dict, store: JobStore, settings: ServerSettings) -> JSONResponse:
+def _respond(row: dict, view: QueueView, settings: ServerSettings) -> JSONResponse:
     headers = {"openai-poll-after-ms": POLL_AFTER_MS} if row["status"] in ("queued", "in_progress") else {}
-    return JSONResponse(_video(row, store, settings), headers=headers)
+    return JSONResponse(_video(row, view, settings), headers=headers)
 
 
 # --- Routes ---
@@ -334,7 +343,7 @@ def _install_routes(app: FastAPI, settings: ServerSettings, store: JobStore) -> 
 def _install_video_routes(app: FastAPI, settings: ServerSettings, store: JobStore, bodies: dict) -> None:
     """The page, create, list, retrieve, delete and download."""
     def respond(row):
-        return _respond(row, store, settings)
+        return _respond(row, app.state.queue_view, settings)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index():
@@ -369,7 +378,7 @@ def _install_video_routes(app: FastAPI, settings: ServerSettings, store: JobStor
             rows, more = store.list(owner, after, limit, order)
         except KeyError:
             raise APIError(400, f"after={after!r} is not one of your videos", "after", "invalid_value") from None
-        data = [_video(r, store, settings) for r in rows]
+        data = [_video(r, app.state.queue_view, settings) for r in rows]
         return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
                 "last_id": data[-1]["id"] if data else None, "has_more": more}
 
@@ -408,7 +417,7 @@ def _install_derived_routes(app: FastAPI, settings: ServerSettings, store: JobSt
     """Jobs made from an existing video: remix (same model, size and length, new prompt), extensions (the video
     object's `seconds` is the stitched total, as OpenAI reports it) and edits."""
     def respond(row):
-        return _respond(row, store, settings)
+        return _respond(row, app.state.queue_view, settings)
 
     def completed_source(vid: str, owner: str, param: str) -> dict:
         src = _get_own(store, vid, owner)

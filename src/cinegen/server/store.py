@@ -19,6 +19,7 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 SCHEMA = """
@@ -229,35 +230,26 @@ class JobStore:
                                                (vid,)).fetchall()]
 
     def queue_position(self, row: dict) -> int:
-        """Jobs that claims take before this queued one: the round-robin order of `claim`, played forward from
-        the queue as it is now (each claim counts as one more job rendering for its owner)."""
+        return self.queue_state().position(row["owner"], row["seq"])
+
+    def queue_state(self, recent: int = 20) -> "QueueState":
+        """What queue places and start estimates are computed from, read in one transaction."""
         with self._conn() as c:
-            queued = c.execute("SELECT owner, seq FROM videos WHERE status = 'queued' ORDER BY seq LIMIT 10000").fetchall()
-            state = {r["owner"]: [int(r["n"] or 0), r["last"] or 0] for r in c.execute(
+            queued = [(r["owner"], r["seq"]) for r in c.execute(
+                "SELECT owner, seq FROM videos WHERE status = 'queued' ORDER BY seq LIMIT 10000").fetchall()]
+            owners = {r["owner"]: (int(r["n"] or 0), r["last"] or 0.0) for r in c.execute(
                 "SELECT owner, SUM(CASE WHEN status = 'in_progress' THEN 1 ELSE 0 END) AS n, MAX(started_at) AS last "
                 "FROM videos GROUP BY owner").fetchall()}
-        lines: dict[str, list[int]] = {}
-        for r in queued:
-            lines.setdefault(r["owner"], []).append(r["seq"])
-        position, tick = 0, time.time()
-        while lines:
-            owner = min(lines, key=lambda o: (state[o][0], state[o][1], lines[o][0]))
-            if owner == row["owner"] and lines[owner][0] == row["seq"]:
-                return position
-            lines[owner].pop(0)
-            if not lines[owner]:
-                del lines[owner]
-            tick += 1e-3
-            state[owner] = [state[owner][0] + 1, tick]
-            position += 1
-        return position
+            since = [r["started_at"] or time.time() for r in c.execute(
+                "SELECT started_at FROM videos WHERE status = 'in_progress'").fetchall()]
+            took = [max(0.0, r["d"]) for r in c.execute(
+                "SELECT completed_at - started_at AS d FROM videos WHERE status = 'completed' AND started_at IS NOT NULL "
+                "ORDER BY completed_at DESC LIMIT ?", (recent,)).fetchall()]
+        return QueueState(queued, owners, since, sum(took) / len(took) if took else None)
 
     def recent_duration(self, jobs: int = 20) -> float | None:
         """Mean seconds from claim to completion of the last `jobs` completed jobs (None before the first)."""
-        with self._conn() as c:
-            rows = c.execute("SELECT completed_at - started_at AS d FROM videos WHERE status = 'completed' AND "
-                             "started_at IS NOT NULL ORDER BY completed_at DESC LIMIT ?", (jobs,)).fetchall()
-        return sum(max(0.0, r["d"]) for r in rows) / len(rows) if rows else None
+        return self.queue_state(jobs).duration
 
     def rendering(self) -> list[dict]:
         with self._conn() as c:
@@ -380,6 +372,44 @@ class JobStore:
     def events(self) -> list[dict]:
         with self._conn() as c:
             return [dict(r) for r in c.execute("SELECT * FROM events ORDER BY created_at").fetchall()]
+
+
+@dataclass(frozen=True)
+class QueueState:
+    queued: list[tuple[str, int]]              # (owner, seq) of every queued job, oldest first
+    owners: dict[str, tuple[int, float]]       # owner -> (jobs rendering, last claim time)
+    rendering_since: list[float]               # claim time of each rendering job
+    duration: float | None                     # mean seconds a recent job took (None before the first)
+
+    def position(self, owner: str, seq: int) -> int:
+        """Jobs that claims take before this queued one: the round-robin order of JobStore.claim played forward
+        from the queue as it is now (each claim counts as one more job rendering for its owner)."""
+        lines: dict[str, list[int]] = {}
+        for o, s in self.queued:
+            lines.setdefault(o, []).append(s)
+        state = {o: list(self.owners.get(o, (0, 0.0))) for o in lines}
+        position, tick = 0, time.time()
+        while lines:
+            nxt = min(lines, key=lambda o: (state[o][0], state[o][1], lines[o][0]))
+            if nxt == owner and lines[nxt][0] == seq:
+                return position
+            lines[nxt].pop(0)
+            if not lines[nxt]:
+                del lines[nxt]
+            tick += 1e-3
+            state[nxt] = [state[nxt][0] + 1, tick]
+            position += 1
+        return position
+
+    def estimated_start(self, position: int, workers: int, now: float) -> int | None:
+        """When the job `position` places back should start: each worker frees up when its job has run for the
+        mean duration, then takes one job per mean duration."""
+        if self.duration is None:
+            return None
+        left = sorted(max(0.0, self.duration - (now - t)) for t in self.rendering_since)
+        free_at = left + [0.0] * max(0, workers - len(left))
+        rounds, slot = divmod(position, max(1, len(free_at)))
+        return int(now + free_at[slot] + rounds * self.duration)
 
 
 def video_object(row: dict) -> dict:
