@@ -102,8 +102,8 @@ class _SQLite:
         return conn
 
     @contextmanager
-    def transaction(self, conn):
-        conn.execute("BEGIN IMMEDIATE")
+    def transaction(self, conn, write: bool = True):
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")      # WAL: a read takes no lock a writer waits on
         try:
             yield conn
             conn.execute("COMMIT")
@@ -136,7 +136,7 @@ class _Postgres:
         return self.psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
 
     @contextmanager
-    def transaction(self, conn):
+    def transaction(self, conn, write: bool = True):
         with conn.transaction():
             yield conn
 
@@ -161,12 +161,13 @@ class JobStore:
         self._local = threading.local()
 
     @contextmanager
-    def _conn(self):
-        """One connection per thread; each `with` is one transaction."""
+    def _conn(self, write: bool = True):
+        """One connection per thread; each `with` is one transaction (write=False: a read, which in SQLite's WAL
+        mode neither waits for the writer nor holds it up)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self.db.connect()
-        with self.db.transaction(conn):
+        with self.db.transaction(conn, write):
             yield _Cursor(conn, self.db.placeholder)
 
 
@@ -189,7 +190,7 @@ class JobStore:
         return self.get(vid, owner)
 
     def get(self, vid: str, owner: str | None = None) -> dict | None:
-        with self._conn() as c:
+        with self._conn(write=False) as c:
             row = c.execute("SELECT * FROM videos WHERE id = ?", (vid,)).fetchone()
         if row is None or (owner is not None and row["owner"] != owner):
             return None
@@ -198,7 +199,7 @@ class JobStore:
     def list(self, owner: str, after: str | None, limit: int, order: str) -> tuple[list[dict], bool]:
         """Cursor pagination by insertion order (seq); `after` is a video id from the previous page."""
         desc = order == "desc"
-        with self._conn() as c:
+        with self._conn(write=False) as c:
             cursor_seq = None
             if after:
                 row = c.execute("SELECT seq FROM videos WHERE id = ? AND owner = ?", (after, owner)).fetchone()
@@ -219,13 +220,13 @@ class JobStore:
 
     def active_jobs(self, owner: str) -> int:
         """Queued and rendering jobs of one owner (its concurrent-job limit counts these)."""
-        with self._conn() as c:
+        with self._conn(write=False) as c:
             return c.execute("SELECT COUNT(*) AS n FROM videos WHERE owner = ? AND status IN ('queued', 'in_progress')",
                              (owner,)).fetchone()["n"]
 
     def dependents(self, vid: str) -> list[dict]:
         """Queued jobs whose source is this video (remixes, extensions, edits by id)."""
-        with self._conn() as c:
+        with self._conn(write=False) as c:
             return [dict(r) for r in c.execute("SELECT * FROM videos WHERE remixed_from_video_id = ? AND status = 'queued'",
                                                (vid,)).fetchall()]
 
@@ -234,7 +235,7 @@ class JobStore:
 
     def queue_state(self, recent: int = 20) -> "QueueState":
         """What queue places and start estimates are computed from, read in one transaction."""
-        with self._conn() as c:
+        with self._conn(write=False) as c:
             queued = [(r["owner"], r["seq"]) for r in c.execute(
                 "SELECT owner, seq FROM videos WHERE status = 'queued' ORDER BY seq LIMIT 10000").fetchall()]
             owners = {r["owner"]: (int(r["n"] or 0), r["last"] or 0.0) for r in c.execute(
@@ -252,7 +253,7 @@ class JobStore:
         return self.queue_state(jobs).duration
 
     def rendering(self) -> list[dict]:
-        with self._conn() as c:
+        with self._conn(write=False) as c:
             return [dict(r) for r in c.execute("SELECT * FROM videos WHERE status = 'in_progress'").fetchall()]
 
     # --- characters ---
@@ -265,7 +266,7 @@ class JobStore:
         return self.get_character(cid, owner)
 
     def get_character(self, cid: str, owner: str) -> dict | None:
-        with self._conn() as c:
+        with self._conn(write=False) as c:
             row = c.execute("SELECT * FROM characters WHERE id = ? AND owner = ?", (cid, owner)).fetchone()
         return dict(row) if row else None
 
@@ -338,14 +339,14 @@ class JobStore:
 
     def referenced_files(self) -> set[str]:
         """Upload paths that queued or rendering jobs still read, and every character's image."""
-        with self._conn() as c:
+        with self._conn(write=False) as c:
             params = c.execute("SELECT params FROM videos WHERE status IN ('queued', 'in_progress')").fetchall()
             chars = c.execute("SELECT path FROM characters").fetchall()
         paths = {v for r in params for v in json.loads(r["params"]).values() if isinstance(v, str)}
         return paths | {r["path"] for r in chars}
 
     def known_videos(self) -> set[str]:
-        with self._conn() as c:
+        with self._conn(write=False) as c:
             return {r["id"] for r in c.execute("SELECT id FROM videos WHERE status <> 'expired'").fetchall()}
 
     # --- webhook outbox ---
@@ -355,7 +356,7 @@ class JobStore:
                   ("evt_" + secrets.token_hex(16), type_, vid, now, float(now)))
 
     def due_events(self, now: float, limit: int = 20) -> list[dict]:
-        with self._conn() as c:
+        with self._conn(write=False) as c:
             return [dict(r) for r in c.execute("SELECT * FROM events WHERE delivered = 0 AND next_attempt <= ? "
                                                "ORDER BY next_attempt LIMIT ?", (now, limit)).fetchall()]
 
@@ -370,7 +371,7 @@ class JobStore:
             return c.execute("DELETE FROM events WHERE created_at < ?", (before,)).rowcount
 
     def events(self) -> list[dict]:
-        with self._conn() as c:
+        with self._conn(write=False) as c:
             return [dict(r) for r in c.execute("SELECT * FROM events ORDER BY created_at").fetchall()]
 
 
