@@ -170,7 +170,9 @@ def markdown(r: dict) -> list[str]:
     p, rec = r["polls"], r["recovery"]
     return [START, "## (s) The service under load (`python -m cinegen.eval.bench_server`)", "",
             f"Machine: {r['machine']}. Real `cinegen serve` processes on loopback, shipped model, jobs of "
-            f"{BODY['size']} {BODY['seconds']} s at {r['steps']} steps; workers warm (model loaded) before timing.", "",
+            f"{BODY['size']} {BODY['seconds']} s at {r['steps']} steps; workers warm (model loaded) before timing. "
+            "The machine is shared: its 1-minute load average before and after each part was "
+            + ", ".join(f"{k} {a:.1f} -> {b:.1f}" for k, (a, b) in r.get("load", {}).items()) + ".", "",
             f"Throughput: {r['throughput'][0]['jobs']} jobs per run, 1- and 2-worker runs alternating.", "",
             "| render workers | jobs / minute, each run | median | vs 1 worker |", "|---|---|---|---|",
             *(f"| {w} | {', '.join(f'{x:.2f}' for x in runs[w])} | {statistics.median(runs[w]):.2f} | "
@@ -218,7 +220,9 @@ def main(argv: list[str] | None = None) -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     for name, part in parts.items():
         if name not in r:
+            load = os.getloadavg()[0]                 # other work on the machine, which these numbers include
             r[name] = part()
+            r.setdefault("load", {})[name] = [load, os.getloadavg()[0]]
             args.json.write_text(json.dumps(r, indent=2))
     write_section(args.out, markdown(r))
     print("\n".join(markdown(r)))
