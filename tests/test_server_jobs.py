@@ -334,7 +334,7 @@ def test_serve_replaces_a_killed_worker_and_leaves_no_process_on_sigterm(tmp_pat
         assert rendering
         before = workers()
         victim = before[0]                   # both render (two jobs, two workers): either one's job is in hand
-        victim.kill()
+        os.kill(victim.pid, signal.SIGKILL)
         killed_at = time.time()
         assert wait(lambda: len(workers()) == 2 and victim.pid not in [p.pid for p in workers()], 30), \
             ([(p.pid, p.status()) for p in psutil.Process(proc.pid).children()], victim.pid,

@@ -147,7 +147,7 @@ def recovery(steps: int, model: Path | None) -> dict:
             time.sleep(0.02)
         first = store.get(vid)["claimed_by"]
         victim = next(p for p in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(p.cmdline()))
-        victim.kill()
+        os.kill(victim.pid, signal.SIGKILL)
         killed = time.time()
         requeued = rendering = None
         while store.get(vid)["status"] != "completed":
