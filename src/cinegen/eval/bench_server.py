@@ -170,7 +170,9 @@ def markdown(r: dict) -> list[str]:
     p, rec = r["polls"], r["recovery"]
     return [START, "## (s) The service under load (`python -m cinegen.eval.bench_server`)", "",
             f"Machine: {r['machine']}. Real `cinegen serve` processes on loopback, shipped model, jobs of "
-            f"{BODY['size']} {BODY['seconds']} s at {r['steps']} steps; workers warm (model loaded) before timing. "
+            f"{BODY['size']} {BODY['seconds']} s at {r['steps']} steps; each worker process runs torch on one thread "
+            "(OMP_NUM_THREADS=1); workers warm "
+            "(model loaded) before timing. "
             "The machine is shared: its 1-minute load average before and after each part was "
             + ", ".join(f"{k} {a:.1f} -> {b:.1f}" for k, (a, b) in r.get("load", {}).items()) + ".", "",
             f"Throughput: {r['throughput'][0]['jobs']} jobs per run, 1- and 2-worker runs alternating.", "",
