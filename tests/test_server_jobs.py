@@ -387,3 +387,15 @@ def test_per_key_limits_answer_openais_429_with_retry_after(tmp_path, tiny_model
     full.app.state.disk_used = 10
     r = full.post("/v1/videos", json=body)
     assert r.status_code == 429 and r.json()["error"]["code"] == "insufficient_quota"
+
+
+def test_the_service_benchmark_owns_one_section_that_make_bench_keeps(tmp_path):
+    from cinegen.eval.bench import kept_sections
+    from cinegen.eval.bench_server import END, START, write_section
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# Benchmarks\n\n## (a) other\n\nrow\n")
+    write_section(out, [START, "## (s) first", END])
+    write_section(out, [START, "## (s) second", END])                 # replaced in place, not appended again
+    text = out.read_text()
+    assert text.count(START) == 1 and "second" in text and "first" not in text and "## (a) other" in text
+    assert kept_sections(out) == [START, "## (s) second", END, ""]
