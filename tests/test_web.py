@@ -95,7 +95,12 @@ def test_a_clip_plays_to_its_end_while_other_jobs_complete(tmp_path, tiny_model_
             assert state[0] is False and state[1] is False and state[2] > 0      # still playing, not restarted
             page.wait_for_function("[...document.querySelectorAll('video')].find(x => x.marked).ended",
                                    timeout=60_000)                   # and it plays through to its end
+            page.on("dialog", lambda dialog: dialog.accept("a large blue ball bounces on a black background"))
             cards = page.locator(".card").count()
+            for action in ("Remix", "Extend", "Edit"):               # each asks for a prompt, then queues a job
+                page.locator(".card[data-status='completed']").first.get_by_role("button", name=action).click()
+                cards += 1
+                page.wait_for_function(f"document.querySelectorAll('.card').length === {cards}", timeout=10_000)
             page.locator(".card").first.get_by_role("button", name="Delete").click()
             page.wait_for_function(f"document.querySelectorAll('.card').length === {cards - 1}", timeout=10_000)
             assert page.locator(".card a", has_text="Download").count() >= 1
