@@ -1,5 +1,6 @@
 """The service as studios use it: the official `openai` SDK against a real uvicorn server on loopback."""
 
+import base64
 import io
 import json
 import os
@@ -26,14 +27,16 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, tiny_model_dir):
     data = tmp_path_factory.mktemp("service")
-    models = {"cinegen-default": ModelSpec(tiny_model_dir, sizes=("32x32", "64x64"), seconds=("1", "2"))}
-    settings = ServerSettings(data_dir=data, models=models, api_keys={"key-a": "studio-a", "key-b": "studio-b"})
+    models = {"cinegen-default": ModelSpec(tiny_model_dir, sizes=("32x32", "64x64"), seconds=("1", "2")),
+              "text-only": ModelSpec(tiny_model_dir, sizes=("32x32",), seconds=("1",), modes=("text",))}
+    settings = ServerSettings(data_dir=data, models=models, api_keys={"key-a": "studio-a", "key-b": "studio-b"},
+                              aliases={"sora-2-pro": "text-only"})
     server = Server(settings)
     stop = threading.Event()
-    worker = Worker(data, {"cinegen-default": tiny_model_dir}, steps=2)
+    worker = Worker(data, {"cinegen-default": tiny_model_dir, "text-only": tiny_model_dir}, steps=2)
     thread = threading.Thread(target=worker.run_forever, kwargs={"poll": 0.1, "stop": stop}, daemon=True)
     thread.start()
-    yield server, data
+    yield server, data, JobStore(data / "jobs.sqlite")
     stop.set()
     thread.join(timeout=30)
     server.stop()
@@ -95,6 +98,101 @@ def test_delete_removes_row_and_files(service):
         c.videos.retrieve(v.id)
 
 
+def frames_of(data: bytes, tmp_path, name="clip.mp4") -> np.ndarray:
+    path = tmp_path / name
+    path.write_bytes(data)
+    with av.open(str(path)) as f:
+        return np.stack([fr.to_ndarray(format="rgb24") for fr in f.decode(video=0)])
+
+
+def data_url(color, size=40) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((size, size, 3), color, np.uint8)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def test_an_unmodified_sora_call_renders_at_the_model_scale_and_resizes(service, tmp_path):
+    """model="sora-2", no size, no seconds (OpenAI's defaults: 720x1280, 4 s) on a model that draws 32x32."""
+    c = client(service)
+    v = c.videos.create_and_poll(model="sora-2", prompt="a large red ball bounces on a black background",
+                                 poll_interval_ms=100)
+    assert (v.status, v.model, v.size, v.seconds) == ("completed", "sora-2", "720x1280", "4")
+    assert v.rendered_size == "24x40"          # ~1024 pixels like 32x32, ~9:16, on the tiny model's 8-pixel grid
+    frames = frames_of(c.videos.download_content(v.id).content, tmp_path)
+    assert frames.shape == (33, 1280, 720, 3)          # 4 s at 8 fps on the 1 + 4k grid, Lanczos-resized
+    dated = c.videos.create(model="sora-2-2025-12-08", prompt="a small blue box", size="1792x1024", seconds="8")
+    assert dated.model == "sora-2-2025-12-08" and dated.rendered_size == "40x24" and dated.seconds == "8"
+    assert c.videos.delete(dated.id).deleted                 # not rendered: the next tests need the worker
+    with pytest.raises(openai.BadRequestError) as e:
+        c.videos.create(model="sora-3", prompt="x")
+    assert e.value.body["param"] == "model" and "sora-2" in e.value.body["message"]
+
+
+def test_every_body_shape_the_sdk_sends(service, tmp_path):
+    """input_reference as {"image_url": data URL} and edit and extension by {"id": ...}: the SDK types allow
+    them but only sends them through extra_body, as multipart bracket fields (input_reference[image_url],
+    video[id]); plain JSON too; and a prompt of OpenAI's full length."""
+    c = client(service)
+    v = c.videos.create(prompt="a gray square", size="32x32", seconds="1",
+                        extra_body={"input_reference": {"image_url": data_url((200, 40, 40))}})
+    v = c.videos.poll(v.id, poll_interval_ms=100)
+    assert v.status == "completed"
+    first = frames_of(c.videos.download_content(v.id).content, tmp_path)[0].reshape(-1, 3).mean(0)
+    assert abs(first - (200, 40, 40)).max() < 25          # the still is the first frame
+    import httpx
+    r = httpx.post(service[0].url + "/v1/videos", headers={"Authorization": "Bearer key-a"},
+                   json={"prompt": "x", "size": "32x32", "seconds": "1",
+                         "input_reference": {"image_url": data_url((0, 0, 200))}})
+    assert r.status_code == 200 and json.loads(service[2].get(r.json()["id"])["params"])["input_reference"]
+    edit = c.videos.edit(prompt="a large yellow ball moves right on a black background", video=openai.omit,
+                         extra_body={"video": {"id": v.id}})
+    assert edit.remixed_from_video_id == v.id and (edit.size, edit.seconds) == ("32x32", "1")
+    ext = c.videos.extend(prompt="the square keeps still", seconds="1", video=openai.omit,
+                          extra_body={"video": {"id": v.id}})
+    assert ext.remixed_from_video_id == v.id and ext.seconds == "2"   # the stitched total, as OpenAI reports it
+    long = "a large red ball bounces on a black background. " * 650
+    assert 31000 < len(long) <= 32000
+    assert c.videos.create(prompt=long, size="32x32", seconds="1").status == "queued"
+    with pytest.raises(openai.BadRequestError):
+        c.videos.create(prompt="x" * 32001, size="32x32", seconds="1")
+    for job in (edit, ext):
+        assert c.videos.poll(job.id, poll_interval_ms=100).status == "completed"
+    assert len(frames_of(c.videos.download_content(ext.id).content, tmp_path)) == 17   # 9 + 8 frames
+
+
+def test_characters_are_made_fetched_and_used(service, tmp_path):
+    c = client(service)
+    clip = tmp_path / "subject.mp4"
+    from cinegen.io.video import write_mp4
+    write_mp4(np.full((9, 32, 32, 3), (30, 180, 60), np.uint8), clip, 8)
+    made = c.videos.create_character(name="Gus", video=clip.open("rb"))
+    assert made.id.startswith("char_") and made.name == "Gus" and isinstance(made.created_at, int)
+    got = c.videos.get_character(made.id)
+    assert (got.id, got.name, got.created_at) == (made.id, made.name, made.created_at)
+    with pytest.raises(openai.NotFoundError):
+        client(service, "key-b").videos.get_character(made.id)                # another key's character
+    v = c.videos.create(prompt="Gus stands still", size="32x32", seconds="1", extra_body={"characters": [{"id": made.id}]})
+    assert c.videos.poll(v.id, poll_interval_ms=100).status == "completed"
+    first = frames_of(c.videos.download_content(v.id).content, tmp_path)[0].reshape(-1, 3).mean(0)
+    assert abs(first - (30, 180, 60)).max() < 25          # the character's still conditions the first frame
+    with pytest.raises(openai.BadRequestError) as e:       # sora-2-pro maps to a text-only model here
+        c.videos.create(model="sora-2-pro", prompt="Gus", size="32x32", seconds="1",
+                        extra_body={"characters": [{"id": made.id}]})
+    assert e.value.body["param"] == "characters" and "image conditioning" in e.value.body["message"]
+    with pytest.raises(openai.BadRequestError):
+        c.videos.create(prompt="Gus", extra_body={"characters": [{"id": made.id}, {"id": made.id}]})
+
+
+def test_request_ids_and_poll_header(service):
+    c = client(service)
+    raw = c.videos.with_raw_response.list(limit=1)
+    assert raw.headers["x-request-id"].startswith("req_")
+    import httpx
+    r = httpx.get(service[0].url + "/v1/videos/video_missing", headers={"Authorization": "Bearer key-a",
+                                                                         "x-request-id": "mine-1"})
+    assert r.status_code == 404 and r.headers["x-request-id"] == "mine-1"
+
+
 def test_remix_extension_and_edit(service, tmp_path):
     c = client(service)
     src = c.videos.create_and_poll(prompt="a large red ball moves right on a black background", size="32x32",
@@ -135,7 +233,7 @@ def test_image_upload_animates_and_bad_uploads_are_rejected(service, tmp_path):
 
 
 @pytest.mark.parametrize("fields, param, needle", [
-    ({"size": "1920x1080"}, "size", "32x32"), ({"seconds": "12"}, "seconds", "allowed"),
+    ({"size": "1920x1080"}, "size", "32x32"), ({"seconds": "3"}, "seconds", "allowed"),
     ({"model": "sora-9"}, "model", "cinegen-default"), ({"model": {"": None}}, "model", "unknown model"),
     ({"prompt": ""}, "prompt", "prompt")])
 def test_bad_requests_are_400_with_openai_error_shape(service, fields, param, needle):

@@ -590,31 +590,28 @@ def export_cmd(
 # --- Service (issue 4) ---
 
 def _models_option(model: list[str]) -> dict:
-    """The models a server offers: the registry's (`cinegen models`) and the --model NAME=FOLDER ones."""
-    from cinegen.backends.registry import ModelEntry, describe, load_registry
-    from cinegen.server.app import ModelSpec
-
-    def spec(entry: ModelEntry) -> ModelSpec:
-        d = describe(entry)
-        return ModelSpec(Path(d["path"]), modes=None if d["kind"] == "cinegen" else tuple(d["modes"]),
-                         family=d["family"], **entry.serve)
-    models = {name: spec(entry) for name, entry in load_registry().items()}
+def _models_option(model: list[str]) -> dict:
+    """The models a server offers: the registry's (`cinegen models`: the shipped one and models.toml's, with the
+    sizes and seconds it names for them) and --model NAME=FOLDER|REGISTRY-NAME."""
+    from cinegen.backends.registry import load_registry
+    from cinegen.server.catalog import ModelSpec
+    models = {name: ModelSpec(name, **entry.serve) for name, entry in load_registry().items()}
     for item in model:
         name, sep, path = item.partition("=")
-        if not sep or not Path(path).is_dir():
-            _fail(f"bad --model {item!r}: expected NAME=FOLDER with an existing folder")
-        models[name] = spec(ModelEntry(name, Path(path)))
+        if not sep or not name or not path:
+            _fail(f"bad --model {item!r}: expected NAME=FOLDER (or NAME=REGISTRY-NAME)")
+        models[name] = ModelSpec(Path(path) if Path(path).is_dir() else path)
     return models
 
 
-def _run_worker(data_dir: Path, models: dict, steps: int, stale_after: float, database: Optional[str] = None) -> None:
-    """Registry models load by name (with their load options), the others by folder."""
-    from cinegen.backends.registry import load_registry
-    from cinegen.server.worker import Worker
-    _setup_logging()
-    registered = load_registry()
-    Worker(data_dir, {k: k if k in registered and registered[k].path in (None, v.path) else v.path
-                      for k, v in models.items()}, steps=steps, stale_after=stale_after, database=database).run_forever()
+def _aliases_option(alias: list[str], models: dict) -> dict:
+    out = {}
+    for item in alias:
+        name, sep, target = item.partition("=")
+        if not sep or target not in models:
+            _fail(f"bad --alias {item!r}: expected API-NAME=MODEL with MODEL one of {sorted(models)}")
+        out[name] = target
+    return out
 
 
 @app.command("serve")
@@ -624,31 +621,52 @@ def serve_cmd(
     workers: int = typer.Option(1, help="render worker processes to start (0: run `cinegen worker` yourself)"),
     api_keys: Optional[Path] = typer.Option(None, help='JSON {"keys": {"<key>": "<owner>"}}; also $CINEGEN_API_KEYS'),
     model: list[str] = typer.Option([], help="extra model NAME=FOLDER (cinegen-default is the shipped one)"),
+    alias: list[str] = typer.Option([], help="API model name for a model, e.g. sora-2-pro=wan (sora-2, sora-2-pro "
+                                    "and their dated names default to cinegen-default)"),
     steps: int = typer.Option(defaults.STEPS, help="sampling steps per job"),
     stale_after: float = typer.Option(60.0, help="seconds without a worker heartbeat before a job is re-queued"),
     database: Optional[str] = typer.Option(None, help="postgresql://... shared queue (default: SQLite in data-dir)"),
+    grace: float = typer.Option(30.0, help="on SIGTERM/SIGINT: seconds running jobs may take to finish before "
+                                "they go back to the queue"),
+    max_active_jobs: int = typer.Option(16, help="queued + rendering jobs per API key"),
+    rate_limit: float = typer.Option(600.0, help="requests per minute per API key"),
+    ttl: int = typer.Option(7 * 24 * 3600, help="seconds a video's files are kept after its creation"),
+    disk_quota: Optional[int] = typer.Option(None, help="bytes; new jobs are refused while data-dir holds more"),
+    webhook_url: Optional[str] = typer.Option(None, help="POST video.completed / video.failed events here"),
+    umask: str = typer.Option("027", help="octal umask of the service's files (027: the group may read them)"),
 ):
-    """Run the OpenAI-Videos-compatible HTTP service with its web page and render workers."""
-    import multiprocessing as mp
+    """Run the OpenAI-Videos-compatible HTTP service with its web page and supervised render workers.
+    Webhooks are signed with $CINEGEN_WEBHOOK_SECRET (a whsec_... secret, as OpenAI's SDK verifies)."""
+    import os
+    import signal
 
     from cinegen.extras import require
     uvicorn = require("uvicorn", "server", "cinegen serve")
     require("fastapi", "server", "cinegen serve")
     from cinegen.server.app import ServerSettings, create_app, load_api_keys
+    from cinegen.server.limits import RateLimit
+    from cinegen.server.supervisor import Supervisor
     _setup_logging()
+    os.umask(int(umask, 8))
     models = _models_option(model)
-    settings = ServerSettings(data_dir=data_dir, models=models, api_keys=load_api_keys(api_keys), database=database)
-    app_ = create_app(settings)
-    procs = [mp.get_context("spawn").Process(target=_run_worker, args=(data_dir, models, steps, stale_after, database),
-                                             daemon=True)
-             for _ in range(workers)]
-    for p in procs:
-        p.start()
+    settings = ServerSettings(data_dir=data_dir, models=models, aliases=_aliases_option(alias, models),
+                              api_keys=load_api_keys(api_keys), database=database, workers=max(1, workers),
+                              max_active_jobs=max_active_jobs, rate_limit=RateLimit(per_minute=rate_limit),
+                              ttl_seconds=ttl, disk_quota_bytes=disk_quota, webhook_url=webhook_url,
+                              webhook_secret=os.environ.get("CINEGEN_WEBHOOK_SECRET"))
+    try:
+        app_ = create_app(settings)
+    except ValueError as e:
+        _fail(str(e))
+    stopped = []           # uvicorn re-raises the signal it stopped on; ours records it instead of dying at once
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda s, _: stopped.append(s))
+    supervisor = Supervisor(data_dir, {k: v.path for k, v in models.items()}, workers, steps, stale_after,
+                            database).start()
     try:
         uvicorn.run(app_, host=host, port=port, log_level="info")
     finally:
-        for p in procs:
-            p.terminate()
+        supervisor.shutdown(grace)
 
 
 @app.command("worker")
@@ -658,7 +676,9 @@ def worker_cmd(
     database: Optional[str] = typer.Option(None, help="postgresql://... shared queue (default: SQLite in data-dir)"),
 ):
     """A render worker for `cinegen serve --workers 0`; run as many as the machines hold against one database."""
-    _run_worker(data_dir, _models_option(model), steps, stale_after, database)
+    from cinegen.server.supervisor import run_worker_process
+    _setup_logging()
+    run_worker_process(data_dir, {k: v.path for k, v in _models_option(model).items()}, steps, stale_after, database)
 
 
 @app.command("verify")

@@ -21,6 +21,6 @@ CONTEXT_LATENTS = 2          # latent frames of an existing clip that extension 
 
 PARALLEL_STRATEGIES = ("ddp", "fsdp")     # data parallelism under torchrun: replicated, or FSDP2 fully_shard
 
-MAX_PROMPT_CHARS = 2000
+MAX_PROMPT_CHARS = 32000      # OpenAI's Sora limit; the text encoder reads the first max_tokens of it
 MAX_SECONDS = 600.0
 MAX_STEPS = 1000

@@ -376,7 +376,17 @@ def write_markdown(r: dict, out: Path) -> None:
                   for k, m in r["long_video_memory"].items()] + [""]     # every section ends on a blank line
     if "precision" in r:
         lines += precision_table(r["precision"])
+    lines += kept_sections(out)
     atomic_write(out, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+
+
+def kept_sections(out: Path) -> list[str]:
+    """Sections other tools own (between <!-- NAME:start --> and <!-- NAME:end -->, e.g. bench_server's): kept
+    as they are when this benchmark rewrites the file."""
+    import re
+    text = Path(out).read_text() if Path(out).exists() else ""
+    found = re.finditer(r"<!-- ([\w-]+):start -->.*?<!-- \1:end -->", text, flags=re.S)
+    return [line for m in found for line in (*m.group(0).splitlines(), "")]
 
 
 def arg_parser(doc: str, out: str, json_out: str, quick_help: str):

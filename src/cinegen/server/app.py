@@ -1,7 +1,9 @@
 """An HTTP service compatible with the OpenAI Videos API (`client.videos` of the official SDK), plus a web page.
 
 The app only validates, stores jobs and serves files; rendering happens in worker processes (worker.py) that
-share the SQLite job store. Errors use OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
+share the job store. Errors use OpenAI's shape: {"error": {"message", "type", "param", "code"}}. Background
+threads of the app process (started with it) expire old videos, collect garbage, measure the disk and deliver
+webhooks, so no worker ever waits on any of that.
 """
 
 from __future__ import annotations
@@ -10,8 +12,12 @@ import base64
 import binascii
 import json
 import logging
+import math
 import os
+import threading
+import time
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,9 +27,15 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cinegen.config import check_prompt, parse_size
+from cinegen.server import schema as S
+from cinegen.server.bodies import BodyError, read_body
+from cinegen.server.catalog import (EXTENSION_SECONDS, OPENAI_SECONDS, OPENAI_SIZES, Catalog, ModelSpec, describe_model,
+                                    render_size, size_check, size_multiple)
+from cinegen.server.limits import Gate, RateLimit
 from cinegen.server.store import JobStore, video_object
 from cinegen.server.worker import remove_outputs, video_dir
 
+__all__ = ["ModelSpec", "ServerSettings", "create_app", "load_api_keys"]
 log = logging.getLogger(__name__)
 POLL_AFTER_MS = "500"
 VARIANTS = {"video": ("video.mp4", "video/mp4"), "thumbnail": ("thumbnail.webp", "image/webp"),
@@ -31,41 +43,40 @@ VARIANTS = {"video": ("video.mp4", "video/mp4"), "thumbnail": ("thumbnail.webp",
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    path: Path
-    sizes: tuple[str, ...] = ("64x64", "96x64", "64x96", "128x128")
-    seconds: tuple[str, ...] = ("1", "2", "4", "8")
-    modes: tuple[str, ...] | None = None       # requests.MODES keys it can do (None: all, a cinegen model)
-    family: str = "cinegen"
-
-
-def check_mode(settings: "ServerSettings", model: str, mode: str) -> None:
-    """A job's mode must be one its model can do: a 400 naming those it can, before anything is stored."""
-    modes = settings.models[model].modes
-    if modes is not None and mode not in modes:
-        raise APIError(400, f"model {model} cannot do {mode!r}; it can do: {', '.join(modes)}", "model",
-                       "unsupported_mode")
-
-
-@dataclass(frozen=True)
 class ServerSettings:
     data_dir: Path
     models: dict[str, ModelSpec] = field(default_factory=dict)
     default_model: str = "cinegen-default"
+    aliases: dict[str, str] = field(default_factory=dict)    # API model name -> local model (sora-2 -> default)
     api_keys: dict[str, str] = field(default_factory=dict)     # key -> owner; empty = local single-user mode
     max_upload_bytes: int = 50 * 1024 * 1024
     database: str | None = None        # postgresql://... to share one queue between machines; None = SQLite file
+    workers: int = 1                   # render workers serving the queue (for start estimates)
+    max_active_jobs: int = 16          # queued + rendering jobs per key
+    rate_limit: RateLimit = field(default_factory=RateLimit)
+    ttl_seconds: int = 7 * 24 * 3600   # a finished video's files are deleted this long after creation
+    disk_quota_bytes: int | None = None   # new jobs are refused while the data directory holds more
+    upload_max_age: float = 24 * 3600.0   # unreferenced uploads and temp files older than this are deleted
+    housekeeping_every: float = 30.0
+    queue_view_ttl: float = 0.5        # queue places and estimates may be this many seconds old
+    webhook_url: str | None = None
+    webhook_secret: str | None = None     # "whsec_<base64>" or a plain string, as the SDK's unwrap takes it
 
     @property
     def store_location(self) -> str | Path:
         return self.database or Path(self.data_dir) / "jobs.sqlite"
 
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(self.models, self.default_model, self.aliases)
+
 
 class APIError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 type_: str = "invalid_request_error"):
+                 type_: str = "invalid_request_error", headers: dict | None = None):
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.type = status, message, param, code, type_
+        self.headers = headers
 
 
 def load_api_keys(config_file: Path | None) -> dict[str, str]:
@@ -79,45 +90,70 @@ def load_api_keys(config_file: Path | None) -> dict[str, str]:
     return keys
 
 
-def check_model_sizes(settings: ServerSettings) -> None:
-    """Every size a model offers must be one its geometry renders: checked at start-up from the files' metadata
-    (a cinegen model's safetensors headers, a Diffusers folder's configs; no weights are read)."""
-    from cinegen.backends.diffusers import DiffusersBackend, FolderInfo, is_diffusers_folder
-    from cinegen.geometry import read_geometry
+def check_settings(settings: ServerSettings) -> None:
+    """Every size a model offers must be one it renders (checked from its files' metadata: a cinegen model's
+    safetensors headers, a Diffusers folder's configs; no weights are read), and every alias must name a served
+    model."""
     for name, spec in settings.models.items():
-        if (Path(spec.path) / "dit.safetensors").is_file():
-            check = read_geometry(spec.path).check_size
-        elif is_diffusers_folder(spec.path):
-            check = DiffusersBackend(FolderInfo.read(spec.path)).check_size
-        else:
-            continue
+        check = size_check(spec.path)
         for size in spec.sizes:
             try:
                 check(*parse_size(size))
             except ValueError as e:
                 raise ValueError(f"model {name} offers size {size}, which it cannot render: {e}") from None
+    for alias, target in settings.aliases.items():
+        if target not in settings.models:
+            raise ValueError(f"model alias {alias}={target}: no model named {target!r}; served: {sorted(settings.models)}")
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
-    check_model_sizes(settings)
-    app = FastAPI(title="cinegen", version="0.1.0", description="OpenAI Videos API compatible text-to-video service")
+    check_settings(settings)
     store = JobStore(settings.store_location)
-    app.state.settings, app.state.store = settings, store
+
+    @asynccontextmanager
+    async def lifespan(app_):
+        from cinegen.server.housekeeping import background_threads
+        stop = threading.Event()
+        threads = background_threads(settings, store, app_.state, stop)
+        yield
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+
+    app = FastAPI(title="cinegen", version="0.2.0", lifespan=lifespan,
+                  description="OpenAI Videos API compatible text-to-video service (a drop-in for client.videos)")
+    app.state.settings, app.state.store, app.state.disk_used = settings, store, 0
+    app.state.queue_view = QueueView(store, settings.queue_view_ttl)
     if not settings.api_keys:
         log.warning("no API keys configured: local single-user mode, every request is the same user")
     _install_error_handlers(app)
     _install_routes(app, settings, store)
+    app.add_middleware(Gate, limit=settings.rate_limit, identify=lambda headers, client: _bucket(settings, headers, client))
     return app
 
 
-def _error(status: int, message: str, param=None, code=None, type_="invalid_request_error") -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": type_, "param": param, "code": code}}, status_code=status)
+def _bucket(settings: ServerSettings, headers: dict, client: str) -> str:
+    key = _bearer(headers.get("authorization", ""))
+    return "key:" + settings.api_keys[key] if key in settings.api_keys else "addr:" + client
+
+
+def _bearer(auth: str) -> str:
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+
+
+def _error(status: int, message: str, param=None, code=None, type_="invalid_request_error", headers=None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": type_, "param": param, "code": code}},
+                        status_code=status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(_, e: APIError):
-        return _error(e.status, e.message, e.param, e.code, e.type)
+        return _error(e.status, e.message, e.param, e.code, e.type, e.headers)
+
+    @app.exception_handler(BodyError)
+    async def body_error(_, e: BodyError):
+        return _error(e.status, e.message, e.param, e.code)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_, e: RequestValidationError):
@@ -135,72 +171,72 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal server error", type_="server_error")
 
 
-# --- Request parsing ---
-
-async def _form_or_json(request: Request, settings: ServerSettings) -> tuple[dict, dict]:
-    """(fields, uploads) from multipart/form-data or JSON; uploads map field -> (filename, bytes)."""
-    ctype = request.headers.get("content-type", "")
-    if int(request.headers.get("content-length") or 0) > settings.max_upload_bytes:
-        raise APIError(413, f"request larger than {settings.max_upload_bytes} bytes", code="too_large")
-    if ctype.startswith("multipart/form-data") or ctype.startswith("application/x-www-form-urlencoded"):
-        form = await request.form(max_part_size=settings.max_upload_bytes)
-        fields, uploads = {}, {}
-        for key, value in form.multi_items():
-            if hasattr(value, "read"):
-                data = await value.read()
-                if len(data) > settings.max_upload_bytes:
-                    raise APIError(413, f"upload {key} larger than {settings.max_upload_bytes} bytes", key, "too_large")
-                uploads[key] = (value.filename or key, data)
-            else:
-                fields[key] = _maybe_json(value)
-        return fields, uploads
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise APIError(400, "request body is not valid JSON or multipart form data", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise APIError(400, "request body must be a JSON object", code="invalid_json")
-    return body, {}
-
-
-def _maybe_json(value: str):
-    """Multipart clients send nested objects ({"id": ...}) as JSON text; decode those."""
-    if value.startswith("{"):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
-
+# --- Request checks ---
 
 def _owner(request: Request, settings: ServerSettings) -> str:
     if not settings.api_keys:
         return "local"
-    auth = request.headers.get("authorization", "")
-    key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    key = _bearer(request.headers.get("authorization", ""))
     if key not in settings.api_keys:
         raise APIError(401, "invalid or missing API key (Authorization: Bearer <key>)", code="invalid_api_key")
     return settings.api_keys[key]
 
 
-def _check_fields(fields: dict, settings: ServerSettings, seconds_default: str = "2") -> tuple[str, str, str, str]:
+def _prompt(fields: dict) -> str:
     prompt = fields.get("prompt")
     try:
         check_prompt(prompt)
     except ValueError as e:
         raise APIError(400, str(e), "prompt", "invalid_value") from None
-    model = fields.get("model") or settings.default_model
-    if not isinstance(model, str) or model not in settings.models:     # a JSON object here is unhashable
-        raise APIError(400, f"unknown model {model!r}; available: {sorted(settings.models)}", "model", "invalid_value")
-    spec = settings.models[model]
-    size = str(fields.get("size") or spec.sizes[0])
-    if size not in spec.sizes:
-        raise APIError(400, f"size {size!r} is not supported by {model}; allowed: {list(spec.sizes)}", "size", "invalid_value")
-    seconds = str(fields.get("seconds") or seconds_default)
-    if seconds not in spec.seconds:
-        raise APIError(400, f"seconds {seconds!r} is not supported by {model}; allowed: {list(spec.seconds)}", "seconds",
-                       "invalid_value")
-    return prompt, model, size, seconds
+    return prompt
+
+
+def _model(fields: dict, settings: ServerSettings) -> tuple[str, str, ModelSpec]:
+    """(name as asked, local model, its spec)."""
+    name = fields.get("model") or "sora-2"
+    try:
+        if not isinstance(name, str):                  # a JSON object here is unhashable
+            raise KeyError(name)
+        local = settings.catalog.resolve(name)
+    except KeyError:
+        raise APIError(400, f"unknown model {name!r}; available: {settings.catalog.names()}", "model",
+                       "invalid_value") from None
+    return name, local, settings.models[local]
+
+
+def _check_mode(spec: ModelSpec, name: str, mode: str) -> None:
+    """A job's mode must be one its model can do: a 400 naming those it can, before anything is stored."""
+    if not spec.can(mode):
+        raise APIError(400, f"model {name} cannot do {mode!r}; it can do: {', '.join(spec.available_modes)}",
+                       "model", "unsupported_mode")
+
+
+def _default_size(name: str, spec: ModelSpec, settings: ServerSettings) -> str:
+    """OpenAI's default (720x1280) for an OpenAI model name, as a Sora app expects; a local model's own first size
+    when it is named directly."""
+    return spec.sizes[0] if name in settings.models else OPENAI_SIZES[0]
+
+
+def _choice(fields: dict, key: str, allowed: tuple[str, ...], default: str, model: str) -> str:
+    value = fields.get(key)
+    value = default if value in (None, "") else str(value)
+    if value not in allowed:
+        raise APIError(400, f"{key} {value!r} is not supported by {model}; allowed: {list(allowed)}", key, "invalid_value")
+    return value
+
+
+def _check_room(settings: ServerSettings, store: JobStore, owner: str, state) -> None:
+    """The per-key concurrent-job limit and the disk quota, before a job is stored."""
+    if settings.disk_quota_bytes is not None and state.disk_used >= settings.disk_quota_bytes:
+        raise APIError(429, f"the service's disk quota ({settings.disk_quota_bytes} bytes) is full; delete videos or "
+                       "wait for old ones to expire", code="insufficient_quota", type_="insufficient_quota",
+                       headers={"x-should-retry": "false"})
+    active = store.active_jobs(owner)
+    if active >= settings.max_active_jobs:
+        wait = max(1, math.ceil(store.recent_duration() or 10))
+        raise APIError(429, f"this key has {active} jobs queued or rendering; at most {settings.max_active_jobs}. "
+                       f"Try again in {wait}s.", code="rate_limit_exceeded", type_="requests",
+                       headers={"retry-after": str(wait)})
 
 
 def _save_upload(settings: ServerSettings, data: bytes, kind: str, param: str) -> str:
@@ -212,7 +248,7 @@ def _save_upload(settings: ServerSettings, data: bytes, kind: str, param: str) -
     path.write_bytes(data)
     try:
         read_image(path) if kind == "image" else read_video(path, max_frames=2)
-    except ValueError:
+    except Exception:                    # PIL and PyAV raise many kinds on junk; any of them means unreadable
         path.unlink(missing_ok=True)
         raise APIError(400, f"{param} is not a readable {kind}", param, "invalid_file") from None
     return str(path)
@@ -220,32 +256,49 @@ def _save_upload(settings: ServerSettings, data: bytes, kind: str, param: str) -
 
 def _data_url_bytes(value: dict, param: str) -> bytes:
     url = value.get("image_url") or ""
-    if not url.startswith("data:") or "," not in url:
-        raise APIError(400, f"{param} must be a file upload or {{'image_url': 'data:...;base64,...'}}", param, "invalid_value")
+    if not isinstance(url, str) or not url.startswith("data:") or "," not in url:
+        raise APIError(400, f"{param} must be a file upload or {{'image_url': 'data:...;base64,...'}} (this service "
+                       "fetches no URLs)", param, "invalid_value")
     try:
         return base64.b64decode(url.split(",", 1)[1], validate=True)
     except (binascii.Error, ValueError):
         raise APIError(400, f"{param} holds invalid base64 data", param, "invalid_value") from None
 
 
-# --- OpenAPI request bodies (routes parse JSON or multipart themselves; these document both for clients/fuzzers) ---
-
-def _body(properties: dict, required: list[str]) -> dict:
-    schema = {"type": "object", "properties": properties, "required": required}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema},
-                                                          "multipart/form-data": {"schema": schema}}}}
-
-
-_STR = {"type": "string"}
-_VIDEO_REF = {"type": "object", "properties": {"id": _STR}, "required": ["id"]}
-CREATE_BODY = _body({"prompt": _STR, "model": _STR, "size": _STR, "seconds": _STR,
-                     "input_reference": {"type": "string", "format": "binary"}}, ["prompt"])
-REMIX_BODY = _body({"prompt": _STR}, ["prompt"])
-EXTEND_BODY = _body({"prompt": _STR, "seconds": _STR, "video": _VIDEO_REF}, ["prompt", "seconds", "video"])
-EDIT_BODY = _body({"prompt": _STR, "video": _VIDEO_REF}, ["prompt", "video"])
+def _image_reference(settings: ServerSettings, fields: dict, uploads: dict) -> str | None:
+    if "input_reference" in uploads:
+        return _save_upload(settings, uploads["input_reference"][1], "image", "input_reference")
+    ref = fields.get("input_reference")
+    if ref in (None, ""):
+        return None
+    if not isinstance(ref, dict):
+        raise APIError(400, "input_reference must be an image upload or {'image_url': 'data:...'}", "input_reference",
+                       "invalid_value")
+    return _save_upload(settings, _data_url_bytes(ref, "input_reference"), "image", "input_reference")
 
 
-# --- Routes ---
+def _character(store: JobStore, fields: dict, owner: str, spec: ModelSpec, model: str) -> str | None:
+    """The image of the one character a request names (characters: [{"id": ...}]), or None."""
+    chars = fields.get("characters")
+    if chars in (None, "", []):
+        return None
+    if isinstance(chars, dict):                      # a form that sent characters[0][id] only: one item
+        chars = [chars]
+    if not isinstance(chars, list) or not all(isinstance(c, dict) and isinstance(c.get("id"), str) for c in chars):
+        raise APIError(400, "characters must be a list of {\"id\": \"char_...\"}", "characters", "invalid_value")
+    if len(chars) > 1:
+        raise APIError(400, f"{model} takes one character per video (it conditions on one image); got {len(chars)}",
+                       "characters", "invalid_value")
+    if not spec.can("animate"):
+        raise APIError(400, f"{model} cannot use characters: it has no image conditioning", "characters",
+                       "unsupported")
+    row = store.get_character(chars[0]["id"], owner)
+    if row is None:
+        raise APIError(400, f"character {chars[0]['id']!r} not found", "characters", "invalid_value")
+    return row["path"]
+
+
+# --- Responses ---
 
 def _get_own(store: JobStore, vid: str, owner: str) -> dict:
     row = store.get(vid, owner)
@@ -254,61 +307,84 @@ def _get_own(store: JobStore, vid: str, owner: str) -> dict:
     return row
 
 
-def _respond(row: dict, status: int = 200) -> JSONResponse:
+class QueueView:
+    """The queue state behind places and estimates, read at most every `ttl` seconds however many clients poll."""
+
+    def __init__(self, store: JobStore, ttl: float):
+        self.store, self.ttl = store, ttl
+        self._state, self._at = None, 0.0
+        self._lock = threading.Lock()
+
+    def get(self):
+        with self._lock:
+            if self._state is None or time.monotonic() - self._at >= self.ttl:
+                self._state, self._at = self.store.queue_state(), time.monotonic()
+            return self._state
+
+
+def _video(row: dict, view: QueueView, settings: ServerSettings) -> dict:
+    """The video object, with a queued job's place in line and an estimate of when it starts."""
+    out = video_object(row)
+    if row["status"] == "queued":
+        state = view.get()
+        out["queue_position"] = state.position(row["owner"], row["seq"])
+        out["estimated_start_at"] = state.estimated_start(out["queue_position"], settings.workers, time.time())
+    return out
+
+
+def _respond(row: dict, view: QueueView, settings: ServerSettings) -> JSONResponse:
     headers = {"openai-poll-after-ms": POLL_AFTER_MS} if row["status"] in ("queued", "in_progress") else {}
-    return JSONResponse(video_object(row), status_code=status, headers=headers)
+    return JSONResponse(_video(row, view, settings), headers=headers)
 
 
-def _source_from(settings: ServerSettings, store: JobStore, fields: dict, uploads: dict, owner: str) -> tuple[str, str | None]:
-    """The source clip of an edit/extension: an uploaded video or {"id": <completed video>}."""
-    if "video" in uploads:
-        return _save_upload(settings, uploads["video"][1], "video", "video"), None
-    ref = fields.get("video")
-    if not isinstance(ref, dict) or not isinstance(ref.get("id"), str):
-        raise APIError(400, "video must be an uploaded file or {\"id\": \"video_...\"}", "video", "invalid_value")
-    src = _get_own(store, ref["id"], owner)
-    if src["status"] != "completed":
-        raise APIError(400, f"video {ref['id']!r} is not completed", "video", "invalid_value")
-    return str(video_dir(settings.data_dir, src["id"]) / "video.mp4"), src["id"]
-
+# --- Routes ---
 
 def _install_routes(app: FastAPI, settings: ServerSettings, store: JobStore) -> None:
-    _install_video_routes(app, settings, store)
-    _install_derived_routes(app, settings, store)
+    bodies = S.request_bodies(settings.catalog)
+    _install_video_routes(app, settings, store, bodies)
+    _install_derived_routes(app, settings, store, bodies)
+    _install_character_routes(app, settings, store, bodies)
 
 
-def _install_video_routes(app: FastAPI, settings: ServerSettings, store: JobStore) -> None:
+def _install_video_routes(app: FastAPI, settings: ServerSettings, store: JobStore, bodies: dict) -> None:
     """The page, create, list, retrieve, delete and download."""
-    get_own, respond = (lambda vid, owner: _get_own(store, vid, owner)), _respond
+    def respond(row):
+        return _respond(row, app.state.queue_view, settings)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index():
         return HTMLResponse((Path(__file__).parent / "static" / "index.html").read_text())
 
-    @app.post("/v1/videos", openapi_extra=CREATE_BODY)
+    @app.post("/v1/videos", openapi_extra=bodies["create"], responses=S.responses(S.Video, S.BAD, S.UPLOAD))
     async def create_video(request: Request):
         owner = _owner(request, settings)
-        fields, uploads = await _form_or_json(request, settings)
-        prompt, model, size, seconds = _check_fields(fields, settings)
-        check_mode(settings, model, "animate" if fields.get("input_reference") or "input_reference" in uploads
-                   else "text")
-        params = {}
-        if "input_reference" in uploads:
-            params["input_reference"] = _save_upload(settings, uploads["input_reference"][1], "image", "input_reference")
-        elif isinstance(fields.get("input_reference"), dict):
-            params["input_reference"] = _save_upload(settings, _data_url_bytes(fields["input_reference"], "input_reference"),
-                                                     "image", "input_reference")
-        return respond(store.create(owner, model, prompt, seconds, size, "create", params))
+        fields, uploads = await read_body(request, settings.max_upload_bytes)
+        prompt = _prompt(fields)
+        name, local, spec = _model(fields, settings)
+        size = _choice(fields, "size", spec.allowed_sizes, _default_size(name, spec, settings), name)
+        seconds = _choice(fields, "seconds", spec.allowed_seconds, OPENAI_SECONDS[0], name)
+        character = _character(store, fields, owner, spec, name)
+        wants_image = character or "input_reference" in uploads or fields.get("input_reference") not in (None, "")
+        _check_mode(spec, name, "animate" if wants_image else "text")
+        _check_room(settings, store, owner, app.state)
+        reference = _image_reference(settings, fields, uploads)
+        if character and reference:
+            raise APIError(400, f"{name} conditions on one image: give input_reference or a character, not both",
+                           "characters", "invalid_value")
+        params = {"input_reference": reference} if reference else {"character": character} if character else {}
+        return respond(store.create(owner, name, prompt, seconds, size, "create", params, ttl=settings.ttl_seconds,
+                                    backend=local, render_size=render_size(spec, size, size_multiple(spec))))
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses=S.responses(S.ModelList))
     def list_models(request: Request):
+        """The local models this service serves (OpenAI's names map onto them), with what each can do."""
         _owner(request, settings)
         return {"object": "list", "data": [
-            {"id": name, "object": "model", "owned_by": "cinegen", "family": spec.family,
-             "modes": list(spec.modes) if spec.modes is not None else None, "sizes": list(spec.sizes),
-             "seconds": list(spec.seconds)} for name, spec in settings.models.items()]}
+            {"id": name, "object": "model", "owned_by": "cinegen", "family": describe_model(spec.path)["family"],
+             "modes": list(spec.available_modes), "sizes": list(spec.sizes), "seconds": list(spec.seconds)}
+            for name, spec in settings.models.items()]}
 
-    @app.get("/v1/videos")
+    @app.get("/v1/videos", responses=S.responses(S.VideoList, S.BAD))
     def list_videos(request: Request, after: str | None = None, limit: int = 20, order: str = "desc"):
         owner = _owner(request, settings)
         if not 1 <= limit <= 100:
@@ -319,77 +395,175 @@ def _install_video_routes(app: FastAPI, settings: ServerSettings, store: JobStor
             rows, more = store.list(owner, after, limit, order)
         except KeyError:
             raise APIError(400, f"after={after!r} is not one of your videos", "after", "invalid_value") from None
-        data = [video_object(r) for r in rows]
+        data = [_video(r, app.state.queue_view, settings) for r in rows]
         return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
                 "last_id": data[-1]["id"] if data else None, "has_more": more}
 
-    @app.get("/v1/videos/{video_id}")
+    @app.get("/v1/videos/{video_id}", responses=S.responses(S.Video, S.NOT_FOUND))
     def retrieve_video(video_id: str, request: Request):
-        return respond(get_own(video_id, _owner(request, settings)))
+        return respond(_get_own(store, video_id, _owner(request, settings)))
 
-    @app.delete("/v1/videos/{video_id}")
+    @app.delete("/v1/videos/{video_id}", responses=S.responses(S.VideoDeleted, S.NOT_FOUND))
     def delete_video(video_id: str, request: Request):
+        """Deletes a video of any status: a rendering one stops within one sampling step and writes nothing more;
+        queued jobs made from it fail, naming it."""
         owner = _owner(request, settings)
-        get_own(video_id, owner)
+        _get_own(store, video_id, owner)
         store.delete(video_id, owner)
         remove_outputs(settings.data_dir, video_id)
+        for dep in store.dependents(video_id):
+            store.fail(dep["id"], "source_deleted", f"source video {video_id} was deleted before this job started")
         return {"id": video_id, "deleted": True, "object": "video.deleted"}
 
-    @app.get("/v1/videos/{video_id}/content")
+    @app.get("/v1/videos/{video_id}/content", response_class=FileResponse, responses=S.CONTENT_RESPONSES)
     def download(video_id: str, request: Request, variant: str = "video"):
-        row = get_own(video_id, _owner(request, settings))
+        row = _get_own(store, video_id, _owner(request, settings))
         if variant not in VARIANTS:
             raise APIError(400, f"variant must be one of {list(VARIANTS)}", "variant", "invalid_value")
         if row["status"] != "completed":
-            raise APIError(404, f"video {video_id!r} is {row['status']}; content exists once it is completed",
+            raise APIError(404, f"video {video_id!r} is {row['status']}; content exists while it is completed",
                            "video_id", "not_ready")
         name, media = VARIANTS[variant]
-        return FileResponse(video_dir(settings.data_dir, video_id) / name, media_type=media)
+        path = video_dir(settings.data_dir, video_id) / name
+        if not path.is_file():                       # expired between the row read and now
+            raise APIError(404, f"video {video_id!r} has no {variant} any more", "video_id", "expired")
+        return FileResponse(path, media_type=media)
 
 
+def _install_derived_routes(app: FastAPI, settings: ServerSettings, store: JobStore, bodies: dict) -> None:
+    """Jobs made from an existing video: remix (same model, size and length, new prompt), extensions (the video
+    object's `seconds` is the stitched total, as OpenAI reports it) and edits."""
+    def respond(row):
+        return _respond(row, app.state.queue_view, settings)
 
-def _install_derived_routes(app: FastAPI, settings: ServerSettings, store: JobStore) -> None:
-    """Jobs made from an existing video: remix (SDEdit of a completed video), extensions and edits."""
-    get_own, respond = (lambda vid, owner: _get_own(store, vid, owner)), _respond
+    def completed_source(vid: str, owner: str, param: str) -> dict:
+        src = _get_own(store, vid, owner)
+        if src["status"] != "completed":
+            raise APIError(400, f"video {vid!r} is {src['status']}, not completed", param, "invalid_value")
+        return src
 
-    def source_from(fields, uploads, owner):
-        return _source_from(settings, store, fields, uploads, owner)
+    def source_from(fields, uploads, owner) -> tuple[str, dict | None]:
+        """The source clip of an edit/extension: an uploaded video or {"id": <completed video>}."""
+        if "video" in uploads:
+            return _save_upload(settings, uploads["video"][1], "video", "video"), None
+        ref = fields.get("video")
+        if not isinstance(ref, dict) or not isinstance(ref.get("id"), str):
+            raise APIError(400, "video must be an uploaded file or {\"id\": \"video_...\"}", "video", "invalid_value")
+        src = completed_source(ref["id"], owner, "video")
+        return str(video_dir(settings.data_dir, src["id"]) / "video.mp4"), src
 
-    @app.post("/v1/videos/{video_id}/remix", openapi_extra=REMIX_BODY)
+    def shape_of(src: dict | None, path: str, fields: dict, spec: ModelSpec, name: str) -> tuple[str, str, str]:
+        """(size, render size, seconds) of a source: a stored video's own, or an upload's size when the model
+        offers it (else the size asked for, default the model's) and its length in whole seconds."""
+        if src is not None:
+            return src["size"], src.get("render_size") or src["size"], src["seconds"]
+        from cinegen.io.video import read_video
+        frames, fps = read_video(path)
+        own = f"{frames.shape[2]}x{frames.shape[1]}"
+        size = own if own in spec.allowed_sizes else _choice(fields, "size", spec.allowed_sizes,
+                                                             _default_size(name, spec, settings), name)
+        return size, render_size(spec, size, size_multiple(spec)), str(max(1, round(len(frames) / fps)))
+
+    @app.post("/v1/videos/{video_id}/remix", openapi_extra=bodies["remix"],
+              responses=S.responses(S.Video, S.BAD, S.NOT_FOUND, S.UPLOAD))
     async def remix(video_id: str, request: Request):
         owner = _owner(request, settings)
-        fields, _ = await _form_or_json(request, settings)
-        src = get_own(video_id, owner)
+        fields, _ = await read_body(request, settings.max_upload_bytes)
+        src = _get_own(store, video_id, owner)
+        prompt = _prompt(fields)
         if src["status"] != "completed":
-            raise APIError(400, f"video {video_id!r} is not completed", "video_id", "invalid_value")
-        prompt, model, _, _ = _check_fields({**fields, "model": src["model"], "size": src["size"],
-                                             "seconds": src["seconds"]}, settings)
-        check_mode(settings, model, "edit")
+            raise APIError(400, f"video {video_id!r} is {src['status']}, not completed", "video_id", "invalid_value")
+        _check_room(settings, store, owner, app.state)
+        if (spec := settings.models.get(src["backend"] or src["model"])) is not None:   # still served
+            _check_mode(spec, src["model"], "edit")
         source = str(video_dir(settings.data_dir, video_id) / "video.mp4")
-        return respond(store.create(owner, model, prompt, src["seconds"], src["size"], "remix", {"source": source},
-                                    remixed_from=video_id))
+        return respond(store.create(owner, src["model"], prompt, src["seconds"], src["size"], "remix",
+                                    {"source": source}, remixed_from=video_id, ttl=settings.ttl_seconds,
+                                    backend=src["backend"], render_size=src["render_size"]))
 
-    @app.post("/v1/videos/extensions", openapi_extra=EXTEND_BODY)
+    @app.post("/v1/videos/extensions", openapi_extra=bodies["extend"],
+              responses=S.responses(S.Video, S.BAD, S.NOT_FOUND, S.UPLOAD))
     async def extensions(request: Request):
         owner = _owner(request, settings)
-        fields, uploads = await _form_or_json(request, settings)
-        prompt, model, size, seconds = _check_fields(fields, settings)
-        check_mode(settings, model, "extend")
-        source, source_id = source_from(fields, uploads, owner)
-        if source_id:
-            size = store.get(source_id)["size"]
-        return respond(store.create(owner, model, prompt, seconds, size, "extend",
-                                    {"source": source, "extra_seconds": seconds}, remixed_from=source_id))
+        fields, uploads = await read_body(request, settings.max_upload_bytes)
+        prompt = _prompt(fields)
+        name, local, spec = _model(fields, settings)
+        extra = _choice(fields, "seconds", tuple(dict.fromkeys(spec.seconds + EXTENSION_SECONDS)), "", name)
+        _check_room(settings, store, owner, app.state)
+        source, src = source_from(fields, uploads, owner)
+        if src is not None:
+            name, local = src["model"], src["backend"]
+        _check_mode(settings.models[local], name, "extend")
+        size, rsize, seconds = shape_of(src, source, fields, spec, name)
+        total = str(int(float(seconds)) + int(extra))       # OpenAI reports an extension's stitched length
+        return respond(store.create(owner, name, prompt, total, size, "extend", {"source": source, "extra_seconds": extra},
+                                    remixed_from=src and src["id"], ttl=settings.ttl_seconds, backend=local,
+                                    render_size=rsize))
 
-    @app.post("/v1/videos/edits", openapi_extra=EDIT_BODY)
+    @app.post("/v1/videos/edits", openapi_extra=bodies["edit"],
+              responses=S.responses(S.Video, S.BAD, S.NOT_FOUND, S.UPLOAD))
     async def edits(request: Request):
         owner = _owner(request, settings)
-        fields, uploads = await _form_or_json(request, settings)
-        prompt, model, size, seconds = _check_fields(fields, settings)
-        check_mode(settings, model, "edit")
-        source, source_id = source_from(fields, uploads, owner)
-        if source_id:
-            src = store.get(source_id)
-            size, seconds = src["size"], src["seconds"]
-        return respond(store.create(owner, model, prompt, seconds, size, "edit", {"source": source},
-                                    remixed_from=source_id))
+        fields, uploads = await read_body(request, settings.max_upload_bytes)
+        prompt = _prompt(fields)
+        name, local, spec = _model(fields, settings)
+        _check_room(settings, store, owner, app.state)
+        source, src = source_from(fields, uploads, owner)
+        if src is not None:
+            name, local = src["model"], src["backend"]
+        _check_mode(settings.models[local], name, "edit")
+        size, rsize, seconds = shape_of(src, source, fields, spec, name)
+        return respond(store.create(owner, name, prompt, seconds, size, "edit", {"source": source},
+                                    remixed_from=src and src["id"], ttl=settings.ttl_seconds, backend=local,
+                                    render_size=rsize))
+
+
+def _install_character_routes(app: FastAPI, settings: ServerSettings, store: JobStore, bodies: dict) -> None:
+    """Characters: a named subject from a short video (its middle frame) or an image, reused in later videos with
+    characters=[{"id": ...}] (cinegen's models condition their first frame on it)."""
+    def public(row: dict) -> dict:
+        return {"id": row["id"], "name": row["name"], "created_at": row["created_at"]}
+
+    @app.post("/v1/videos/characters", openapi_extra=bodies["character"],
+              responses=S.responses(S.Character, S.BAD, S.UPLOAD))
+    async def create_character(request: Request):
+        owner = _owner(request, settings)
+        fields, uploads = await read_body(request, settings.max_upload_bytes)
+        name = fields.get("name")
+        if not isinstance(name, str) or not name.strip() or len(name) > 80:
+            raise APIError(400, "name must be a non-empty string of at most 80 characters", "name", "invalid_value")
+        if "video" not in uploads:
+            raise APIError(400, "video must be an uploaded video or image file", "video", "invalid_value")
+        return public(store.create_character(owner, name.strip(), _character_image(settings, uploads["video"][1])))
+
+    @app.get("/v1/videos/characters/{character_id}", responses=S.responses(S.Character, S.NOT_FOUND))
+    def get_character(character_id: str, request: Request):
+        row = store.get_character(character_id, _owner(request, settings))
+        if row is None:
+            raise APIError(404, f"character {character_id!r} not found", "character_id", "not_found")
+        return public(row)
+
+
+def _character_image(settings: ServerSettings, data: bytes) -> str:
+    """The still that stands for a character: the middle frame of an uploaded video, or an uploaded image."""
+    from PIL import Image
+
+    from cinegen.io.files import atomic_write
+    from cinegen.io.video import read_image, read_video
+    folder = Path(settings.data_dir) / "characters"
+    folder.mkdir(parents=True, exist_ok=True)
+    upload = folder / f".{uuid.uuid4().hex}.upload"
+    upload.write_bytes(data)
+    try:
+        try:
+            frames, _ = read_video(upload)
+            still = frames[len(frames) // 2]
+        except Exception:
+            still = read_image(upload)
+    except Exception:
+        raise APIError(400, "video is not a readable video or image", "video", "invalid_file") from None
+    finally:
+        upload.unlink(missing_ok=True)
+    path = folder / f"{uuid.uuid4().hex}.png"
+    atomic_write(path, lambda tmp: Image.fromarray(still).save(tmp, format="PNG"))
+    return str(path)

@@ -1,10 +1,14 @@
 """Persistent job store: SQLite in WAL mode (default, zero setup: one server and several worker processes on one
 machine) or PostgreSQL (several machines share one queue; claims use FOR UPDATE SKIP LOCKED).
 
-A job row is the Video object plus what the worker needs (kind, params, input file). Workers claim the oldest
-queued job with one atomic UPDATE ... RETURNING, keep a heartbeat while rendering, and a job whose heartbeat is
-older than `stale_after` seconds (its worker died) goes back to the queue. Nothing is lost on a crash: the row
-is the truth and output files are written atomically before the row says "completed".
+A job row is the Video object plus what the worker needs (kind, params, input file). A claim is a lease: one
+atomic UPDATE ... RETURNING takes a queued job, and the worker renews it (heartbeat) while it loads the model and
+renders; a job whose lease is older than `stale_after` seconds (its worker died) goes back to the queue, and a
+supervisor that sees its worker die releases the job at once. Claims go round-robin across owners (API keys): the
+next job is the oldest of the owner with the fewest jobs rendering and the longest wait since its last start, so
+one key's burst cannot starve another's lone job. Nothing is lost on a crash: the row is the truth and output
+files are written atomically before the row says "completed". Finished jobs leave an event row (the webhook
+outbox) in the same transaction.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 SCHEMA = """
@@ -39,9 +44,29 @@ CREATE TABLE IF NOT EXISTS videos (
     claimed_by TEXT,
     heartbeat DOUBLE PRECISION
 );
+CREATE TABLE IF NOT EXISTS characters (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    path TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    video_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt DOUBLE PRECISION NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
 CREATE INDEX IF NOT EXISTS videos_owner_seq ON videos (owner, seq);
 CREATE INDEX IF NOT EXISTS videos_status_seq ON videos (status, seq);
 """
+# columns added after the first release: (name, SQL type); opening an older store adds them
+ADDED_COLUMNS = (("backend", "TEXT"), ("render_size", "TEXT"), ("started_at", "DOUBLE PRECISION"),
+                 ("attempts", "INTEGER NOT NULL DEFAULT 0"))
 VIDEO_FIELDS = ("id", "created_at", "completed_at", "expires_at", "model", "progress", "prompt", "remixed_from_video_id",
                 "seconds", "size", "status")
 
@@ -63,6 +88,10 @@ class _SQLite:
         try:
             setup.execute("PRAGMA journal_mode=WAL")   # readers never block the writer: the API stays responsive
             setup.executescript(SCHEMA)
+            have = {r[1] for r in setup.execute("PRAGMA table_info(videos)")}
+            for name, kind in ADDED_COLUMNS:
+                if name not in have:
+                    setup.execute(f"ALTER TABLE videos ADD COLUMN {name} {kind}")
         finally:
             setup.close()
 
@@ -73,8 +102,8 @@ class _SQLite:
         return conn
 
     @contextmanager
-    def transaction(self, conn):
-        conn.execute("BEGIN IMMEDIATE")
+    def transaction(self, conn, write: bool = True):
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")      # WAL: a read takes no lock a writer waits on
         try:
             yield conn
             conn.execute("COMMIT")
@@ -99,13 +128,15 @@ class _Postgres:
             # stores made before this fix hold heartbeats as REAL, which PostgreSQL keeps in 4 bytes: epoch seconds
             # rounded to 128 s, so a job claimed a moment ago could look a minute stale and be claimed again
             conn.execute("ALTER TABLE videos ALTER COLUMN heartbeat TYPE DOUBLE PRECISION")
+            for name, kind in ADDED_COLUMNS:
+                conn.execute(f"ALTER TABLE videos ADD COLUMN IF NOT EXISTS {name} {kind}")
 
     def connect(self):
         from psycopg.rows import dict_row
         return self.psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
 
     @contextmanager
-    def transaction(self, conn):
+    def transaction(self, conn, write: bool = True):
         with conn.transaction():
             yield conn
 
@@ -130,30 +161,36 @@ class JobStore:
         self._local = threading.local()
 
     @contextmanager
-    def _conn(self):
-        """One connection per thread; each `with` is one transaction."""
+    def _conn(self, write: bool = True):
+        """One connection per thread; each `with` is one transaction (write=False: a read, which in SQLite's WAL
+        mode neither waits for the writer nor holds it up)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self.db.connect()
-        with self.db.transaction(conn):
+        with self.db.transaction(conn, write):
             yield _Cursor(conn, self.db.placeholder)
 
 
     # --- API side ---
 
     def create(self, owner: str, model: str, prompt: str, seconds: str, size: str, kind: str, params: dict,
-               remixed_from: str | None = None, ttl: int = 7 * 24 * 3600) -> dict:
+               remixed_from: str | None = None, ttl: int = 7 * 24 * 3600, backend: str | None = None,
+               render_size: str | None = None) -> dict:
+        """model: the name the client asked for (the video object echoes it); backend: the local model that renders
+        it (default: the same name); render_size: the size it renders at before resizing to `size`."""
         now = int(time.time())
         vid = new_video_id()
         seq = time.time_ns()            # creation order; unique in practice and needs no cross-writer counter
         with self._conn() as c:
             c.execute("INSERT INTO videos (id, owner, status, progress, created_at, expires_at, model, prompt, seconds, size,"
-                      " remixed_from_video_id, kind, params, seq) VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      (vid, owner, now, now + ttl, model, prompt, seconds, size, remixed_from, kind, json.dumps(params), seq))
+                      " remixed_from_video_id, kind, params, seq, backend, render_size) "
+                      "VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (vid, owner, now, now + ttl, model, prompt, seconds, size, remixed_from, kind, json.dumps(params), seq,
+                       backend or model, render_size or size))
         return self.get(vid, owner)
 
     def get(self, vid: str, owner: str | None = None) -> dict | None:
-        with self._conn() as c:
+        with self._conn(write=False) as c:
             row = c.execute("SELECT * FROM videos WHERE id = ?", (vid,)).fetchone()
         if row is None or (owner is not None and row["owner"] != owner):
             return None
@@ -162,7 +199,7 @@ class JobStore:
     def list(self, owner: str, after: str | None, limit: int, order: str) -> tuple[list[dict], bool]:
         """Cursor pagination by insertion order (seq); `after` is a video id from the previous page."""
         desc = order == "desc"
-        with self._conn() as c:
+        with self._conn(write=False) as c:
             cursor_seq = None
             if after:
                 row = c.execute("SELECT seq FROM videos WHERE id = ? AND owner = ?", (after, owner)).fetchone()
@@ -181,22 +218,81 @@ class JobStore:
         with self._conn() as c:
             return c.execute("DELETE FROM videos WHERE id = ? AND owner = ?", (vid, owner)).rowcount > 0
 
+    def active_jobs(self, owner: str) -> int:
+        """Queued and rendering jobs of one owner (its concurrent-job limit counts these)."""
+        with self._conn(write=False) as c:
+            return c.execute("SELECT COUNT(*) AS n FROM videos WHERE owner = ? AND status IN ('queued', 'in_progress')",
+                             (owner,)).fetchone()["n"]
+
+    def dependents(self, vid: str) -> list[dict]:
+        """Queued jobs whose source is this video (remixes, extensions, edits by id)."""
+        with self._conn(write=False) as c:
+            return [dict(r) for r in c.execute("SELECT * FROM videos WHERE remixed_from_video_id = ? AND status = 'queued'",
+                                               (vid,)).fetchall()]
+
+    def queue_position(self, row: dict) -> int:
+        return self.queue_state().position(row["owner"], row["seq"])
+
+    def queue_state(self, recent: int = 20) -> "QueueState":
+        """What queue places and start estimates are computed from, read in one transaction."""
+        with self._conn(write=False) as c:
+            queued = [(r["owner"], r["seq"]) for r in c.execute(
+                "SELECT owner, seq FROM videos WHERE status = 'queued' ORDER BY seq LIMIT 10000").fetchall()]
+            owners = {r["owner"]: (int(r["n"] or 0), r["last"] or 0.0) for r in c.execute(
+                "SELECT owner, SUM(CASE WHEN status = 'in_progress' THEN 1 ELSE 0 END) AS n, MAX(started_at) AS last "
+                "FROM videos GROUP BY owner").fetchall()}
+            since = [r["started_at"] or time.time() for r in c.execute(
+                "SELECT started_at FROM videos WHERE status = 'in_progress'").fetchall()]
+            took = [max(0.0, r["d"]) for r in c.execute(
+                "SELECT completed_at - started_at AS d FROM videos WHERE status = 'completed' AND started_at IS NOT NULL "
+                "ORDER BY completed_at DESC LIMIT ?", (recent,)).fetchall()]
+        return QueueState(queued, owners, since, sum(took) / len(took) if took else None)
+
+    def recent_duration(self, jobs: int = 20) -> float | None:
+        """Mean seconds from claim to completion of the last `jobs` completed jobs (None before the first)."""
+        return self.queue_state(jobs).duration
+
+    def rendering(self) -> list[dict]:
+        with self._conn(write=False) as c:
+            return [dict(r) for r in c.execute("SELECT * FROM videos WHERE status = 'in_progress'").fetchall()]
+
+    # --- characters ---
+
+    def create_character(self, owner: str, name: str, path: str) -> dict:
+        cid = "char_" + secrets.token_hex(16)
+        with self._conn() as c:
+            c.execute("INSERT INTO characters (id, owner, name, created_at, path) VALUES (?, ?, ?, ?, ?)",
+                      (cid, owner, name, int(time.time()), path))
+        return self.get_character(cid, owner)
+
+    def get_character(self, cid: str, owner: str) -> dict | None:
+        with self._conn(write=False) as c:
+            row = c.execute("SELECT * FROM characters WHERE id = ? AND owner = ?", (cid, owner)).fetchone()
+        return dict(row) if row else None
+
     # --- worker side ---
 
     def claim(self, worker: str) -> dict | None:
-        """Atomically takes the oldest queued job (requeueing stale ones first)."""
+        """Atomically takes the next queued job, round-robin across owners (requeueing stale ones first)."""
         now = time.time()
         with self._conn() as c:
             c.execute("UPDATE videos SET status = 'queued', claimed_by = NULL WHERE status = 'in_progress' AND heartbeat < ?",
                       (now - self.stale_after,))
-            row = c.execute("UPDATE videos SET status = 'in_progress', claimed_by = ?, heartbeat = ?, progress = 0 "
-                            "WHERE id = (SELECT id FROM videos WHERE status = 'queued' ORDER BY seq LIMIT 1"
-                            f"{self.db.claim_lock}) RETURNING *", (worker, now)).fetchone()
+            row = c.execute(
+                "UPDATE videos SET status = 'in_progress', claimed_by = ?, heartbeat = ?, started_at = ?, progress = 0, "
+                "attempts = attempts + 1 WHERE id = (SELECT q.id FROM videos q WHERE q.status = 'queued' ORDER BY "
+                "(SELECT COUNT(*) FROM videos r WHERE r.owner = q.owner AND r.status = 'in_progress'), "
+                "COALESCE((SELECT MAX(s.started_at) FROM videos s WHERE s.owner = q.owner), 0), q.seq LIMIT 1"
+                f"{self.db.claim_lock}) RETURNING *", (worker, now, now)).fetchone()
         return dict(row) if row else None
 
-    def heartbeat(self, vid: str, worker: str, progress: int) -> bool:
-        """Records progress; False when the job is no longer this worker's (deleted or requeued)."""
+    def heartbeat(self, vid: str, worker: str, progress: int | None = None) -> bool:
+        """Renews the lease (and records progress); False when the job is no longer this worker's (deleted or
+        requeued)."""
         with self._conn() as c:
+            if progress is None:
+                return c.execute("UPDATE videos SET heartbeat = ? WHERE id = ? AND claimed_by = ? AND status = 'in_progress'",
+                                 (time.time(), vid, worker)).rowcount > 0
             return c.execute("UPDATE videos SET progress = ?, heartbeat = ? WHERE id = ? AND claimed_by = ? AND "
                              "status = 'in_progress'", (progress, time.time(), vid, worker)).rowcount > 0
 
@@ -211,13 +307,121 @@ class JobStore:
             return c.execute("UPDATE videos SET params = ? WHERE id = ? AND claimed_by = ?",
                              (json.dumps(params), vid, worker)).rowcount > 0
 
+    def requeue(self, worker: str, vid: str | None = None) -> int:
+        """Gives a worker's job (or all its jobs: it died) back to the queue; returns how many."""
+        where, args = "claimed_by = ? AND status = 'in_progress'", [worker]
+        if vid is not None:
+            where, args = where + " AND id = ?", args + [vid]
+        with self._conn() as c:
+            return c.execute(f"UPDATE videos SET status = 'queued', claimed_by = NULL, progress = 0 WHERE {where}",
+                             args).rowcount
+
     def finish(self, vid: str, worker: str, error: tuple[str, str] | None = None) -> bool:
         status = "failed" if error else "completed"
         code, message = error or (None, None)
+        now = int(time.time())
         with self._conn() as c:
-            return c.execute("UPDATE videos SET status = ?, progress = ?, completed_at = ?, error_code = ?, error_message = ? "
+            done = c.execute("UPDATE videos SET status = ?, progress = ?, completed_at = ?, error_code = ?, error_message = ? "
                              "WHERE id = ? AND claimed_by = ? AND status = 'in_progress'",
-                             (status, 100 if not error else 0, int(time.time()), code, message, vid, worker)).rowcount > 0
+                             (status, 100 if not error else 0, now, code, message, vid, worker)).rowcount > 0
+            if done:
+                self._event(c, f"video.{status}", vid, now)
+        return done
+
+    def fail(self, vid: str, code: str, message: str) -> bool:
+        """Fails a queued job before any worker takes it (its source was deleted)."""
+        now = int(time.time())
+        with self._conn() as c:
+            done = c.execute("UPDATE videos SET status = 'failed', completed_at = ?, error_code = ?, error_message = ? "
+                             "WHERE id = ? AND status = 'queued'", (now, code, message, vid)).rowcount > 0
+            if done:
+                self._event(c, "video.failed", vid, now)
+        return done
+
+    # --- housekeeping ---
+
+    def expire(self, now: float | None = None) -> list[str]:
+        """Marks finished jobs past expires_at as expired; returns their ids (the caller deletes their files)."""
+        now = time.time() if now is None else now
+        with self._conn() as c:
+            rows = c.execute("UPDATE videos SET status = 'expired' WHERE status IN ('completed', 'failed') AND "
+                             "expires_at < ? RETURNING id", (now,)).fetchall()
+        return [r["id"] for r in rows]
+
+    def referenced_files(self) -> set[str]:
+        """Upload paths that queued or rendering jobs still read, and every character's image."""
+        with self._conn(write=False) as c:
+            params = c.execute("SELECT params FROM videos WHERE status IN ('queued', 'in_progress')").fetchall()
+            chars = c.execute("SELECT path FROM characters").fetchall()
+        paths = {v for r in params for v in json.loads(r["params"]).values() if isinstance(v, str)}
+        return paths | {r["path"] for r in chars}
+
+    def known_videos(self) -> set[str]:
+        with self._conn(write=False) as c:
+            return {r["id"] for r in c.execute("SELECT id FROM videos WHERE status <> 'expired'").fetchall()}
+
+    # --- webhook outbox ---
+
+    def _event(self, c, type_: str, vid: str, now: int) -> None:
+        c.execute("INSERT INTO events (id, type, video_id, created_at, next_attempt) VALUES (?, ?, ?, ?, ?)",
+                  ("evt_" + secrets.token_hex(16), type_, vid, now, float(now)))
+
+    def due_events(self, now: float, limit: int = 20) -> list[dict]:
+        with self._conn(write=False) as c:
+            return [dict(r) for r in c.execute("SELECT * FROM events WHERE delivered = 0 AND next_attempt <= ? "
+                                               "ORDER BY next_attempt LIMIT ?", (now, limit)).fetchall()]
+
+    def event_result(self, eid: str, delivered: bool, next_attempt: float, error: str | None = None) -> None:
+        with self._conn() as c:
+            c.execute("UPDATE events SET delivered = ?, attempts = attempts + 1, next_attempt = ?, last_error = ? "
+                      "WHERE id = ?", (int(delivered), next_attempt, error, eid))
+
+    def prune_events(self, before: float) -> int:
+        """Forgets events created before `before` (delivered, given up, or never sent: no webhook configured)."""
+        with self._conn() as c:
+            return c.execute("DELETE FROM events WHERE created_at < ?", (before,)).rowcount
+
+    def events(self) -> list[dict]:
+        with self._conn(write=False) as c:
+            return [dict(r) for r in c.execute("SELECT * FROM events ORDER BY created_at").fetchall()]
+
+
+@dataclass(frozen=True)
+class QueueState:
+    queued: list[tuple[str, int]]              # (owner, seq) of every queued job, oldest first
+    owners: dict[str, tuple[int, float]]       # owner -> (jobs rendering, last claim time)
+    rendering_since: list[float]               # claim time of each rendering job
+    duration: float | None                     # mean seconds a recent job took (None before the first)
+
+    def position(self, owner: str, seq: int) -> int:
+        """Jobs that claims take before this queued one: the round-robin order of JobStore.claim played forward
+        from the queue as it is now (each claim counts as one more job rendering for its owner)."""
+        lines: dict[str, list[int]] = {}
+        for o, s in self.queued:
+            lines.setdefault(o, []).append(s)
+        state = {o: list(self.owners.get(o, (0, 0.0))) for o in lines}
+        position, tick = 0, time.time()
+        while lines:
+            nxt = min(lines, key=lambda o: (state[o][0], state[o][1], lines[o][0]))
+            if nxt == owner and lines[nxt][0] == seq:
+                return position
+            lines[nxt].pop(0)
+            if not lines[nxt]:
+                del lines[nxt]
+            tick += 1e-3
+            state[nxt] = [state[nxt][0] + 1, tick]
+            position += 1
+        return position
+
+    def estimated_start(self, position: int, workers: int, now: float) -> int | None:
+        """When the job `position` places back should start: each worker frees up when its job has run for the
+        mean duration, then takes one job per mean duration."""
+        if self.duration is None:
+            return None
+        left = sorted(max(0.0, self.duration - (now - t)) for t in self.rendering_since)
+        free_at = left + [0.0] * max(0, workers - len(left))
+        rounds, slot = divmod(position, max(1, len(free_at)))
+        return int(now + free_at[slot] + rounds * self.duration)
 
 
 def video_object(row: dict) -> dict:
@@ -226,6 +430,7 @@ def video_object(row: dict) -> dict:
     out["object"] = "video"
     out["progress"] = int(row["progress"])
     out["error"] = {"code": row["error_code"], "message": row["error_message"]} if row["error_code"] else None
+    out["rendered_size"] = row.get("render_size") or row["size"]      # the model's own size, resized to `size`
     warnings = json.loads(row.get("params") or "{}").get("warnings")
     if warnings is not None:             # cinegen's own field: set once a worker has read the prompt with its model
         out["warnings"] = warnings

@@ -1,0 +1,136 @@
+"""Render worker processes under supervision (what `cinegen serve` runs next to the HTTP app).
+
+- A worker that dies (a crash, the OOM killer, SIGKILL) is seen within `check_every` seconds: its job goes back to
+  the queue at once (its lease is released, not left to go stale) and a new worker takes its place.
+- shutdown() (the server got SIGTERM or SIGINT): every worker is asked to stop (SIGTERM: finish the job in hand,
+  claim no other); one still busy after `grace` seconds is asked again (a second SIGTERM: give the job back to the
+  queue within one sampling step); one that still has not exited is killed and its job requeued. No child
+  process outlives the server: each also asks the kernel for SIGTERM should the server itself die (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing as mp
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+from cinegen.server.store import JobStore
+
+log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1
+
+
+def run_worker_process(data_dir: Path, models: dict, steps: int, stale_after: float, database: str | None,
+                       worker_id: str | None = None, parent: int | None = None) -> None:
+    """A worker process's main. SIGTERM once: stop after the current job; twice: requeue it within a sampling
+    step. SIGINT the same for a worker of its own (`cinegen worker`); a supervised one leaves SIGINT (a terminal's
+    Ctrl-C reaches the whole process group) to its parent."""
+    from cinegen.server.worker import Worker
+    if parent is not None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        _die_with_parent(parent)
+    worker = Worker(data_dir, models, steps=steps, worker_id=worker_id, stale_after=stale_after, database=database)
+
+    def on_term(*_):
+        (worker.abort if worker.stop.is_set() else worker.stop).set()
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN if parent is not None else on_term)
+    worker.run_forever()
+    worker.store.requeue(worker.worker_id)       # a job given back by abort is already queued; this is a no-op then
+
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):              # not Linux: the supervisor's shutdown still ends us
+        return
+    if os.getppid() != parent:                     # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class Supervisor:
+    def __init__(self, data_dir: Path, models: dict, count: int, steps: int, stale_after: float = 60.0,
+                 database: str | None = None, check_every: float = 0.5):
+        self.args = (data_dir, models, steps, stale_after, database)
+        self.store = JobStore(database or Path(data_dir) / "jobs.sqlite", stale_after=stale_after)
+        self.count, self.check_every = count, check_every
+        self.procs: dict[str, mp.Process] = {}
+        self.started = 0
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+
+    def _spawn(self) -> None:
+        self.started += 1
+        worker_id = f"{socket.gethostname()}:{os.getpid()}:w{self.started}"
+        p = mp.get_context("spawn").Process(target=run_worker_process, args=(*self.args, worker_id, os.getpid()),
+                                            name=worker_id)
+        p.start()
+        self.procs[worker_id] = p
+
+    def start(self) -> "Supervisor":
+        with self._lock:
+            for _ in range(self.count):
+                self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name="cinegen-supervisor", daemon=True)
+        self._watcher.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.check_every):
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                for worker_id, p in list(self.procs.items()):
+                    if not p.is_alive():
+                        p.join()
+                        del self.procs[worker_id]
+                        jobs = self.store.requeue(worker_id)
+                        log.warning("worker %s exited (code %s); %d job(s) requeued; starting a new one",
+                                    worker_id, p.exitcode, jobs)
+                        self.restarts += 1
+                        self._spawn()
+
+    def shutdown(self, grace: float = 30.0, abort_wait: float = 15.0) -> None:
+        """Stops every worker: finish within `grace`, else requeue within `abort_wait`, else killed."""
+        self._stop.set()
+        with self._lock:
+            if self._watcher is not None:
+                self._watcher.join(timeout=5)
+            procs = dict(self.procs)
+        for p in procs.values():
+            _signal(p, signal.SIGTERM)
+        _join_all(procs.values(), grace)
+        late = [p for p in procs.values() if p.is_alive()]
+        for p in late:
+            log.warning("worker %s still busy after %gs: its job goes back to the queue", p.name, grace)
+            _signal(p, signal.SIGTERM)
+        _join_all(late, abort_wait)
+        for p in procs.values():
+            if p.is_alive():
+                p.kill()
+            p.join(timeout=10)
+        for worker_id in procs:
+            self.store.requeue(worker_id)
+        self.procs.clear()
+
+
+def _signal(p: mp.Process, sig: int) -> None:
+    try:
+        if p.pid is not None and p.is_alive():
+            os.kill(p.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _join_all(procs, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
