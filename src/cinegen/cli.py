@@ -590,7 +590,6 @@ def export_cmd(
 # --- Service (issue 4) ---
 
 def _models_option(model: list[str]) -> dict:
-def _models_option(model: list[str]) -> dict:
     """The models a server offers: the registry's (`cinegen models`: the shipped one and models.toml's, with the
     sizes and seconds it names for them) and --model NAME=FOLDER|REGISTRY-NAME."""
     from cinegen.backends.registry import load_registry

@@ -29,8 +29,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cinegen.config import check_prompt, parse_size
 from cinegen.server import schema as S
 from cinegen.server.bodies import BodyError, read_body
-from cinegen.server.catalog import (EXTENSION_SECONDS, OPENAI_SECONDS, OPENAI_SIZES, Catalog, ModelSpec, describe_model,
-                                    render_size, size_check, size_multiple)
+from cinegen.server.catalog import (
+    EXTENSION_SECONDS,
+    OPENAI_SECONDS,
+    OPENAI_SIZES,
+    Catalog,
+    ModelSpec,
+    describe_model,
+    render_size,
+    size_check,
+    size_multiple,
+)
 from cinegen.server.limits import Gate, RateLimit
 from cinegen.server.store import JobStore, video_object
 from cinegen.server.worker import remove_outputs, video_dir

@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cinegen import requests as R
 from cinegen.config import parse_size
 
 OPENAI_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
