@@ -10,12 +10,13 @@ import sys
 import numpy as np
 import pytest
 
+from cinegen.pipeline import WEIGHTS_DIR
 from cinegen.toyworld.source import ToyWorld, ToyWorldConfig
 from cinegen.toyworld.world import canonical_caption, caption_vocabulary, paraphrase_caption, random_scene
 from cinegen.vocabulary import VOCABULARY_FILE, prompt_warnings, read_vocabulary, unknown_words, write_vocabulary
 from tests.test_cli import ENV
 
-SHIPPED = read_vocabulary(__import__("cinegen.pipeline").pipeline.WEIGHTS_DIR, {})
+SHIPPED = read_vocabulary(WEIGHTS_DIR, {})
 
 
 def test_the_shipped_vocabulary_is_the_worlds_captions():

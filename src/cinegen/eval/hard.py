@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from cinegen import modes
+from cinegen import defaults, modes
 from cinegen.config import SampleConfig
 from cinegen.eval.analyzer import (
     JUMP_MARGIN,
@@ -40,13 +40,15 @@ from cinegen.eval.analyzer import (
     seam_checks,
     tracks_of,
 )
-from cinegen.eval.run import EVAL_BACKGROUNDS, _object_with
+from cinegen.eval.run import EVAL_BACKGROUNDS, object_with
 from cinegen.runtime import report
 from cinegen.toyworld.world import CAMERAS, PHOTOS, SceneSpec, canonical_caption, matches_holdout, random_scene, render_scene
 
-# section -> (width, height, seconds) of a text-to-video case
-TEXT_SECTIONS = {"multi": (64, 64, 2.0), "collide": (64, 64, 2.0), "128x128": (128, 128, 2.0),
-                 "64x96": (64, 96, 2.0), "4 s": (64, 64, 4.0), "8 s": (64, 64, 8.0), "photo camera": (64, 64, 2.0)}
+# section -> (width, height, seconds) of a text-to-video case; the others are the easy set's (the defaults)
+BASE = (defaults.WIDTH, defaults.HEIGHT, defaults.SECONDS)
+TEXT_SECTIONS = {"multi": BASE, "collide": BASE, "128x128": (128, 128, defaults.SECONDS),
+                 "64x96": (64, 96, defaults.SECONDS), "4 s": (*BASE[:2], 4.0), "8 s": (*BASE[:2], 8.0),
+                 "photo camera": BASE}
 MODE_SECTIONS = ("extend", "extend backward", "loop", "connect")
 SECTIONS = (*TEXT_SECTIONS, *MODE_SECTIONS)
 MODE_SECONDS = 1.0            # what extend, loop and connect add
@@ -58,9 +60,9 @@ class HardCase:
     section: str
     split: str                # "seen" | "heldout"
     scene: SceneSpec
-    width: int = 64
-    height: int = 64
-    seconds: float = 2.0
+    width: int = defaults.WIDTH
+    height: int = defaults.HEIGHT
+    seconds: float = defaults.SECONDS
     render_seed: int = 0      # the world's render of the prompt (object placement)
 
     @property
@@ -82,7 +84,7 @@ def _plain(rng, holdout, n_objects: int = 1, collide: bool = False) -> SceneSpec
 def _held_out(scene: SceneSpec, phrase: str, rng, slot: int = 0) -> SceneSpec | None:
     """The scene with object `slot` replaced by one matching the holdout phrase (its motion kept in a collision,
     its colour unlike the others'); None when no such object exists."""
-    obj = _object_with(set(phrase.split()), rng)
+    obj = object_with(set(phrase.split()), rng)
     if scene.collide:
         obj = replace(obj, motion=scene.objects[slot].motion)
     if not matches_holdout(obj, (phrase,)) or obj.colour in {o.colour for o in scene.objects}:
@@ -114,7 +116,7 @@ def hard_cases(limit: int, holdout: tuple[str, ...], seed: int = 0, sections=SEC
     it accepts (the world's own render passing its checks), drawing again otherwise."""
     cases, redraws = [], defaultdict(int)
     for s_i, section in enumerate(sections):
-        w, h, seconds = TEXT_SECTIONS.get(section, (64, 64, 2.0))
+        w, h, seconds = TEXT_SECTIONS.get(section, BASE)
         for split in ("seen", "heldout") if holdout else ("seen",):
             rng = np.random.default_rng([seed, s_i, split == "heldout"])
             for i in range(limit):

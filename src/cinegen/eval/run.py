@@ -59,11 +59,11 @@ def heldout_scenes(n: int, holdout: tuple[str, ...], seed: int = 0) -> list[Scen
     out = []
     for i in range(n if holdout else 0):
         words = set(holdout[i % len(holdout)].split())
-        out.append(SceneSpec((_object_with(words, rng),), str(rng.choice(EVAL_BACKGROUNDS))))
+        out.append(SceneSpec((object_with(words, rng),), str(rng.choice(EVAL_BACKGROUNDS))))
     return out
 
 
-def _object_with(words: set[str], rng) -> ObjectSpec:
+def object_with(words: set[str], rng) -> ObjectSpec:
     """A random object whose attributes include every holdout word (the other attributes drawn at random)."""
     def pick(options):
         named = [o for o in options if set(o.split()) <= words]
