@@ -35,7 +35,7 @@ from cinegen.server.catalog import (
     OPENAI_SIZES,
     Catalog,
     ModelSpec,
-    describe_model,
+    model_family,
     render_size,
     size_check,
     size_multiple,
@@ -105,7 +105,7 @@ def check_settings(settings: ServerSettings) -> None:
     model."""
     for name, spec in settings.models.items():
         check = size_check(spec.path)
-        for size in spec.sizes:
+        for size in spec.sizes if check is not None else ():
             try:
                 check(*parse_size(size))
             except ValueError as e:
@@ -389,7 +389,7 @@ def _install_video_routes(app: FastAPI, settings: ServerSettings, store: JobStor
         """The local models this service serves (OpenAI's names map onto them), with what each can do."""
         _owner(request, settings)
         return {"object": "list", "data": [
-            {"id": name, "object": "model", "owned_by": "cinegen", "family": describe_model(spec.path)["family"],
+            {"id": name, "object": "model", "owned_by": "cinegen", "family": model_family(spec.path),
              "modes": list(spec.available_modes), "sizes": list(spec.sizes), "seconds": list(spec.seconds)}
             for name, spec in settings.models.items()]}
 

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cinegen import requests as R
 from cinegen.config import parse_size
 
 OPENAI_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
@@ -54,15 +55,25 @@ class ModelSpec:
 
 
 @functools.lru_cache(maxsize=64)
-def describe_model(path) -> dict:
-    """What a served model is and can do (family, modes, fps, ...), from its files alone: `path` is anything
-    load_backend takes (backends.registry.describe)."""
-    from cinegen.backends.registry import describe, resolve
-    return describe(resolve(path))
+def _diffusers_info(path):
+    """A served model's FolderInfo (its configs, read once) when it is a Diffusers folder, else None; `path` is
+    anything load_backend takes."""
+    from cinegen.backends.diffusers import FolderInfo, is_diffusers_folder
+    from cinegen.backends.registry import resolve
+    folder = resolve(path).path
+    return FolderInfo.read(folder) if is_diffusers_folder(folder) else None
 
 
 def folder_modes(path) -> tuple[str, ...]:
-    return tuple(describe_model(path)["modes"])
+    """Modes a served model can do, from its files alone: a Diffusers folder's from its pipeline classes, a
+    cinegen model (or the shipped one) every mode."""
+    info = _diffusers_info(path)
+    return tuple(info.modes) if info is not None else tuple(R.MODES)
+
+
+def model_family(path) -> str:
+    info = _diffusers_info(path)
+    return info.family if info is not None else "cinegen"
 
 
 @dataclass(frozen=True)
@@ -103,33 +114,30 @@ def render_size(spec: ModelSpec, size: str, multiple: tuple[int, int] = (16, 16)
 
 
 def size_multiple(spec: ModelSpec) -> tuple[int, int]:
-    """(width, height) multiples of a model's sizes, read from its files (a cinegen model's safetensors
-    headers, a Diffusers folder's configs)."""
-    geo = model_geometry(spec.path)
-    return geo.width_multiple, geo.height_multiple
-
-
-def model_geometry(path):
-    """A served model's Geometry from its files' metadata alone (no weights are read)."""
-    return _files(path)[1]
+    """(width, height) multiples of a model's sizes, read from its files where they say (else 16, what every
+    backend here needs)."""
+    geo = _geometry(spec.path)
+    return (geo.width_multiple, geo.height_multiple) if geo is not None else (16, 16)
 
 
 def size_check(path):
-    """check_size(width, height) of a served model, from its files' metadata alone: raises ValueError naming the
-    sizes it renders (a Diffusers family's own rules, e.g. CogVideoX-I2V's one size, included)."""
-    backend, geometry = _files(path)
-    return backend.check_size if backend is not None else geometry.check_size
+    """check_size(width, height) of a served model from its files' metadata alone (a Diffusers family's own
+    rules, e.g. CogVideoX-I2V's one size, included), or None for a folder without model files (its worker checks)."""
+    from cinegen.backends.diffusers import DiffusersBackend
+    info = _diffusers_info(path)
+    if info is not None:
+        return DiffusersBackend(info).check_size
+    geo = _geometry(path)
+    return geo.check_size if geo is not None else None
 
 
 @functools.lru_cache(maxsize=64)
-def _files(path):
-    """(a Diffusers backend that has loaded nothing, or None; the Geometry) of a served model."""
-    from cinegen.backends.diffusers import DiffusersBackend, FolderInfo, is_diffusers_folder
+def _geometry(path):
     from cinegen.backends.registry import resolve
     from cinegen.geometry import read_geometry
     from cinegen.pipeline import WEIGHTS_DIR
-    folder = resolve(path).path
-    if is_diffusers_folder(folder):
-        info = FolderInfo.read(folder)
-        return DiffusersBackend(info), info.geometry()
-    return None, read_geometry(folder or WEIGHTS_DIR)
+    info = _diffusers_info(path)
+    if info is not None:
+        return info.geometry()
+    folder = Path(resolve(path).path or WEIGHTS_DIR)
+    return read_geometry(folder) if (folder / "dit.safetensors").is_file() else None
