@@ -121,60 +121,26 @@ def bad_footage(tmp_path_factory):
     return root, add_bad_files(root)
 
 
-WORDS = "a large small red green blue yellow square ball box bounces moves right long wide on black background"
-
-
-def word_tokenizer():
-    """A T5-style word-level tokenizer built here (pad, eos, unk and a few words): nothing is downloaded."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-    words = ["<pad>", "</s>", "<unk>"] + WORDS.split()
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"), words
+def _saved(tmp_path_factory, name, build):
+    """A tiny randomly initialised Diffusers pipeline (tests/peers_tiny.py; local tokenizers, nothing downloaded)
+    saved with save_pretrained."""
+    pytest.importorskip("diffusers")
+    import torch
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp(name)
+    build().save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")
 def tiny_wan_dir(tmp_path_factory):
-    """A tiny randomly initialised Wan2.1 pipeline saved with save_pretrained (a local tokenizer: nothing downloaded)."""
-    pytest.importorskip("diffusers")
-    import torch
-    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
-    from transformers import UMT5Config, UMT5EncoderModel
-    torch.manual_seed(0)
-    tokenizer, words = word_tokenizer()
-    text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(words), d_model=16, d_kv=8, d_ff=32, num_layers=1,
-                                               num_heads=2, relative_attention_num_buckets=8))
-    vae = AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
-    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4,
-                                        out_channels=4, text_dim=16, freq_dim=32, ffn_dim=32, num_layers=2, rope_max_seq_len=32)
-    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
-                       scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
-    folder = tmp_path_factory.mktemp("tiny_wan")
-    pipe.save_pretrained(folder)
-    return folder
+    """A tiny Wan2.1 text-to-video pipeline."""
+    from tests.peers_tiny import wan_t2v
+    return _saved(tmp_path_factory, "tiny_wan", wan_t2v)
 
 
 @pytest.fixture(scope="session")
 def tiny_ltx_dir(tmp_path_factory):
-    """A tiny randomly initialised LTX-Video pipeline (diffusers' own test sizes; a local T5 and tokenizer)."""
-    pytest.importorskip("diffusers")
-    import torch
-    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline, LTXVideoTransformer3DModel
-    from transformers import T5Config, T5EncoderModel
-    torch.manual_seed(0)
-    tokenizer, words = word_tokenizer()
-    text_encoder = T5EncoderModel(T5Config(vocab_size=len(words), d_model=32, d_kv=8, d_ff=32, num_layers=1,
-                                           num_heads=2, relative_attention_num_buckets=8))
-    transformer = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,
-                                             num_attention_heads=4, attention_head_dim=8, cross_attention_dim=32,
-                                             num_layers=1, caption_channels=32)
-    vae = AutoencoderKLLTXVideo(latent_channels=8, block_out_channels=(8, 8, 8, 8),
-                                spatio_temporal_scaling=(True, True, False, False), layers_per_block=(1, 1, 1, 1, 1),
-                                patch_size=1, patch_size_t=1, encoder_causal=True, decoder_causal=False)
-    pipe = LTXPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder,
-                       tokenizer=tokenizer, transformer=transformer)
-    folder = tmp_path_factory.mktemp("tiny_ltx")
-    pipe.save_pretrained(folder)
-    return folder
+    """A tiny LTX-Video pipeline with a 4x spatial VAE (footage windows of 32x32 pixels fit its grid)."""
+    from tests.peers_tiny import ltx_small_vae
+    return _saved(tmp_path_factory, "tiny_ltx", ltx_small_vae)

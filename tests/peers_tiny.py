@@ -204,3 +204,16 @@ def build_all(folder: Path, names=None) -> dict[str, Path]:
         pipe.save_pretrained(folder / name)
         out[name] = folder / name
     return out
+
+
+def ltx_small_vae():
+    """LTX-Video with a VAE that scales space 4x (diffusers' own test sizes), for training on tiny footage."""
+    from diffusers import AutoencoderKLLTXVideo, LTXPipeline, LTXVideoTransformer3DModel
+    transformer = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,
+                                             num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16,
+                                             num_layers=1, caption_channels=16)
+    vae = AutoencoderKLLTXVideo(latent_channels=8, block_out_channels=(8, 8, 8, 8),
+                                spatio_temporal_scaling=(True, True, False, False), layers_per_block=(1, 1, 1, 1, 1),
+                                patch_size=1, patch_size_t=1, encoder_causal=True, decoder_causal=False)
+    return LTXPipeline(vae=vae, transformer=transformer, scheduler=_flow(1.0), text_encoder=_t5(),
+                       tokenizer=word_tokenizer())

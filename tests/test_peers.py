@@ -11,6 +11,8 @@ import json
 import numpy as np
 import pytest
 
+from cinegen.requests import MODES
+
 pytest.importorskip("diffusers")
 pytest.importorskip("ftfy")          # WanVACEPipeline cleans prompts with it
 
@@ -331,7 +333,7 @@ def test_server_lists_registry_models_renders_one_and_refuses_what_it_cannot_do(
     client = TestClient(create_app(ServerSettings(data_dir=tmp_path / "data", models=models)))
     listed = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
     assert listed["tiny-wan"]["modes"] == ["text", "image", "edit"] and listed["tiny-wan"]["sizes"] == ["16x16"]
-    assert listed["tiny-i2v"]["modes"] == ["animate"] and listed["cinegen-default"]["modes"] is None
+    assert listed["tiny-i2v"]["modes"] == ["animate"] and listed["cinegen-default"]["modes"] == list(MODES)
     r = client.post("/v1/videos", json={"prompt": "a red ball", "model": "tiny-i2v"})
     assert r.status_code == 400 and r.json()["error"]["message"] == "model tiny-i2v cannot do 'text'; it can do: animate"
     vid = client.post("/v1/videos", json={"prompt": "a red ball", "model": "tiny-wan", "seconds": "1"}).json()["id"]

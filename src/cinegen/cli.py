@@ -413,8 +413,8 @@ def eval_cmd(
     if pipe is not None:
         pipe.guidance_at(cfg)               # a --guidance-high the model cannot use fails before the long run
     elif modes_ or set_ != "easy":
-        raise ValueError(f"--modes and --set {set_} score cinegen models' own modes; {backend.name} is a Diffusers "
-                         "pipeline (use --set easy without --modes)")
+        what = "--modes scores" if modes_ else f"--set {set_} scores"
+        raise ValueError(f"{what} cinegen models' own modes; {backend.name} is a Diffusers pipeline")
     generate = pipe.generate if pipe is not None else lambda p, c: backend.generate(R.Text(prompt=p, sample=c))
     holdout = tuple(getattr(pipe.dit, "extra", {}).get("holdout", ())) if pipe is not None else ()
     roundtrip = getattr(pipe, "roundtrip", None)            # our autoencoder's ceiling (a Diffusers folder has none)
