@@ -139,6 +139,8 @@ def _sample_options(seconds: float | None = defaults.SECONDS, seconds_help: str 
         ("cache", float, typer.Option(defaults.CACHE, help="skip transformer calls whose input barely changed "
                                                            "(TeaCache-style); 0 = off")),
         ("fps", float, typer.Option(defaults.FPS, help="frames per second of the output")),
+        ("distilled", bool, typer.Option(True, help="use the model's few-step adapter (fewstep.safetensors) at the "
+                                                    "step counts it was distilled for")),
     ]
     if seconds is not None:
         options.insert(0, ("seconds", float, typer.Option(seconds, help=seconds_help)))

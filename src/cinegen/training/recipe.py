@@ -5,7 +5,7 @@
 A recipe's top level names the stage's kind and its files (VAEStage or DiTStage); each [section] is one config
 dataclass, checked field by field (an unknown key or a value of the wrong type is an error naming it):
 
-    kind = "dit"                          # vae | dit
+    kind = "dit"                          # vae | dit | distill (training/distill.py: a few-step adapter)
     out = "runs/dit"                      # the run folder (resumes from out/last.safetensors)
     vae = "runs/vae/vae.safetensors"      # dit: the autoencoder whose latents the DiT learns
     [model]   preset = "shipped", then any DiTConfig / VAEConfig field
@@ -39,6 +39,7 @@ from cinegen.config import (
     to_dict,
 )
 from cinegen.data.sources import VideoSource, source_class
+from cinegen.training.distill import DistillStage
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,10 @@ class DiTStage:
             raise ValueError("a dit stage needs vae = the trained VAE file whose latents it learns")
 
 
-STAGES = {"vae": VAEStage, "dit": DiTStage}
+STAGES = {"vae": VAEStage, "dit": DiTStage, "distill": DistillStage}
 SECTIONS = {"vae": {"model": VAEConfig, "train": TrainConfig, "loss": VAELossConfig},
-            "dit": {"model": DiTConfig, "train": TrainConfig, "flow": FlowConfig, "text": TextConfig}}
+            "dit": {"model": DiTConfig, "train": TrainConfig, "flow": FlowConfig, "text": TextConfig},
+            "distill": {"train": TrainConfig}}     # the model is a trained folder (stage.model), not a config
 PRESETS = {"vae": VAE_PRESETS, "dit": DIT_PRESETS}
 SOURCE_SECTIONS = ("data", "terms")       # typed by the data source the [data] table names
 
@@ -88,8 +90,8 @@ SOURCE_SECTIONS = ("data", "terms")       # typed by the data source the [data] 
 @dataclass(frozen=True)
 class Recipe:
     kind: str
-    stage: VAEStage | DiTStage
-    model: VAEConfig | DiTConfig
+    stage: VAEStage | DiTStage | DistillStage
+    model: VAEConfig | DiTConfig | None
     train: TrainConfig
     source: VideoSource
     terms: object                    # the source's terms_class
@@ -99,8 +101,10 @@ class Recipe:
 
     def tables(self) -> dict:
         """The whole recipe, every default filled in, as the TOML tables it reads from (a trained file keeps it)."""
-        out = {"kind": self.kind, **to_dict(self.stage), "model": to_dict(self.model), "train": to_dict(self.train),
-               "data": self.source.table(), "terms": to_dict(self.terms)}
+        out = {"kind": self.kind, **to_dict(self.stage), "train": to_dict(self.train), "data": self.source.table(),
+               "terms": to_dict(self.terms)}
+        if self.model is not None:
+            out["model"] = to_dict(self.model)
         for name in SECTIONS[self.kind]:
             out.setdefault(name, to_dict(getattr(self, name)))
         return out
@@ -193,7 +197,7 @@ def _build(kind: str, tables: dict) -> Recipe:
         raise ValueError(f"unknown section [{unknown[0]}] in a {kind} recipe; it takes {sorted(known)}")
     tops = {k: v for k, v in tables.items() if not _is_table(v)}
     stage = from_table(STAGES[kind], _typed(STAGES[kind], tops), "")
-    model = _model(kind, sections["model"], tables.get("model", {}))
+    model = _model(kind, sections["model"], tables.get("model", {})) if "model" in sections else None
     built = {name: from_table(cls, _typed(cls, tables.get(name, {})), name)
              for name, cls in sections.items() if name != "model"}
     source = _source(tables.get("data", {}))

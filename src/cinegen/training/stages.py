@@ -25,6 +25,9 @@ def run_stage(recipe: Recipe, command: str = "") -> Path:
     if recipe.kind == "vae":
         _require(recipe.stage.init, "init")
         return train_vae(recipe.stage, recipe.model, recipe.loss, recipe.train, recipe.source, recipe.terms)
+    if recipe.kind == "distill":
+        from cinegen.training.distill import distill
+        return distill(recipe.stage, recipe.train, recipe.source)
     return _dit_stage(recipe, command)
 
 
