@@ -75,3 +75,16 @@ def test_the_adherence_evaluation_runs_on_the_adapter(distilled):
     cfg = SampleConfig(seconds=0.5, width=32, height=32, steps=2, seed=3)
     result = evaluate(pipe.generate, ("purple triangle",), cfg, 2, 1, 3)
     assert result["splits"]["seen"]["generated"]["clips"] == 2
+
+
+def test_the_bench_section_compares_the_adapter_with_the_teacher_and_plain_euler(distilled, tmp_path):
+    from cinegen.eval import bench, bench_speed
+    from cinegen.pipeline import TextToVideo
+    pipe = TextToVideo.from_pretrained(distilled / "model")
+    f = bench_speed.fewstep_grid(pipe, ("purple triangle",), 1, teacher_steps=4, steps=(2, 3))
+    assert [(r["sampler"], r["steps"]) for r in f["rows"]] == [("teacher", 4), ("plain Euler", 2), ("plain Euler", 3),
+                                                              ("distilled", 2)]     # 3 steps: not distilled for
+    assert f["rows"][0]["adherence_vs_teacher"] == 0 and f["rows"][0]["speedup"] == 1
+    bench.write_markdown({"machine": "m", "command": "c", "fewstep": f}, tmp_path / "B.md")
+    text = (tmp_path / "B.md").read_text()
+    assert "(i) Few-step sampling" in text and "| distilled | 2 |" in text and "(a) DiT" not in text

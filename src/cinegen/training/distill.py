@@ -115,6 +115,7 @@ def teacher_pairs(pipe: TextToVideo, stage: DistillStage, source, path: Path) ->
             x0.append(pipe.generate_batch(batch, batch_cfg, return_latents=True).cpu())
             noise.append(initial_noise(pipe.latent_shape(batch_cfg), i, len(batch)))
             bar.update(task, completed=i + len(batch))
+            log.info("teacher pairs: %d of %d", i + len(batch), len(prompts))
     pairs = {"noise": torch.cat(noise), "x0": torch.cat(x0), "prompts": prompts}
     meta = {"key": key, "prompts": json.dumps(prompts)}
     atomic_write(path, lambda tmp: save_file({"noise": pairs["noise"], "x0": pairs["x0"]}, tmp, metadata=meta))
