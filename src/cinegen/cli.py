@@ -512,9 +512,8 @@ def export_cmd(
 # --- Service (issue 4) ---
 
 def _models_option(model: list[str]) -> dict:
-    from cinegen.pipeline import WEIGHTS_DIR
     from cinegen.server.app import ModelSpec
-    models = {"cinegen-default": ModelSpec(WEIGHTS_DIR)}
+    models = {"cinegen-default": ModelSpec(defaults.WEIGHTS_DIR)}
     for item in model:
         name, sep, path = item.partition("=")
         if not sep or not Path(path).is_dir():

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cinegen import defaults
 from cinegen.config import FlowConfig, SampleConfig, TextConfig, check_prompt, from_dict
 from cinegen.diffusion.conditioning import make_cond
 from cinegen.diffusion.flow import interpolate, shift_for
@@ -33,7 +34,7 @@ from cinegen.models.vae import VideoVAE
 from cinegen.runtime import autocast, default_device, report
 
 log = logging.getLogger(__name__)
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = defaults.WEIGHTS_DIR
 
 
 @dataclass(frozen=True)
