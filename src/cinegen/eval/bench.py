@@ -18,7 +18,6 @@ Every speed number is a ratio against a reference run side by side in the same p
 from __future__ import annotations
 
 import platform
-import statistics
 import sys
 import time
 from functools import partial
@@ -29,27 +28,9 @@ import torch
 from cinegen.config import DIT_PRESETS, VAE_PRESETS, DiTConfig, SampleConfig, VAEConfig
 from cinegen.diffusion.samplers import SAMPLERS
 from cinegen.estimate import dit_pass_flops, latent_grid
+from cinegen.eval.timing import interleaved
 
 TEXT_TOKENS = 32
-
-
-def interleaved(fns: dict, repeats: int = 7, warmup: int = 2, sync=None) -> dict[str, float]:
-    """Median seconds per call of each fn, timed in alternation so drift hits all of them equally.
-
-    sync: called before reading the clock (torch.cuda.synchronize on a GPU, whose work is asynchronous)."""
-    sync = sync or (lambda: None)
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def syncer(device: torch.device):

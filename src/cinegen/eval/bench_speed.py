@@ -80,7 +80,7 @@ def cold_start(model_dir: Path | None = None, repeats: int = 5, steps: tuple[int
     """Median wall seconds of fresh processes, interleaved: import torch; generate at each step count with the
     prompt's embedding on disk (a prompt rendered before) and, at the default steps, with an empty text cache
     (a new prompt); serve until it answers. The ratios are over import torch."""
-    from cinegen.eval.bench import interleaved
+    from cinegen.eval.timing import interleaved
     work = Path(tempfile.mkdtemp(prefix="cinegen-cold-"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CINEGEN_TEXT_CACHE": str(work / "text")}
     model = ["--model", str(model_dir)] if model_dir else []
