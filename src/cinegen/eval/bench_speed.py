@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def serve_ready_seconds(env: dict, data_dir: Path, timeout: float = 120.0) -> fl
     port = _free_port()
     start = time.perf_counter()
     proc = subprocess.Popen(_cli("serve", "--port", str(port), "--data-dir", str(data_dir), "--workers", "1"),
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         while time.perf_counter() - start < timeout:
             try:
@@ -68,11 +69,24 @@ def serve_ready_seconds(env: dict, data_dir: Path, timeout: float = 120.0) -> fl
                 time.sleep(0.02)
         raise RuntimeError(f"cinegen serve did not answer within {timeout:.0f} s")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Stops a process started in its own session and everything it started (serve's render workers)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)         # whatever is left of the group
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def cold_start(model_dir: Path | None = None, repeats: int = 5, steps: tuple[int, ...] = (defaults.STEPS, 4),
