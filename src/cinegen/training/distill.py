@@ -37,7 +37,7 @@ from cinegen.models.fewstep import FILE, PARTS, FewStepInfo, fingerprint, save_f
 from cinegen.models.lora import add_lora, lora_state
 from cinegen.pipeline import WEIGHTS_DIR, TextToVideo, initial_noise
 from cinegen.runtime import progress_bar
-from cinegen.training.common import lr_at, seed_everything
+from cinegen.training.common import lr_at, out_of_time, schedule_step, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +135,10 @@ def _train(pipe: TextToVideo, students: dict, params: list, pairs: dict, stage: 
     started, logged, window = time.monotonic(), [], []
     for m in students.values():
         m.train()
+    limit = 60 * train.max_minutes or None
     for step in range(train.steps):
-        if train.max_minutes and time.monotonic() - started > 60 * train.max_minutes:
-            log.info("time limit of %.0f min reached at step %d of %d", train.max_minutes, step, train.steps)
+        used = (time.monotonic() - started) / limit if limit else 0.0
+        if out_of_time(used, limit, step, train.steps):
             break
         idx = torch.tensor([rng.randrange(n) for _ in range(train.batch_size)])
         t = sample_t(len(idx), tokens, flow, generator=gen)
@@ -151,7 +152,7 @@ def _train(pipe: TextToVideo, students: dict, params: list, pairs: dict, stage: 
                 pred[part] = students[name](x_t[part], t[part], emb[idx][part], mask[idx][part])
         loss = torch.mean((pred - target) ** 2)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, train.lr, train.warmup, train.steps)
+            g["lr"] = lr_at(schedule_step(step, 0, train.steps, used), train.lr, train.warmup, train.steps)   # decays by time too
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, train.grad_clip)
