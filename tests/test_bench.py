@@ -41,6 +41,15 @@ def test_the_parity_check_allows_3_percent():
     assert not parity([{"speedup": 1.1}, {"speedup": 0.96}])["ok"]
 
 
+def test_a_run_of_section_a_alone_writes_its_rows_and_the_parity_verdict(tmp_path):
+    row = {"size": "64x64 2 s", "tokens": 80, "cinegen_ms": 26.0, "wan_ms": 25.0, "speedup": 25 / 26,
+           "cinegen_params": 9e6, "wan_params": 7e6, "achieved_gflops": 10.0}
+    bench.write_markdown({"machine": "m", "command": "c", "dit": [row]}, tmp_path / "B.md")
+    text = (tmp_path / "B.md").read_text()
+    assert "| 64x64 2 s | 80 | 26.0 | 25.0 | 0.96x | 9.00M / 7.00M | - |" in text and "BROKEN" in text
+    assert "(c) VAE" not in text and "(h) Cold start" not in text
+
+
 @pytest.mark.slow
 def test_cold_start_times_fresh_processes_against_import_torch(tiny_model_dir, tmp_path):
     from cinegen.eval import bench, bench_speed

@@ -361,9 +361,9 @@ def dit_table(r: dict) -> list[str]:
              "| clip | tokens | cinegen ms | Wan ms | speed-up (Wan / cinegen) | params cinegen / Wan | (b) MFU |",
              "|---|---|---|---|---|---|---|"]
     for d in r["dit"]:
+        mfu = f"{d['achieved_gflops'] / peak:.0%}" if peak else "-"
         lines.append(f"| {d['size']} | {d['tokens']} | {d['cinegen_ms']:.1f} | {d['wan_ms']:.1f} | "
-                     f"{d['speedup']:.2f}x | {d['cinegen_params'] / 1e6:.2f}M / {d['wan_params'] / 1e6:.2f}M | "
-                     f"{d['achieved_gflops'] / peak:.0%} |" if peak else "- |")
+                     f"{d['speedup']:.2f}x | {d['cinegen_params'] / 1e6:.2f}M / {d['wan_params'] / 1e6:.2f}M | {mfu} |")
     lines += [""] + bench_speed.parity_line(bench_speed.parity(r["dit"]))
     if peak:
         lines += [f"(b) MFU = achieved FLOP/s (FLOPs counted by torch's FlopCounterMode) over this machine's measured "
