@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,8 @@ from cinegen.training.checkpoint import save_checkpoint
 TOOLS = Path(__file__).parent.parent / "tools"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# prompt embeddings cached on disk (models/text_encoder.py) go to a folder of this session, not the user's cache
+os.environ.setdefault("CINEGEN_TEXT_CACHE", tempfile.mkdtemp(prefix="cinegen-text-"))
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 

@@ -32,6 +32,33 @@ def test_side_by_side_runs_and_report(tmp_path):
                           "vae": vae}, out)
     text = out.read_text()
     assert "WanTransformer3DModel" in text and "AutoencoderKLWan" in text and f"{dit['speedup']:.2f}x" in text
+    assert "Parity check" in text
+
+
+def test_the_parity_check_allows_3_percent():
+    from cinegen.eval.bench_speed import parity
+    assert parity([{"speedup": 1.1}, {"speedup": 0.975}]) == {"ok": True, "worst": 0.975, "tolerance": 0.03}
+    assert not parity([{"speedup": 1.1}, {"speedup": 0.96}])["ok"]
+
+
+def test_a_run_of_section_a_alone_writes_its_rows_and_the_parity_verdict(tmp_path):
+    row = {"size": "64x64 2 s", "tokens": 80, "cinegen_ms": 26.0, "wan_ms": 25.0, "speedup": 25 / 26,
+           "cinegen_params": 9e6, "wan_params": 7e6, "achieved_gflops": 10.0}
+    bench.write_markdown({"machine": "m", "command": "c", "dit": [row]}, tmp_path / "B.md")
+    text = (tmp_path / "B.md").read_text()
+    assert "| 64x64 2 s | 80 | 26.0 | 25.0 | 0.96x | 9.00M / 7.00M | - |" in text and "BROKEN" in text
+    assert "(c) VAE" not in text and "(h) Cold start" not in text
+
+
+@pytest.mark.slow
+def test_cold_start_times_fresh_processes_against_import_torch(tiny_model_dir, tmp_path):
+    from cinegen.eval import bench, bench_speed
+    c = bench_speed.cold_start(tiny_model_dir, repeats=1, steps=(2,))
+    assert set(c["seconds"]) == {"import torch", "generate 2 steps", "generate 2 steps, new prompt",
+                                 "serve until it answers"}
+    assert c["ratio"]["import torch"] == 1 and all(v > 0 for v in c["seconds"].values())
+    bench.write_markdown({"machine": "m", "command": "c", "cold_start": c}, tmp_path / "B.md")
+    assert "| generate 2 steps |" in (tmp_path / "B.md").read_text()
 
 
 def test_bf16_weights_run_on_both_sides():

@@ -16,9 +16,10 @@ SHIPPED = sorted((CONFIGS / "cinegen-default").glob("*.toml"))
 
 def test_every_shipped_stage_parses_and_validates():
     assert [p.name for p in SHIPPED] == ["01-vae.toml", "02-dit-low.toml", "03-dit-expert.toml", "04-decoder.toml",
-                                         "05-decoder-cpu.toml"]
-    vae, low, expert, decoder, cpu = (load_recipe(p) for p in SHIPPED)
-    assert [r.kind for r in (vae, low, expert, decoder, cpu)] == ["vae", "dit", "dit", "vae", "vae"]
+                                         "05-decoder-cpu.toml", "06-distill.toml"]
+    vae, low, expert, decoder, cpu, distill = (load_recipe(p) for p in SHIPPED)
+    assert [r.kind for r in (vae, low, expert, decoder, cpu, distill)] == ["vae", "dit", "dit", "vae", "vae", "distill"]
+    assert distill.stage.steps == (4, 2, 1) and distill.model is None and distill.source.cfg.holdout == DEFAULT_HOLDOUT
     assert vae.source.cfg.holdout == () and vae.source.cfg.seed == 9 and vae.train.batch_size == 4
     for dit in (low, expert):           # both DiTs: step 12's data, the shipped model's size and noise schedule
         assert dit.source.cfg.holdout == DEFAULT_HOLDOUT and dit.source.cfg.twins and dit.source.cfg.seed == 4

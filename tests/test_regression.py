@@ -13,6 +13,7 @@ from cinegen import modes
 from cinegen.config import SampleConfig
 
 TOL = 3   # levels of 255
+# distilled=False: these pin the plain sampler, whether or not a few-step adapter ships beside the weights
 
 # frames 0, 8, 16; rows and columns 4, 20, 36, 52; RGB
 T2V = np.array([
@@ -45,19 +46,21 @@ def _close(got: np.ndarray, want: np.ndarray) -> None:
 
 
 def test_text_to_video_frames_are_unchanged(shipped):
-    video = shipped.generate("a large red ball bounces on a black background", SampleConfig(seconds=2, steps=4, seed=1))
+    video = shipped.generate("a large red ball bounces on a black background",
+                             SampleConfig(seconds=2, steps=4, seed=1, distilled=False))
     assert video.shape == (17, 64, 64, 3)
     _close(video[::8, 4::16, 4::16, :], T2V)
 
 
 def test_animate_and_extend_frames_are_unchanged(shipped):
-    video = shipped.generate("a large red ball bounces on a black background", SampleConfig(seconds=2, steps=4, seed=1))
+    video = shipped.generate("a large red ball bounces on a black background",
+                             SampleConfig(seconds=2, steps=4, seed=1, distilled=False))
     animated = modes.animate(shipped, video[0], "a large red ball falls on a black background",
-                             SampleConfig(seconds=1, steps=3, seed=2))
+                             SampleConfig(seconds=1, steps=3, seed=2, distilled=False))
     assert animated.shape == (9, 64, 64, 3)
     _close(animated[::4, 4::16, 4::16, 0], ANIMATE)
     extended = modes.extend(shipped, video, "a large red ball bounces on a black background",
-                            SampleConfig(seconds=1, steps=3, seed=3))
+                            SampleConfig(seconds=1, steps=3, seed=3, distilled=False))
     assert extended.shape == (25, 64, 64, 3)
     assert np.array_equal(extended[:17], video)          # the original frames are kept as they were
     _close(extended[-1, 4::16, 4::16, 0], EXTEND_LAST)

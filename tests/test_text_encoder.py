@@ -68,3 +68,32 @@ def test_tokens_from_several_layers_are_laid_end_to_end(text_encoder):
 def test_text_layers_out_of_range_are_refused():
     with pytest.raises(ValueError, match=r"layers \[9\]"):
         TextEncoder(TextConfig(layers=(9,)))
+
+
+def test_the_disk_cache_serves_a_new_encoder_without_loading_the_model(tmp_path):
+    """A prompt seen before embeds bit for bit as the model made it, in a new process's encoder that never loads
+    the model (nor imports transformers); the cache stays under its size bound; a broken file is a miss."""
+    from cinegen.models.text_encoder import TextCache
+    first = TextEncoder(disk_cache=TextCache(tmp_path))
+    emb, mask = first.encode(["a red ball", "", "a blue box moves left"])
+    assert len(list(tmp_path.glob("*.safetensors"))) == 3
+    again = TextEncoder(disk_cache=TextCache(tmp_path))
+    emb2, mask2 = again.encode(["a red ball", "", "a blue box moves left"])
+    assert again._model is None and torch.equal(emb, emb2) and torch.equal(mask, mask2)
+    alone = TextEncoder(disk_cache=None).encode(["a blue box moves left"])[0][0]
+    assert torch.equal(alone, emb[2, :alone.shape[0]])       # batch mates do not move a prompt's embedding
+    broken = next(iter(tmp_path.glob("*.safetensors")))
+    broken.write_bytes(b"not a safetensors file")
+    third = TextEncoder(disk_cache=TextCache(tmp_path))
+    assert torch.equal(third.encode(["a red ball", "", "a blue box moves left"])[0], emb)
+    small = TextCache(tmp_path / "small", max_bytes=20_000)    # room for one embedding of ~14 KB
+    TextEncoder(disk_cache=small).encode(["a red ball on a gray background", "a green disc falls on a sky background"])
+    assert len(list((tmp_path / "small").glob("*.safetensors"))) == 1
+
+
+def test_the_disk_cache_can_be_moved_or_turned_off(tmp_path, monkeypatch):
+    from cinegen.models.text_encoder import TextCache
+    monkeypatch.setenv("CINEGEN_TEXT_CACHE", "0")
+    assert TextCache.default() is None
+    monkeypatch.setenv("CINEGEN_TEXT_CACHE", str(tmp_path))
+    assert TextCache.default().folder == tmp_path

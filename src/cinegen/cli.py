@@ -173,6 +173,8 @@ def _sample_options(seconds: float | None = defaults.SECONDS, seconds_help: str 
         ("cache", float, typer.Option(defaults.CACHE, help="skip transformer calls whose input barely changed "
                                                            "(TeaCache-style); 0 = off")),
         ("fps", float, typer.Option(defaults.FPS, help="frames per second of the output")),
+        ("distilled", bool, typer.Option(True, help="use the model's few-step adapter (fewstep.safetensors) at the "
+                                                    "step counts it was distilled for")),
     ]
     if seconds is not None:
         options.insert(0, ("seconds", float, typer.Option(seconds, help=seconds_help)))
@@ -430,8 +432,8 @@ def eval_cmd(
     if direction_pairs_ > 0 and easy:
         result["direction_pairs"] = direction_pairs(generate, holdout, cfg, direction_pairs_, seed)
     if modes_:
+        from cinegen.defaults import WEIGHTS_DIR
         from cinegen.eval.modes_eval import evaluate_modes, long_video_memory
-        from cinegen.pipeline import WEIGHTS_DIR
         result["modes"] = evaluate_modes(pipe, cfg, holdout)
         result["long_video_memory"] = long_video_memory(model or WEIGHTS_DIR,
                                                         "a large red ball moves right on a black background", cfg)
@@ -508,9 +510,9 @@ def eval_vae_cmd(
     overall and by background; each file after the first is paired with it (± one standard error)."""
     from rich.table import Table
 
+    from cinegen.defaults import WEIGHTS_DIR
     from cinegen.eval.reconstruction import compare_vaes
     from cinegen.eval.run import write_report
-    from cinegen.pipeline import WEIGHTS_DIR
     from cinegen.toyworld.source import ToyWorld, ToyWorldConfig, parse_bucket
     from cinegen.toyworld.world import BACKGROUNDS
     _setup_logging()
@@ -717,8 +719,8 @@ def storyboard_cmd(
 ):
     """Render a multi-shot storyboard: joined MP4 with voice-over and subtitles, SRT/VTT, OTIO, EDL, FCPXML."""
     from cinegen.backends.registry import resolve
+    from cinegen.defaults import WEIGHTS_DIR
     from cinegen.io.provenance import check_c2pa_credentials, check_watermark_size
-    from cinegen.pipeline import WEIGHTS_DIR
     from cinegen.runtime import progress_bar
     from cinegen.studio.board import load_board
     from cinegen.studio.conform import delivery_rate

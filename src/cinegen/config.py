@@ -114,6 +114,8 @@ class SampleConfig:
     negative_prompt: str = ""
     seed: int = defaults.SEED
     cache: float = defaults.CACHE    # TeaCache-style step skipping threshold (0 = off; see diffusion.samplers)
+    # use the model's few-step adapter (models/fewstep.py) when it serves this render; False: the plain sampler
+    distilled: bool = True
 
     def __post_init__(self):
         if not 0 <= self.seconds <= defaults.MAX_SECONDS:

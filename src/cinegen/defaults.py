@@ -1,5 +1,9 @@
 """Every default of a render, written once. SampleConfig's fields, the CLI's options, the server, boards and the
-evaluation read them from here (the lowest layer: this file imports nothing)."""
+evaluation read them from here (the lowest layer: this file imports nothing but pathlib)."""
+
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"     # the shipped model (here so that `serve` starts without torch)
 
 SECONDS = 2.0                # the length the shipped model was trained at
 FPS = 8.0                    # the shipped model's native frame rate

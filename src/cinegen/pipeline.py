@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cinegen import defaults
 from cinegen.config import FlowConfig, SampleConfig, TextConfig, check_prompt, from_dict
 from cinegen.diffusion.conditioning import make_cond
 from cinegen.diffusion.flow import interpolate, shift_for
@@ -26,6 +27,7 @@ from cinegen.diffusion.schedules import shifted_ts, truncated_ts
 from cinegen.geometry import Geometry
 from cinegen.io.video import tensor_to_video, video_to_tensor
 from cinegen.models.dit import VideoDiT, same_interface
+from cinegen.models.fewstep import FewStep
 from cinegen.models.loading import load_dit, load_vae
 from cinegen.models.text_encoder import TextEncoder
 from cinegen.models.vae import VideoVAE
@@ -33,7 +35,7 @@ from cinegen.runtime import autocast, default_device, report
 from cinegen.vocabulary import prompt_warnings, read_vocabulary
 
 log = logging.getLogger(__name__)
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = defaults.WEIGHTS_DIR
 
 
 @dataclass(frozen=True)
@@ -43,13 +45,19 @@ class Conditions:
     mask: torch.Tensor
 
 
+def initial_noise(shape: tuple[int, ...], seed: int, n: int) -> torch.Tensor:
+    """The starting noise of n renders of one latent `shape` (1, C, t, h, w): render i uses seed + i."""
+    return torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(seed + i)) for i in range(n)])
+
+
 class TextToVideo:
     def __init__(self, dit: VideoDiT, vae: VideoVAE, text_encoder: TextEncoder, flow: FlowConfig, device="cpu",
                  compile: bool = False, high_noise: tuple[VideoDiT, float] | None = None,
-                 vocabulary: frozenset[str] | None = None):
+                 vocabulary: frozenset[str] | None = None, fewstep: FewStep | None = None):
         """high_noise: (expert DiT, boundary t): the expert predicts while t >= boundary (Wan2.2's two experts:
         one for the noisy start, where layout and motion are decided, one for the rest). vocabulary: the words of
-        the captions the DiT was trained with (None: unknown), for prompt_warnings."""
+        the captions the DiT was trained with (None: unknown), for prompt_warnings. fewstep: the folder's few-step
+        adapter (models/fewstep.py), used for the renders it serves."""
         if dit.cfg.latent_channels != vae.cfg.latent_channels:
             raise ValueError(f"DiT expects {dit.cfg.latent_channels} latent channels, VAE gives {vae.cfg.latent_channels}")
         self.dit, self.vae, self.text_encoder, self.flow = dit.eval(), vae.eval(), text_encoder, flow
@@ -57,7 +65,8 @@ class TextToVideo:
         self.device = torch.device(device)
         # torch.compile is optional: it pays off on GPUs and long runs, costs a warm-up on every new token grid
         self.dit_fn = torch.compile(self.dit, dynamic=True) if compile else self.dit
-        self.high_noise = None
+        self.high_noise, self.fewstep = None, fewstep
+        self._experts = (dit, high_noise[0] if high_noise else None)       # uncompiled: the adapter merges into these
         if high_noise is not None:
             expert, boundary = high_noise
             if not same_interface(expert.cfg, dit.cfg):
@@ -71,8 +80,17 @@ class TextToVideo:
         """Whether the high-noise expert predicts at time t (B,), all equal while sampling."""
         return self.high_noise is not None and float(t.flatten()[0]) >= self.high_noise[1]
 
-    def _dit_for(self, t: torch.Tensor):
+    def _dit_for(self, t: torch.Tensor, students=None):
+        """The DiT that predicts at t: the expert or the low-noise DiT (students: their adapted copies)."""
+        if students is not None:
+            return students[1] if self._is_high_noise(t) else students[0]
         return self.high_noise[0] if self._is_high_noise(t) else self.dit_fn
+
+    def _students(self, cfg: SampleConfig, plain: bool):
+        """The few-step adapted (DiT, expert) when the folder's adapter serves this render, else None."""
+        if self.fewstep is None or not self.fewstep.info.serves(cfg, plain):
+            return None
+        return self.fewstep.students(*self._experts)
 
     def guidance_at(self, cfg: SampleConfig):
         """cfg.guidance, or a function of t: cfg.guidance_high while the high-noise expert predicts."""
@@ -109,7 +127,7 @@ class TextToVideo:
         if text_encoder:
             text_cfg = replace(text_cfg, name=text_encoder)
         return cls(dit, vae, TextEncoder(text_cfg, device=device), flow, device, compile, high_noise,
-                   read_vocabulary(folder, dit.extra))
+                   read_vocabulary(folder, dit.extra), FewStep.find(folder))
 
     # --- latent geometry ---
 
@@ -181,15 +199,17 @@ class TextToVideo:
         if source is not None and source.shape[0] not in (1, n):
             raise ValueError(f"source must hold 1 or {n} (one per prompt) latent videos, got {source.shape[0]}")
         shape = self.latent_shape(cfg) if source is None else (1, *source.shape[1:])     # one prompt's noise
-        noise = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(cfg.seed + i))
-                           for i in range(n)]).to(self.device)                                  # (N, C, t, h, w)
+        noise = initial_noise(shape, cfg.seed, n).to(self.device)                              # (N, C, t, h, w)
         tokens = math.prod(n // p for n, p in zip(shape[2:], self.dit.cfg.patch))                 # L of one pass
         ts = shifted_ts(cfg.steps, shift_for(tokens, self.flow))
         x = noise
         if source is not None:
             ts = truncated_ts(ts, strength)
             x = interpolate(source.to(self.device).expand_as(noise), noise, torch.full((n,), float(ts[0]), device=self.device))
-        model_fn = cfg_model_fn(self._velocity_fn(prompts, cfg.negative_prompt, conditions), self.guidance_at(cfg))
+        students = self._students(cfg, plain=conditions is None and source is None)
+        # a distilled adapter has the guidance baked in: one unguided pass per step
+        guidance = 1.0 if students else self.guidance_at(cfg)
+        model_fn = cfg_model_fn(self._velocity_fn(prompts, cfg.negative_prompt, conditions, students), guidance)
         model_fn, self.last_stats = step_cache(model_fn, cfg.cache)      # {"calls", "skipped"}; cache 0 never skips
         steps = len(ts) - 1
         cb = None if progress is None else (lambda d: report(progress, "sampling", d["i"] + 1, steps, t=d["t"]))
@@ -202,7 +222,7 @@ class TextToVideo:
         report(progress, "decoding", steps, steps)
         return np.stack([self.decode_latents(latents[i:i + 1]) for i in range(n)])
 
-    def _velocity_fn(self, prompts: list[str], negative: str, conditions: Conditions | None):
+    def _velocity_fn(self, prompts: list[str], negative: str, conditions: Conditions | None, students=None):
         n = len(prompts)
         emb, mask = self.text_encoder.encode(list(prompts) + [negative] * n)           # (2N, S, Dt), (2N, S)
         emb, mask = emb.to(self.device), mask.to(self.device)
@@ -212,5 +232,5 @@ class TextToVideo:
             e, m = (emb, mask) if guided else (emb[:n], mask[:n])                       # [positives; negatives]
             c = None if cond is None else cond.expand(x.shape[0], -1, -1, -1, -1)
             with autocast(self.device):                                                 # bf16 on GPU, fp32 on CPU
-                return self._dit_for(t)(x, t, e, m, c).float()
+                return self._dit_for(t, students)(x, t, e, m, c).float()
         return velocity

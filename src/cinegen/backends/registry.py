@@ -117,7 +117,7 @@ def describe(entry: ModelEntry) -> dict:
                 "class": info.folder_class, "modes": list(info.modes), "fps": d["fps"], "steps": d["steps"],
                 "guidance": d["guidance"]}
     from cinegen import defaults
-    from cinegen.pipeline import WEIGHTS_DIR
+    from cinegen.defaults import WEIGHTS_DIR
     from cinegen.requests import MODES
     path = entry.path or WEIGHTS_DIR
     if not (Path(path) / "dit.safetensors").is_file():

@@ -204,8 +204,8 @@ def model_parts(model: Path | None) -> tuple[Path, TextConfig]:
     """A cinegen model folder's (default: the shipped model's) VAE file and the text config its DiT was trained
     with: what a prepared cache must be encoded with to train that model."""
     from cinegen.config import from_dict
+    from cinegen.defaults import WEIGHTS_DIR
     from cinegen.models.loading import read_extra
-    from cinegen.pipeline import WEIGHTS_DIR
     folder = Path(model) if model else WEIGHTS_DIR
     for name in ("vae.safetensors", "dit.safetensors"):
         if not (folder / name).is_file():

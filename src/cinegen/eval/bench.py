@@ -9,15 +9,15 @@ Every speed number is a ratio against a reference run side by side in the same p
   (c) VAE encode/decode throughput vs diffusers' AutoencoderKLWan sized to a similar parameter count;
   (d) adherence vs steps and solver (Euler, Heun, DPM-Solver++(2M)) with the shipped model;
   (e) step caching (TeaCache-style): transformer calls saved, wall-time ratio and adherence cost;
-  (f) peak memory vs video length: chunked vs whole-clip VAE decode, and windowed long generation.
+  (f) peak memory vs video length: chunked vs whole-clip VAE decode, and windowed long generation;
+  (h), (i) and the parity check of (a): cold start and few-step sampling (eval/bench_speed.py).
 
-    python -m cinegen.eval.bench [--out BENCHMARKS.md] [--quick]
+    python -m cinegen.eval.bench [--out BENCHMARKS.md] [--quick] [--sections cold_start,fewstep]
 """
 
 from __future__ import annotations
 
 import platform
-import statistics
 import sys
 import time
 from functools import partial
@@ -28,27 +28,9 @@ import torch
 from cinegen.config import DIT_PRESETS, VAE_PRESETS, DiTConfig, SampleConfig, VAEConfig
 from cinegen.diffusion.samplers import SAMPLERS
 from cinegen.estimate import dit_pass_flops, latent_grid
+from cinegen.eval.timing import interleaved
 
 TEXT_TOKENS = 32
-
-
-def interleaved(fns: dict, repeats: int = 7, warmup: int = 2, sync=None) -> dict[str, float]:
-    """Median seconds per call of each fn, timed in alternation so drift hits all of them equally.
-
-    sync: called before reading the clock (torch.cuda.synchronize on a GPU, whose work is asynchronous)."""
-    sync = sync or (lambda: None)
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def syncer(device: torch.device):
@@ -155,7 +137,7 @@ def adherence_grid(pipe, holdout, n: int, steps=(4, 8, 16, 32, 50), solvers=tupl
     rows = []
     for solver in solvers:
         for s in steps:
-            cfg = SampleConfig(steps=s, solver=solver)
+            cfg = SampleConfig(steps=s, solver=solver, distilled=False)     # the sampler itself; (i) has the adapter
             start = time.perf_counter()
             r = evaluate(pipe.generate, holdout, cfg, n_seen=n, n_heldout=0)
             rows.append({"solver": solver, "steps": s, "adherence": r["splits"]["seen"]["generated"]["adherence"],
@@ -291,12 +273,14 @@ def machine() -> str:
             f"{gpu}, Python {platform.python_version()}")
 
 
-def run(out: Path, quick: bool = False, model_dir: Path | None = None) -> dict:
+def run(out: Path, quick: bool = False, model_dir: Path | None = None, only: tuple[str, ...] = ()) -> dict:
+    """only: the result keys of the sections to run (default: all), e.g. ("cold_start", "fewstep")."""
+    from cinegen.eval import bench_speed
     from cinegen.eval.modes_eval import long_video_memory
     from cinegen.pipeline import WEIGHTS_DIR, TextToVideo
     from cinegen.runtime import progress_bar
     from cinegen.toyworld.world import DEFAULT_HOLDOUT
-    model_dir = model_dir or WEIGHTS_DIR
+    given, model_dir = model_dir, model_dir or WEIGHTS_DIR
     dit, vae = DIT_PRESETS["default"], VAE_PRESETS["default"]
     sizes = [(64, 64)] if quick else [(64, 64), (128, 128), (256, 256)]
     n, steps = (4, (4, 8)) if quick else (12, (4, 8, 16, 32, 50))
@@ -310,20 +294,27 @@ def run(out: Path, quick: bool = False, model_dir: Path | None = None) -> dict:
                     dit if quick else DIT_PRESETS["shipped"], vae, 4 if quick else 32, 1 if quick else 4,
                     sizes=((64, 64),) if quick else ((64, 64), (256, 256)), repeats=2 if quick else 5))]
     if (model_dir / "dit.safetensors").is_file():
-        pipe = TextToVideo.from_pretrained(model_dir)
-        sections += [("(d) steps x solver", "adherence", lambda: adherence_grid(pipe, DEFAULT_HOLDOUT, n, steps)),
-                     ("(e) step cache", "cache", lambda: cache_grid(pipe, DEFAULT_HOLDOUT, n,
+        loaded = {}
+        pipe = lambda: loaded.get("pipe") or loaded.setdefault("pipe", TextToVideo.from_pretrained(model_dir))  # noqa: E731
+        sections += [("(d) steps x solver", "adherence", lambda: adherence_grid(pipe(), DEFAULT_HOLDOUT, n, steps)),
+                     ("(e) step cache", "cache", lambda: cache_grid(pipe(), DEFAULT_HOLDOUT, n,
                                                                     (0.0, 0.1) if quick else (0.0, 0.05, 0.1, 0.2))),
                      ("(f) decode memory", "decode_memory", lambda: decode_memory(model_dir, multiples)),
                      ("(f) long-video memory", "long_video_memory", lambda: long_video_memory(
                          model_dir, "a large red ball moves right on a black background",
-                         SampleConfig(steps=4 if quick else 20), multiples))]
+                         SampleConfig(steps=4 if quick else 20), multiples)),
+                     ("(h) cold start", "cold_start", lambda: bench_speed.cold_start(given, 2 if quick else 5)),
+                     ("(i) few-step", "fewstep", lambda: bench_speed.fewstep_grid(pipe(), DEFAULT_HOLDOUT, n))]
+    if only:
+        sections = [s for s in sections if s[1] in only]
     with progress_bar() as bar:
         task = bar.add_task("bench", total=len(sections), status="")
         for label, key, fn in sections:
             bar.update(task, status=label)
             results[key] = fn()
             bar.advance(task)
+    if "dit" in results:
+        results["parity"] = bench_speed.parity(results["dit"])
     write_markdown(results, out)
     return results
 
@@ -339,23 +330,51 @@ def vae_table(v: dict, note: str = "", digits: int = 1) -> list[str]:
 
 
 def write_markdown(r: dict, out: Path) -> None:
+    """The sections present in r (a run of some sections writes only those)."""
+    from cinegen.eval import bench_speed
     from cinegen.io.files import atomic_write
-    peak = r["matmul_peak_gflops"]
     lines = ["# Benchmarks", "", f"Machine: {r['machine']}", "", f"Command: `{r['command']}` "
              "(`python -m cinegen.eval.bench`). Speed numbers are ratios of runs interleaved in one process on the "
              "same inputs (median of repeats). GPU numbers (bf16, against the same peers, up to Wan2.1-1.3B's sizes) are in "
-             "docs/BENCHMARKS_GPU.md (`make bench-gpu`, run on a lent GPU).", "",
-             "## (a) DiT denoising pass vs diffusers WanTransformer3DModel (same width, depth, heads, patch, MLP, text width; "
+             "docs/BENCHMARKS_GPU.md (`make bench-gpu`, run on a lent GPU).", ""]
+    if "dit" in r:
+        lines += dit_table(r)
+    if "vae" in r:
+        lines += vae_table(r["vae"])
+    if "adherence" in r:
+        lines += adherence_tables(r)
+    if "precision" in r:
+        lines += precision_table(r["precision"])
+    if "cold_start" in r:
+        lines += bench_speed.cold_start_table(r["cold_start"])
+    if "fewstep" in r:
+        lines += bench_speed.fewstep_table(r["fewstep"])
+    lines += kept_sections(out)
+    atomic_write(out, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+
+
+def dit_table(r: dict) -> list[str]:
+    """Sections (a) and (b), and the parity check."""
+    from cinegen.eval import bench_speed
+    peak = r.get("matmul_peak_gflops")
+    lines = ["## (a) DiT denoising pass vs diffusers WanTransformer3DModel (same width, depth, heads, patch, MLP, text width; "
              "CFG batch of 2, fp32)", "",
              "| clip | tokens | cinegen ms | Wan ms | speed-up (Wan / cinegen) | params cinegen / Wan | (b) MFU |",
              "|---|---|---|---|---|---|---|"]
     for d in r["dit"]:
+        mfu = f"{d['achieved_gflops'] / peak:.0%}" if peak else "-"
         lines.append(f"| {d['size']} | {d['tokens']} | {d['cinegen_ms']:.1f} | {d['wan_ms']:.1f} | "
-                     f"{d['speedup']:.2f}x | {d['cinegen_params'] / 1e6:.2f}M / {d['wan_params'] / 1e6:.2f}M | "
-                     f"{d['achieved_gflops'] / peak:.0%} |")
-    lines += ["", f"(b) MFU = achieved FLOP/s (FLOPs counted by torch's FlopCounterMode) over this machine's measured "
-              f"fp32 matmul peak of {peak:.1f} GFLOP/s (2048x2048).", ""]
-    lines += vae_table(r["vae"])
+                     f"{d['speedup']:.2f}x | {d['cinegen_params'] / 1e6:.2f}M / {d['wan_params'] / 1e6:.2f}M | {mfu} |")
+    lines += [""] + bench_speed.parity_line(bench_speed.parity(r["dit"]))
+    if peak:
+        lines += [f"(b) MFU = achieved FLOP/s (FLOPs counted by torch's FlopCounterMode) over this machine's measured "
+                  f"fp32 matmul peak of {peak:.1f} GFLOP/s (2048x2048).", ""]
+    return lines
+
+
+def adherence_tables(r: dict) -> list[str]:
+    """Sections (d), (e) and (f)."""
+    lines = []
     if "adherence" in r:
         lines += ["## (d) Adherence (seen prompts) vs steps and solver, shipped model, 64x64 2 s, guidance 4", "",
                   "| solver | steps | adherence | s/clip |", "|---|---|---|---|"]
@@ -374,10 +393,7 @@ def write_markdown(r: dict, out: Path) -> None:
                   "| windowed generation | frames | peak RSS after load (MB) | peak RSS (MB) |", "|---|---|---|---|"]
         lines += [f"| {k} 2 s | {m['frames']} | {m['peak_mb_after_load']} | {m['peak_mb']} |"
                   for k, m in r["long_video_memory"].items()] + [""]     # every section ends on a blank line
-    if "precision" in r:
-        lines += precision_table(r["precision"])
-    lines += kept_sections(out)
-    atomic_write(out, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    return lines
 
 
 def kept_sections(out: Path) -> list[str]:
@@ -409,9 +425,11 @@ def report(results: dict, args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = arg_parser(__doc__, "BENCHMARKS.md", "out/bench.json", "fewer sizes, steps and repeats (a smoke run)"
-                      ).parse_args(argv)
-    report(run(args.out, args.quick, args.model), args)
+    ap = arg_parser(__doc__, "BENCHMARKS.md", "out/bench.json", "fewer sizes, steps and repeats (a smoke run)")
+    ap.add_argument("--sections", default="", help="comma-separated result keys to run (default: all), e.g. "
+                    "cold_start,fewstep,dit")
+    args = ap.parse_args(argv)
+    report(run(args.out, args.quick, args.model, tuple(filter(None, args.sections.split(",")))), args)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ def run(out: Path, quick: bool = False, model_dir: Path | None = None, text_enco
         only: set[str] | None = None, previous: dict | None = None) -> dict:
     """only: the result keys to measure (default all); previous: an earlier run's JSON whose other sections are
     carried over, each still dated by the run that measured it (a 15-minute lease re-measures what changed)."""
-    from cinegen.pipeline import WEIGHTS_DIR
+    from cinegen.defaults import WEIGHTS_DIR
     from cinegen.runtime import progress_bar
     if not torch.cuda.is_available():
         raise SystemExit("bench_gpu needs a CUDA GPU; on the CPU run `make bench`")

@@ -113,6 +113,9 @@ class VideoDiT(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
+        if self.x_embed.weight.is_meta:     # built on the meta device to be loaded (models/loading.py): nothing to draw
+            return
+
         def _basic(m):
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)

@@ -134,8 +134,8 @@ def size_check(path):
 @functools.lru_cache(maxsize=64)
 def _geometry(path):
     from cinegen.backends.registry import resolve
+    from cinegen.defaults import WEIGHTS_DIR
     from cinegen.geometry import read_geometry
-    from cinegen.pipeline import WEIGHTS_DIR
     info = _diffusers_info(path)
     if info is not None:
         return info.geometry()

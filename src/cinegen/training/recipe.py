@@ -5,7 +5,7 @@
 A recipe's top level names the stage's kind and its files (VAEStage or DiTStage); each [section] is one config
 dataclass, checked field by field (an unknown key or a value of the wrong type is an error naming it):
 
-    kind = "dit"                          # vae | dit
+    kind = "dit"                          # vae | dit | distill (training/distill.py: a few-step adapter)
     out = "runs/dit"                      # the run folder (resumes from out/last.safetensors)
     vae = "runs/vae/vae.safetensors"      # dit: the autoencoder whose latents the DiT learns
     [model]   preset = "shipped", then any DiTConfig / VAEConfig field
@@ -44,6 +44,7 @@ from cinegen.config import (
     to_dict,
 )
 from cinegen.data.sources import VideoSource, source_class
+from cinegen.training.distill import DistillStage
 from cinegen.training.peer_lora import PeerStage
 
 
@@ -84,10 +85,11 @@ class DiTStage:
             raise ValueError("a dit stage needs vae = the trained VAE file whose latents it learns")
 
 
-STAGES = {"vae": VAEStage, "dit": DiTStage, "peer": PeerStage}
+STAGES = {"vae": VAEStage, "dit": DiTStage, "peer": PeerStage, "distill": DistillStage}
 SECTIONS = {"vae": {"model": VAEConfig, "train": TrainConfig, "loss": VAELossConfig},
             "dit": {"model": DiTConfig, "train": TrainConfig, "flow": FlowConfig, "text": TextConfig, "lora": LoraConfig},
-            "peer": {"train": TrainConfig, "lora": LoraConfig}}      # open weights: the model is the pipeline's
+            "peer": {"train": TrainConfig, "lora": LoraConfig},      # open weights: the model is the pipeline's
+            "distill": {"train": TrainConfig}}     # the model is a trained folder (stage.model), not a config
 PRESETS = {"vae": VAE_PRESETS, "dit": DIT_PRESETS}
 SOURCE_SECTIONS = ("data", "terms")       # typed by the data source the [data] table names
 
@@ -95,8 +97,8 @@ SOURCE_SECTIONS = ("data", "terms")       # typed by the data source the [data] 
 @dataclass(frozen=True)
 class Recipe:
     kind: str
-    stage: VAEStage | DiTStage | PeerStage
-    model: VAEConfig | DiTConfig | None      # None: a peer stage (the Diffusers folder holds its own)
+    stage: VAEStage | DiTStage | PeerStage | DistillStage
+    model: VAEConfig | DiTConfig | None      # None: a peer or distill stage (the model is a folder)
     train: TrainConfig
     source: VideoSource
     terms: object                    # the source's terms_class
@@ -107,8 +109,10 @@ class Recipe:
 
     def tables(self) -> dict:
         """The whole recipe, every default filled in, as the TOML tables it reads from (a trained file keeps it)."""
-        out = {"kind": self.kind, **to_dict(self.stage), "train": to_dict(self.train),
-               "data": self.source.table(), "terms": to_dict(self.terms)}
+        out = {"kind": self.kind, **to_dict(self.stage), "train": to_dict(self.train), "data": self.source.table(),
+               "terms": to_dict(self.terms)}
+        if self.model is not None:
+            out["model"] = to_dict(self.model)
         for name in SECTIONS[self.kind]:
             out.setdefault(name, to_dict(getattr(self, name)))
         return out
@@ -158,8 +162,8 @@ def footage_defaults(kind: str, model: Path | None = None) -> dict:
     schedule and text encoder; a vae stage: its VAE as init."""
     from cinegen.backends.diffusers import is_diffusers_folder
     from cinegen.config import from_dict
+    from cinegen.defaults import WEIGHTS_DIR
     from cinegen.models.loading import load_checkpoint
-    from cinegen.pipeline import WEIGHTS_DIR
     folder = Path(model) if model else WEIGHTS_DIR
     if is_diffusers_folder(folder):
         if kind == "vae":

@@ -28,6 +28,9 @@ def run_stage(recipe: Recipe, command: str = "") -> Path:
     if recipe.kind == "peer":
         from cinegen.training.peer_lora import train_peer_lora
         return train_peer_lora(recipe.stage, recipe.train, recipe.lora, recipe.source)
+    if recipe.kind == "distill":
+        from cinegen.training.distill import distill
+        return distill(recipe.stage, recipe.train, recipe.source)
     return _dit_stage(recipe, command)
 
 
