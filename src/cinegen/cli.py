@@ -65,6 +65,10 @@ def _root() -> None:
 
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
+    # torchao (peers extra) logs its optional CUDA/Triton kernels missing whenever transformers imports it: noise
+    # on a CPU; errors still show
+    for name in ("torchao", "torch.utils._pytree"):       # the latter: torchao's enum registrations, deprecated
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _fail(message: str) -> None:
