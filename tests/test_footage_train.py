@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from cinegen.cli import app
@@ -162,3 +163,59 @@ def test_a_prepared_cache_from_another_vae_is_refused(cache, tiny_model_dir, tmp
     (other / "dit.safetensors").write_bytes((tiny_model_dir / "dit.safetensors").read_bytes())
     r = cli("train", "--data", cache, "--model", other, f"out={tmp_path / 'o'}", *FAST, "train.steps=1")
     assert r.exit_code == 2 and "holds latents of the VAE" in r.output, r.output
+
+
+def _lora_ddp_worker(rank, world, init_file, args, result):
+    """One rank of `cinegen train --lora-rank` under DDP, run in-process: it records the adapter weights it held
+    at the end and how often it wrote the adapter file."""
+    import os
+
+    from safetensors.torch import save_file
+
+    from cinegen.training import lora, train_dit
+    from cinegen.training.lora import adapter_state
+    from tests import gloo
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))   # what torchrun sets
+    gloo.join(rank, world, init_file)          # train_dit's setup_distributed keeps this group
+    held, writes, save, update = {}, [], lora.save_adapter, train_dit.update_ema
+
+    def ema_step(ema, model, decay):
+        update(ema, model, decay)
+        held["ema"] = ema
+
+    def counted_save(*a, **k):
+        writes.append(rank)
+        return save(*a, **k)
+
+    train_dit.update_ema, lora.save_adapter = ema_step, counted_save
+    r = cli(*args)
+    if r.exit_code != 0:
+        print(r.output)
+        os._exit(1)
+    save_file(adapter_state(held["ema"]), f"{result}.{rank}", metadata={"writes": str(len(writes))})
+    os._exit(0)                                # train_dit tore the group down; skip the interpreter's teardown
+
+
+def test_lora_trains_under_ddp_with_two_ranks(cache, tiny_model_dir, tmp_path):
+    """Two gloo ranks train one adapter on the frozen DiT: both hold the same adapter weights after the steps
+    (DDP all-reduced the adapters' gradients), and rank 0 alone writes the file, with diffusers' names and the
+    base model's hash."""
+    import torch.multiprocessing as mp
+    out, result = tmp_path / "ddp", tmp_path / "held.safetensors"
+    args = ["train", "--data", cache, "--model", tiny_model_dir, "--lora-rank", "2", f"out={out}", *FAST,
+            "train.steps=2", "train.lr=1e-2"]
+    mp.spawn(_lora_ddp_worker, args=(2, str(tmp_path / "init"), list(map(str, args)), str(result)), nprocs=2,
+             join=True)
+    ranks = [load_file(f"{result}.{r}") for r in range(2)]
+    writes = [safe_open(f"{result}.{r}", "pt").metadata()["writes"] for r in range(2)]
+    assert writes == ["1", "0"]
+    saved = load_file(out / "lora.safetensors")
+    assert saved.keys() == ranks[0].keys() == ranks[1].keys() and "transformer.blocks.0.attn.qkv.lora_B.weight" in saved
+    for k, v in saved.items():
+        torch.testing.assert_close(ranks[0][k], v, rtol=0, atol=0)
+        torch.testing.assert_close(ranks[1][k], v, rtol=0, atol=0)
+    assert all(v.abs().max() > 0 for k, v in saved.items() if ".lora_B." in k)   # B left zero: the adapters trained
+    base, _ = load_dit(tiny_model_dir / "dit.safetensors")
+    assert read_adapter(out / "lora.safetensors").base == weights_hash(base)
+    meta = json.loads(safe_open(str(out / "lora.safetensors"), "pt").metadata()["cinegen_lora"])
+    assert meta["step"] == 2

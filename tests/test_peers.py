@@ -319,25 +319,33 @@ def test_registry_names_folders_and_lists_what_each_can_do(peers, tmp_path, monk
     assert r.exit_code == 2 and "neither a registered name (cinegen-default, tiny-wan" in " ".join(r.output.split())
 
 
-def test_server_lists_registry_models_renders_one_and_refuses_what_it_cannot_do(peers, tmp_path, monkeypatch):
+def serve(tmp_path, monkeypatch, registered: dict, *extra: str):
+    """A test client of the server offering `registered` {name: (folder, size)} through models.toml (1 s
+    videos at that one size) and `extra` as --model NAME=FOLDER does, and a 2-step worker for the registered."""
     from fastapi.testclient import TestClient
 
     from cinegen.cli import _models_option
     from cinegen.server.app import ServerSettings, create_app
     from cinegen.server.worker import Worker
     toml = tmp_path / "models.toml"
-    toml.write_text(f'[models.tiny-wan]\npath = "{peers["wan"]}"\nsizes = ["16x16"]\nseconds = ["1"]\n\n'
-                    f'[models.tiny-ltx]\npath = "{peers["ltx"]}"\nsizes = ["32x32"]\nseconds = ["1"]\n')
+    toml.write_text("".join(f'[models.{name}]\npath = "{folder}"\nsizes = ["{size}"]\nseconds = ["1"]\n\n'
+                            for name, (folder, size) in registered.items()))
     monkeypatch.setenv("CINEGEN_MODELS", str(toml))
-    models = _models_option([f"tiny-i2v={peers['wan-i2v']}"])
-    client = TestClient(create_app(ServerSettings(data_dir=tmp_path / "data", models=models)))
+    client = TestClient(create_app(ServerSettings(data_dir=tmp_path / "data", models=_models_option(list(extra)))))
+    return client, Worker(tmp_path / "data", {name: name for name in registered}, steps=2)
+
+
+def test_server_lists_registry_models_renders_one_and_refuses_what_it_cannot_do(peers, tmp_path, monkeypatch):
+    from cinegen.cli import _models_option
+    from cinegen.server.app import ServerSettings, create_app
+    client, worker = serve(tmp_path, monkeypatch, {"tiny-wan": (peers["wan"], "16x16"),
+                                                   "tiny-ltx": (peers["ltx"], "32x32")}, f"tiny-i2v={peers['wan-i2v']}")
     listed = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
     assert listed["tiny-wan"]["modes"] == ["text", "image", "edit"] and listed["tiny-wan"]["sizes"] == ["16x16"]
     assert listed["tiny-i2v"]["modes"] == ["animate"] and listed["cinegen-default"]["modes"] == list(MODES)
     r = client.post("/v1/videos", json={"prompt": "a red ball", "model": "tiny-i2v"})
     assert r.status_code == 400 and r.json()["error"]["message"] == "model tiny-i2v cannot do 'text'; it can do: animate"
     vid = client.post("/v1/videos", json={"prompt": "a red ball", "model": "tiny-wan", "seconds": "1"}).json()["id"]
-    worker = Worker(tmp_path / "data", {"tiny-wan": "tiny-wan", "tiny-ltx": "tiny-ltx"}, steps=2)
     assert worker.run_once()
     job = client.get(f"/v1/videos/{vid}").json()
     assert job["status"] == "completed", job
@@ -357,6 +365,58 @@ def test_server_lists_registry_models_renders_one_and_refuses_what_it_cannot_do(
     assert client.get(f"/v1/videos/{r.json()['id']}").json()["status"] == "completed"
     (tmp_path / "e.mp4").write_bytes(client.get(f"/v1/videos/{r.json()['id']}/content").content)
     assert probe(tmp_path / "e.mp4")[:3] == (25 + 24, (32, 32), 24.0)       # LTX at 24 fps: 1 + 24, then 24 more
+
+
+def test_server_characters_hold_an_image_to_video_folders_first_frame(peers, tmp_path, monkeypatch):
+    """A character's still is the first frame Wan2.2-TI2V holds (its first latent frame is the image's, whatever
+    the seed): two videos of one character share their first frame and differ after it, another character's does
+    not, and it is the frame the folder draws from that still itself. A text-only folder refuses characters."""
+    import io
+
+    from PIL import Image
+
+    from cinegen import requests as R
+    from cinegen.backends import load_backend
+    from cinegen.config import SampleConfig
+    from cinegen.io.video import read_video, write_mp4
+    client, worker = serve(tmp_path, monkeypatch, {"tiny-ti2v": (peers["wan22-ti2v"], "32x32"),
+                                                   "tiny-wan": (peers["wan"], "16x16")})
+    left = np.zeros((32, 32, 3), np.uint8)
+    left[:, :16] = 255                                           # white on the left; its mirror is the other one
+
+    def character(name, still):
+        png = io.BytesIO()
+        Image.fromarray(still).save(png, format="PNG")
+        r = client.post("/v1/videos/characters", data={"name": name}, files={"video": ("s.png", png.getvalue())})
+        assert r.status_code == 200, r.json()
+        return r.json()["id"]
+
+    def render(cid):
+        r = client.post("/v1/videos", json={"prompt": "a figure waves", "model": "tiny-ti2v", "seconds": "1",
+                                            "characters": [{"id": cid}]})
+        assert r.status_code == 200, r.json()
+        assert worker.run_once()
+        vid = r.json()["id"]
+        assert client.get(f"/v1/videos/{vid}").json()["status"] == "completed"
+        (tmp_path / f"{vid}.mp4").write_bytes(client.get(f"/v1/videos/{vid}/content").content)
+        return read_video(tmp_path / f"{vid}.mp4")
+
+    lefty, righty = character("Lefty", left), character("Righty", left[:, ::-1].copy())
+    (a, fps), (again, _), (other, _) = render(lefty), render(lefty), render(righty)
+    assert a.shape == (25, 32, 32, 3) and fps == 24.0                       # 1 s at TI2V's own 24 fps
+
+    def dist(x, y):
+        return np.abs(x.astype(float) - y.astype(float)).mean()
+    assert dist(a[-1], again[-1]) > 3                   # each job its own seed ...
+    assert dist(a[0], again[0]) < 1 < 3 < dist(a[0], other[0])       # ... the character's first frame in both
+    direct = load_backend(peers["wan22-ti2v"], device="cpu").generate(
+        R.Animate(prompt="x", image=left, sample=SampleConfig(seconds=1, fps=24, width=32, height=32, steps=2)))
+    write_mp4(direct, tmp_path / "direct.mp4", 24)
+    assert dist(a[0], read_video(tmp_path / "direct.mp4")[0][0]) < 1      # what the folder animates the still to
+    r = client.post("/v1/videos", json={"prompt": "a figure waves", "model": "tiny-wan", "seconds": "1",
+                                        "characters": [{"id": lefty}]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "characters"
+    assert r.json()["error"]["message"] == "tiny-wan cannot use characters: it has no image conditioning"
 
 
 def test_storyboard_and_estimate_read_a_diffusers_folder(peers, tmp_path):
