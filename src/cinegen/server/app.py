@@ -213,9 +213,10 @@ def _model(fields: dict, settings: ServerSettings) -> tuple[str, str, ModelSpec]
     return name, local, settings.models[local]
 
 
-def _check_mode(spec: ModelSpec, name: str, mode: str) -> None:
-    """A job's mode must be one its model can do: a 400 naming those it can, before anything is stored."""
-    if not spec.can(mode):
+def _check_mode(spec: ModelSpec | None, name: str, mode: str) -> None:
+    """A job's mode must be one its model can do: a 400 naming those it can, before anything is stored (None: a
+    source video's model that is no longer served; its worker refuses it)."""
+    if spec is not None and not spec.can(mode):
         raise APIError(400, f"model {name} cannot do {mode!r}; it can do: {', '.join(spec.available_modes)}",
                        "model", "unsupported_mode")
 
@@ -483,8 +484,7 @@ def _install_derived_routes(app: FastAPI, settings: ServerSettings, store: JobSt
         if src["status"] != "completed":
             raise APIError(400, f"video {video_id!r} is {src['status']}, not completed", "video_id", "invalid_value")
         _check_room(settings, store, owner, app.state)
-        if (spec := settings.models.get(src["backend"] or src["model"])) is not None:   # still served
-            _check_mode(spec, src["model"], "edit")
+        _check_mode(settings.models.get(src["backend"] or src["model"]), src["model"], "edit")
         source = str(video_dir(settings.data_dir, video_id) / "video.mp4")
         return respond(store.create(owner, src["model"], prompt, src["seconds"], src["size"], "remix",
                                     {"source": source}, remixed_from=video_id, ttl=settings.ttl_seconds,
@@ -502,7 +502,7 @@ def _install_derived_routes(app: FastAPI, settings: ServerSettings, store: JobSt
         source, src = source_from(fields, uploads, owner)
         if src is not None:
             name, local = src["model"], src["backend"]
-        _check_mode(settings.models[local], name, "extend")
+        _check_mode(settings.models.get(local), name, "extend")
         size, rsize, seconds = shape_of(src, source, fields, spec, name)
         total = str(int(float(seconds)) + int(extra))       # OpenAI reports an extension's stitched length
         return respond(store.create(owner, name, prompt, total, size, "extend", {"source": source, "extra_seconds": extra},
@@ -520,7 +520,7 @@ def _install_derived_routes(app: FastAPI, settings: ServerSettings, store: JobSt
         source, src = source_from(fields, uploads, owner)
         if src is not None:
             name, local = src["model"], src["backend"]
-        _check_mode(settings.models[local], name, "edit")
+        _check_mode(settings.models.get(local), name, "edit")
         size, rsize, seconds = shape_of(src, source, fields, spec, name)
         return respond(store.create(owner, name, prompt, seconds, size, "edit", {"source": source},
                                     remixed_from=src and src["id"], ttl=settings.ttl_seconds, backend=local,
