@@ -222,7 +222,8 @@ def _bar_progress(bar, task, status=lambda d: d["phase"]):
 
 
 def _render(backend, request):
-    """backend.generate(request) with a progress bar fed by the one progress callback."""
+    """backend.generate(request) with a progress bar fed by the one progress callback. Returns the video and the
+    request as rendered (the backend's own defaults and frame grid applied: its fps is the file's)."""
     from cinegen.runtime import progress_bar
     request = _prepared(backend, request)
     backend.check(request)                       # before the bar: a bad request fails with no work done
@@ -230,7 +231,7 @@ def _render(backend, request):
         console.print(f"[bold yellow]warning:[/] {escape(warning)}")
     with progress_bar() as bar:
         task = bar.add_task(request.mode, total=None, status="")
-        return backend.generate(request, progress=_bar_progress(bar, task))
+        return backend.generate(request, progress=_bar_progress(bar, task)), request
 
 
 def _prepared(backend, request):
@@ -261,9 +262,8 @@ def _save_outputs(video, output: Path, frames_dir: Optional[Path], cfg: C.Sample
 
 
 def _render_and_save(model: Optional[Path], request, output: Path) -> None:
-    backend = _backend(model)
-    request = _prepared(backend, request)
-    _save_outputs(_render(backend, request), output, None, request.sample, request.prompt, model)
+    video, request = _render(_backend(model), request)
+    _save_outputs(video, output, None, request.sample, request.prompt, model)
 
 
 @app.command("generate")
@@ -290,9 +290,7 @@ def generate_cmd(
         check_watermark_size(sample.width, sample.height)
     if c2pa_cert is not None:                                   # also before rendering
         check_c2pa_credentials(c2pa_cert, c2pa_key)
-    backend = _backend(model)
-    request = _prepared(backend, request)
-    video = _render(backend, request)
+    video, request = _render(_backend(model), request)
     _save_outputs(video, output, frames_dir, request.sample, prompt, model, watermark, (c2pa_cert, c2pa_key) if c2pa_cert else None)
 
 
@@ -317,7 +315,7 @@ def image_cmd(prompt: str, output: Path = typer.Option(Path("still.png"), "-o", 
     from cinegen import requests as R
     from cinegen.io.video import write_image
     _setup_logging()
-    frame = _render(_backend(model), R.Image(prompt=prompt, sample=sample))
+    frame, _ = _render(_backend(model), R.Image(prompt=prompt, sample=sample))
     write_image(frame, output)
     console.print(f"wrote {output}")
 
