@@ -140,23 +140,42 @@ def test_queued_video_objects_say_their_place_and_estimated_start(tmp_path, tiny
     assert v["queue_position"] == 2 and v["estimated_start_at"] >= v["created_at"]
 
 
-def test_expired_videos_lose_their_files_and_say_so(tmp_path, tiny_model_dir):
+def test_expired_videos_lose_their_files_and_the_sdk_still_reads_them(tmp_path, tiny_model_dir):
+    """Past expires_at the files are deleted; the object keeps a status the SDK knows (OpenAI has no "expired"),
+    /content answers 404 `expired` in OpenAI's envelope, and a remix of it is refused."""
+    import typing
+
+    import openai
     from fastapi.testclient import TestClient
+    from openai.types import Video
 
     from cinegen.server.app import ModelSpec, ServerSettings, create_app
     from cinegen.server.housekeeping import collect
     settings = ServerSettings(data_dir=tmp_path, models={"m": ModelSpec(tiny_model_dir, sizes=("32x32",))}, ttl_seconds=60)
     c = TestClient(create_app(settings))
-    vid = c.post("/v1/videos", json={"prompt": PROMPT, "model": "m", "size": "32x32", "seconds": "1"}).json()["id"]
-    assert Worker(tmp_path, {"m": tiny_model_dir}, steps=2).run_once()
+    sdk = openai.OpenAI(base_url=f"{c.base_url}/v1", api_key="local", http_client=c, max_retries=0)
+    statuses = set(typing.get_args(Video.model_fields["status"].annotation))
+    body = {"prompt": PROMPT, "model": "m", "size": "32x32", "seconds": "1"}
+    vid, bad = (c.post("/v1/videos", json=body).json()["id"] for _ in range(2))
+    w = Worker(tmp_path, {"m": tiny_model_dir}, steps=2)
+    assert w.run_once()
+    row = w.store.claim(w.worker_id)                                             # the second one fails
+    w.store.finish(row["id"], w.worker_id, error=("render_failed", "boom"))
     assert (video_dir(tmp_path, vid) / "video.mp4").exists()
     collect(tmp_path, JobStore(tmp_path / "jobs.sqlite"), 3600, now=time.time() + 30)
-    assert c.get(f"/v1/videos/{vid}").json()["status"] == "completed"           # not yet
+    assert sdk.videos.retrieve(vid).status == "completed" and sdk.videos.download_content(vid).content   # not yet
     collect(tmp_path, JobStore(tmp_path / "jobs.sqlite"), 3600, now=time.time() + 120)
-    assert c.get(f"/v1/videos/{vid}").json()["status"] == "expired"
     assert not video_dir(tmp_path, vid).exists()
-    r = c.get(f"/v1/videos/{vid}/content")
-    assert r.status_code == 404 and "expired" in r.json()["error"]["message"]
+    for v in [*sdk.videos.list(), sdk.videos.retrieve(vid), sdk.videos.retrieve(bad)]:
+        assert v.status in statuses and v.expires_at < time.time() + 120
+    assert (sdk.videos.retrieve(vid).status, sdk.videos.retrieve(bad).status) == ("completed", "failed")
+    assert sdk.videos.retrieve(bad).error.message == "boom"
+    with pytest.raises(openai.NotFoundError) as gone:
+        sdk.videos.download_content(vid)
+    assert gone.value.code == "expired" and "files are deleted" in gone.value.message
+    with pytest.raises(openai.BadRequestError) as remix:
+        sdk.videos.remix(vid, prompt=PROMPT)
+    assert remix.value.code == "expired" and remix.value.param == "video_id"
 
 
 def test_garbage_collection_keeps_what_jobs_read(tmp_path):
@@ -189,7 +208,49 @@ def test_outputs_are_readable_by_the_group(tmp_path, tiny_model_dir):
         os.umask(old)
     for name in ("video.mp4", "thumbnail.webp", "spritesheet.jpg"):
         assert (video_dir(tmp_path, vid) / name).stat().st_mode & 0o777 == 0o640
+    assert video_dir(tmp_path, vid).stat().st_mode & 0o777 == 0o750          # the staging folder, moved in place
     assert store.get(vid)["status"] == "completed"
+
+
+@pytest.mark.parametrize("moment", ["between two files", "after the last file"])
+def test_a_delete_while_the_files_are_written_leaves_no_file_then_or_later(tmp_path, tiny_model_dir, monkeypatch, moment):
+    """DELETE answers while the worker writes the job's files (hooked at a fixed point, no sleeps): from its answer
+    on, no file of the job exists at its path, none appears when the worker goes on, and nothing is left over."""
+    from fastapi.testclient import TestClient
+
+    import cinegen.server.worker as W
+    from cinegen.server.app import ModelSpec, ServerSettings, create_app
+    c = TestClient(create_app(ServerSettings(data_dir=tmp_path, models={"m": ModelSpec(tiny_model_dir, sizes=("32x32",))})))
+    vid = c.post("/v1/videos", json={"prompt": PROMPT, "model": "m", "size": "32x32", "seconds": "1"}).json()["id"]
+    w = Worker(tmp_path, {"m": tiny_model_dir}, steps=2)
+    folder, seen = video_dir(tmp_path, vid), []
+
+    def delete_now():
+        assert c.delete(f"/v1/videos/{vid}").json()["deleted"]
+        seen.append(folder.exists())
+    real_still, real_write, real_finish = W.write_still, w.write_outputs, w.store.finish
+
+    def still(*a):                                  # the MP4 is written, the thumbnail is next
+        if not seen and moment == "between two files":
+            delete_now()
+        real_still(*a)
+
+    def write(*a):
+        staged = real_write(*a)
+        if moment == "after the last file":
+            delete_now()
+        return staged
+
+    def finish(*a, **k):
+        seen.append(folder.exists())                # what a client could download the moment the worker finishes
+        return real_finish(*a, **k)
+    monkeypatch.setattr(W, "write_still", still)
+    monkeypatch.setattr(w, "write_outputs", write)
+    monkeypatch.setattr(w.store, "finish", finish)
+    assert w.run_once()
+    assert seen == [False, False] and not folder.exists()
+    assert [p.name for p in (tmp_path / "videos").iterdir()] == []          # no staging folder left
+    assert c.get(f"/v1/videos/{vid}").status_code == 404
 
 
 def test_deleting_a_source_fails_its_queued_jobs_without_naming_server_paths(tmp_path, tiny_model_dir):
@@ -319,11 +380,19 @@ def test_serve_replaces_a_killed_worker_and_leaves_no_process_on_sigterm(tmp_pat
                 pass
         return alive
 
-    def wait(condition, seconds):
+    def wait(condition, seconds):               # True once the condition held (it is not asked again)
         deadline = time.time() + seconds
-        while time.time() < deadline and not condition():
+        while time.time() < deadline:
+            if condition():
+                return True
             time.sleep(0.1)
-        return condition()
+        return False
+
+    def replaced():
+        # one listing per check: a SIGKILLed process that frees a large heap stays "running" for a second and its
+        # command line reads empty half-way through, so two listings can disagree about it
+        pids = [p.pid for p in workers()]
+        return len(pids) == 2 and victim.pid not in pids and not victim.is_running()    # and reaped by the server
     try:
         assert wait(lambda: _up(url), 60), (tmp_path / "serve.log").read_text()
         made = [httpx.post(url, json=body).json() for _ in range(2)]
@@ -336,7 +405,7 @@ def test_serve_replaces_a_killed_worker_and_leaves_no_process_on_sigterm(tmp_pat
         victim = before[0]                   # both render (two jobs, two workers): either one's job is in hand
         os.kill(victim.pid, signal.SIGKILL)
         killed_at = time.time()
-        assert wait(lambda: len(workers()) == 2 and victim.pid not in [p.pid for p in workers()], 30), \
+        assert wait(replaced, 30), \
             ([(p.pid, p.status()) for p in psutil.Process(proc.pid).children()], victim.pid,
              (tmp_path / "serve.log").read_text()[-3000:])
         replaced_after = time.time() - killed_at

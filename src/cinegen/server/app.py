@@ -342,6 +342,12 @@ def _video(row: dict, view: QueueView, settings: ServerSettings) -> dict:
     return out
 
 
+def _expired(row: dict, status: int = 404, param: str = "video_id") -> APIError:
+    """A video past its expires_at: the object still answers (status as it finished), its files do not."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(row["expires_at"]))
+    return APIError(status, f"video {row['id']!r} expired at {when}: its files are deleted", param, "expired")
+
+
 def _respond(row: dict, view: QueueView, settings: ServerSettings) -> JSONResponse:
     headers = {"openai-poll-after-ms": POLL_AFTER_MS} if row["status"] in ("queued", "in_progress") else {}
     return JSONResponse(_video(row, view, settings), headers=headers)
@@ -430,13 +436,15 @@ def _install_video_routes(app: FastAPI, settings: ServerSettings, store: JobStor
         row = _get_own(store, video_id, _owner(request, settings))
         if variant not in VARIANTS:
             raise APIError(400, f"variant must be one of {list(VARIANTS)}", "variant", "invalid_value")
+        if row["status"] == "expired":
+            raise _expired(row)
         if row["status"] != "completed":
             raise APIError(404, f"video {video_id!r} is {row['status']}; content exists while it is completed",
                            "video_id", "not_ready")
         name, media = VARIANTS[variant]
         path = video_dir(settings.data_dir, video_id) / name
         if not path.is_file():                       # expired between the row read and now
-            raise APIError(404, f"video {video_id!r} has no {variant} any more", "video_id", "expired")
+            raise _expired(row)
         return FileResponse(path, media_type=media)
 
 
@@ -448,6 +456,8 @@ def _install_derived_routes(app: FastAPI, settings: ServerSettings, store: JobSt
 
     def completed_source(vid: str, owner: str, param: str) -> dict:
         src = _get_own(store, vid, owner)
+        if src["status"] == "expired":
+            raise _expired(src, 400, param)
         if src["status"] != "completed":
             raise APIError(400, f"video {vid!r} is {src['status']}, not completed", param, "invalid_value")
         return src
@@ -479,10 +489,8 @@ def _install_derived_routes(app: FastAPI, settings: ServerSettings, store: JobSt
     async def remix(video_id: str, request: Request):
         owner = _owner(request, settings)
         fields, _ = await read_body(request, settings.max_upload_bytes)
-        src = _get_own(store, video_id, owner)
+        src = completed_source(video_id, owner, "video_id")
         prompt = _prompt(fields)
-        if src["status"] != "completed":
-            raise APIError(400, f"video {video_id!r} is {src['status']}, not completed", "video_id", "invalid_value")
         _check_room(settings, store, owner, app.state)
         _check_mode(settings.models.get(src["backend"] or src["model"]), src["model"], "edit")
         source = str(video_dir(settings.data_dir, video_id) / "video.mp4")

@@ -1,7 +1,8 @@
-"""The app process's background work: expiry (a finished video's files are deleted at expires_at and its object
-answers status "expired"), garbage collection (uploads no job reads any more, temp files of interrupted writes,
-output folders of deleted videos), the disk measure the quota reads, and webhook delivery (webhooks.py). None of
-it runs in a worker, so a render never waits on a slow disk walk or a slow webhook receiver."""
+"""The app process's background work: expiry (a finished video's files are deleted at expires_at; its object keeps
+the status it finished with, as OpenAI's does, and /content answers 404 `expired`), garbage collection (uploads no
+job reads any more, temp files of interrupted writes, output folders of deleted videos), the disk measure the quota
+reads, and webhook delivery (webhooks.py). None of it runs in a worker, so a render never waits on a slow disk walk
+or a slow webhook receiver."""
 
 from __future__ import annotations
 
@@ -48,7 +49,10 @@ def collect(data_dir: Path, store: JobStore, max_age: float, now: float | None =
     if videos.is_dir():
         known = store.known_videos()
         for folder in videos.iterdir():
-            if folder.name not in known and _older(folder, now, 60.0):       # deleted, or written after deletion
+            # a video deleted (its folder left by a failed removal), or a worker's staging folder (".<id>.<x>.tmp",
+            # still being written while young: a long encode may not touch it for minutes)
+            age = max_age if folder.name.startswith(".") else 60.0
+            if folder.name not in known and _older(folder, now, age):
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder)
             elif folder.is_dir():

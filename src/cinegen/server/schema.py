@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from cinegen import defaults
 from cinegen.server.catalog import EXTENSION_SECONDS, Catalog
 
-STATUSES = ("queued", "in_progress", "completed", "failed", "expired")
+STATUSES = ("queued", "in_progress", "completed", "failed")      # the SDK's Video.status: no other value
 
 
 class ErrorDetail(BaseModel):
@@ -33,7 +33,7 @@ class VideoError(BaseModel):
 class Video(BaseModel):
     id: str
     object: Literal["video"]
-    status: Literal["queued", "in_progress", "completed", "failed", "expired"]
+    status: Literal[STATUSES]
     progress: int
     created_at: int
     completed_at: Optional[int]

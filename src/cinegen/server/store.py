@@ -316,7 +316,9 @@ class JobStore:
             return c.execute(f"UPDATE videos SET status = 'queued', claimed_by = NULL, progress = 0 WHERE {where}",
                              args).rowcount
 
-    def finish(self, vid: str, worker: str, error: tuple[str, str] | None = None) -> bool:
+    def finish(self, vid: str, worker: str, error: tuple[str, str] | None = None, publish=None) -> bool:
+        """Ends this worker's job; publish() (moving its files into place) runs inside the same transaction once
+        the job is known to be still ours, so a delete is wholly before it or wholly after it."""
         status = "failed" if error else "completed"
         code, message = error or (None, None)
         now = int(time.time())
@@ -324,6 +326,8 @@ class JobStore:
             done = c.execute("UPDATE videos SET status = ?, progress = ?, completed_at = ?, error_code = ?, error_message = ? "
                              "WHERE id = ? AND claimed_by = ? AND status = 'in_progress'",
                              (status, 100 if not error else 0, now, code, message, vid, worker)).rowcount > 0
+            if done and publish is not None:
+                publish()                  # raises: the transaction rolls back, the job is not completed
             if done:
                 self._event(c, f"video.{status}", vid, now)
         return done
@@ -341,7 +345,8 @@ class JobStore:
     # --- housekeeping ---
 
     def expire(self, now: float | None = None) -> list[str]:
-        """Marks finished jobs past expires_at as expired; returns their ids (the caller deletes their files)."""
+        """Marks finished jobs past expires_at as expired (the store's own status: video_object shows what OpenAI's
+        four-status API would); returns their ids (the caller deletes their files)."""
         now = time.time() if now is None else now
         with self._conn() as c:
             rows = c.execute("UPDATE videos SET status = 'expired' WHERE status IN ('completed', 'failed') AND "
@@ -427,6 +432,7 @@ class QueueState:
 def video_object(row: dict) -> dict:
     """The OpenAI Video object for a job row (every field, exact types)."""
     out = {k: row[k] for k in VIDEO_FIELDS}
+    out["status"] = public_status(row)
     out["object"] = "video"
     out["progress"] = int(row["progress"])
     out["error"] = {"code": row["error_code"], "message": row["error_message"]} if row["error_code"] else None
@@ -435,3 +441,11 @@ def video_object(row: dict) -> dict:
     if warnings is not None:             # cinegen's own field: set once a worker has read the prompt with its model
         out["warnings"] = warnings
     return out
+
+
+def public_status(row: dict) -> str:
+    """OpenAI's status of a job row. The API has four (the SDK's Video.status): an expired job keeps the status it
+    finished with, and its expires_at, now past, says its files are gone (/content answers 404 `expired`)."""
+    if row["status"] == "expired":
+        return "failed" if row["error_code"] else "completed"
+    return row["status"]

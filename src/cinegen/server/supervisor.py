@@ -5,7 +5,11 @@
 - shutdown() (the server got SIGTERM or SIGINT): every worker is asked to stop (SIGTERM: finish the job in hand,
   claim no other); one still busy after `grace` seconds is asked again (a second SIGTERM: give the job back to the
   queue within one sampling step); one that still has not exited is killed and its job requeued. No child
-  process outlives the server: each also asks the kernel for SIGTERM should the server itself die (PR_SET_PDEATHSIG).
+  process outlives the server: each also asks the kernel for SIGTERM should the server itself die (PR_SET_PDEATHSIG),
+  and the resource tracker process that multiprocessing starts next to them is stopped and reaped last.
+
+PR_SET_PDEATHSIG fires when the *thread* that started the child ends, not the process: replacements are started by
+the watcher thread, so it stays alive (and never dies of an error) until shutdown has ended every worker.
 """
 
 from __future__ import annotations
@@ -63,7 +67,8 @@ class Supervisor:
         self.procs: dict[str, mp.Process] = {}
         self.started = 0
         self.restarts = 0
-        self._stop = threading.Event()
+        self._unreleased: set[str] = set()          # dead workers whose jobs are not yet back in the queue
+        self._stop, self._finished = threading.Event(), threading.Event()
         self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
 
@@ -85,26 +90,46 @@ class Supervisor:
 
     def _watch(self) -> None:
         while not self._stop.wait(self.check_every):
-            with self._lock:
-                if self._stop.is_set():
-                    return
-                for worker_id, p in list(self.procs.items()):
-                    if not p.is_alive():
-                        p.join()
-                        del self.procs[worker_id]
-                        jobs = self.store.requeue(worker_id)
-                        log.warning("worker %s exited (code %s); %d job(s) requeued; starting a new one",
-                                    worker_id, p.exitcode, jobs)
-                        self.restarts += 1
-                        self._spawn()
+            try:
+                self._replace_dead()
+            except Exception:                  # a busy database, a failed start: the next round tries again
+                log.exception("supervising the workers failed; trying again")
+        self._finished.wait()                  # our replacements get PR_SET_PDEATHSIG when this thread ends
+
+    def _replace_dead(self) -> None:
+        """Reaps dead workers, starts one per missing worker, then gives their jobs back to the queue (a failure
+        of either is retried next round: neither waits on the other)."""
+        with self._lock:
+            if self._stop.is_set():
+                return
+            for worker_id, p in list(self.procs.items()):
+                if not p.is_alive():
+                    p.join()
+                    del self.procs[worker_id]
+                    self._unreleased.add(worker_id)
+                    self.restarts += 1
+                    log.warning("worker %s exited (code %s); starting a new one", worker_id, p.exitcode)
+            while len(self.procs) < self.count:
+                self._spawn()
+            for worker_id in sorted(self._unreleased):
+                log.warning("%d job(s) of worker %s back in the queue", self.store.requeue(worker_id), worker_id)
+                self._unreleased.discard(worker_id)
 
     def shutdown(self, grace: float = 30.0, abort_wait: float = 15.0) -> None:
         """Stops every worker: finish within `grace`, else requeue within `abort_wait`, else killed."""
         self._stop.set()
-        with self._lock:
+        with self._lock:                       # a replacement being started is in self.procs once we hold it
+            procs = dict(self.procs)
+        try:
+            self._stop_workers(procs, grace, abort_wait)
+        finally:
+            self._finished.set()
             if self._watcher is not None:
                 self._watcher.join(timeout=5)
-            procs = dict(self.procs)
+        if not any(p.is_alive() for p in procs.values()):
+            _stop_resource_tracker()
+
+    def _stop_workers(self, procs: dict[str, mp.Process], grace: float, abort_wait: float) -> None:
         for p in procs.values():
             _signal(p, signal.SIGTERM)
         _join_all(procs.values(), grace)
@@ -117,9 +142,35 @@ class Supervisor:
             if p.is_alive():
                 p.kill()
             p.join(timeout=10)
-        for worker_id in procs:
+        for worker_id in {*procs, *self._unreleased}:
             self.store.requeue(worker_id)
         self.procs.clear()
+
+
+def _stop_resource_tracker(wait: float = 5.0) -> None:
+    """multiprocessing's resource tracker (started with the first spawned worker) exits on its own only once it
+    reads EOF on its pipe, a moment after the server is gone: close our end and reap it now, so nothing outlives
+    the server. With every worker gone nothing else holds the pipe; one that still does gets it killed."""
+    from multiprocessing import resource_tracker
+    tracker = resource_tracker._resource_tracker
+    try:
+        with tracker._lock:
+            fd, pid, tracker._fd, tracker._pid = tracker._fd, tracker._pid, None, None
+    except AttributeError:                         # another Python's internals: it exits on EOF by itself
+        return
+    if fd is None or pid is None:
+        return
+    os.close(fd)
+    deadline = time.monotonic() + wait
+    try:
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)       # it blocks SIGTERM and SIGINT
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.01)
+    except ChildProcessError:                      # already reaped
+        pass
 
 
 def _signal(p: mp.Process, sig: int) -> None:

@@ -122,9 +122,7 @@ class Worker:
                 video, cfg = self.render(row, lease)
                 tags = provenance_tags(row["model"], row["prompt"], cfg.seed, video_id=vid)
                 self._check(vid, lease)
-                self.write_outputs(vid, video, cfg.fps, tags)
-                if not self.store.finish(vid, self.worker_id):     # deleted while the files were written
-                    remove_outputs(self.data_dir, vid)
+                self.publish(vid, self.write_outputs(vid, video, cfg.fps, tags))
             except JobCancelled:
                 log.info("job %s cancelled", vid)
                 remove_outputs(self.data_dir, vid)
@@ -160,13 +158,42 @@ class Worker:
         video = backend.generate(request, progress=progress)
         return to_requested_size(row, request, video), request.sample
 
-    def write_outputs(self, vid: str, video: np.ndarray, fps: float, tags: dict) -> None:
+    def write_outputs(self, vid: str, video: np.ndarray, fps: float, tags: dict) -> Path:
+        """Writes the files into a hidden staging folder next to the job's own and returns it (publish moves it)."""
+        import tempfile
+
+        from cinegen.io.files import current_umask
         from cinegen.io.video import write_mp4
         folder = video_dir(self.data_dir, vid)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_mp4(video, folder / "video.mp4", fps, metadata=tags)
-        write_still(video[len(video) // 2], folder / "thumbnail.webp", "WEBP")
-        write_still(spritesheet(video), folder / "spritesheet.jpg", "JPEG")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{vid}.", suffix=".tmp"))
+        try:
+            os.chmod(staged, 0o777 & ~current_umask())         # mkdtemp's 0700 would hide it from the group
+            write_mp4(video, staged / "video.mp4", fps, metadata=tags)
+            write_still(video[len(video) // 2], staged / "thumbnail.webp", "WEBP")
+            write_still(spritesheet(video), staged / "spritesheet.jpg", "JPEG")
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        return staged
+
+    def publish(self, vid: str, staged: Path) -> None:
+        """Completes the job and moves its staged files into place in one store transaction: a DELETE committed
+        before it leaves the job not ours (the files are dropped, never shown); one after it finds them in place
+        and removes them before it answers. So once DELETE has answered no file of the job exists or appears."""
+        folder = video_dir(self.data_dir, vid)
+        try:
+            def move():
+                shutil.rmtree(folder, ignore_errors=True)      # a leftover of an attempt killed mid-publish
+                os.replace(staged, folder)
+            try:
+                if not self.store.finish(vid, self.worker_id, publish=move):
+                    log.info("job %s was deleted while its files were written; dropped", vid)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)      # moved, then the commit failed: the job is not done
+                raise
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)         # gone once moved; dropped when not
 
 
 JOB_UNSET = frozenset({"fps", "guidance", "negative_prompt"})     # SampleConfig fields a job never sets
