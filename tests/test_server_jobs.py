@@ -348,6 +348,56 @@ def test_the_server_process_sends_webhooks_in_the_background(tmp_path, tiny_mode
     assert json.loads(got[0][0])["data"]["id"] == vid and got[0][1]["webhook-signature"].startswith("v1,")
 
 
+class _FakeProcess:
+    """Stands in for a worker process: the supervisor's bookkeeping is what is tested, not process start-up."""
+
+    def __init__(self, name):
+        self.name, self.pid, self.exitcode, self.alive = name, None, None, True
+
+    def is_alive(self):
+        return self.alive
+
+    def join(self, timeout=None):
+        pass
+
+    def kill(self):
+        self.alive = False
+
+
+def test_a_dead_worker_is_replaced_even_while_the_store_fails_and_its_job_is_requeued_later(tmp_path, monkeypatch):
+    import sqlite3
+
+    from cinegen.server.supervisor import Supervisor
+    sup = Supervisor(tmp_path, {}, count=2, steps=1, check_every=0.01)
+    spawned = []
+
+    def spawn():
+        sup.started += 1
+        spawned.append(_FakeProcess(f"w{sup.started}"))
+        sup.procs[spawned[-1].name] = spawned[-1]
+    monkeypatch.setattr(sup, "_spawn", spawn)
+    vid = sup.store.create("s", "m", PROMPT, "1", "32x32", "create", {})["id"]
+    sup.start()
+    assert sup.store.claim("w1")["id"] == vid
+    real, failures = sup.store.requeue, []
+
+    def busy(worker, vid=None):                     # the first two tries find the database locked
+        if len(failures) < 2:
+            failures.append(worker)
+            raise sqlite3.OperationalError("database is locked")
+        return real(worker, vid)
+    monkeypatch.setattr(sup.store, "requeue", busy)
+    spawned[0].alive = False
+    deadline = time.time() + 20
+    while time.time() < deadline and sup.store.get(vid)["status"] != "queued":
+        time.sleep(0.01)
+    assert sup.store.get(vid)["status"] == "queued" and failures == ["w1", "w1"]
+    assert [p.name for p in spawned] == ["w1", "w2", "w3"] and sorted(sup.procs) == ["w2", "w3"] and sup.restarts == 1
+    assert sup._watcher.is_alive()                  # an error never ended the watcher
+    sup.shutdown(grace=0.1, abort_wait=0.1)
+    assert not sup._watcher.is_alive() and not any(p.alive for p in spawned) and sup.procs == {}
+
+
 @pytest.mark.slow
 def test_serve_replaces_a_killed_worker_and_leaves_no_process_on_sigterm(tmp_path, tiny_model_dir):
     """`cinegen serve --workers 2`: a SIGKILLed worker is replaced within seconds and its job completes; SIGTERM
