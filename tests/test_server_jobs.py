@@ -190,12 +190,15 @@ def test_garbage_collection_keeps_what_jobs_read(tmp_path):
     orphan = tmp_path / "videos" / "video_gone"
     orphan.mkdir(parents=True)
     (orphan / "video.mp4").write_bytes(b"x")
+    writing, abandoned = tmp_path / "videos" / ".video_a.x1.tmp", tmp_path / "videos" / ".video_b.x2.tmp"
+    writing.mkdir(), abandoned.mkdir()                  # worker staging folders: a long encode, a killed worker
     old = time.time() - 7200
-    for p in (used, stale, orphan / "video.mp4", orphan):
+    for p in (used, stale, orphan / "video.mp4", orphan, abandoned):
         os.utime(p, (old, old))
+    os.utime(writing, (time.time() - 600, time.time() - 600))
     removed = collect(tmp_path, store, max_age=3600)
     assert used.exists() and fresh.exists() and not stale.exists() and not orphan.exists()
-    assert set(removed) == {stale, orphan}
+    assert writing.exists() and set(removed) == {stale, orphan, abandoned}
 
 
 def test_outputs_are_readable_by_the_group(tmp_path, tiny_model_dir):

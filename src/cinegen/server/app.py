@@ -443,8 +443,10 @@ def _install_video_routes(app: FastAPI, settings: ServerSettings, store: JobStor
                            "video_id", "not_ready")
         name, media = VARIANTS[variant]
         path = video_dir(settings.data_dir, video_id) / name
-        if not path.is_file():                       # expired between the row read and now
-            raise _expired(row)
+        if not path.is_file():                       # expired, or deleted, between the row read and now
+            if row["expires_at"] is not None and row["expires_at"] <= time.time():
+                raise _expired(row)
+            raise APIError(404, f"video {video_id!r} not found", "video_id", "not_found")
         return FileResponse(path, media_type=media)
 
 
