@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from cinegen import defaults
 from cinegen.server.catalog import EXTENSION_SECONDS, Catalog
@@ -37,7 +37,8 @@ class Video(BaseModel):
     progress: int
     created_at: int
     completed_at: Optional[int]
-    expires_at: Optional[int]
+    expires_at: Optional[int] = Field(description="When the files are deleted; past it the object keeps its status "
+                                      "and /content answers 404 with code `expired`")
     model: str
     prompt: Optional[str]
     remixed_from_video_id: Optional[str]
