@@ -18,12 +18,6 @@ pytest.importorskip("ftfy")          # WanVACEPipeline cleans prompts with it
 
 
 @pytest.fixture(scope="session")
-def peers(tmp_path_factory):
-    from tests.peers_tiny import build_all
-    return build_all(tmp_path_factory.mktemp("peers"))
-
-
-@pytest.fixture(scope="session")
 def media(tmp_path_factory):
     """A still and two clips (9 frames, 32x32) on disk, as a user would pass them."""
     from PIL import Image
