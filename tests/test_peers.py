@@ -93,6 +93,7 @@ CELLS = [
     ("cogvideox-i2v", ["animate", "{still}", "a red ball", "--seconds", "1"], 9),
     ("hunyuan", ["generate", "a red ball", "--seconds", "0.5"], 5),
     slow(("hunyuan", ["image", "a red ball"], 1)),
+    ("hunyuan-i2v", ["animate", "{still}", "a red ball", "--seconds", "0.5", "--negative", "blurry"], 5),
     # FramePack renders sections of 9 latent frames: 1 + 36k frames (4.5 s at 8 fps = 36 new frames)
     ("framepack", ["animate", "{still}", "a red ball", "--seconds", "4.5"], 37),
     ("framepack", ["connect", "{a}", "{b}", "a smooth transition", "--seconds", "4.5"], 37),
@@ -151,6 +152,10 @@ REFUSALS = [
     ("cogvideox", ["loop", "{a}"], "cannot do 'loop'; it can do: text, image, edit"),
     ("hunyuan", ["extend", "{a}", "a ball"], "cannot do 'extend'; it can do: text, image"),
     ("framepack", ["generate", "a ball"], "cannot do 'text'; it can do: animate, connect, loop"),
+    ("framepack", ["animate", "{still}", "a ball", "--at", "end"], "cannot do animate at the end; it can do: "
+                                                                   "animate, connect, loop"),
+    ("hunyuan-i2v", ["generate", "a ball"], "cannot do 'text'; it can do: animate"),
+    ("hunyuan-i2v", ["edit", "{a}", "a ball"], "cannot do 'edit'; it can do: animate"),
     ("wan", ["generate", "a ball", "--size", "40x32"], "width 40 is not a multiple of 16, which wan needs; use 32 or 48"),
     ("wan22-ti2v", ["generate", "a ball", "--size", "48x48"], "width 48 is not a multiple of 32, which wan22-ti2v "
                                                               "needs; use 32 or 64"),
@@ -233,6 +238,24 @@ def test_guidance_high_drives_wan22s_high_noise_expert(peers):
     also = b.generate(R.Text(prompt="a ball", sample=SampleConfig(**cfg, guidance=4.0, guidance_high=4.0)))
     other = b.generate(R.Text(prompt="a ball", sample=SampleConfig(**cfg, guidance=4.0, guidance_high=1.0)))
     assert np.array_equal(same, also) and not np.array_equal(same, other)
+
+
+def test_hunyuan_i2v_guides_the_classic_way(peers):
+    """HunyuanVideo-I2V has no guidance embedding: --guidance is true classifier-free guidance against the
+    negative prompt (diffusers' true_cfg_scale), so both change the frames (the text-to-video HunyuanVideo's
+    distilled guidance takes no negative prompt: see REFUSALS)."""
+    from cinegen import requests as R
+    from cinegen.backends import load_backend
+    from cinegen.config import SampleConfig
+    b = load_backend(peers["hunyuan-i2v"], device="cpu")
+    img = (np.random.default_rng(2).random((16, 16, 3)) * 255).astype(np.uint8)
+
+    def render(**kw):
+        cfg = SampleConfig(seconds=0.5, fps=8, width=16, height=16, steps=2, **kw)
+        return b.generate(R.Animate(prompt="a red ball", image=img, sample=cfg))
+    plain, guided, negative = render(guidance=1.0), render(guidance=6.0), render(guidance=6.0, negative_prompt="blue")
+    assert plain.shape == (5, 16, 16, 3)
+    assert not np.array_equal(plain, guided) and not np.array_equal(guided, negative)
 
 
 def test_load_options_that_run_on_a_cpu(peers, tmp_path):
