@@ -468,3 +468,65 @@ def test_eval_scores_a_diffusers_folder(peers, tmp_path):
     assert report["sample_config"]["fps"] == 16.0 and report["splits"]["seen"]["generated"]["clips"] == 1
     r = cli("eval", "--model", peers["wan"], "--modes", "--steps", "1", "--size", "16x16", "--out", out)
     assert r.exit_code == 2 and "--modes scores cinegen models' own modes" in " ".join(r.output.split())
+
+
+def readme_commands() -> list[list[str]]:
+    """The `cinegen ...` command lines of README's "Command lines for a 24 GB card" block, as argument lists."""
+    import shlex
+    from pathlib import Path
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    block = text.split("Command lines for a 24 GB card", 1)[1].split("```", 2)[1]
+    lines = block.replace("\\\n", " ").splitlines()
+    return [shlex.split(line)[1:] for line in lines if line.startswith("cinegen ")]
+
+
+# the folders the README names, and the tiny folder of the same class and frame/size rules standing in for each
+README_FOLDERS = {"~/models/Wan2.1-T2V-1.3B-Diffusers": "wan", "~/models/Wan2.2-TI2V-5B-Diffusers": "wan22-ti2v",
+                  "~/models/LTX-Video": "ltx"}
+
+
+def test_the_readme_command_lines_parse_and_validate(peers, media, tmp_path, monkeypatch):
+    """Each README command line for a 24 GB card, exactly as written but on a tiny folder of the same family and
+    the test's clips, through the CLI: on this CPU, --offload is refused with its one-line reason; without it the
+    line is parsed, the request prepared and checked at its full size and duration (no rounding warning: the
+    README's durations are on each family's grid) and the folder loaded with the line's options. Sampling at
+    480p-720p is too slow for a CPU test, so the backend's generate is replaced by one that records the checked
+    request; the real sampling of every mode is test_every_cell_through_the_cli's. Untested: the real weights and
+    --offload on a GPU."""
+    from cinegen.backends.diffusers import DiffusersBackend
+    from cinegen.requests import Image
+    seen = []
+
+    def checked(self, request, progress=None):
+        self.check(request)
+        # the class that runs this mode, built from the folder loaded with the line's options
+        seen.append((self.name, request, self._pipe_for(self._kind(request))))
+        cfg = request.sample
+        n = 1 if isinstance(request, Image) else self.capabilities.geometry.frames(cfg.seconds, cfg.fps)
+        return np.zeros((n, cfg.height, cfg.width, 3), np.uint8)
+    monkeypatch.setattr(DiffusersBackend, "generate", checked)
+    files = {"clip.mp4": media / "a.mp4", "a.mp4": media / "a.mp4", "b.mp4": media / "b.mp4",
+             "still.png": media / "still.png"}
+    commands = readme_commands()
+    assert len(commands) == 6 and {c[0] for c in commands} == {"generate", "edit", "animate", "extend", "connect"}
+    for i, line in enumerate(commands):
+        args = [str(peers[README_FOLDERS[a]]) if a in README_FOLDERS else str(files.get(a, a)) for a in line]
+        out = ["-o", tmp_path / f"{i}.mp4"]
+        if "--offload" in args:
+            r = cli(*args, *out)
+            assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+            assert "--offload model moves weights between a CUDA GPU and the CPU; this run is on cpu" in \
+                " ".join(r.output.split())
+            at = args.index("--offload")
+            args = args[:at] + args[at + 2:]
+        r = cli(*args, *out)
+        assert r.exit_code == 0, (line, r.output)
+        assert "warning" not in r.output, (line, r.output)
+        name, request, pipe = seen[-1]
+        size = line[line.index("--size") + 1]
+        assert f"{request.sample.width}x{request.sample.height}" == size
+        assert pipe.vae.use_tiling == ("--vae-tiling" in line)
+        if "--seconds" in line:
+            assert request.sample.seconds == float(line[line.index("--seconds") + 1])
+    fps = {name: request.sample.fps for name, request, _ in seen}
+    assert fps == {"wan": 16.0, "wan22-ti2v": 24.0, "ltx": 24.0}          # each family's own rate
