@@ -446,7 +446,8 @@ def test_storyboard_and_estimate_read_a_diffusers_folder(peers, tmp_path):
     assert r.exit_code == 0, r.output
     assert "board is valid" in r.output and "transition 1" in r.output
     r = cli("storyboard", board, "--check", "--model", peers["wan"])      # plain T2V has no connect
-    assert r.exit_code == 2 and "cannot do 'connect'; it can do: text, image, edit" in " ".join(r.output.split())
+    assert r.exit_code == 2 and ("line 8: shots[1]: model wan cannot do 'connect' (transition: connect); it can do: "
+                                 "text, image, edit") in " ".join(r.output.split())
     r = cli("storyboard", board, "--model", peers["ltx"], "-o", tmp_path / "film")
     assert r.exit_code == 0, r.output
     frames, size, fps, meta = probe(tmp_path / "film" / "film.mp4")

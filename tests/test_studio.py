@@ -615,6 +615,13 @@ def test_a_board_names_a_model_per_shot(peers, tmp_path, monkeypatch):
         own = estimate(dit, vae, shot_config(board, shot, i, backend), text_tokens=text)
         assert rows[f"shot {i}"].total_flops == own.total_flops
     assert rows["shot 1"].total_flops != rows["shot 0"].total_flops
+    # what the board leaves alone is each model's own default: guidance (the board sets only steps), and Wan's
+    # recommended negative prompt
+    from cinegen import defaults
+    from cinegen.backends.families import WAN_NEGATIVE
+    native, wan = (shot_config(board, board.shots[i], i, models.of(board.shots[i]).backend) for i in (0, 1))
+    assert (native.steps, native.guidance, native.negative_prompt) == (2, defaults.GUIDANCE, "")
+    assert (wan.steps, wan.guidance, wan.negative_prompt) == (2, 5.0, WAN_NEGATIVE)
 
 
 def test_a_shots_model_is_checked_with_the_shots_line(peers, tmp_path, monkeypatch):

@@ -60,9 +60,13 @@ def shot_config(board: Board, shot: Shot, index: int, backend) -> SampleConfig:
     geometry = backend.capabilities.geometry
     w, h = backend.size_for(*board.shot_size(shot))
     latents = native_latents(shot.seconds, geometry.fps, geometry.frame_stride)
-    return SampleConfig(seconds=geometry.seconds_of(latents, geometry.fps), fps=geometry.fps, width=w, height=h,
-                        steps=board.steps, guidance=board.guidance,
-                        seed=shot.seed if shot.seed is not None else board.seed + index)
+    cfg = SampleConfig(seconds=geometry.seconds_of(latents, geometry.fps), fps=geometry.fps, width=w, height=h,
+                       steps=board.steps, guidance=board.guidance,
+                       seed=shot.seed if shot.seed is not None else board.seed + index)
+    # what the board leaves alone (and the negative prompt, which boards do not set) is the model's own default:
+    # a Wan shot samples with Wan's steps, guidance and negative prompt
+    unset = frozenset({"steps", "guidance"} - board.model_fields_set) | {"negative_prompt"}
+    return backend.prepare(R.Text(prompt=shot.prompt, sample=cfg), unset)[0].sample
 
 
 def bridge_config(board: Board, shot: Shot, cfg: SampleConfig, backend) -> SampleConfig:
