@@ -18,6 +18,32 @@ pytest.importorskip("ftfy")          # WanVACEPipeline cleans prompts with it
 
 
 @pytest.fixture(scope="session")
+def loaded(peers):
+    """name -> that tiny folder's backend, loaded once per session (with no load options), for the tests that call
+    the backend directly; the CLI tests load their folder themselves, as a user's command does."""
+    from cinegen.backends import load_backend
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = load_backend(peers[name], device="cpu")
+        return cache[name]
+    return get
+
+
+@pytest.fixture(scope="session")
+def wan_plain(loaded):
+    """The tiny Wan folder's render of WAN_REQUEST with no load options: what the options' tests compare to."""
+    return loaded("wan").generate(wan_request())
+
+
+def wan_request():
+    from cinegen import requests as R
+    from cinegen.config import SampleConfig
+    return R.Text(prompt="a red ball", sample=SampleConfig(seconds=0.5, fps=8, width=32, height=32, steps=2))
+
+
+@pytest.fixture(scope="session")
 def media(tmp_path_factory):
     """A still and two clips (9 frames, 32x32) on disk, as a user would pass them."""
     from PIL import Image
@@ -118,16 +144,15 @@ def test_every_cell_through_the_cli(peers, media, tmp_path, folder, args, frames
     assert meta["model"] == str(peers[folder])
 
 
-def test_keyframes_and_connect_windows_through_the_backend(peers):
+def test_keyframes_and_connect_windows_through_the_backend(loaded):
     """Keyframes (no CLI command of their own) and the bridge-only connect, on the two "any frame" classes."""
     from cinegen import requests as R
-    from cinegen.backends import load_backend
     from cinegen.config import SampleConfig
     rng = np.random.default_rng(1)
     img = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
     clip = (rng.random((9, 32, 32, 3)) * 255).astype(np.uint8)
     for name, seconds, n, new in (("wan-vace", 1.0, 9, 8), ("ltx", 1.0, 9, 7)):
-        b = load_backend(peers[name], device="cpu")
+        b = loaded(name)
         cfg = SampleConfig(seconds=seconds, fps=8, width=32, height=32, steps=2)
         out = b.generate(R.Keyframes(prompt="a red ball", keyframes=((0, img), (n - 1, img)), sample=cfg))
         assert out.shape == (n, 32, 32, 3)
@@ -200,12 +225,11 @@ def test_durations_round_to_the_grid_with_a_warning_and_defaults_come_from_the_f
         assert probe(tmp_path / f"{name}.mp4")[:3] == (5, (32, 32), fps)
 
 
-def test_prepare_fills_only_what_the_user_left_alone(peers):
+def test_prepare_fills_only_what_the_user_left_alone(loaded):
     from cinegen import requests as R
-    from cinegen.backends import load_backend
     from cinegen.backends.families import WAN_NEGATIVE
     from cinegen.config import SampleConfig
-    b = load_backend(peers["wan"], device="cpu")
+    b = loaded("wan")
     req = R.Text(prompt="a ball", sample=SampleConfig(steps=3, guidance=2.0, fps=8))
     got, notes = b.prepare(req, frozenset({"fps", "negative_prompt"}))
     assert (got.sample.fps, got.sample.negative_prompt, got.sample.steps, got.sample.guidance) == (16.0, WAN_NEGATIVE, 3, 2.0)
@@ -214,11 +238,10 @@ def test_prepare_fills_only_what_the_user_left_alone(peers):
     assert (got.sample.steps, got.sample.guidance, got.sample.fps) == (50, 5.0, 8)
 
 
-def test_generate_is_deterministic_and_reports_progress(peers):
+def test_generate_is_deterministic_and_reports_progress(loaded):
     from cinegen import requests as R
-    from cinegen.backends import load_backend
     from cinegen.config import SampleConfig
-    backend = load_backend(peers["wan"], device="cpu")
+    backend = loaded("wan")
     cfg = SampleConfig(seconds=0.5, fps=8, width=32, height=32, steps=2, seed=3)
     seen = []
     a = backend.generate(R.Text(prompt="a blue box", sample=cfg), progress=seen.append)
@@ -228,11 +251,10 @@ def test_generate_is_deterministic_and_reports_progress(peers):
     assert [(d["phase"], d["step"], d["steps"]) for d in seen] == [("sampling", 1, 2), ("sampling", 2, 2)]
 
 
-def test_guidance_high_drives_wan22s_high_noise_expert(peers):
+def test_guidance_high_drives_wan22s_high_noise_expert(loaded):
     from cinegen import requests as R
-    from cinegen.backends import load_backend
     from cinegen.config import SampleConfig
-    b = load_backend(peers["wan22-a14b"], device="cpu")
+    b = loaded("wan22-a14b")
     cfg = dict(seconds=0.5, fps=8, width=32, height=32, steps=2)
     same = b.generate(R.Text(prompt="a ball", sample=SampleConfig(**cfg, guidance=4.0)))
     also = b.generate(R.Text(prompt="a ball", sample=SampleConfig(**cfg, guidance=4.0, guidance_high=4.0)))
@@ -240,14 +262,13 @@ def test_guidance_high_drives_wan22s_high_noise_expert(peers):
     assert np.array_equal(same, also) and not np.array_equal(same, other)
 
 
-def test_hunyuan_i2v_guides_the_classic_way(peers):
+def test_hunyuan_i2v_guides_the_classic_way(loaded):
     """HunyuanVideo-I2V has no guidance embedding: --guidance is true classifier-free guidance against the
     negative prompt (diffusers' true_cfg_scale), so both change the frames (the text-to-video HunyuanVideo's
     distilled guidance takes no negative prompt: see REFUSALS)."""
     from cinegen import requests as R
-    from cinegen.backends import load_backend
     from cinegen.config import SampleConfig
-    b = load_backend(peers["hunyuan-i2v"], device="cpu")
+    b = loaded("hunyuan-i2v")
     img = (np.random.default_rng(2).random((16, 16, 3)) * 255).astype(np.uint8)
 
     def render(**kw):
@@ -258,17 +279,15 @@ def test_hunyuan_i2v_guides_the_classic_way(peers):
     assert not np.array_equal(plain, guided) and not np.array_equal(guided, negative)
 
 
-def test_load_options_that_run_on_a_cpu(peers, tmp_path):
+def test_load_options_that_run_on_a_cpu(peers, wan_plain, tmp_path):
     """--vae-tiling, --attention native, --dtype fp32 and --lora FILE:SCALE change what they should."""
     import torch
     from diffusers import WanPipeline
     from peft import LoraConfig, get_peft_model_state_dict
 
-    from cinegen import requests as R
     from cinegen.backends import load_backend
-    from cinegen.config import SampleConfig, parse_lora
-    req = R.Text(prompt="a red ball", sample=SampleConfig(seconds=0.5, fps=8, width=32, height=32, steps=2))
-    plain = load_backend(peers["wan"], device="cpu").generate(req)
+    from cinegen.config import parse_lora
+    req, plain = wan_request(), wan_plain
     opts = load_backend(peers["wan"], device="cpu", vae_tiling=True, attention="native", dtype="fp32")
     assert opts.pipe.vae.use_tiling
     np.testing.assert_array_equal(opts.generate(req), plain)        # tiles larger than 32x32: the same frames
@@ -292,25 +311,20 @@ def test_load_options_that_run_on_a_cpu(peers, tmp_path):
     assert r.exit_code == 0, r.output
 
 
-def test_quantize_int8_weight_only(peers):
+def test_quantize_int8_weight_only(peers, wan_plain):
     pytest.importorskip("torchao")
-    from cinegen import requests as R
     from cinegen.backends import load_backend
-    from cinegen.config import SampleConfig
     b = load_backend(peers["wan"], device="cpu", quantize="int8wo")
     assert type(b.pipe.transformer.blocks[0].attn1.to_q.weight).__name__ == "Int8Tensor"
     assert type(b.pipe.vae.decoder.conv_out.weight).__name__ == "Parameter"          # the transformer only
-    out = b.generate(R.Text(prompt="a red ball", sample=SampleConfig(seconds=0.5, fps=8, width=32, height=32, steps=2)))
-    assert out.shape == (5, 32, 32, 3)
+    out = b.generate(wan_request())
+    assert out.shape == wan_plain.shape == (5, 32, 32, 3)
 
 
 @pytest.mark.slow
-def test_compile_runs_the_compiled_transformer(peers):
-    from cinegen import requests as R
+def test_compile_runs_the_compiled_transformer(peers, wan_plain):
     from cinegen.backends import load_backend
-    from cinegen.config import SampleConfig
-    req = R.Text(prompt="a red ball", sample=SampleConfig(seconds=0.5, fps=8, width=32, height=32, steps=2))
-    plain = load_backend(peers["wan"], device="cpu").generate(req)
+    req, plain = wan_request(), wan_plain
     compiled = load_backend(peers["wan"], device="cpu", compile=True)
     assert compiled.pipe.transformer._compiled_call_impl is not None
     np.testing.assert_allclose(compiled.generate(req).astype(int), plain.astype(int), atol=2)
@@ -384,7 +398,7 @@ def test_server_lists_registry_models_renders_one_and_refuses_what_it_cannot_do(
     assert probe(tmp_path / "e.mp4")[:3] == (25 + 24, (32, 32), 24.0)       # LTX at 24 fps: 1 + 24, then 24 more
 
 
-def test_server_characters_hold_an_image_to_video_folders_first_frame(peers, tmp_path, monkeypatch):
+def test_server_characters_hold_an_image_to_video_folders_first_frame(peers, loaded, tmp_path, monkeypatch):
     """A character's still is the first frame Wan2.2-TI2V holds (its first latent frame is the image's, whatever
     the seed): two videos of one character share their first frame and differ after it, another character's does
     not, and it is the frame the folder draws from that still itself. A text-only folder refuses characters."""
@@ -393,7 +407,6 @@ def test_server_characters_hold_an_image_to_video_folders_first_frame(peers, tmp
     from PIL import Image
 
     from cinegen import requests as R
-    from cinegen.backends import load_backend
     from cinegen.config import SampleConfig
     from cinegen.io.video import read_video, write_mp4
     client, worker = serve(tmp_path, monkeypatch, {"tiny-ti2v": (peers["wan22-ti2v"], "32x32"),
@@ -426,7 +439,7 @@ def test_server_characters_hold_an_image_to_video_folders_first_frame(peers, tmp
         return np.abs(x.astype(float) - y.astype(float)).mean()
     assert dist(a[-1], again[-1]) > 3                   # each job its own seed ...
     assert dist(a[0], again[0]) < 1 < 3 < dist(a[0], other[0])       # ... the character's first frame in both
-    direct = load_backend(peers["wan22-ti2v"], device="cpu").generate(
+    direct = loaded("wan22-ti2v").generate(
         R.Animate(prompt="x", image=left, sample=SampleConfig(seconds=1, fps=24, width=32, height=32, steps=2)))
     write_mp4(direct, tmp_path / "direct.mp4", 24)
     assert dist(a[0], read_video(tmp_path / "direct.mp4")[0][0]) < 1      # what the folder animates the still to

@@ -551,6 +551,7 @@ shots:
     seconds: 1
     transition: connect
     transition_seconds: 0.5
+    model: cinegen-default
 """
 
 
@@ -584,7 +585,8 @@ def test_a_board_names_a_model_per_shot(peers, tmp_path, monkeypatch):
     assert "shot 2: wan22-ti2v cannot render 48x48; it renders the nearest size it can, 64x64, resized to the " \
            "film's 48x48" in said
     assert "render at 8 fps (cinegen-default), 16 fps (wan), 24 fps (wan22-ti2v)" in said
-    assert loads == [None, str(tmp_path / "wan"), "tiny-ti2v"]             # the shipped model, then each once
+    # the shipped model (the board's), then each other model once; `cinegen-default` is the board's own again
+    assert loads == [None, str(tmp_path / "wan"), "tiny-ti2v"]
     r = cli("-o", tmp_path / "film")
     assert r.exit_code == 0, r.output
     manifest = json.loads((tmp_path / "film" / "render.json").read_text())

@@ -79,9 +79,10 @@ class BoardModels:
         key = self._locate(name)
         if key not in self._loaded:
             from cinegen.backends.registry import load_registry
+            from cinegen.defaults import WEIGHTS_DIR
             entry = load_registry().get(key)
-            path = entry.path if entry else Path(key)
-            same = self.default.path is not None and path is not None and Path(path).resolve() == self.default.path
+            path = (entry.path or WEIGHTS_DIR) if entry else Path(key)
+            same = self.default.path is not None and Path(path).resolve() == self.default.path
             try:
                 self._loaded[key] = self.default if same else self._load(key)
             except FileNotFoundError as e:            # pydantic reports ValueErrors with the board's line
