@@ -532,14 +532,16 @@ def test_outputs_keep_a_non_default_umask(tmp_path):
         {p.name: oct(p.stat().st_mode & 0o777) for p in written}
 
 
+# 3 steps: the shipped model's few-step adapter (1, 2, 4 steps) is merged on first use, which costs more than
+# the sampling of these tiny shots
 MIXED = """\
 title: Two families
-size: 48x48
+size: 16x16
 fps: 24
-steps: 2
+steps: 3
 shots:
   - prompt: a large red ball bounces on a black background
-    seconds: 1
+    seconds: 0.5
   - prompt: a blue box moves left
     seconds: 0.5
     model: wan
@@ -548,7 +550,7 @@ shots:
     image: still.png
     model: tiny-ti2v
   - prompt: a large red ball bounces on a black background
-    seconds: 1
+    seconds: 0.5
     transition: connect
     transition_seconds: 0.5
     model: cinegen-default
@@ -558,7 +560,7 @@ shots:
 def test_a_board_names_a_model_per_shot(peers, tmp_path, monkeypatch):
     """The shipped model, a Wan2.1 folder (a path relative to the board) and a Wan2.2-TI2V folder (a models.toml
     name) in one board: each loaded once, each shot rendered and priced on its own model at its own rate and
-    size, conformed into one 48x48, 24 fps film, with the model of every shot in its tags and in render.json."""
+    size, conformed into one 16x16, 24 fps film, with the model of every shot in its tags and in render.json."""
     import av
     from PIL import Image
     from typer.testing import CliRunner
@@ -572,9 +574,14 @@ def test_a_board_names_a_model_per_shot(peers, tmp_path, monkeypatch):
     (tmp_path / "models.toml").write_text(f'[models.tiny-ti2v]\npath = "{peers["wan22-ti2v"]}"\n')
     monkeypatch.setenv("CINEGEN_MODELS", str(tmp_path / "models.toml"))
     (tmp_path / "board.yaml").write_text(MIXED)
-    loads = []
+    loads, made = [], {}
     real = shot_models.load_shot_model
-    monkeypatch.setattr(shot_models, "load_shot_model", lambda name, **o: loads.append(name) or real(name, **o))
+
+    def counted(name, **options):
+        loads.append(name)
+        made[name] = real(name, **options)
+        return made[name]
+    monkeypatch.setattr(shot_models, "load_shot_model", counted)
     runner = CliRunner()
 
     def cli(*args):
@@ -582,8 +589,8 @@ def test_a_board_names_a_model_per_shot(peers, tmp_path, monkeypatch):
     r = cli("--check")
     said = " ".join(r.output.split())
     assert r.exit_code == 0 and "board is valid" in said, r.output
-    assert "shot 2: wan22-ti2v cannot render 48x48; it renders the nearest size it can, 64x64, resized to the " \
-           "film's 48x48" in said
+    assert "shot 2: wan22-ti2v cannot render 16x16; it renders the nearest size it can, 32x32, resized to the " \
+           "film's 16x16" in said
     assert "render at 8 fps (cinegen-default), 16 fps (wan), 24 fps (wan22-ti2v)" in said
     # the shipped model (the board's), then each other model once; `cinegen-default` is the board's own again
     assert loads == [None, str(tmp_path / "wan"), "tiny-ti2v"]
@@ -595,20 +602,20 @@ def test_a_board_names_a_model_per_shot(peers, tmp_path, monkeypatch):
     # the bridge (transition 3) is rendered by the model of the shot it leads into
     assert labels == ["cinegen-default", "wan", "wan22-ti2v", "cinegen-default", "cinegen-default"]
     assert [s["native_fps"] for s in segs] == [8, 16, 24, 8, 8]
-    assert [s["native_size"] for s in segs] == ["48x48", "48x48", "64x64", "48x48", "48x48"]
+    assert [s["native_size"] for s in segs] == ["16x16", "16x16", "32x32", "16x16", "16x16"]
     assert len(manifest["models"]) == 3 and manifest["model"] == " + ".join(manifest["models"])
-    assert any("64x64, resized to the film's 48x48" in w for w in manifest["warnings"])
-    assert manifest["frames"] == round(3.5 * 24)
+    assert any("32x32, resized to the film's 16x16" in w for w in manifest["warnings"])
+    assert manifest["frames"] == round(2.5 * 24)                   # 4 shots and a bridge of 0.5 s
     with av.open(str(tmp_path / "film" / "film.mp4")) as c:
         v = c.streams.video[0]
-        assert (v.width, v.height, float(v.average_rate)) == (48, 48, 24.0)
+        assert (v.width, v.height, float(v.average_rate)) == (16, 16, 24.0)
         assert sum(1 for _ in c.decode(v)) == manifest["frames"]
     for seg in segs:                                        # each shot's own MP4 names its own model
         with av.open(str(tmp_path / "film" / seg["media"])) as c:
-            assert c.metadata["model"] == seg["model"] and c.streams.video[0].width == 48
+            assert c.metadata["model"] == seg["model"] and c.streams.video[0].width == 16
     # the estimate prices each shot on its own model (its configs, geometry and text tokens)
     from cinegen.studio.board import load_board
-    models = shot_models.BoardModels(real(None), base=tmp_path)
+    models = shot_models.BoardModels(made[None], base=tmp_path, load=made.__getitem__)     # those the CLI loaded
     board = load_board(tmp_path / "board.yaml", models.default.backend.capabilities.geometry, models)
     rows = dict(board_estimate(models, board).rows)
     for i, shot in enumerate(board.shots):
@@ -622,8 +629,8 @@ def test_a_board_names_a_model_per_shot(peers, tmp_path, monkeypatch):
     from cinegen import defaults
     from cinegen.backends.families import WAN_NEGATIVE
     native, wan = (shot_config(board, board.shots[i], i, models.of(board.shots[i]).backend) for i in (0, 1))
-    assert (native.steps, native.guidance, native.negative_prompt) == (2, defaults.GUIDANCE, "")
-    assert (wan.steps, wan.guidance, wan.negative_prompt) == (2, 5.0, WAN_NEGATIVE)
+    assert (native.steps, native.guidance, native.negative_prompt) == (3, defaults.GUIDANCE, "")
+    assert (wan.steps, wan.guidance, wan.negative_prompt) == (3, 5.0, WAN_NEGATIVE)
 
 
 def test_a_shots_model_is_checked_with_the_shots_line(peers, tmp_path, monkeypatch):
