@@ -185,9 +185,10 @@ def hunyuan():
     return HunyuanVideoPipeline(**_hunyuan_parts())
 
 
-def hunyuan_i2v():
+def hunyuan_i2v(token_replace=False):
     """HunyuanVideo-I2V's shape (diffusers' own test): image latents concatenated (2 * 4 + 1 channels), no guidance
-    embedding, and a LLaVA text encoder that reads the prompt through Llama 3's chat template with the image's 576
+    embedding (token_replace: the later release's shape, the first latent frame replaced by the image's, with
+    guidance embedded), and a LLaVA text encoder that reads the prompt through Llama 3's chat template with the image's 576
     CLIP patches in place of its <image> token. The word tokenizer knows the template's special tokens, so the
     pipeline's own template and crops run unchanged (its offsets count Llama 3's tokens: the tiny tokenizer splits
     the system text into a few tokens fewer, so the cropped embeddings start a little late; shapes are the same)."""
@@ -201,7 +202,8 @@ def hunyuan_i2v():
                               num_hidden_layers=2, image_size=336, patch_size=14)      # 24 x 24 = 576 patches
     llava = LlavaForConditionalGeneration(LlavaConfig(vision_config=vision, text_config=text, pad_token_id=0,
                                                       image_token_index=image_token))
-    parts = _hunyuan_parts(in_channels=2 * 4 + 1, guidance_embeds=False, image_condition_type="latent_concat")
+    parts = (_hunyuan_parts(image_condition_type="token_replace") if token_replace else
+             _hunyuan_parts(in_channels=2 * 4 + 1, guidance_embeds=False, image_condition_type="latent_concat"))
     parts.update(text_encoder=llava, tokenizer=tokenizer)
     return HunyuanVideoImageToVideoPipeline(**parts, image_processor=CLIPImageProcessor(crop_size=336, size=336))
 
@@ -220,7 +222,8 @@ def framepack():
 
 BUILDERS = {"wan": wan_t2v, "wan22-a14b": wan22_a14b, "wan22-ti2v": wan22_ti2v, "wan-i2v": wan_i2v,
             "wan-flf2v": lambda: wan_i2v(flf2v=True), "wan22-i2v": wan22_i2v, "wan-vace": wan_vace, "ltx": ltx, "cogvideox": cogvideox,
-            "cogvideox-i2v": cogvideox_i2v, "hunyuan": hunyuan, "hunyuan-i2v": hunyuan_i2v, "framepack": framepack}
+            "cogvideox-i2v": cogvideox_i2v, "hunyuan": hunyuan, "hunyuan-i2v": hunyuan_i2v,
+            "hunyuan-i2v-replace": lambda: hunyuan_i2v(token_replace=True), "framepack": framepack}
 
 
 def build_all(folder: Path, names=None) -> dict[str, Path]:

@@ -120,6 +120,7 @@ CELLS = [
     ("hunyuan", ["generate", "a red ball", "--seconds", "0.5"], 5),
     slow(("hunyuan", ["image", "a red ball"], 1)),
     ("hunyuan-i2v", ["animate", "{still}", "a red ball", "--seconds", "0.5", "--negative", "blurry"], 5),
+    ("hunyuan-i2v-replace", ["animate", "{still}", "a red ball", "--seconds", "0.5"], 5),
     # FramePack renders sections of 9 latent frames: 1 + 36k frames (4.5 s at 8 fps = 36 new frames)
     ("framepack", ["animate", "{still}", "a red ball", "--seconds", "4.5"], 37),
     ("framepack", ["connect", "{a}", "{b}", "a smooth transition", "--seconds", "4.5"], 37),
@@ -180,6 +181,7 @@ REFUSALS = [
     ("framepack", ["animate", "{still}", "a ball", "--at", "end"], "cannot do animate at the end; it can do: "
                                                                    "animate, connect, loop"),
     ("hunyuan-i2v", ["generate", "a ball"], "cannot do 'text'; it can do: animate"),
+    ("hunyuan-i2v-replace", ["animate", "{still}", "a ball", "--negative", "blurry"], "takes no negative prompt"),
     ("hunyuan-i2v", ["edit", "{a}", "a ball"], "cannot do 'edit'; it can do: animate"),
     ("wan", ["generate", "a ball", "--size", "40x32"], "width 40 is not a multiple of 16, which wan needs; use 32 or 48"),
     ("wan22-ti2v", ["generate", "a ball", "--size", "48x48"], "width 48 is not a multiple of 32, which wan22-ti2v "
