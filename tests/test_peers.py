@@ -195,6 +195,9 @@ REFUSALS = [
     ("wan", ["generate", "a ball", "--offload", "disk"], "bad --offload 'disk'; choose one of model, sequential, group"),
     ("wan", ["generate", "a ball", "--dtype", "int4"], "bad --dtype 'int4'; choose one of bf16, fp16, fp32"),
     ("wan", ["generate", "a ball", "--attention", "magic"], "bad --attention 'magic'; choose one of flash"),
+    ("wan", ["generate", "a ball", "--attention", "sage"], "--attention sage runs on a GPU; this run is on cpu: use "
+                                                           "one of native, _native_math, _native_flash, flex"),
+    ("wan", ["generate", "a ball", "--attention", "_native_cudnn"], "--attention _native_cudnn runs on a GPU"),
     ("wan", ["generate", "a ball", "--lora", "missing.safetensors:0.5"], "--lora file not found: missing.safetensors"),
     (None, ["generate", "a ball", "--vae-tiling"], "--vae-tiling applies to Diffusers pipelines only"),
 ]
@@ -311,6 +314,15 @@ def test_load_options_that_run_on_a_cpu(peers, wan_plain, tmp_path):
     r = cli("generate", "a red ball", "--model", peers["wan"], "--lora", lora + ":0.5", "--vae-tiling",
             "--attention", "native", *TINY, "--seconds", "0.5", "-o", tmp_path / "l.mp4")
     assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("attention", ["_native_math", "_native_flash", "flex"])      # native: the test above
+def test_the_attention_backends_a_cpu_runs_give_the_same_frames(peers, wan_plain, attention):
+    from cinegen.backends import load_backend
+    from cinegen.backends.diffusers import CPU_ATTENTION
+    assert attention in CPU_ATTENTION
+    b = load_backend(peers["wan"], device="cpu", attention=attention)
+    np.testing.assert_allclose(b.generate(wan_request()).astype(int), wan_plain.astype(int), atol=2)
 
 
 def test_quantize_int8_weight_only(peers, wan_plain):

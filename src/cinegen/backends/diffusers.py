@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 OFFLOADS = ("model", "sequential", "group")
 QUANTIZE = ("int8wo",)            # torchao int8 weight-only: runs on CPUs and GPUs
+# diffusers attention backends that run on a CPU (each run on one in tests/test_peers.py); the others are CUDA
+# kernels (cuDNN, memory-efficient, flash-attn, sage, xformers) or other accelerators' (NPU, XLA)
+CPU_ATTENTION = ("native", "_native_math", "_native_flash", "flex")
 FRAMEPACK_WINDOW = 9              # FramePack's latent_window_size as released: each section adds 4 * 9 frames
 
 
@@ -189,6 +192,9 @@ class DiffusersBackend:
         if opts.offload and device != "cuda":
             raise ValueError(f"--offload {opts.offload} moves weights between a CUDA GPU and the CPU; "
                              f"this run is on {device}")
+        if opts.attention and device == "cpu" and opts.attention not in CPU_ATTENTION:
+            raise ValueError(f"--attention {opts.attention} runs on a GPU; this run is on cpu: use one of "
+                             f"{', '.join(CPU_ATTENTION)}")
         if opts.quantize:
             require("torchao", "peers", f"--quantize {opts.quantize}")
         for lora in opts.loras:
@@ -508,7 +514,10 @@ def _apply_options(pipe, opts: LoadOptions, device: str) -> None:
     if opts.attention:
         for name in ("transformer", "transformer_2"):
             if getattr(pipe, name, None) is not None:
-                getattr(pipe, name).set_attention_backend(opts.attention)
+                try:
+                    getattr(pipe, name).set_attention_backend(opts.attention)
+                except RuntimeError as e:           # its kernels' package is missing or too old: diffusers says which
+                    raise ValueError(f"--attention {opts.attention}: {e}") from None
     if opts.vae_tiling:
         pipe.vae.enable_tiling()
     if opts.compile:
