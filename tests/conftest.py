@@ -147,3 +147,23 @@ def tiny_ltx_dir(tmp_path_factory):
     """A tiny LTX-Video pipeline with a 4x spatial VAE (footage windows of 32x32 pixels fit its grid)."""
     from tests.peers_tiny import ltx_small_vae
     return _saved(tmp_path_factory, "tiny_ltx", ltx_small_vae)
+
+
+class _Peers(dict):
+    """{name: folder} of tests/peers_tiny.py's tiny Diffusers pipelines, each built and saved on first use."""
+
+    def __init__(self, folder: Path):
+        super().__init__()
+        self.folder = folder
+
+    def __missing__(self, name: str) -> Path:
+        from tests.peers_tiny import build_all
+        self[name] = build_all(self.folder, [name])[name]
+        return self[name]
+
+
+@pytest.fixture(scope="session")
+def peers(tmp_path_factory):
+    """Tiny randomly initialised Diffusers folders (tests/peers_tiny.py), built once per session as tests ask."""
+    pytest.importorskip("diffusers")
+    return _Peers(tmp_path_factory.mktemp("peers"))

@@ -10,16 +10,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WORDS = ("<pad> </s> <unk> <s> a an the large small red green blue yellow white ball box circle square bounces "
-         "moves left right up down on black grey background into slowly fast smooth transition loop dance").split()
+WORDS = tuple("<pad> </s> <unk> <s> a an the large small red green blue yellow white ball box circle square bounces "
+         "moves left right up down on black grey background into slowly fast smooth transition loop dance".split())
 
 
-def word_tokenizer(pad="<pad>", eos="</s>", bos=None):
-    """A word-level fast tokenizer over WORDS: enough for T5/UMT5/Llama/CLIP-shaped text encoders."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
+# Llama 3's chat-template tokens that HunyuanVideo-I2V's prompt template holds (each one token, as there)
+LLAMA3_SPECIALS = ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<image>", "\n\n")
+
+
+def word_tokenizer(pad="<pad>", eos="</s>", bos=None, specials=()):
+    """A word-level fast tokenizer over WORDS: enough for T5/UMT5/Llama/CLIP-shaped text encoders. specials:
+    more tokens matched whole before words are split (a chat template's markers)."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS + tuple(specials))}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.add_special_tokens([AddedToken(s, normalized=False) for s in specials])
     extra = {"bos_token": bos} if bos else {}
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=pad, eos_token=eos, unk_token="<unk>", **extra)
 
@@ -153,10 +159,11 @@ def cogvideox_i2v():
 def _hunyuan_parts(transformer_cls=None, patch_size=1, **transformer_kw):
     from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoTransformer3DModel
     from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
-    transformer = (transformer_cls or HunyuanVideoTransformer3DModel)(
-        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=1, num_single_layers=1,
-        num_refiner_layers=1, patch_size=patch_size, patch_size_t=1, guidance_embeds=True, text_embed_dim=16,
-        pooled_projection_dim=8, rope_axes_dim=(2, 4, 4), **transformer_kw)
+    transformer = (transformer_cls or HunyuanVideoTransformer3DModel)(**{
+        "in_channels": 4, "out_channels": 4, "num_attention_heads": 2, "attention_head_dim": 10, "num_layers": 1,
+        "num_single_layers": 1, "num_refiner_layers": 1, "patch_size": patch_size, "patch_size_t": 1,
+        "guidance_embeds": True, "text_embed_dim": 16, "pooled_projection_dim": 8, "rope_axes_dim": (2, 4, 4),
+        **transformer_kw})
     vae = AutoencoderKLHunyuanVideo(in_channels=3, out_channels=3, latent_channels=4,
                                     down_block_types=("HunyuanVideoDownBlock3D",) * 4,
                                     up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
@@ -178,6 +185,29 @@ def hunyuan():
     return HunyuanVideoPipeline(**_hunyuan_parts())
 
 
+def hunyuan_i2v(token_replace=False):
+    """HunyuanVideo-I2V's shape (diffusers' own test): image latents concatenated (2 * 4 + 1 channels), no guidance
+    embedding (token_replace: the later release's shape, the first latent frame replaced by the image's, with
+    guidance embedded), and a LLaVA text encoder that reads the prompt through Llama 3's chat template with the image's 576
+    CLIP patches in place of its <image> token. The word tokenizer knows the template's special tokens, so the
+    pipeline's own template and crops run unchanged (its offsets count Llama 3's tokens: the tiny tokenizer splits
+    the system text into a few tokens fewer, so the cropped embeddings start a little late; shapes are the same)."""
+    from diffusers import HunyuanVideoImageToVideoPipeline
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+    tokenizer = word_tokenizer(bos="<s>", specials=LLAMA3_SPECIALS)
+    image_token = tokenizer.convert_tokens_to_ids("<image>")
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=37, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, pad_token_id=0, bos_token_id=3, eos_token_id=1)
+    vision = CLIPVisionConfig(hidden_size=8, intermediate_size=16, projection_dim=8, num_attention_heads=2,
+                              num_hidden_layers=2, image_size=336, patch_size=14)      # 24 x 24 = 576 patches
+    llava = LlavaForConditionalGeneration(LlavaConfig(vision_config=vision, text_config=text, pad_token_id=0,
+                                                      image_token_index=image_token))
+    parts = (_hunyuan_parts(image_condition_type="token_replace") if token_replace else
+             _hunyuan_parts(in_channels=2 * 4 + 1, guidance_embeds=False, image_condition_type="latent_concat"))
+    parts.update(text_encoder=llava, tokenizer=tokenizer)
+    return HunyuanVideoImageToVideoPipeline(**parts, image_processor=CLIPImageProcessor(crop_size=336, size=336))
+
+
 def framepack():
     """HunyuanVideo FramePack's shape: a SigLIP image encoder, clean-latent embedders, sections of 9 latents."""
     from diffusers import HunyuanVideoFramepackPipeline, HunyuanVideoFramepackTransformer3DModel
@@ -192,7 +222,8 @@ def framepack():
 
 BUILDERS = {"wan": wan_t2v, "wan22-a14b": wan22_a14b, "wan22-ti2v": wan22_ti2v, "wan-i2v": wan_i2v,
             "wan-flf2v": lambda: wan_i2v(flf2v=True), "wan22-i2v": wan22_i2v, "wan-vace": wan_vace, "ltx": ltx, "cogvideox": cogvideox,
-            "cogvideox-i2v": cogvideox_i2v, "hunyuan": hunyuan, "framepack": framepack}
+            "cogvideox-i2v": cogvideox_i2v, "hunyuan": hunyuan, "hunyuan-i2v": hunyuan_i2v,
+            "hunyuan-i2v-replace": lambda: hunyuan_i2v(token_replace=True), "framepack": framepack}
 
 
 def build_all(folder: Path, names=None) -> dict[str, Path]:

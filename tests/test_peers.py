@@ -18,9 +18,29 @@ pytest.importorskip("ftfy")          # WanVACEPipeline cleans prompts with it
 
 
 @pytest.fixture(scope="session")
-def peers(tmp_path_factory):
-    from tests.peers_tiny import build_all
-    return build_all(tmp_path_factory.mktemp("peers"))
+def loaded(peers):
+    """name -> that tiny folder's backend, loaded once per session (with no load options), for the tests that call
+    the backend directly; the CLI tests load their folder themselves, as a user's command does."""
+    from cinegen.backends import load_backend
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = load_backend(peers[name], device="cpu")
+        return cache[name]
+    return get
+
+
+@pytest.fixture(scope="session")
+def wan_plain(loaded):
+    """The tiny Wan folder's render of WAN_REQUEST with no load options: what the options' tests compare to."""
+    return loaded("wan").generate(wan_request())
+
+
+def wan_request():
+    from cinegen import requests as R
+    from cinegen.config import SampleConfig
+    return R.Text(prompt="a red ball", sample=SampleConfig(seconds=0.5, fps=8, width=32, height=32, steps=2))
 
 
 @pytest.fixture(scope="session")
@@ -99,6 +119,8 @@ CELLS = [
     ("cogvideox-i2v", ["animate", "{still}", "a red ball", "--seconds", "1"], 9),
     ("hunyuan", ["generate", "a red ball", "--seconds", "0.5"], 5),
     slow(("hunyuan", ["image", "a red ball"], 1)),
+    ("hunyuan-i2v", ["animate", "{still}", "a red ball", "--seconds", "0.5", "--negative", "blurry"], 5),
+    ("hunyuan-i2v-replace", ["animate", "{still}", "a red ball", "--seconds", "0.5"], 5),
     # FramePack renders sections of 9 latent frames: 1 + 36k frames (4.5 s at 8 fps = 36 new frames)
     ("framepack", ["animate", "{still}", "a red ball", "--seconds", "4.5"], 37),
     ("framepack", ["connect", "{a}", "{b}", "a smooth transition", "--seconds", "4.5"], 37),
@@ -123,16 +145,15 @@ def test_every_cell_through_the_cli(peers, media, tmp_path, folder, args, frames
     assert meta["model"] == str(peers[folder])
 
 
-def test_keyframes_and_connect_windows_through_the_backend(peers):
+def test_keyframes_and_connect_windows_through_the_backend(loaded):
     """Keyframes (no CLI command of their own) and the bridge-only connect, on the two "any frame" classes."""
     from cinegen import requests as R
-    from cinegen.backends import load_backend
     from cinegen.config import SampleConfig
     rng = np.random.default_rng(1)
     img = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
     clip = (rng.random((9, 32, 32, 3)) * 255).astype(np.uint8)
     for name, seconds, n, new in (("wan-vace", 1.0, 9, 8), ("ltx", 1.0, 9, 7)):
-        b = load_backend(peers[name], device="cpu")
+        b = loaded(name)
         cfg = SampleConfig(seconds=seconds, fps=8, width=32, height=32, steps=2)
         out = b.generate(R.Keyframes(prompt="a red ball", keyframes=((0, img), (n - 1, img)), sample=cfg))
         assert out.shape == (n, 32, 32, 3)
@@ -157,6 +178,11 @@ REFUSALS = [
     ("cogvideox", ["loop", "{a}"], "cannot do 'loop'; it can do: text, image, edit"),
     ("hunyuan", ["extend", "{a}", "a ball"], "cannot do 'extend'; it can do: text, image"),
     ("framepack", ["generate", "a ball"], "cannot do 'text'; it can do: animate, connect, loop"),
+    ("framepack", ["animate", "{still}", "a ball", "--at", "end"], "cannot do animate at the end; it can do: "
+                                                                   "animate, connect, loop"),
+    ("hunyuan-i2v", ["generate", "a ball"], "cannot do 'text'; it can do: animate"),
+    ("hunyuan-i2v-replace", ["animate", "{still}", "a ball", "--negative", "blurry"], "takes no negative prompt"),
+    ("hunyuan-i2v", ["edit", "{a}", "a ball"], "cannot do 'edit'; it can do: animate"),
     ("wan", ["generate", "a ball", "--size", "40x32"], "width 40 is not a multiple of 16, which wan needs; use 32 or 48"),
     ("wan22-ti2v", ["generate", "a ball", "--size", "48x48"], "width 48 is not a multiple of 32, which wan22-ti2v "
                                                               "needs; use 32 or 64"),
@@ -169,6 +195,9 @@ REFUSALS = [
     ("wan", ["generate", "a ball", "--offload", "disk"], "bad --offload 'disk'; choose one of model, sequential, group"),
     ("wan", ["generate", "a ball", "--dtype", "int4"], "bad --dtype 'int4'; choose one of bf16, fp16, fp32"),
     ("wan", ["generate", "a ball", "--attention", "magic"], "bad --attention 'magic'; choose one of flash"),
+    ("wan", ["generate", "a ball", "--attention", "sage"], "--attention sage runs on a GPU; this run is on cpu: use "
+                                                           "one of native, _native_math, _native_flash, flex"),
+    ("wan", ["generate", "a ball", "--attention", "_native_cudnn"], "--attention _native_cudnn runs on a GPU"),
     ("wan", ["generate", "a ball", "--lora", "missing.safetensors:0.5"], "--lora file not found: missing.safetensors"),
     (None, ["generate", "a ball", "--vae-tiling"], "--vae-tiling applies to Diffusers pipelines only"),
 ]
@@ -201,12 +230,11 @@ def test_durations_round_to_the_grid_with_a_warning_and_defaults_come_from_the_f
         assert probe(tmp_path / f"{name}.mp4")[:3] == (5, (32, 32), fps)
 
 
-def test_prepare_fills_only_what_the_user_left_alone(peers):
+def test_prepare_fills_only_what_the_user_left_alone(loaded):
     from cinegen import requests as R
-    from cinegen.backends import load_backend
     from cinegen.backends.families import WAN_NEGATIVE
     from cinegen.config import SampleConfig
-    b = load_backend(peers["wan"], device="cpu")
+    b = loaded("wan")
     req = R.Text(prompt="a ball", sample=SampleConfig(steps=3, guidance=2.0, fps=8))
     got, notes = b.prepare(req, frozenset({"fps", "negative_prompt"}))
     assert (got.sample.fps, got.sample.negative_prompt, got.sample.steps, got.sample.guidance) == (16.0, WAN_NEGATIVE, 3, 2.0)
@@ -215,11 +243,10 @@ def test_prepare_fills_only_what_the_user_left_alone(peers):
     assert (got.sample.steps, got.sample.guidance, got.sample.fps) == (50, 5.0, 8)
 
 
-def test_generate_is_deterministic_and_reports_progress(peers):
+def test_generate_is_deterministic_and_reports_progress(loaded):
     from cinegen import requests as R
-    from cinegen.backends import load_backend
     from cinegen.config import SampleConfig
-    backend = load_backend(peers["wan"], device="cpu")
+    backend = loaded("wan")
     cfg = SampleConfig(seconds=0.5, fps=8, width=32, height=32, steps=2, seed=3)
     seen = []
     a = backend.generate(R.Text(prompt="a blue box", sample=cfg), progress=seen.append)
@@ -229,11 +256,10 @@ def test_generate_is_deterministic_and_reports_progress(peers):
     assert [(d["phase"], d["step"], d["steps"]) for d in seen] == [("sampling", 1, 2), ("sampling", 2, 2)]
 
 
-def test_guidance_high_drives_wan22s_high_noise_expert(peers):
+def test_guidance_high_drives_wan22s_high_noise_expert(loaded):
     from cinegen import requests as R
-    from cinegen.backends import load_backend
     from cinegen.config import SampleConfig
-    b = load_backend(peers["wan22-a14b"], device="cpu")
+    b = loaded("wan22-a14b")
     cfg = dict(seconds=0.5, fps=8, width=32, height=32, steps=2)
     same = b.generate(R.Text(prompt="a ball", sample=SampleConfig(**cfg, guidance=4.0)))
     also = b.generate(R.Text(prompt="a ball", sample=SampleConfig(**cfg, guidance=4.0, guidance_high=4.0)))
@@ -241,17 +267,32 @@ def test_guidance_high_drives_wan22s_high_noise_expert(peers):
     assert np.array_equal(same, also) and not np.array_equal(same, other)
 
 
-def test_load_options_that_run_on_a_cpu(peers, tmp_path):
+def test_hunyuan_i2v_guides_the_classic_way(loaded):
+    """HunyuanVideo-I2V has no guidance embedding: --guidance is true classifier-free guidance against the
+    negative prompt (diffusers' true_cfg_scale), so both change the frames (the text-to-video HunyuanVideo's
+    distilled guidance takes no negative prompt: see REFUSALS)."""
+    from cinegen import requests as R
+    from cinegen.config import SampleConfig
+    b = loaded("hunyuan-i2v")
+    img = (np.random.default_rng(2).random((16, 16, 3)) * 255).astype(np.uint8)
+
+    def render(**kw):
+        cfg = SampleConfig(seconds=0.5, fps=8, width=16, height=16, steps=2, **kw)
+        return b.generate(R.Animate(prompt="a red ball", image=img, sample=cfg))
+    plain, guided, negative = render(guidance=1.0), render(guidance=6.0), render(guidance=6.0, negative_prompt="blue")
+    assert plain.shape == (5, 16, 16, 3)
+    assert not np.array_equal(plain, guided) and not np.array_equal(guided, negative)
+
+
+def test_load_options_that_run_on_a_cpu(peers, wan_plain, tmp_path):
     """--vae-tiling, --attention native, --dtype fp32 and --lora FILE:SCALE change what they should."""
     import torch
     from diffusers import WanPipeline
     from peft import LoraConfig, get_peft_model_state_dict
 
-    from cinegen import requests as R
     from cinegen.backends import load_backend
-    from cinegen.config import SampleConfig, parse_lora
-    req = R.Text(prompt="a red ball", sample=SampleConfig(seconds=0.5, fps=8, width=32, height=32, steps=2))
-    plain = load_backend(peers["wan"], device="cpu").generate(req)
+    from cinegen.config import parse_lora
+    req, plain = wan_request(), wan_plain
     opts = load_backend(peers["wan"], device="cpu", vae_tiling=True, attention="native", dtype="fp32")
     assert opts.pipe.vae.use_tiling
     np.testing.assert_array_equal(opts.generate(req), plain)        # tiles larger than 32x32: the same frames
@@ -275,25 +316,29 @@ def test_load_options_that_run_on_a_cpu(peers, tmp_path):
     assert r.exit_code == 0, r.output
 
 
-def test_quantize_int8_weight_only(peers):
-    pytest.importorskip("torchao")
-    from cinegen import requests as R
+@pytest.mark.parametrize("attention", ["_native_math", "_native_flash", "flex"])      # native: the test above
+def test_the_attention_backends_a_cpu_runs_give_the_same_frames(peers, wan_plain, attention):
     from cinegen.backends import load_backend
-    from cinegen.config import SampleConfig
+    from cinegen.backends.diffusers import CPU_ATTENTION
+    assert attention in CPU_ATTENTION
+    b = load_backend(peers["wan"], device="cpu", attention=attention)
+    np.testing.assert_allclose(b.generate(wan_request()).astype(int), wan_plain.astype(int), atol=2)
+
+
+def test_quantize_int8_weight_only(peers, wan_plain):
+    pytest.importorskip("torchao")
+    from cinegen.backends import load_backend
     b = load_backend(peers["wan"], device="cpu", quantize="int8wo")
     assert type(b.pipe.transformer.blocks[0].attn1.to_q.weight).__name__ == "Int8Tensor"
     assert type(b.pipe.vae.decoder.conv_out.weight).__name__ == "Parameter"          # the transformer only
-    out = b.generate(R.Text(prompt="a red ball", sample=SampleConfig(seconds=0.5, fps=8, width=32, height=32, steps=2)))
-    assert out.shape == (5, 32, 32, 3)
+    out = b.generate(wan_request())
+    assert out.shape == wan_plain.shape == (5, 32, 32, 3)
 
 
 @pytest.mark.slow
-def test_compile_runs_the_compiled_transformer(peers):
-    from cinegen import requests as R
+def test_compile_runs_the_compiled_transformer(peers, wan_plain):
     from cinegen.backends import load_backend
-    from cinegen.config import SampleConfig
-    req = R.Text(prompt="a red ball", sample=SampleConfig(seconds=0.5, fps=8, width=32, height=32, steps=2))
-    plain = load_backend(peers["wan"], device="cpu").generate(req)
+    req, plain = wan_request(), wan_plain
     compiled = load_backend(peers["wan"], device="cpu", compile=True)
     assert compiled.pipe.transformer._compiled_call_impl is not None
     np.testing.assert_allclose(compiled.generate(req).astype(int), plain.astype(int), atol=2)
@@ -367,7 +412,7 @@ def test_server_lists_registry_models_renders_one_and_refuses_what_it_cannot_do(
     assert probe(tmp_path / "e.mp4")[:3] == (25 + 24, (32, 32), 24.0)       # LTX at 24 fps: 1 + 24, then 24 more
 
 
-def test_server_characters_hold_an_image_to_video_folders_first_frame(peers, tmp_path, monkeypatch):
+def test_server_characters_hold_an_image_to_video_folders_first_frame(peers, loaded, tmp_path, monkeypatch):
     """A character's still is the first frame Wan2.2-TI2V holds (its first latent frame is the image's, whatever
     the seed): two videos of one character share their first frame and differ after it, another character's does
     not, and it is the frame the folder draws from that still itself. A text-only folder refuses characters."""
@@ -376,7 +421,6 @@ def test_server_characters_hold_an_image_to_video_folders_first_frame(peers, tmp
     from PIL import Image
 
     from cinegen import requests as R
-    from cinegen.backends import load_backend
     from cinegen.config import SampleConfig
     from cinegen.io.video import read_video, write_mp4
     client, worker = serve(tmp_path, monkeypatch, {"tiny-ti2v": (peers["wan22-ti2v"], "32x32"),
@@ -409,7 +453,7 @@ def test_server_characters_hold_an_image_to_video_folders_first_frame(peers, tmp
         return np.abs(x.astype(float) - y.astype(float)).mean()
     assert dist(a[-1], again[-1]) > 3                   # each job its own seed ...
     assert dist(a[0], again[0]) < 1 < 3 < dist(a[0], other[0])       # ... the character's first frame in both
-    direct = load_backend(peers["wan22-ti2v"], device="cpu").generate(
+    direct = loaded("wan22-ti2v").generate(
         R.Animate(prompt="x", image=left, sample=SampleConfig(seconds=1, fps=24, width=32, height=32, steps=2)))
     write_mp4(direct, tmp_path / "direct.mp4", 24)
     assert dist(a[0], read_video(tmp_path / "direct.mp4")[0][0]) < 1      # what the folder animates the still to
@@ -429,7 +473,8 @@ def test_storyboard_and_estimate_read_a_diffusers_folder(peers, tmp_path):
     assert r.exit_code == 0, r.output
     assert "board is valid" in r.output and "transition 1" in r.output
     r = cli("storyboard", board, "--check", "--model", peers["wan"])      # plain T2V has no connect
-    assert r.exit_code == 2 and "cannot do 'connect'; it can do: text, image, edit" in " ".join(r.output.split())
+    assert r.exit_code == 2 and ("line 8: shots[1]: model wan cannot do 'connect' (transition: connect); it can do: "
+                                 "text, image, edit") in " ".join(r.output.split())
     r = cli("storyboard", board, "--model", peers["ltx"], "-o", tmp_path / "film")
     assert r.exit_code == 0, r.output
     frames, size, fps, meta = probe(tmp_path / "film" / "film.mp4")
@@ -451,3 +496,65 @@ def test_eval_scores_a_diffusers_folder(peers, tmp_path):
     assert report["sample_config"]["fps"] == 16.0 and report["splits"]["seen"]["generated"]["clips"] == 1
     r = cli("eval", "--model", peers["wan"], "--modes", "--steps", "1", "--size", "16x16", "--out", out)
     assert r.exit_code == 2 and "--modes scores cinegen models' own modes" in " ".join(r.output.split())
+
+
+def readme_commands() -> list[list[str]]:
+    """The `cinegen ...` command lines of README's "Command lines for a 24 GB card" block, as argument lists."""
+    import shlex
+    from pathlib import Path
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    block = text.split("Command lines for a 24 GB card", 1)[1].split("```", 2)[1]
+    lines = block.replace("\\\n", " ").splitlines()
+    return [shlex.split(line)[1:] for line in lines if line.startswith("cinegen ")]
+
+
+# the folders the README names, and the tiny folder of the same class and frame/size rules standing in for each
+README_FOLDERS = {"~/models/Wan2.1-T2V-1.3B-Diffusers": "wan", "~/models/Wan2.2-TI2V-5B-Diffusers": "wan22-ti2v",
+                  "~/models/LTX-Video": "ltx"}
+
+
+def test_the_readme_command_lines_parse_and_validate(peers, media, tmp_path, monkeypatch):
+    """Each README command line for a 24 GB card, exactly as written but on a tiny folder of the same family and
+    the test's clips, through the CLI: on this CPU, --offload is refused with its one-line reason; without it the
+    line is parsed, the request prepared and checked at its full size and duration (no rounding warning: the
+    README's durations are on each family's grid) and the folder loaded with the line's options. Sampling at
+    480p-720p is too slow for a CPU test, so the backend's generate is replaced by one that records the checked
+    request; the real sampling of every mode is test_every_cell_through_the_cli's. Untested: the real weights and
+    --offload on a GPU."""
+    from cinegen.backends.diffusers import DiffusersBackend
+    from cinegen.requests import Image
+    seen = []
+
+    def checked(self, request, progress=None):
+        self.check(request)
+        # the class that runs this mode, built from the folder loaded with the line's options
+        seen.append((self.name, request, self._pipe_for(self._kind(request))))
+        cfg = request.sample
+        n = 1 if isinstance(request, Image) else self.capabilities.geometry.frames(cfg.seconds, cfg.fps)
+        return np.zeros((n, cfg.height, cfg.width, 3), np.uint8)
+    monkeypatch.setattr(DiffusersBackend, "generate", checked)
+    files = {"clip.mp4": media / "a.mp4", "a.mp4": media / "a.mp4", "b.mp4": media / "b.mp4",
+             "still.png": media / "still.png"}
+    commands = readme_commands()
+    assert len(commands) == 6 and {c[0] for c in commands} == {"generate", "edit", "animate", "extend", "connect"}
+    for i, line in enumerate(commands):
+        args = [str(peers[README_FOLDERS[a]]) if a in README_FOLDERS else str(files.get(a, a)) for a in line]
+        out = ["-o", tmp_path / f"{i}.mp4"]
+        if "--offload" in args:
+            r = cli(*args, *out)
+            assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+            assert "--offload model moves weights between a CUDA GPU and the CPU; this run is on cpu" in \
+                " ".join(r.output.split())
+            at = args.index("--offload")
+            args = args[:at] + args[at + 2:]
+        r = cli(*args, *out)
+        assert r.exit_code == 0, (line, r.output)
+        assert "warning" not in r.output, (line, r.output)
+        name, request, pipe = seen[-1]
+        size = line[line.index("--size") + 1]
+        assert f"{request.sample.width}x{request.sample.height}" == size
+        assert pipe.vae.use_tiling == ("--vae-tiling" in line)
+        if "--seconds" in line:
+            assert request.sample.seconds == float(line[line.index("--seconds") + 1])
+    fps = {name: request.sample.fps for name, request, _ in seen}
+    assert fps == {"wan": 16.0, "wan22-ti2v": 24.0, "ltx": 24.0}          # each family's own rate

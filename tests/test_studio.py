@@ -395,7 +395,8 @@ def test_cpu_board_estimate_is_within_30_percent_of_a_measured_render(native, ti
     spent = []
 
     class Timed:                             # the backend, with the time of each generate call recorded
-        capabilities, pipe, name = native.capabilities, native.pipe, native.name
+        def __getattr__(self, name):
+            return getattr(native, name)
 
         def generate(self, request, progress=None):
             t = time.perf_counter()
@@ -529,3 +530,128 @@ def test_outputs_keep_a_non_default_umask(tmp_path):
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert len(written) >= 7 and {p.stat().st_mode & 0o777 for p in written} == {0o640}, \
         {p.name: oct(p.stat().st_mode & 0o777) for p in written}
+
+
+# 3 steps: the shipped model's few-step adapter (1, 2, 4 steps) is merged on first use, which costs more than
+# the sampling of these tiny shots
+MIXED = """\
+title: Two families
+size: 16x16
+fps: 24
+steps: 3
+shots:
+  - prompt: a large red ball bounces on a black background
+    seconds: 0.5
+  - prompt: a blue box moves left
+    seconds: 0.5
+    model: wan
+  - prompt: a red ball moves right
+    seconds: 0.5
+    image: still.png
+    model: tiny-ti2v
+  - prompt: a large red ball bounces on a black background
+    seconds: 0.5
+    transition: connect
+    transition_seconds: 0.5
+    model: cinegen-default
+"""
+
+
+def test_a_board_names_a_model_per_shot(peers, tmp_path, monkeypatch):
+    """The shipped model, a Wan2.1 folder (a path relative to the board) and a Wan2.2-TI2V folder (a models.toml
+    name) in one board: each loaded once, each shot rendered and priced on its own model at its own rate and
+    size, conformed into one 16x16, 24 fps film, with the model of every shot in its tags and in render.json."""
+    import av
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    import cinegen.studio.shot_models as shot_models
+    from cinegen.cli import app
+    from cinegen.estimate import estimate
+    from cinegen.studio.render import board_estimate, shot_config
+    shutil.copytree(peers["wan"], tmp_path / "wan")
+    Image.fromarray(np.full((48, 48, 3), 128, np.uint8)).save(tmp_path / "still.png")
+    (tmp_path / "models.toml").write_text(f'[models.tiny-ti2v]\npath = "{peers["wan22-ti2v"]}"\n')
+    monkeypatch.setenv("CINEGEN_MODELS", str(tmp_path / "models.toml"))
+    (tmp_path / "board.yaml").write_text(MIXED)
+    loads, made = [], {}
+    real = shot_models.load_shot_model
+
+    def counted(name, **options):
+        loads.append(name)
+        made[name] = real(name, **options)
+        return made[name]
+    monkeypatch.setattr(shot_models, "load_shot_model", counted)
+    runner = CliRunner()
+
+    def cli(*args):
+        return runner.invoke(app, ["storyboard", str(tmp_path / "board.yaml"), *args])
+    r = cli("--check")
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0 and "board is valid" in said, r.output
+    assert "shot 2: wan22-ti2v cannot render 16x16; it renders the nearest size it can, 32x32, resized to the " \
+           "film's 16x16" in said
+    assert "render at 8 fps (cinegen-default), 16 fps (wan), 24 fps (wan22-ti2v)" in said
+    # the shipped model (the board's), then each other model once; `cinegen-default` is the board's own again
+    assert loads == [None, str(tmp_path / "wan"), "tiny-ti2v"]
+    r = cli("-o", tmp_path / "film")
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "film" / "render.json").read_text())
+    segs = manifest["segments"]
+    labels = [s["model"].split("@")[0] for s in segs]
+    # the bridge (transition 3) is rendered by the model of the shot it leads into
+    assert labels == ["cinegen-default", "wan", "wan22-ti2v", "cinegen-default", "cinegen-default"]
+    assert [s["native_fps"] for s in segs] == [8, 16, 24, 8, 8]
+    assert [s["native_size"] for s in segs] == ["16x16", "16x16", "32x32", "16x16", "16x16"]
+    assert len(manifest["models"]) == 3 and manifest["model"] == " + ".join(manifest["models"])
+    assert any("32x32, resized to the film's 16x16" in w for w in manifest["warnings"])
+    assert manifest["frames"] == round(2.5 * 24)                   # 4 shots and a bridge of 0.5 s
+    with av.open(str(tmp_path / "film" / "film.mp4")) as c:
+        v = c.streams.video[0]
+        assert (v.width, v.height, float(v.average_rate)) == (16, 16, 24.0)
+        assert sum(1 for _ in c.decode(v)) == manifest["frames"]
+    for seg in segs:                                        # each shot's own MP4 names its own model
+        with av.open(str(tmp_path / "film" / seg["media"])) as c:
+            assert c.metadata["model"] == seg["model"] and c.streams.video[0].width == 16
+    # the estimate prices each shot on its own model (its configs, geometry and text tokens)
+    from cinegen.studio.board import load_board
+    models = shot_models.BoardModels(made[None], base=tmp_path, load=made.__getitem__)     # those the CLI loaded
+    board = load_board(tmp_path / "board.yaml", models.default.backend.capabilities.geometry, models)
+    rows = dict(board_estimate(models, board).rows)
+    for i, shot in enumerate(board.shots):
+        backend = models.of(shot).backend
+        dit, vae, text = backend.estimate_configs()
+        own = estimate(dit, vae, shot_config(board, shot, i, backend), text_tokens=text)
+        assert rows[f"shot {i}"].total_flops == own.total_flops
+    assert rows["shot 1"].total_flops != rows["shot 0"].total_flops
+    # what the board leaves alone is each model's own default: guidance (the board sets only steps), and Wan's
+    # recommended negative prompt
+    from cinegen import defaults
+    from cinegen.backends.families import WAN_NEGATIVE
+    native, wan = (shot_config(board, board.shots[i], i, models.of(board.shots[i]).backend) for i in (0, 1))
+    assert (native.steps, native.guidance, native.negative_prompt) == (3, defaults.GUIDANCE, "")
+    assert (wan.steps, wan.guidance, wan.negative_prompt) == (3, 5.0, WAN_NEGATIVE)
+
+
+def test_a_shots_model_is_checked_with_the_shots_line(peers, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cinegen.cli import app
+    monkeypatch.setenv("CINEGEN_MODELS", str(tmp_path / "none.toml"))
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "still.png")
+    (tmp_path / "bad.yaml").write_text(
+        "size: 32x32\nshots:\n  - prompt: a red ball\n    seconds: 1\n    model: no-such-model\n"
+        f"  - prompt: a red ball\n    seconds: 1\n    image: still.png\n    model: {peers['wan']}\n"
+        f"  - prompt: a red ball\n    seconds: 1\n    size: 48x48\n    model: {peers['wan22-ti2v']}\n"
+        f"  - prompt: a red ball\n    seconds: 1\n    transition: connect\n    model: {peers['wan']}\n")
+    r = CliRunner().invoke(app, ["storyboard", str(tmp_path / "bad.yaml"), "--check"])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert "4 problem(s)" in said
+    assert "line 5: shots[0].model: model 'no-such-model' is neither a registered name (cinegen-default) nor a " \
+           "folder" in said
+    assert "line 6: shots[1]: model wan cannot do 'animate' (the shot's image); it can do: text, image, edit" in said
+    assert "line 10: shots[2]: width 48 is not a multiple of 32, which wan22-ti2v needs; use 32 or 64" in said
+    assert "line 14: shots[3]: model wan cannot do 'connect' (transition: connect); it can do: text, image, " \
+           "edit" in said

@@ -210,10 +210,15 @@ def _load_pipeline(model: Optional[Path], text_encoder: Optional[str] = None):
 
 
 def _backend(model: Optional[Path], **options):
-    """The model through the one backend layer, with the load options the command was given (cli_models);
-    options left at their defaults are not passed, so a backend is refused only an option the user actually set."""
+    """The model through the one backend layer, with the load options the command was given (cli_models)."""
     from cinegen.backends import load_backend
-    return load_backend(model, **{k: v for k, v in {**chosen_load_options(), **options}.items() if v})
+    return load_backend(model, **_backend_options(**options))
+
+
+def _backend_options(**options) -> dict:
+    """The load options set: those left at their defaults are not passed, so a backend is refused only an
+    option the user actually set."""
+    return {k: v for k, v in {**chosen_load_options(), **options}.items() if v}
 
 
 def _bar_progress(bar, task, status=lambda d: d["phase"]):
@@ -719,38 +724,40 @@ def storyboard_cmd(
     c2pa_key: Optional[Path] = typer.Option(None, help="... and its PEM private key"),
     model: Optional[Path] = ModelOpt,
 ):
-    """Render a multi-shot storyboard: joined MP4 with voice-over and subtitles, SRT/VTT, OTIO, EDL, FCPXML."""
-    from cinegen.backends.registry import resolve
-    from cinegen.defaults import WEIGHTS_DIR
+    """Render a multi-shot storyboard: joined MP4 with voice-over and subtitles, SRT/VTT, OTIO, EDL, FCPXML.
+    --model (and its load options) renders every shot that names no `model:` of its own."""
     from cinegen.io.provenance import check_c2pa_credentials, check_watermark_size
     from cinegen.runtime import progress_bar
     from cinegen.studio.board import load_board
     from cinegen.studio.conform import delivery_rate
-    from cinegen.studio.render import Marking, board_estimate, model_digest, render_storyboard
+    from cinegen.studio.render import Marking, board_estimate, board_notes, render_storyboard
+    from cinegen.studio.shot_models import BoardModels, load_shot_model
     _setup_logging()
     if (c2pa_cert is None) != (c2pa_key is None):
         raise ValueError("--c2pa-cert and --c2pa-key go together")
     if c2pa_cert is not None:
         check_c2pa_credentials(c2pa_cert, c2pa_key)
-    backend = _backend(model)
-    plan = load_board(board, backend.capabilities.geometry)
+    models = BoardModels(load_shot_model(model, **_backend_options()), base=board.parent)
+    plan = load_board(board, models.default.backend.capabilities.geometry, models)
     if fps is not None:
         plan = plan.model_copy(update={"fps": float(delivery_rate(fps))})
     if watermark:                                     # before rendering, so no work is lost
         check_watermark_size(*plan.film_size)
-    estimate = board_estimate(backend, plan, gpu)
+    estimate = board_estimate(models, plan, gpu)
     Console().print(estimate.table(board.name))
     for line in estimate.notes():
         console.print(line)
+    notes = board_notes(models, plan)
+    for note in notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
     if check:
         console.print("board is valid")
         return
     marking = Marking(watermark, (c2pa_cert, c2pa_key) if c2pa_cert else None)
     with progress_bar() as bar:
         task = bar.add_task("rendering", total=len(estimate.rows), status="")
-        result = render_storyboard(backend, plan, output, model_digest(resolve(model).path or WEIGHTS_DIR),
-                                   progress=_bar_progress(bar, task), marking=marking)
-    for w in result.warnings:
+        result = render_storyboard(models, plan, output, progress=_bar_progress(bar, task), marking=marking)
+    for w in (w for w in result.warnings if w not in notes):     # the notes were said above
         console.print(f"[yellow]warning:[/] {w}")
     console.print(f"wrote {result.film} ({len(result.rendered)} rendered, {len(result.cached)} from cache, "
                   f"{result.segments[-1].end} frames at {plan.fps:g} fps) with its subtitles and timelines in {output}")

@@ -2,9 +2,9 @@
 --quantize, --attention, --compile) and `cinegen models`. cli.py registers these; the options reach
 `load_backend`, which refuses any that the chosen backend does not take.
 
-Which options need a GPU: --offload (CUDA only; refused on a CPU) and, in practice, --attention other than
-native/_native_math and --compile (slow to warm up on a CPU). --vae-tiling, --dtype, --lora, --quantize int8wo and
---attention native run on a CPU too (tests/test_peers.py runs them there).
+Which options need a GPU: --offload (CUDA only; refused on a CPU), --attention other than those a CPU runs
+(diffusers.CPU_ATTENTION; refused on a CPU) and, in practice, --compile (slow to warm up on a CPU). --vae-tiling,
+--dtype, --lora, --quantize int8wo and the CPU attention backends run on a CPU too (tests/test_peers.py runs them).
 """
 
 from __future__ import annotations

@@ -47,6 +47,11 @@ class Geometry:
             if not isinstance(v, int) or isinstance(v, bool) or v < m or v % m:
                 raise ValueError(f"{name} must be a positive multiple of {m}, got {v!r}")
 
+    def nearest_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size nearest (width, height) whose sides are positive multiples of what one token covers."""
+        return tuple(max(m, round(v / m) * m) for v, m in ((width, self.width_multiple),
+                                                            (height, self.height_multiple)))
+
     # --- frames ---
 
     def frames(self, seconds: float, fps: float) -> int:

@@ -36,6 +36,12 @@ class VideoBackend(Protocol):
     def check(self, request: Request) -> None:
         """Raises ValueError naming what this model cannot render of `request` (mode, size, solver, ...)."""
 
+    def check_size(self, width: int, height: int) -> None:
+        """Raises ValueError naming a size this model cannot render, and the sizes near it that it can."""
+
+    def size_for(self, width: int, height: int) -> tuple[int, int]:
+        """The size this model renders nearest to (width, height): the same where it can render that."""
+
     def warnings(self, request: Request) -> list[str]:
         """One-line warnings about what of the request the model cannot follow (vocabulary.prompt_warnings: words
         it never trained on, a prompt past its text window); rendering goes ahead. Empty when there are none."""

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 OFFLOADS = ("model", "sequential", "group")
 QUANTIZE = ("int8wo",)            # torchao int8 weight-only: runs on CPUs and GPUs
+# diffusers attention backends that run on a CPU (each run on one in tests/test_peers.py); the others are CUDA
+# kernels (cuDNN, memory-efficient, flash-attn, sage, xformers) or other accelerators' (NPU, XLA)
+CPU_ATTENTION = ("native", "_native_math", "_native_flash", "flex")
 FRAMEPACK_WINDOW = 9              # FramePack's latent_window_size as released: each section adds 4 * 9 frames
 
 
@@ -189,6 +192,9 @@ class DiffusersBackend:
         if opts.offload and device != "cuda":
             raise ValueError(f"--offload {opts.offload} moves weights between a CUDA GPU and the CPU; "
                              f"this run is on {device}")
+        if opts.attention and device == "cpu" and opts.attention not in CPU_ATTENTION:
+            raise ValueError(f"--attention {opts.attention} runs on a GPU; this run is on cpu: use one of "
+                             f"{', '.join(CPU_ATTENTION)}")
         if opts.quantize:
             require("torchao", "peers", f"--quantize {opts.quantize}")
         for lora in opts.loras:
@@ -237,15 +243,31 @@ class DiffusersBackend:
         if cfg.guidance_high is not None and self.info.pipe_config.get("boundary_ratio") is None:
             raise ValueError(f"guidance_high={cfg.guidance_high} needs a model with a high-noise expert "
                              f"(Wan2.2 A14B); {self.name} has one transformer")
-        if self.info.family == "hunyuan" and cfg.negative_prompt:
+        if self._distilled_guidance and cfg.negative_prompt:
             raise ValueError(f"{self.name} is HunyuanVideo, whose guidance is distilled into the model: it takes "
                              f"no negative prompt (--negative)")
 
+    @property
+    def _distilled_guidance(self) -> bool:
+        """HunyuanVideo's guidance is an input of the transformer (guidance_embeds), with no negative prompt;
+        HunyuanVideo-I2V (latent_concat) has none, and guides the classic way (diffusers' true_cfg_scale)."""
+        return self.info.family == "hunyuan" and self.info.transformer_config.get("guidance_embeds", True)
+
+    @property
+    def _fixed_size(self) -> tuple[int, int] | None:
+        """CogVideoX-5b-I2V's one trained size (learned positional embeddings); None: any size on the grid."""
+        t = self.info.transformer_config
+        if t.get("use_learned_positional_embeddings"):
+            return t["sample_width"] * self.capabilities.geometry.cell, t["sample_height"] * self.capabilities.geometry.cell
+        return None
+
+    def size_for(self, width: int, height: int) -> tuple[int, int]:
+        return self._fixed_size or self.capabilities.geometry.nearest_size(width, height)
+
     def check_size(self, width: int, height: int) -> None:
         geo = self.capabilities.geometry
-        t = self.info.transformer_config
-        if t.get("use_learned_positional_embeddings"):                # CogVideoX-5b-I2V: one trained size
-            w, h = t["sample_width"] * geo.cell, t["sample_height"] * geo.cell
+        if self._fixed_size:
+            w, h = self._fixed_size
             if (width, height) != (w, h):
                 raise ValueError(f"{self.name} renders {w}x{h} only (learned positional embeddings), "
                                  f"got {width}x{height}")
@@ -417,6 +439,8 @@ class DiffusersBackend:
                     callback_on_step_end=_step_callback(progress))
         if self.info.family != "hunyuan":
             args["negative_prompt"] = cfg.negative_prompt or None
+        elif not self._distilled_guidance:          # HunyuanVideo-I2V: guidance_scale would be ignored
+            args.update(true_cfg_scale=cfg.guidance, guidance_scale=1.0, negative_prompt=cfg.negative_prompt or "")
         if self.info.pipe_config.get("boundary_ratio") is not None:
             # Wan2.2 A14B: guidance_scale guides the high-noise expert (t >= boundary), guidance_scale_2 the low one
             args["guidance_scale"] = cfg.guidance if cfg.guidance_high is None else cfg.guidance_high
@@ -490,7 +514,10 @@ def _apply_options(pipe, opts: LoadOptions, device: str) -> None:
     if opts.attention:
         for name in ("transformer", "transformer_2"):
             if getattr(pipe, name, None) is not None:
-                getattr(pipe, name).set_attention_backend(opts.attention)
+                try:
+                    getattr(pipe, name).set_attention_backend(opts.attention)
+                except RuntimeError as e:           # its kernels' package is missing or too old: diffusers says which
+                    raise ValueError(f"--attention {opts.attention}: {e}") from None
     if opts.vae_tiling:
         pipe.vae.enable_tiling()
     if opts.compile:

@@ -48,7 +48,8 @@ FAMILIES = {
     "cogvideox": Family("CogVideoX", 8.0, 50, 6.0, text_tokens=226, classes={
         "t2v": "CogVideoXPipeline", "first": "CogVideoXImageToVideoPipeline", "v2v": "CogVideoXVideoToVideoPipeline"}),
     "hunyuan": Family("HunyuanVideo", 24.0, 50, 6.0, text_tokens=256,
-                      guidance_note="embedded (distilled) guidance; no negative prompt",
+                      guidance_note="embedded (distilled) guidance, no negative prompt; I2V (no guidance "
+                                    "embedding): classifier-free guidance against the negative prompt",
                       classes={"t2v": "HunyuanVideoPipeline", "first": "HunyuanVideoImageToVideoPipeline",
                                "ends": "HunyuanVideoFramepackPipeline"}),
 }

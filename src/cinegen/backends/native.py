@@ -34,6 +34,12 @@ class NativeBackend:
         self.capabilities.check_mode(request, self.name)
         self.pipe.check(request.prompt, request.sample)
 
+    def check_size(self, width: int, height: int) -> None:
+        self.pipe.geometry.check_size(width, height)
+
+    def size_for(self, width: int, height: int) -> tuple[int, int]:
+        return self.pipe.geometry.nearest_size(width, height)
+
     def warnings(self, request: R.Request) -> list[str]:
         return self.pipe.prompt_warnings(request.prompt)
 

@@ -15,6 +15,7 @@
         keyframes: [{frame: 8, image: mid.png}]
         dialogue: Where am I going?
         speaker: BALL
+        model: wan-1.3b              # optional: another model renders this shot (see shot_models.py)
 
 Pydantic checks types and values; `load_board` maps each error's location back to its YAML node so the report
 says "line 12: shots[1].seconds: ...". YAML is a superset of JSON, so JSON boards take the same path.
@@ -42,10 +43,10 @@ class BoardError(ValueError):
         super().__init__(f"{path}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems))
 
 
-def _size(value: str, info: ValidationInfo) -> str:
+def _size(value: str, info: ValidationInfo | None) -> str:
     """WIDTHxHEIGHT, checked against the model's geometry when load_board was given one."""
     w, h = parse_size(value)
-    geometry = (info.context or {}).get("geometry")
+    geometry = ((info and info.context) or {}).get("geometry")
     if geometry is not None:
         geometry.check_size(w, h)
     elif w < 1 or h < 1:
@@ -91,13 +92,23 @@ class Shot(BaseModel):
     speaker: Optional[str] = None
     transition: Literal["cut", "connect"] = "cut"
     transition_seconds: float = Field(default=1.0, gt=0, le=10)
+    model: Optional[str] = Field(default=None, min_length=1)     # None: the board's model
 
     _image = field_validator("image")(_existing_image)
 
     @field_validator("size")
     @classmethod
     def _check_size(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
-        return None if v is None else _size(v, info)
+        """Parsed here; checked against the shot's own model in _fits_its_model."""
+        return None if v is None else _size(v, None)
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
+        models = (info.context or {}).get("models")
+        if v is not None and models is not None:
+            models.get(v)                      # loaded once here; a name that is no model is reported at its line
+        return v
 
     @model_validator(mode="after")
     def _one_line(self) -> "Shot":
@@ -105,6 +116,30 @@ class Shot(BaseModel):
             raise ValueError("give either dialogue or narration for a shot, not both")
         if self.image and self.keyframes:
             raise ValueError("give either image or keyframes for a shot, not both")
+        return self
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The request modes (requests.MODES) rendering this shot takes: itself, and the bridge into it."""
+        own = "animate" if self.image else "keyframes" if self.keyframes else "text"
+        return (own, "connect") if self.transition == "connect" else (own,)
+
+    @model_validator(mode="after")
+    def _fits_its_model(self, info: ValidationInfo) -> "Shot":
+        """The shot's model can do what the shot asks (its modes) at the size it names."""
+        context = info.context or {}
+        if context.get("models") is None:
+            if self.size and context.get("geometry") is not None:
+                context["geometry"].check_size(*parse_size(self.size))
+            return self
+        backend = context["models"].get(self.model).backend
+        for mode in self.modes:
+            if mode not in backend.capabilities.modes:
+                why = {"animate": " (the shot's image)", "connect": " (transition: connect)"}.get(mode, "")
+                raise ValueError(f"model {backend.name} cannot do {mode!r}{why}; it can do: "
+                                 f"{', '.join(backend.capabilities.modes)}")
+        if self.size:
+            backend.check_size(*parse_size(self.size))
         return self
 
     @property
@@ -216,9 +251,11 @@ def _first_connect(root: yaml.Node, data: dict) -> list[str]:
     return []
 
 
-def load_board(path: str | Path, geometry=None) -> Board:
+def load_board(path: str | Path, geometry=None, models=None) -> Board:
     """Parses and validates a board; raises BoardError listing every problem with its line. geometry: the
-    model's (geometry.Geometry), so that sizes it cannot render are reported here, with their lines."""
+    board's model's (geometry.Geometry), so that sizes it cannot render are reported here, with their lines.
+    models: a shot_models.BoardModels, so that each shot's model is loaded (once) and checked against what the
+    shot asks of it (its modes, its size), with the shot's line."""
     path = Path(path)
     if not path.is_file():
         raise BoardError(path, [f"file not found: {path}"])
@@ -240,7 +277,8 @@ def load_board(path: str | Path, geometry=None) -> Board:
                                 f"this one has {len(data['shots'])} (split the film into several boards)"])
     problems = _duplicate_keys(root) + _first_connect(root, data)
     try:
-        board = Board.model_validate(data, context={"base": path.parent, "geometry": geometry})
+        board = Board.model_validate(data, context={"base": path.parent, "geometry": geometry,
+                                                           "models": models})
     except ValidationError as e:
         for err in e.errors():
             loc = tuple(err["loc"])
