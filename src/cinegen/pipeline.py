@@ -31,7 +31,7 @@ from cinegen.models.fewstep import FewStep
 from cinegen.models.loading import load_dit, load_vae
 from cinegen.models.text_encoder import TextEncoder
 from cinegen.models.vae import VideoVAE
-from cinegen.runtime import autocast, default_device, report
+from cinegen.runtime import autocast, default_device, report, sampling_threads
 from cinegen.vocabulary import prompt_warnings, read_vocabulary
 
 log = logging.getLogger(__name__)
@@ -195,6 +195,10 @@ class TextToVideo:
             raise ValueError("prompts must not be empty")
         for p in prompts:
             self.check(p, cfg)
+        with sampling_threads(self.device):            # a busy CPU: fewer threads, each op waits on fewer
+            return self._generate_batch(prompts, cfg, conditions, source, strength, progress, return_latents)
+
+    def _generate_batch(self, prompts, cfg, conditions, source, strength, progress, return_latents):
         n = len(prompts)
         if source is not None and source.shape[0] not in (1, n):
             raise ValueError(f"source must hold 1 or {n} (one per prompt) latent videos, got {source.shape[0]}")
