@@ -195,10 +195,6 @@ class TextToVideo:
             raise ValueError("prompts must not be empty")
         for p in prompts:
             self.check(p, cfg)
-        with sampling_threads(self.device):            # a busy CPU: fewer threads, each op waits on fewer
-            return self._generate_batch(prompts, cfg, conditions, source, strength, progress, return_latents)
-
-    def _generate_batch(self, prompts, cfg, conditions, source, strength, progress, return_latents):
         n = len(prompts)
         if source is not None and source.shape[0] not in (1, n):
             raise ValueError(f"source must hold 1 or {n} (one per prompt) latent videos, got {source.shape[0]}")
@@ -217,14 +213,16 @@ class TextToVideo:
         model_fn, self.last_stats = step_cache(model_fn, cfg.cache)      # {"calls", "skipped"}; cache 0 never skips
         steps = len(ts) - 1
         cb = None if progress is None else (lambda d: report(progress, "sampling", d["i"] + 1, steps, t=d["t"]))
-        latents = get_solver(cfg.solver).sample(model_fn, x, ts.to(self.device), callback=cb) if steps > 0 else x
+        with sampling_threads(self.device):             # a busy CPU: fewer threads, each op waits on fewer
+            latents = get_solver(cfg.solver).sample(model_fn, x, ts.to(self.device), callback=cb) if steps > 0 else x
         if conditions is not None:
             m = conditions.mask.to(self.device)
             latents = m * conditions.latents.to(self.device) + (1 - m) * latents   # given frames stay exact
         if return_latents:
             return latents
         report(progress, "decoding", steps, steps)
-        return np.stack([self.decode_latents(latents[i:i + 1]) for i in range(n)])
+        with sampling_threads(self.device):
+            return np.stack([self.decode_latents(latents[i:i + 1]) for i in range(n)])
 
     def _velocity_fn(self, prompts: list[str], negative: str, conditions: Conditions | None, students=None):
         n = len(prompts)

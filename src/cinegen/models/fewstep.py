@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from cinegen.config import SampleConfig
 from cinegen.io.files import atomic_write
 from cinegen.models.lowrank import merged
+from cinegen.runtime import threads
 
 FILE = "fewstep.safetensors"
 PARTS = ("dit", "dit_high")          # the DiT files an adapter may adapt (dit_high: the high-noise expert)
@@ -102,6 +103,7 @@ class FewStep:
                     raise ValueError(f"{self.path} was distilled from other {part} weights ({want}) than "
                                      f"{self.folder}'s ({have}); retrain it or render with --no-distilled")
             parts = load_parts(self.path)
-            self._students = (merged(dit, parts.get("dit", {})),
-                              None if high is None else merged(high, parts.get("dit_high", {})))
+            with threads(1):                # weight copies and sums, memory-bound: as loading does them
+                self._students = (merged(dit, parts.get("dit", {})),
+                                  None if high is None else merged(high, parts.get("dit_high", {})))
         return self._students
