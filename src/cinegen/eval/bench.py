@@ -361,7 +361,7 @@ def carry_unmeasured(out: Path, before: str, only: tuple[str, ...]) -> None:
         return
     note = [f"{CARRY_NOTE} " + ", ".join(f"({k})" for k in carried) + f" (this run: `--sections {','.join(only)}`).", ""]
     body = [line for k in sorted({**old, **fresh}) for line in (*_trimmed(fresh.get(k) or old[k]), "")]
-    lines = [*head[:-1], *note] if head and not head[-1] else [*head, "", *note]
+    lines = [*_trimmed(head), "", *note]
     atomic_write(out, lambda tmp: Path(tmp).write_text("\n".join(lines + body + kept_sections(out)) + "\n"))
 
 
