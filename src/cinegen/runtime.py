@@ -4,6 +4,7 @@ the device, bf16 autocast, and the one progress bar."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 
@@ -53,17 +54,28 @@ def threads(n: int):
         torch.set_num_threads(before)
 
 
-_STARTED = time.monotonic()          # about when this process started: its own share of the load average
+_IMPORTED = time.monotonic()
+
+
+def _process_age() -> float:
+    """Seconds since this process started (Linux: /proc; elsewhere: since this module was imported)."""
+    try:
+        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])      # field 22: starttime
+        return float(open("/proc/uptime").read().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _IMPORTED
 
 
 def idle_cores() -> float:
-    """Cores the rest of the machine leaves idle: the CPU count less the 1-minute load average, this process's own
-    average CPU use added back (the load counts it too). Linux and macOS; elsewhere every core."""
+    """Cores the rest of the machine leaves idle: the CPU count less the 1-minute load average, with this
+    process's own part of that average taken out (its CPU rate so far, damped as the load average damps it: a
+    process seconds old has barely entered it). Linux and macOS; elsewhere every core."""
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
         return float(os.cpu_count() or 1)
-    own = time.process_time() / max(time.monotonic() - _STARTED, 1e-3)
+    age = max(_process_age(), 1e-3)
+    own = time.process_time() / age * (1 - math.exp(-age / 60))
     return (os.cpu_count() or 1) - max(0.0, load - own)
 
 
