@@ -90,7 +90,7 @@ def _stop_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-COLD_STEPS = tuple(dict.fromkeys((defaults.STEPS, 20, 4)))     # the default first, then the 20-step teacher and 4
+COLD_STEPS = tuple(dict.fromkeys((defaults.STEPS, defaults.TEACHER_STEPS, 4)))     # the default first
 
 
 def cold_start(model_dir: Path | None = None, repeats: int = 5, steps: tuple[int, ...] = COLD_STEPS,
@@ -138,13 +138,14 @@ def cold_start_table(c: dict) -> list[str]:
 
 # --- (i) few-step sampling ---
 
-def fewstep_grid(pipe, holdout, n: int, teacher_steps: int = defaults.STEPS, steps: tuple[int, ...] = (4, 2, 1)) -> dict:
+def fewstep_grid(pipe, holdout, n: int, teacher_steps: int = defaults.TEACHER_STEPS, steps: tuple[int, ...] = (4, 2, 1)) -> dict:
     """Adherence (seen prompts) and seconds per clip of a TextToVideo: the teacher, plain Euler and the distilled
     adapter (when its folder has one) at each of `steps`, all on the same prompts and seeds (evaluate's seed 0)."""
     from cinegen.config import SampleConfig
     from cinegen.eval.run import evaluate
     served = pipe.fewstep.info.steps if pipe.fewstep else ()
-    runs = [("teacher", teacher_steps, False)] + [("plain Euler", s, False) for s in steps]
+    plain = [s for s in dict.fromkeys((defaults.STEPS, *steps)) if s != teacher_steps]      # the default step count too
+    runs = [("teacher", teacher_steps, False)] + [("plain Euler", s, False) for s in plain]
     runs += [("distilled", s, True) for s in steps if s in served]
     rows = []
     for kind, s, distilled in runs:
