@@ -81,9 +81,9 @@ def test_the_bench_section_compares_the_adapter_with_the_teacher_and_plain_euler
     from cinegen.eval import bench, bench_speed
     from cinegen.pipeline import TextToVideo
     pipe = TextToVideo.from_pretrained(distilled / "model")
-    f = bench_speed.fewstep_grid(pipe, ("purple triangle",), 1, teacher_steps=4, steps=(2, 3))
-    assert [(r["sampler"], r["steps"]) for r in f["rows"]] == [("teacher", 4), ("plain Euler", 2), ("plain Euler", 3),
-                                                              ("distilled", 2)]     # 3 steps: not distilled for
+    f = bench_speed.fewstep_grid(pipe, ("purple triangle",), 1, teacher_steps=4, steps=(2, 3), default_steps=5)
+    assert [(r["sampler"], r["steps"]) for r in f["rows"]] == [("teacher", 4), ("plain Euler", 5), ("plain Euler", 2),
+                                                              ("plain Euler", 3), ("distilled", 2)]  # 3: not distilled for
     assert f["rows"][0]["adherence_vs_teacher"] == 0 and f["rows"][0]["speedup"] == 1
     bench.write_markdown({"machine": "m", "command": "c", "fewstep": f}, tmp_path / "B.md")
     text = (tmp_path / "B.md").read_text()

@@ -138,13 +138,15 @@ def cold_start_table(c: dict) -> list[str]:
 
 # --- (i) few-step sampling ---
 
-def fewstep_grid(pipe, holdout, n: int, teacher_steps: int = defaults.TEACHER_STEPS, steps: tuple[int, ...] = (4, 2, 1)) -> dict:
-    """Adherence (seen prompts) and seconds per clip of a TextToVideo: the teacher, plain Euler and the distilled
-    adapter (when its folder has one) at each of `steps`, all on the same prompts and seeds (evaluate's seed 0)."""
+def fewstep_grid(pipe, holdout, n: int, teacher_steps: int = defaults.TEACHER_STEPS, steps: tuple[int, ...] = (4, 2, 1),
+                 default_steps: int = defaults.STEPS) -> dict:
+    """Adherence (seen prompts) and seconds per clip of a TextToVideo: the teacher, plain Euler at the default step
+    count and at each of `steps`, and the distilled adapter (when its folder has one) at each of `steps`, all on
+    the same prompts and seeds (evaluate's seed 0)."""
     from cinegen.config import SampleConfig
     from cinegen.eval.run import evaluate
     served = pipe.fewstep.info.steps if pipe.fewstep else ()
-    plain = [s for s in dict.fromkeys((defaults.STEPS, *steps)) if s != teacher_steps]      # the default step count too
+    plain = [s for s in dict.fromkeys((default_steps, *steps)) if s != teacher_steps]
     runs = [("teacher", teacher_steps, False)] + [("plain Euler", s, False) for s in plain]
     runs += [("distilled", s, True) for s in steps if s in served]
     rows = []
