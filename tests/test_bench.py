@@ -136,4 +136,3 @@ def test_precision_section_times_both_precisions_and_is_reported(tmp_path):
     assert isinstance(p["auto_uses_bf16"], bool) and p["matmul_bf16_gflops"] > 0
     text = "\n".join(bench.precision_table(p))
     assert "(g) bf16 autocast vs fp32" in text and f"{p['rows'][0]['speedup']:.2f}x" in text
-
