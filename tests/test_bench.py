@@ -50,6 +50,25 @@ def test_a_run_of_section_a_alone_writes_its_rows_and_the_parity_verdict(tmp_pat
     assert "(c) VAE" not in text and "(h) Cold start" not in text
 
 
+def test_a_run_of_some_sections_keeps_the_others_and_says_which(tmp_path):
+    """`--sections cold_start` rewrites (h) and keeps (a) and a marked section as they were, naming (a) as carried."""
+    from cinegen.eval import bench
+    out = tmp_path / "B.md"
+    out.write_text("# Benchmarks\n\nMachine: old\n\n## (a) DiT pass\n\n| old a |\n\n## (h) Cold start\n\n| old h |\n\n"
+                   "<!-- bench_server:start -->\n## (s) The service\n\n| s |\n<!-- bench_server:end -->\n")
+    before = out.read_text()
+    c = {"seconds": {"import torch": 1.0, "generate 4 steps": 1.5}, "ratio": {"import torch": 1.0, "generate 4 steps": 1.5},
+         "repeats": 5, "clip": "64x64 2 s", "model": "shipped", "default_steps": 4}
+    bench.write_markdown({"machine": "new", "command": "c", "cold_start": c}, out)
+    bench.carry_unmeasured(out, before, ("cold_start",))
+    text = out.read_text()
+    assert "| old a |" in text and "| old h |" not in text and "| generate 4 steps | 1.50 | 1.50x |" in text
+    assert text.index("## (a)") < text.index("## (h)") < text.index("## (s)") and text.count("## (s)") == 1
+    assert "carried from the run before: (a) (this run: `--sections cold_start`)" in text and "Machine: new" in text
+    bench.carry_unmeasured(out, out.read_text(), ("cold_start",))          # again: one note, not two
+    assert out.read_text().count("carried from the run before") == 1 and "\n\n\n" not in out.read_text()
+
+
 @pytest.mark.slow
 def test_cold_start_times_fresh_processes_against_import_torch(tiny_model_dir, tmp_path):
     from cinegen.eval import bench, bench_speed

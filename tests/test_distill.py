@@ -81,10 +81,26 @@ def test_the_bench_section_compares_the_adapter_with_the_teacher_and_plain_euler
     from cinegen.eval import bench, bench_speed
     from cinegen.pipeline import TextToVideo
     pipe = TextToVideo.from_pretrained(distilled / "model")
-    f = bench_speed.fewstep_grid(pipe, ("purple triangle",), 1, teacher_steps=4, steps=(2, 3))
-    assert [(r["sampler"], r["steps"]) for r in f["rows"]] == [("teacher", 4), ("plain Euler", 2), ("plain Euler", 3),
-                                                              ("distilled", 2)]     # 3 steps: not distilled for
+    f = bench_speed.fewstep_grid(pipe, ("purple triangle",), 1, teacher_steps=4, steps=(2, 3), default_steps=5)
+    assert [(r["sampler"], r["steps"]) for r in f["rows"]] == [("teacher", 4), ("plain Euler", 5), ("plain Euler", 2),
+                                                              ("plain Euler", 3), ("distilled", 2)]  # 3: not distilled for
     assert f["rows"][0]["adherence_vs_teacher"] == 0 and f["rows"][0]["speedup"] == 1
     bench.write_markdown({"machine": "m", "command": "c", "fewstep": f}, tmp_path / "B.md")
     text = (tmp_path / "B.md").read_text()
     assert "(i) Few-step sampling" in text and "| distilled | 2 |" in text and "(a) DiT" not in text
+
+
+def test_a_merged_copy_shares_what_the_adapter_leaves_and_never_changes_the_original():
+    import torch
+    from torch import nn
+
+    from cinegen.models.lowrank import merged
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    before = [p.detach().clone() for p in model.parameters()]
+    a, b = torch.randn(2, 4), torch.randn(3, 2)
+    out = merged(model, {"0.lora_a": a, "0.lora_b": b}, scale=0.5)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))          # the original as it was
+    assert torch.allclose(out[0].weight, before[0] + 0.5 * b @ a)
+    assert out[1].weight is model[1].weight and out[0].bias is model[0].bias           # shared, not copied
+    assert out[0].weight.data_ptr() != model[0].weight.data_ptr()

@@ -169,3 +169,28 @@ def test_text_encoder_override_and_default_device(tiny_model_dir, tmp_path):
     assert pipe.device.type == default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="no_encoder_here"):
         TextToVideo.from_pretrained(tiny_model_dir, text_encoder=str(tmp_path / "no_encoder_here"))
+
+
+def test_a_render_on_a_busy_cpu_samples_on_the_idle_cores_only(tiny_pipe, monkeypatch):
+    """sampling_threads: a load average that leaves one core idle -> one intra-op thread during the render (then
+    torch's own count again); an idle machine and an explicit $OMP_NUM_THREADS keep torch's count."""
+    from cinegen import runtime
+    seen = []
+    real_dit = tiny_pipe.dit_fn
+    monkeypatch.setattr(tiny_pipe, "dit_fn", lambda *a: (seen.append(torch.get_num_threads()), real_dit(*a))[1])
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runtime.time, "process_time", lambda: 0.0)          # this process adds nothing to the load
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        for load, env, want in ((3.2, None, 1), (0.1, None, 3), (1.6, None, 2), (9.0, "3", 3)):
+            monkeypatch.setattr(runtime.os, "getloadavg", lambda load=load: (load, load, load))
+            if env:
+                monkeypatch.setenv("OMP_NUM_THREADS", env)
+            seen.clear()
+            tiny_pipe.generate(PROMPT, CFG)
+            assert set(seen) == {want}, (load, env, seen)
+            assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -97,3 +97,35 @@ def test_the_disk_cache_can_be_moved_or_turned_off(tmp_path, monkeypatch):
     assert TextCache.default() is None
     monkeypatch.setenv("CINEGEN_TEXT_CACHE", str(tmp_path))
     assert TextCache.default().folder == tmp_path
+
+
+def test_overflow_counts_with_the_tokenizer_file_as_the_hugging_face_tokenizer_does(text_encoder):
+    """overflow reads tokenizer.json with `tokenizers` alone (no transformers import at start-up); it must count and
+    cut exactly as the Hugging Face tokenizer the encoder embeds with."""
+    from cinegen.models.text_encoder import _HFCounter
+    hf = _HFCounter(text_encoder.tokenizer)
+    prompts = ["a large red ball bounces on a black background", "Ünïcödé café — naïve 東京 🎬", "", "x" * 300,
+               " ".join(["a purple triangle spins on a sky background and"] * 9), "don't   stop\tthe\nmusic, ok?!"]
+    fast = [text_encoder.overflow(p) for p in prompts]
+    try:
+        text_encoder._counter = hf
+        assert [text_encoder.overflow(p) for p in prompts] == fast
+    finally:
+        text_encoder._counter = None
+    assert fast[4][0] > text_encoder.cfg.max_tokens and fast[4][1].startswith("spins")
+
+
+def test_a_cached_prompt_is_checked_and_embedded_without_importing_transformers(tmp_path):
+    """What a cold `cinegen generate` of a prompt seen before does with its text: the window check and the
+    embedding, in a fresh process that must not import transformers (about 1 s of start-up)."""
+    import subprocess
+    import sys
+
+    from cinegen.models.text_encoder import TextCache
+    TextEncoder(disk_cache=TextCache(tmp_path)).encode(["a red ball"])
+    code = ("import sys; from cinegen.models.text_encoder import TextEncoder, TextCache; "
+            f"e = TextEncoder(disk_cache=TextCache({str(tmp_path)!r})); e.overflow('a red ball'); e.encode(['a red ball']); "
+            "print('transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.strip() == "False"

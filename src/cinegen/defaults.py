@@ -9,7 +9,9 @@ SECONDS = 2.0                # the length the shipped model was trained at
 FPS = 8.0                    # the shipped model's native frame rate
 WIDTH, HEIGHT = 64, 64
 SIZE = f"{WIDTH}x{HEIGHT}"
-STEPS = 20                   # Euler steps (BENCHMARKS.md (d): 8 already hold adherence on 60 prompts)
+STEPS = 10                   # Euler steps with guidance: the fewest within 2 points of 20 on 48 seen + 48 held-out
+                             # clips (MODEL_CARD.md "Few-step sampling"); `--steps 4` runs the shipped distilled adapter
+TEACHER_STEPS = 20           # the guided many-step sampler that fewer steps are measured against and distilled from
 SOLVER = "euler"
 # the solver names, here so that `cinegen --help` needs no torch; diffusion.samplers.SAMPLERS holds one solver for
 # each (tests/test_flow.py checks that the two agree)

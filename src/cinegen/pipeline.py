@@ -31,7 +31,7 @@ from cinegen.models.fewstep import FewStep
 from cinegen.models.loading import load_dit, load_vae
 from cinegen.models.text_encoder import TextEncoder
 from cinegen.models.vae import VideoVAE
-from cinegen.runtime import autocast, default_device, report
+from cinegen.runtime import autocast, default_device, report, sampling_threads
 from cinegen.vocabulary import prompt_warnings, read_vocabulary
 
 log = logging.getLogger(__name__)
@@ -213,14 +213,16 @@ class TextToVideo:
         model_fn, self.last_stats = step_cache(model_fn, cfg.cache)      # {"calls", "skipped"}; cache 0 never skips
         steps = len(ts) - 1
         cb = None if progress is None else (lambda d: report(progress, "sampling", d["i"] + 1, steps, t=d["t"]))
-        latents = get_solver(cfg.solver).sample(model_fn, x, ts.to(self.device), callback=cb) if steps > 0 else x
+        with sampling_threads(self.device):             # a busy CPU: fewer threads, each op waits on fewer
+            latents = get_solver(cfg.solver).sample(model_fn, x, ts.to(self.device), callback=cb) if steps > 0 else x
         if conditions is not None:
             m = conditions.mask.to(self.device)
             latents = m * conditions.latents.to(self.device) + (1 - m) * latents   # given frames stay exact
         if return_latents:
             return latents
         report(progress, "decoding", steps, steps)
-        return np.stack([self.decode_latents(latents[i:i + 1]) for i in range(n)])
+        with sampling_threads(self.device):
+            return np.stack([self.decode_latents(latents[i:i + 1]) for i in range(n)])
 
     def _velocity_fn(self, prompts: list[str], negative: str, conditions: Conditions | None, students=None):
         n = len(prompts)

@@ -315,8 +315,54 @@ def run(out: Path, quick: bool = False, model_dir: Path | None = None, only: tup
             bar.advance(task)
     if "dit" in results:
         results["parity"] = bench_speed.parity(results["dit"])
+    before = Path(out).read_text() if only and Path(out).exists() else ""
     write_markdown(results, out)
+    if before:                      # a run of some sections: the others keep their earlier numbers, said so
+        carry_unmeasured(out, before, only)
     return results
+
+
+def _sections(text: str) -> tuple[list[str], dict[str, list[str]]]:
+    """(the lines before the first lettered section, {letter: that section's lines}) of a BENCHMARKS.md, leaving
+    out marked sections (kept_sections) and an earlier carry note."""
+    import re
+    text = re.sub(r"<!-- ([\w-]+):start -->.*?<!-- \1:end -->\n*", "", text, flags=re.S)
+    head, blocks, current = [], {}, None
+    for line in text.splitlines():
+        m = re.match(r"## \((\w)\)", line)
+        if m:
+            current = blocks.setdefault(m.group(1), [])
+        elif line.startswith("## "):
+            current = None
+        if line.startswith(CARRY_NOTE):
+            continue
+        (current if current is not None else head if not blocks else []).append(line)
+    return head, blocks
+
+
+CARRY_NOTE = "Not re-run by the latest `--sections` run, carried from the run before:"
+
+
+def _trimmed(lines: list[str]) -> list[str]:
+    while lines and not lines[-1]:
+        lines = lines[:-1]
+    return lines
+
+
+def carry_unmeasured(out: Path, before: str, only: tuple[str, ...]) -> None:
+    """Puts back the lettered sections of the earlier file that this run did not measure, in letter order, and
+    names them under the header."""
+    from cinegen.io.files import atomic_write
+    text = Path(out).read_text()
+    head, fresh = _sections(text)
+    _, old = _sections(before)
+    carried = sorted(set(old) - set(fresh))
+    if not carried:
+        return
+    note = [f"{CARRY_NOTE} " + ", ".join(f"({k})" for k in carried) + f" (this run: `--sections {','.join(only)}`).", ""]
+    body = [line for k in sorted({**old, **fresh}) for line in (*_trimmed(fresh.get(k) or old[k]), "")]
+    lines = [*_trimmed(head), "", *note]
+    atomic_write(out, lambda tmp: Path(tmp).write_text("\n".join(lines + body + kept_sections(out)) + "\n"))
 
 
 def vae_table(v: dict, note: str = "", digits: int = 1) -> list[str]:

@@ -170,6 +170,8 @@ def write_markdown(r: dict, out: Path) -> None:
              "Ratios of runs interleaved in one process on the same inputs (median of repeats, clocks read after "
              "torch.cuda.synchronize). Weights and activations in bf16 for both sides. "
              "What the numbers taught us, lease by lease: [GPU_NOTES.md](GPU_NOTES.md).", ""]
+    lines += ["Few-step sampling and cold start (issue 34, `make bench` (h) and (i)) are measured on the CPU only: "
+              "no GPU was lent to the task that built them (2026-12-07), so their GPU numbers are unmeasured.", ""]
     if r.get("dit"):
         lines += ["## (a) DiT denoising pass vs diffusers WanTransformer3DModel (same sizes; CFG batch of 2, bf16)", "",
                   "| model sizes | clip | tokens | cinegen ms | Wan ms | speed-up (Wan / cinegen) | params cinegen / Wan | (b) MFU |",

@@ -10,7 +10,6 @@ JSON), `step`, `optim_groups`, `extra`. No pickle anywhere. Prefixes added by DD
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from safetensors import safe_open
 from cinegen.config import DiTConfig, FlowConfig, VAEConfig, from_dict
 from cinegen.models.dit import VideoDiT
 from cinegen.models.vae import VideoVAE
+from cinegen.runtime import threads
 
 
 def load_checkpoint(path) -> dict:
@@ -61,16 +61,10 @@ def _dequantize(weights: dict, scales: dict) -> None:
         weights[k] = q.float().mul_(scale.float().view(-1, *[1] * (q.ndim - 1)))           # (O, I...) * (O, 1...)
 
 
-@contextlib.contextmanager
 def _one_thread():
     """Copies and casts of weights on one thread: they are memory-bound, and on a busy CPU a second thread makes
     every small op wait for the slower one (a shipped DiT loaded in 1.2 s on two threads, 0.1 s on one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return threads(1)
 
 
 def _strip_prefixes(key: str) -> str:
@@ -102,6 +96,9 @@ def load_dit(path, device="cpu", raw: bool = False) -> tuple[VideoDiT, FlowConfi
 
 def load_vae(path, device="cpu") -> VideoVAE:
     ck = _checked(path, "vae", "VAE")
-    vae = VideoVAE(from_dict(VAEConfig, ck["config"]))
-    vae.load_state_dict({k: v.float() for k, v in (ck["ema"] or ck["model"]).items()})
+    with torch.device("meta"):              # as load_dit: no random init of weights that are loaded next
+        vae = VideoVAE(from_dict(VAEConfig, ck["config"]))
+    with _one_thread():
+        state = {k: v.float() for k, v in (ck["ema"] or ck["model"]).items()}
+    vae.load_state_dict(state, assign=True)
     return vae.to(device).eval()

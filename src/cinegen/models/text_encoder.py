@@ -57,7 +57,7 @@ class TextEncoder:
     def __init__(self, cfg: TextConfig = TextConfig(), device="cpu", cache_size: int = 4096, disk_cache="default"):
         model_dir = resolve_model_dir(cfg.name)
         self.cfg, self.device, self.model_dir = cfg, torch.device(device), model_dir
-        self._tokenizer = self._model = None
+        self._tokenizer = self._model = self._counter = None
         hidden, layers = _model_facts(model_dir)
         if hidden is None or layers is None:                        # an unusual config: ask the model itself
             hidden, layers = self.model.config.hidden_size if hasattr(self.model.config, "hidden_size") else \
@@ -73,6 +73,21 @@ class TextEncoder:
         if self._tokenizer is None:
             self._load()
         return self._tokenizer
+
+    @property
+    def counter(self):
+        """The fast (Rust) tokenizer alone, from the folder's tokenizer.json, without importing transformers (about
+        1 s of a cold start): the tokens `overflow` counts. Without a tokenizer.json: the Hugging Face tokenizer."""
+        if self._counter is None:
+            path = self.model_dir / "tokenizer.json"
+            if path.is_file():
+                from tokenizers import Tokenizer
+                self._counter = Tokenizer.from_file(str(path))
+                self._counter.no_truncation()               # what the file sets is the HF tokenizer's call
+                self._counter.no_padding()                  # options; overflow counts the prompt's own tokens
+            else:
+                self._counter = _HFCounter(self.tokenizer)
+        return self._counter
 
     @property
     def model(self):
@@ -114,12 +129,12 @@ class TextEncoder:
         """(the prompt's length in tokens, special tokens included; the prompt from the first word the window cuts,
         "" when it fits): what `encode` cuts off, for the warning (vocabulary.prompt_warnings). Needs a fast
         (Rust) tokenizer, for its character offsets: every Hugging Face encoder has one."""
-        ids = self.tokenizer(prompt, verbose=False)["input_ids"]
+        ids = self.counter.encode(prompt).ids
         if len(ids) <= self.cfg.max_tokens:
             return len(ids), ""
-        words = self.tokenizer(prompt, add_special_tokens=False, verbose=False, return_offsets_mapping=True)
-        kept = max(self.cfg.max_tokens - (len(ids) - len(words["input_ids"])), 0)   # the window less [CLS], [SEP]
-        start = words["offset_mapping"][kept][0]
+        words = self.counter.encode(prompt, add_special_tokens=False)
+        kept = max(self.cfg.max_tokens - (len(ids) - len(words.ids)), 0)     # the window less [CLS], [SEP]
+        start = words.offsets[kept][0]
         while start > 0 and prompt[start - 1].isalnum():        # from the start of a word cut between its pieces
             start -= 1
         return len(ids), prompt[start:].strip()
@@ -134,6 +149,18 @@ class TextEncoder:
                 self._cache.popitem(last=False)
         return pad_embeddings([self._cache.get(p) if p in self._cache else self._encode_uncached([p])[0]
                                for p in prompts])
+
+
+class _HFCounter:
+    """A Hugging Face fast tokenizer behind the `tokenizers.Tokenizer.encode` calls that overflow makes."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def encode(self, text: str, add_special_tokens: bool = True):
+        from types import SimpleNamespace
+        enc = self.tokenizer(text, add_special_tokens=add_special_tokens, verbose=False, return_offsets_mapping=True)
+        return SimpleNamespace(ids=enc["input_ids"], offsets=enc["offset_mapping"])
 
 
 def pad_embeddings(embs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

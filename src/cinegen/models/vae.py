@@ -149,8 +149,9 @@ class VideoVAE(nn.Module):
         self.cfg = cfg
         self.encoder, self.decoder = Encoder(cfg), Decoder(cfg)
         c = cfg.latent_channels
-        mean = torch.tensor(cfg.latent_mean or [0.0] * c).view(1, c, 1, 1, 1)
-        std = torch.tensor(cfg.latent_std or [1.0] * c).view(1, c, 1, 1, 1)
+        # on the CPU even when built on the meta device (load_vae): they come from the config, not the file
+        mean = torch.tensor(cfg.latent_mean or [0.0] * c, device="cpu").view(1, c, 1, 1, 1)
+        std = torch.tensor(cfg.latent_std or [1.0] * c, device="cpu").view(1, c, 1, 1, 1)
         self.register_buffer("latent_mean", mean, persistent=False)          # data statistics, saved in the config
         self.register_buffer("latent_std", std, persistent=False)
 

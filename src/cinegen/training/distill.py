@@ -48,7 +48,7 @@ class DistillStage:
     out: str = "runs/distill"        # out/pairs.safetensors (teacher pairs), out/fewstep.safetensors, out/model/
     model: str = ""                  # the model folder to distil ("": the shipped model)
     steps: tuple[int, ...] = (4, 2, 1)    # the step counts the adapter serves
-    teacher_steps: int = defaults.STEPS
+    teacher_steps: int = defaults.TEACHER_STEPS
     guidance: float = defaults.GUIDANCE   # the teacher's scale, baked into the adapter
     rank: int = 8                    # LoRA rank on every Linear of both DiTs
     pairs: int = 256                 # teacher renders (prompt, noise) -> clean latents
