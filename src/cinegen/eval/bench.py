@@ -10,7 +10,8 @@ Every speed number is a ratio against a reference run side by side in the same p
   (d) adherence vs steps and solver (Euler, Heun, DPM-Solver++(2M)) with the shipped model;
   (e) step caching (TeaCache-style): transformer calls saved, wall-time ratio and adherence cost;
   (f) peak memory vs video length: chunked vs whole-clip VAE decode, and windowed long generation;
-  (h), (i) and the parity check of (a): cold start and few-step sampling (eval/bench_speed.py).
+  (h), (i) and the parity check of (a): cold start and few-step sampling (eval/bench_speed.py);
+  (j) batched serving: jobs/hour of the server's worker draining 8 queued jobs, batch 1 vs batch 8 (eval/bench_batch.py).
 
     python -m cinegen.eval.bench [--out BENCHMARKS.md] [--quick] [--sections cold_start,fewstep]
 """
@@ -275,7 +276,7 @@ def machine() -> str:
 
 def run(out: Path, quick: bool = False, model_dir: Path | None = None, only: tuple[str, ...] = ()) -> dict:
     """only: the result keys of the sections to run (default: all), e.g. ("cold_start", "fewstep")."""
-    from cinegen.eval import bench_speed
+    from cinegen.eval import bench_batch, bench_speed
     from cinegen.eval.modes_eval import long_video_memory
     from cinegen.pipeline import WEIGHTS_DIR, TextToVideo
     from cinegen.runtime import progress_bar
@@ -304,7 +305,9 @@ def run(out: Path, quick: bool = False, model_dir: Path | None = None, only: tup
                          model_dir, "a large red ball moves right on a black background",
                          SampleConfig(steps=4 if quick else 20), multiples)),
                      ("(h) cold start", "cold_start", lambda: bench_speed.cold_start(given, 2 if quick else 5)),
-                     ("(i) few-step", "fewstep", lambda: bench_speed.fewstep_grid(pipe(), DEFAULT_HOLDOUT, n))]
+                     ("(i) few-step", "fewstep", lambda: bench_speed.fewstep_grid(pipe(), DEFAULT_HOLDOUT, n)),
+                     ("(j) batched serving", "batched_serving",
+                      lambda: {**bench_batch.batched_serving(model_dir, rounds=1 if quick else 3), "machine": machine()})]
     if only:
         sections = [s for s in sections if s[1] in only]
     with progress_bar() as bar:
@@ -331,7 +334,7 @@ def vae_table(v: dict, note: str = "", digits: int = 1) -> list[str]:
 
 def write_markdown(r: dict, out: Path) -> None:
     """The sections present in r (a run of some sections writes only those)."""
-    from cinegen.eval import bench_speed
+    from cinegen.eval import bench_batch, bench_speed
     from cinegen.io.files import atomic_write
     lines = ["# Benchmarks", "", f"Machine: {r['machine']}", "", f"Command: `{r['command']}` "
              "(`python -m cinegen.eval.bench`). Speed numbers are ratios of runs interleaved in one process on the "
@@ -349,7 +352,9 @@ def write_markdown(r: dict, out: Path) -> None:
         lines += bench_speed.cold_start_table(r["cold_start"])
     if "fewstep" in r:
         lines += bench_speed.fewstep_table(r["fewstep"])
-    lines += kept_sections(out)
+    if "batched_serving" in r:
+        lines += bench_batch.batched_serving_table(r["batched_serving"], "at least 1.5x on the CPU") + [""]
+    lines += kept_sections(out, skip=(bench_batch.SECTION,) if "batched_serving" in r else ())
     atomic_write(out, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
 
 
@@ -396,13 +401,27 @@ def adherence_tables(r: dict) -> list[str]:
     return lines
 
 
-def kept_sections(out: Path) -> list[str]:
+def kept_sections(out: Path, skip: tuple[str, ...] = ()) -> list[str]:
     """Sections other tools own (between <!-- NAME:start --> and <!-- NAME:end -->, e.g. bench_server's): kept
-    as they are when this benchmark rewrites the file."""
+    as they are when this benchmark rewrites the file (but those named in `skip`: this run wrote them anew)."""
     import re
     text = Path(out).read_text() if Path(out).exists() else ""
     found = re.finditer(r"<!-- ([\w-]+):start -->.*?<!-- \1:end -->", text, flags=re.S)
-    return [line for m in found for line in (*m.group(0).splitlines(), "")]
+    return [line for m in found if m.group(1) not in skip for line in (*m.group(0).splitlines(), "")]
+
+
+def replace_section(out: Path, name: str, lines: list[str]) -> None:
+    """Writes one marked section (lines from <!-- name:start --> to <!-- name:end -->) in place of its old copy in
+    `out`, or at its end; the rest of the file is left as it is."""
+    from cinegen.io.files import atomic_write
+    text = Path(out).read_text() if Path(out).exists() else "# Benchmarks\n"
+    start, end, block = f"<!-- {name}:start -->", f"<!-- {name}:end -->", "\n".join(lines)
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    atomic_write(out, lambda tmp: Path(tmp).write_text(text))
 
 
 def arg_parser(doc: str, out: str, json_out: str, quick_help: str):
