@@ -18,7 +18,6 @@ Every speed number is a ratio against a reference run side by side in the same p
 
 from __future__ import annotations
 
-import platform
 import sys
 import time
 from functools import partial
@@ -29,6 +28,7 @@ import torch
 from cinegen.config import DIT_PRESETS, VAE_PRESETS, DiTConfig, SampleConfig, VAEConfig
 from cinegen.diffusion.samplers import SAMPLERS
 from cinegen.estimate import dit_pass_flops, latent_grid
+from cinegen.eval.sections import kept_sections, machine, replace_section  # noqa: F401  (bench.machine: callers)
 from cinegen.eval.timing import interleaved
 
 TEXT_TOKENS = 32
@@ -262,18 +262,6 @@ def precision_table(p: dict) -> list[str]:
 
 # --- report ---
 
-def machine() -> str:
-    import os
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"{gpu}, Python {platform.python_version()}")
-
-
 def run(out: Path, quick: bool = False, model_dir: Path | None = None, only: tuple[str, ...] = ()) -> dict:
     """only: the result keys of the sections to run (default: all), e.g. ("cold_start", "fewstep")."""
     from cinegen.eval import bench_batch, bench_speed
@@ -399,29 +387,6 @@ def adherence_tables(r: dict) -> list[str]:
         lines += [f"| {k} 2 s | {m['frames']} | {m['peak_mb_after_load']} | {m['peak_mb']} |"
                   for k, m in r["long_video_memory"].items()] + [""]     # every section ends on a blank line
     return lines
-
-
-def kept_sections(out: Path, skip: tuple[str, ...] = ()) -> list[str]:
-    """Sections other tools own (between <!-- NAME:start --> and <!-- NAME:end -->, e.g. bench_server's): kept
-    as they are when this benchmark rewrites the file (but those named in `skip`: this run wrote them anew)."""
-    import re
-    text = Path(out).read_text() if Path(out).exists() else ""
-    found = re.finditer(r"<!-- ([\w-]+):start -->.*?<!-- \1:end -->", text, flags=re.S)
-    return [line for m in found if m.group(1) not in skip for line in (*m.group(0).splitlines(), "")]
-
-
-def replace_section(out: Path, name: str, lines: list[str]) -> None:
-    """Writes one marked section (lines from <!-- name:start --> to <!-- name:end -->) in place of its old copy in
-    `out`, or at its end; the rest of the file is left as it is."""
-    from cinegen.io.files import atomic_write
-    text = Path(out).read_text() if Path(out).exists() else "# Benchmarks\n"
-    start, end, block = f"<!-- {name}:start -->", f"<!-- {name}:end -->", "\n".join(lines)
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    atomic_write(out, lambda tmp: Path(tmp).write_text(text))
 
 
 def arg_parser(doc: str, out: str, json_out: str, quick_help: str):

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import json
 
-    from cinegen.eval.bench import machine, replace_section
+    from cinegen.eval.sections import machine, replace_section
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     ap.add_argument("--json", type=Path, default=Path("out/bench_batch.json"))
