@@ -6,7 +6,8 @@ atomic UPDATE ... RETURNING takes a queued job, and the worker renews it (heartb
 renders; a job whose lease is older than `stale_after` seconds (its worker died) goes back to the queue, and a
 supervisor that sees its worker die releases the job at once. Claims go round-robin across owners (API keys): the
 next job is the oldest of the owner with the fewest jobs rendering and the longest wait since its last start, so
-one key's burst cannot starve another's lone job. Nothing is lost on a crash: the row is the truth and output
+one key's burst cannot starve another's lone job; a worker batching jobs claims the rest of its batch in
+that same order (claim_like). Nothing is lost on a crash: the row is the truth and output
 files are written atomically before the row says "completed". Finished jobs leave an event row (the webhook
 outbox) in the same transaction.
 """

@@ -4,6 +4,13 @@ atomically, then marks the job done. Every mode reports through the one progress
 heartbeats and a deleted job stops within a sampling step; a lease keeper renews the claim between callbacks too
 (while the model loads, while files are written), so a slow load never lets a second worker take the job.
 
+Batching: a worker that claims a text-to-video job also claims up to `batch` - 1 compatible queued jobs (same
+model, render size, seconds, steps: the backend's batch_key), in the store's round-robin order, waiting at most
+`batch_wait` seconds for more, and renders them in one backend.generate_batch call. Each job keeps its own seed
+(its frames are those it gets alone), warnings, progress, lease, files and webhook; a job deleted meanwhile is
+dropped from what is written, and the batch stops once none is left. Backends that do not batch (Diffusers) and
+every other mode render one job at a time.
+
 A job asked at a size its model does not list renders at `render_size` and is resized to `size` (Lanczos);
 an extension keeps the source's frames as they were and resizes only the new ones.
 
