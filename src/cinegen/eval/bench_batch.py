@@ -11,6 +11,7 @@ is); runs of the two settings alternate so that a busy machine's drift hits both
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import tempfile
@@ -46,6 +47,7 @@ def batched_serving(model_dir: Path, jobs: int = 8, batch: int = defaults.BATCH,
                     size: str = defaults.SIZE, seconds: str = f"{defaults.SECONDS:g}") -> dict:
     """Jobs per hour draining `jobs` queued jobs with batch 1 and with `batch`, `rounds` alternating runs each."""
     from cinegen.server.worker import Worker
+    load = os.getloadavg()[0]                   # other work on the machine, which these numbers include
     data = Path(tempfile.mkdtemp(prefix="cinegen-bench-batch-"))
     try:
         worker = Worker(data, {MODEL: model_dir}, steps=steps, batch=batch, batch_wait=0.0)
@@ -62,22 +64,27 @@ def batched_serving(model_dir: Path, jobs: int = 8, batch: int = defaults.BATCH,
     median = {b: statistics.median(r) for b, r in runs.items()}
     return {"jobs": jobs, "batch": batch, "steps": steps, "size": size, "seconds": seconds, "rounds": rounds,
             "jobs_per_hour": {str(b): r for b, r in runs.items()}, "median": {str(b): m for b, m in median.items()},
-            "speedup": median[batch] / median[1]}
+            "speedup": median[batch] / median[1], "load": [load, os.getloadavg()[0]]}
 
 
 def batched_serving_table(r: dict, goal: str) -> list[str]:
     """Section (j) as markdown lines (shared with bench_gpu); goal: issue 34's target on this kind of machine."""
     one, many = r["jobs_per_hour"]["1"], r["jobs_per_hour"][str(r["batch"])]
+    load = r.get("load")
     return [f"<!-- {SECTION}:start -->",
             f"## (j) Batched serving: one render worker draining {r['jobs']} queued jobs, batch 1 vs batch {r['batch']}",
             "", f"Shipped model, text-to-video {r['size']} {r['seconds']} s at {r['steps']} steps, distinct prompts; the "
             "server's own worker (claims, heartbeats, MP4 + thumbnail + spritesheet per job), model loaded once, "
-            f"{r['rounds']} runs of each setting alternating (`python -m cinegen.eval.bench --sections batched_serving`). "
-            f"Goal (issue 34): {goal}.", "",
+            f"{r['rounds']} runs of each setting alternating. Written by `make bench`; this section alone: "
+            "`python -m cinegen.eval.bench_batch`. " + (f"The machine is shared: its 1-minute load average was "
+                                                       f"{load[0]:.1f} before and {load[1]:.1f} after. " if load else "")
+            + f"Goal (issue 34): {goal}.", "",
             "| worker | jobs / hour, each run | median | vs one at a time |", "|---|---|---|---|",
             f"| `--batch 1` (one at a time) | {', '.join(f'{x:.0f}' for x in one)} | {r['median']['1']:.0f} | 1.00x |",
             f"| `--batch {r['batch']}` | {', '.join(f'{x:.0f}' for x in many)} | {r['median'][str(r['batch'])]:.0f} | "
-            f"{r['speedup']:.2f}x |", "", f"Machine: {r['machine']}.", f"<!-- {SECTION}:end -->"]
+            f"{r['speedup']:.2f}x |", "",
+            "Each run against the one-at-a-time run beside it: " + ", ".join(f"{b / a:.2f}x" for a, b in zip(one, many))
+            + ".", "", f"Machine: {r['machine']}.", f"<!-- {SECTION}:end -->"]
 
 
 def main(argv: list[str] | None = None) -> None:
