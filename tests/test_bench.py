@@ -136,3 +136,21 @@ def test_precision_section_times_both_precisions_and_is_reported(tmp_path):
     assert isinstance(p["auto_uses_bf16"], bool) and p["matmul_bf16_gflops"] > 0
     text = "\n".join(bench.precision_table(p))
     assert "(g) bf16 autocast vs fp32" in text and f"{p['rows'][0]['speedup']:.2f}x" in text
+
+
+def test_batched_serving_section_drains_the_queue_both_ways_and_keeps_the_other_sections(tiny_model_dir, tmp_path):
+    from cinegen.eval import bench_batch
+    r = bench_batch.batched_serving(tiny_model_dir, jobs=3, batch=2, rounds=1, steps=1, size="32x32", seconds="1")
+    assert set(r["jobs_per_hour"]) == {"1", "2"} and all(len(v) == 1 and v[0] > 0 for v in r["jobs_per_hour"].values())
+    assert r["speedup"] == pytest.approx(r["median"]["2"] / r["median"]["1"])
+    out = tmp_path / "B.md"
+    out.write_text("# Benchmarks\n\n## (a) kept\n\n<!-- bench_server:start -->\nserver\n<!-- bench_server:end -->\n")
+    lines = bench_batch.batched_serving_table({**r, "machine": "CPU X"}, "at least 1.5x on the CPU")
+    for _ in range(2):                                      # written once, then replaced in place
+        bench.replace_section(out, bench_batch.SECTION, lines)
+    text = out.read_text()
+    assert "## (a) kept" in text and "server" in text and text.count("## (j) Batched serving") == 1
+    assert f"| `--batch 2` | {r['jobs_per_hour']['2'][0]:.0f} |" in text and "CPU X" in text
+    bench.write_markdown({"machine": "CPU X", "command": "c", "batched_serving": {**r, "machine": "CPU X"}}, out)
+    text = out.read_text()                                 # a bench run that measured it writes it once, anew
+    assert text.count("## (j) Batched serving") == 1 and "server" in text

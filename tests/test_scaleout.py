@@ -57,6 +57,11 @@ def test_concurrent_claims_take_each_job_exactly_once(pg_url):
                 claimed.append((row["id"], name))
             own.finish(row["id"], name)
 
+    _take_all(worker, claimed, ids, store)
+
+
+def _take_all(worker, claimed, ids, store):
+    """Four machines at once run `worker`; every job of `ids` was claimed once, none twice, and completed."""
     threads = [threading.Thread(target=worker, args=(f"machine-{k}",)) for k in range(4)]
     for t in threads:
         t.start()
@@ -104,3 +109,23 @@ def test_worker_processes_render_from_the_shared_queue(pg_url, tmp_path, tiny_mo
             p.wait()
     assert all(store.get(v)["status"] == "completed" for v in ids)
     assert all((tmp_path / "videos" / v / "video.mp4").exists() for v in ids)
+
+
+def test_batch_claims_take_each_job_exactly_once(pg_url):
+    """Batched serving on the shared queue: a worker claims a job, then up to three compatible ones, in one
+    transaction each; four claimers at once never share a job, and a batch's leases renew together."""
+    from cinegen.server.worker import is_text_job
+    store = JobStore(pg_url)
+    ids = {store.create(f"key-{i % 3}", "batch-m", f"prompt {i}", "1", "48x48", "create", {})["id"] for i in range(40)}
+    claimed, lock = [], threading.Lock()
+
+    def worker(name):
+        own = JobStore(pg_url)
+        while (row := own.claim(name)) is not None:
+            batch = [row] + own.claim_like(name, row, 3, accept=is_text_job)
+            assert own.heartbeat_many([r["id"] for r in batch], name, 50) == {r["id"] for r in batch}
+            with lock:
+                claimed.extend((r["id"], name) for r in batch)
+            for r in batch:
+                own.finish(r["id"], name)
+    _take_all(worker, claimed, ids, store)

@@ -117,7 +117,7 @@ def test_the_server_video_object_carries_the_warnings(model_with_vocabulary, tmp
     assert "warnings" not in video_object(job)                 # not read by a model yet: unknown, not "none"
     ok = store.create("local", "m", "a red ball bounces on a black background", "1", "32x32", "create", {})
     worker = Worker(tmp_path, {"m": model_with_vocabulary}, steps=1)
-    assert worker.run_once() and worker.run_once()
+    assert worker.run_once() and not worker.run_once()         # both in one batch, each with its own warnings
     done, clean = video_object(store.get(job["id"])), video_object(store.get(ok["id"]))
     assert done["status"] == "completed" and len(done["warnings"]) == 1 and "'star'" in done["warnings"][0]
     assert clean["warnings"] == [] and json.loads(store.get(ok["id"])["params"]) == {"warnings": []}

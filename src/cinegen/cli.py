@@ -622,6 +622,11 @@ def _aliases_option(alias: list[str], models: dict) -> dict:
     return out
 
 
+BATCH = typer.Option(defaults.BATCH, min=1, help="most compatible queued jobs (same model, size, seconds; "
+                     "text-to-video) a worker renders in one batched call; 1: one at a time")
+BATCH_WAIT = typer.Option(defaults.BATCH_WAIT, min=0.0, help="seconds a worker waits for more jobs to fill a batch")
+
+
 @app.command("serve")
 def serve_cmd(
     host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
@@ -642,6 +647,7 @@ def serve_cmd(
     disk_quota: Optional[int] = typer.Option(None, help="bytes; new jobs are refused while data-dir holds more"),
     webhook_url: Optional[str] = typer.Option(None, help="POST video.completed / video.failed events here"),
     umask: str = typer.Option("027", help="octal umask of the service's files (027: the group may read them)"),
+    batch: int = BATCH, batch_wait: float = BATCH_WAIT,
 ):
     """Run the OpenAI-Videos-compatible HTTP service with its web page and supervised render workers.
     Webhooks are signed with $CINEGEN_WEBHOOK_SECRET (a whsec_... secret, as OpenAI's SDK verifies)."""
@@ -670,7 +676,7 @@ def serve_cmd(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda s, _: stopped.append(s))
     supervisor = Supervisor(data_dir, {k: v.path for k, v in models.items()}, workers, steps, stale_after,
-                            database).start()
+                            database, batch=batch, batch_wait=batch_wait).start()
     try:
         uvicorn.run(app_, host=host, port=port, log_level="info")
     finally:
@@ -682,11 +688,13 @@ def worker_cmd(
     data_dir: Path = typer.Option(Path("cinegen-data"), help="outputs; shared storage when workers span machines"),
     model: list[str] = typer.Option([]), steps: int = typer.Option(defaults.STEPS), stale_after: float = typer.Option(60.0),
     database: Optional[str] = typer.Option(None, help="postgresql://... shared queue (default: SQLite in data-dir)"),
+    batch: int = BATCH, batch_wait: float = BATCH_WAIT,
 ):
     """A render worker for `cinegen serve --workers 0`; run as many as the machines hold against one database."""
     from cinegen.server.supervisor import run_worker_process
     _setup_logging()
-    run_worker_process(data_dir, {k: v.path for k, v in _models_option(model).items()}, steps, stale_after, database)
+    run_worker_process(data_dir, {k: v.path for k, v in _models_option(model).items()}, steps, stale_after, database,
+                       batch=batch, batch_wait=batch_wait)
 
 
 @app.command("verify")

@@ -25,6 +25,11 @@ CONNECT_PROMPT = "a video"   # connect / loop when no prompt is given
 WINDOW_SECONDS = 2.0         # long videos: one window, then windowed extension
 CONTEXT_LATENTS = 2          # latent frames of an existing clip that extension conditions on
 
+# serving: a worker renders up to BATCH compatible queued jobs (same model, size, duration, steps; text-to-video)
+# in one batched call, waiting at most BATCH_WAIT seconds for more to arrive once it holds one (1: one at a time)
+BATCH = 4
+BATCH_WAIT = 0.25
+
 PARALLEL_STRATEGIES = ("ddp", "fsdp")     # data parallelism under torchrun: replicated, or FSDP2 fully_shard
 
 MAX_PROMPT_CHARS = 32000      # OpenAI's Sora limit; the text encoder reads the first max_tokens of it

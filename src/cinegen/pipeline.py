@@ -47,7 +47,13 @@ class Conditions:
 
 def initial_noise(shape: tuple[int, ...], seed: int, n: int) -> torch.Tensor:
     """The starting noise of n renders of one latent `shape` (1, C, t, h, w): render i uses seed + i."""
-    return torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(seed + i)) for i in range(n)])
+    return noise_of(shape, range(seed, seed + n))
+
+
+def noise_of(shape: tuple[int, ...], seeds) -> torch.Tensor:
+    """The starting noise of one render of latent `shape` (1, C, t, h, w) per seed: (N, C, t, h, w). Each seed's
+    noise is drawn alone, so a render gets the same noise in a batch as on its own."""
+    return torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
 
 
 class TextToVideo:
@@ -186,9 +192,9 @@ class TextToVideo:
     @torch.no_grad()
     def generate_batch(self, prompts: list[str], cfg: SampleConfig = SampleConfig(), *,
                        conditions: Conditions | None = None, source: torch.Tensor | None = None, strength: float = 1.0,
-                       progress=None, return_latents: bool = False):
+                       progress=None, return_latents: bool = False, seeds: list[int] | None = None):
         """Several prompts in one batch (one DiT call per step for all of them, both CFG halves included).
-        Prompt i uses seed cfg.seed + i, so it gets what `generate` gives it alone with that seed.
+        Prompt i uses seed cfg.seed + i (or seeds[i]), so it gets what `generate` gives it alone with that seed.
         source: (1 or N, C, t, h, w) latents to re-imagine, one shared or one per prompt.
         Returns (N, T, H, W, 3) uint8 (or the (N, C, t, h, w) latents)."""
         if not prompts:
@@ -196,10 +202,13 @@ class TextToVideo:
         for p in prompts:
             self.check(p, cfg)
         n = len(prompts)
+        seeds = range(cfg.seed, cfg.seed + n) if seeds is None else seeds
+        if len(seeds) != n:
+            raise ValueError(f"seeds must hold one seed per prompt ({n}), got {len(seeds)}")
         if source is not None and source.shape[0] not in (1, n):
             raise ValueError(f"source must hold 1 or {n} (one per prompt) latent videos, got {source.shape[0]}")
         shape = self.latent_shape(cfg) if source is None else (1, *source.shape[1:])     # one prompt's noise
-        noise = initial_noise(shape, cfg.seed, n).to(self.device)                              # (N, C, t, h, w)
+        noise = noise_of(shape, seeds).to(self.device)                                         # (N, C, t, h, w)
         tokens = math.prod(n // p for n, p in zip(shape[2:], self.dit.cfg.patch))                 # L of one pass
         ts = shifted_ts(cfg.steps, shift_for(tokens, self.flow))
         x = noise

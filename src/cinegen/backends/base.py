@@ -6,6 +6,7 @@ the studio can refuse a request it cannot serve before any work starts, with a m
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,3 +50,12 @@ class VideoBackend(Protocol):
     def generate(self, request: Request, progress=None) -> np.ndarray:
         """The video (T, H, W, 3) uint8 (an Image request: (H, W, 3)). progress: runtime.report's one callback;
         raising from it cancels the render within one sampling step."""
+
+    def batch_key(self, request: Request) -> Hashable | None:
+        """Requests with equal keys may render together in one generate_batch call, each getting what `generate`
+        gives it alone (its own prompt and seed); None: this request renders alone (a backend that does not batch
+        answers None for every request)."""
+
+    def generate_batch(self, requests: list[Request], progress=None) -> list[np.ndarray]:
+        """One video per request, in one batched call; every request has the same non-None batch_key. progress:
+        as generate's, once for the whole batch. (A backend whose batch_key is always None never gets this call.)"""

@@ -306,6 +306,12 @@ class DiffusersBackend:
         """None: open weights ship no training vocabulary, and their pipelines handle their own token windows."""
         return []
 
+    def batch_key(self, request: R.Request) -> None:
+        """Never batched: each request is one pipeline call with its own seed generator, so a server renders
+        Diffusers jobs one at a time (batching them is future work: the pipelines take lists of prompts and
+        generators, but their schedulers and offload hooks are not yet checked to give each its lone result)."""
+        return None
+
     def generate(self, request: R.Request, progress=None) -> np.ndarray:
         request, notes = self.prepare(request)
         for note in notes:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from cinegen import modes
+from cinegen import defaults, modes
 from cinegen import requests as R
 from cinegen.backends.base import Capabilities
 from cinegen.pipeline import TextToVideo
@@ -42,6 +43,26 @@ class NativeBackend:
 
     def warnings(self, request: R.Request) -> list[str]:
         return self.pipe.prompt_warnings(request.prompt)
+
+    def batch_key(self, request: R.Request):
+        """Text-to-video in one sampling pass batches: a render's noise is drawn from its own seed and the DiT
+        treats batch rows apart, so each gets its lone result. Not batched: long videos (windowed, modes.long_video),
+        the step cache (it would skip steps for the whole batch at once) and every conditioned mode."""
+        cfg = request.sample
+        if type(request) is not R.Text or cfg.seconds > defaults.WINDOW_SECONDS or cfg.cache > 0:
+            return None
+        return replace(cfg, seed=0)           # everything but the seed: same size, length, steps, guidance, negative
+
+    def generate_batch(self, requests: list[R.Request], progress=None) -> list[np.ndarray]:
+        keys = {self.batch_key(r) for r in requests}
+        if not requests or None in keys or len(keys) > 1:
+            raise ValueError("generate_batch takes text-to-video requests that differ in prompt and seed only "
+                             "(one batch_key)")
+        for r in requests:
+            self.check(r)
+        videos = self.pipe.generate_batch([r.prompt for r in requests], requests[0].sample,
+                                          seeds=[r.sample.seed for r in requests], progress=progress)
+        return list(videos)
 
     def generate(self, request: R.Request, progress=None) -> np.ndarray:
         self.check(request)

@@ -10,14 +10,14 @@ Every speed number is a ratio against a reference run side by side in the same p
   (d) adherence vs steps and solver (Euler, Heun, DPM-Solver++(2M)) with the shipped model;
   (e) step caching (TeaCache-style): transformer calls saved, wall-time ratio and adherence cost;
   (f) peak memory vs video length: chunked vs whole-clip VAE decode, and windowed long generation;
-  (h), (i) and the parity check of (a): cold start and few-step sampling (eval/bench_speed.py).
+  (h), (i) and the parity check of (a): cold start and few-step sampling (eval/bench_speed.py);
+  (j) batched serving: jobs/hour of the server's worker draining 8 queued jobs, batch 1 vs batch 8 (eval/bench_batch.py).
 
     python -m cinegen.eval.bench [--out BENCHMARKS.md] [--quick] [--sections cold_start,fewstep]
 """
 
 from __future__ import annotations
 
-import platform
 import sys
 import time
 from functools import partial
@@ -28,6 +28,7 @@ import torch
 from cinegen.config import DIT_PRESETS, VAE_PRESETS, DiTConfig, SampleConfig, VAEConfig
 from cinegen.diffusion.samplers import SAMPLERS
 from cinegen.estimate import dit_pass_flops, latent_grid
+from cinegen.eval.sections import kept_sections, machine, replace_section  # noqa: F401  (bench.machine: callers)
 from cinegen.eval.timing import interleaved
 
 TEXT_TOKENS = 32
@@ -261,21 +262,9 @@ def precision_table(p: dict) -> list[str]:
 
 # --- report ---
 
-def machine() -> str:
-    import os
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"{gpu}, Python {platform.python_version()}")
-
-
 def run(out: Path, quick: bool = False, model_dir: Path | None = None, only: tuple[str, ...] = ()) -> dict:
     """only: the result keys of the sections to run (default: all), e.g. ("cold_start", "fewstep")."""
-    from cinegen.eval import bench_speed
+    from cinegen.eval import bench_batch, bench_speed
     from cinegen.eval.modes_eval import long_video_memory
     from cinegen.pipeline import WEIGHTS_DIR, TextToVideo
     from cinegen.runtime import progress_bar
@@ -304,7 +293,9 @@ def run(out: Path, quick: bool = False, model_dir: Path | None = None, only: tup
                          model_dir, "a large red ball moves right on a black background",
                          SampleConfig(steps=4 if quick else 20), multiples)),
                      ("(h) cold start", "cold_start", lambda: bench_speed.cold_start(given, 2 if quick else 5)),
-                     ("(i) few-step", "fewstep", lambda: bench_speed.fewstep_grid(pipe(), DEFAULT_HOLDOUT, n))]
+                     ("(i) few-step", "fewstep", lambda: bench_speed.fewstep_grid(pipe(), DEFAULT_HOLDOUT, n)),
+                     ("(j) batched serving", "batched_serving",
+                      lambda: {**bench_batch.batched_serving(model_dir, rounds=1 if quick else 3), "machine": machine()})]
     if only:
         sections = [s for s in sections if s[1] in only]
     with progress_bar() as bar:
@@ -377,7 +368,7 @@ def vae_table(v: dict, note: str = "", digits: int = 1) -> list[str]:
 
 def write_markdown(r: dict, out: Path) -> None:
     """The sections present in r (a run of some sections writes only those)."""
-    from cinegen.eval import bench_speed
+    from cinegen.eval import bench_batch, bench_speed
     from cinegen.io.files import atomic_write
     lines = ["# Benchmarks", "", f"Machine: {r['machine']}", "", f"Command: `{r['command']}` "
              "(`python -m cinegen.eval.bench`). Speed numbers are ratios of runs interleaved in one process on the "
@@ -395,7 +386,9 @@ def write_markdown(r: dict, out: Path) -> None:
         lines += bench_speed.cold_start_table(r["cold_start"])
     if "fewstep" in r:
         lines += bench_speed.fewstep_table(r["fewstep"])
-    lines += kept_sections(out)
+    if "batched_serving" in r:
+        lines += bench_batch.batched_serving_table(r["batched_serving"], "at least 1.5x on the CPU") + [""]
+    lines += kept_sections(out, skip=(bench_batch.SECTION,) if "batched_serving" in r else ())
     atomic_write(out, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
 
 
@@ -440,15 +433,6 @@ def adherence_tables(r: dict) -> list[str]:
         lines += [f"| {k} 2 s | {m['frames']} | {m['peak_mb_after_load']} | {m['peak_mb']} |"
                   for k, m in r["long_video_memory"].items()] + [""]     # every section ends on a blank line
     return lines
-
-
-def kept_sections(out: Path) -> list[str]:
-    """Sections other tools own (between <!-- NAME:start --> and <!-- NAME:end -->, e.g. bench_server's): kept
-    as they are when this benchmark rewrites the file."""
-    import re
-    text = Path(out).read_text() if Path(out).exists() else ""
-    found = re.finditer(r"<!-- ([\w-]+):start -->.*?<!-- \1:end -->", text, flags=re.S)
-    return [line for m in found for line in (*m.group(0).splitlines(), "")]
 
 
 def arg_parser(doc: str, out: str, json_out: str, quick_help: str):

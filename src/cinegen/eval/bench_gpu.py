@@ -10,8 +10,9 @@ side-by-side run in one process on the same inputs (interleaved repeats, median,
   (c) VAE encode/decode throughput vs AutoencoderKLWan, bf16;
   (f) GPU peak memory of chunked vs whole-clip VAE decode with the shipped VAE;
   plus: bf16-vs-fp32 error of our DiT's output, and end-to-end `generate_batch` timings of the shipped model on
-  the GPU (eager and torch.compile; batch 1 and 4). Adherence (d, e) is the same maths on any device: it is
-  measured by `make bench` on the CPU.
+  the GPU (eager and torch.compile; batch 1 and 4); (j) batched serving: jobs/hour of the server's worker with 8
+  queued jobs, the default batch vs one at a time (eval/bench_batch.py, as in `make bench`). Adherence (d, e) is
+  the same maths on any device: it is measured by `make bench` on the CPU.
 
     python -m cinegen.eval.bench_gpu [--out docs/BENCHMARKS_GPU.md] [--quick] [--text-encoder PATH]
 """
@@ -26,7 +27,12 @@ import torch
 
 from cinegen.config import DIT_PRESETS, VAE_PRESETS, DiTConfig, SampleConfig
 from cinegen.estimate import latent_grid
-from cinegen.eval import bench
+from cinegen.eval import bench, bench_batch
+
+UNMEASURED_BATCHING = ("## (j) Batched serving on a GPU: unmeasured. No GPU was lent when it was built (issue 34, item 3; "
+                       "goal at least 3x jobs/hour with 8 queued jobs, the default --batch 4 vs one at a time); `python -m "
+                       "cinegen.eval.bench_gpu --only batched_serving --previous out/bench_gpu.json` measures it. The "
+                       "CPU number is section (j) of BENCHMARKS.md.")
 
 # Wan2.1-T2V-1.3B's transformer (its config.json): our DiT at the same sizes is the like-for-like comparison
 WAN_1_3B = DiTConfig(width=1536, depth=30, heads=12, mlp_ratio=8960 / 1536, text_dim=4096)
@@ -138,7 +144,9 @@ def run(out: Path, quick: bool = False, model_dir: Path | None = None, text_enco
                 ("bf16 error", "bf16_rel_error", lambda: bf16_error(device)),
                 ("(f) decode memory", "decode_memory", lambda: gpu_decode_memory(model_dir, device,
                                                                                   (1, 2) if quick else (1, 2, 4, 8))),
-                ("generate", "generate", lambda: generate_timings(model_dir, device, text_encoder, quick))]
+                ("generate", "generate", lambda: generate_timings(model_dir, device, text_encoder, quick)),
+                ("(j) batched serving", "batched_serving",
+                 lambda: {**bench_batch.batched_serving(model_dir, rounds=1 if quick else 3), "machine": bench.machine()})]
     keys = [key for _, key, _ in sections]
     only = set(keys) if only is None else only
     if only - set(keys):
@@ -200,6 +208,10 @@ def write_markdown(r: dict, out: Path) -> None:
                   if "error" not in g else f"| {g['compile']} | {g['batch']} | {g['clip']} | failed: {g['error']} | |"
                   for g in r["generate"]]
         lines.append("")
+    if r.get("batched_serving"):
+        lines += bench_batch.batched_serving_table(r["batched_serving"], "at least 3x on a GPU")
+    else:
+        lines += [UNMEASURED_BATCHING, ""]
     carried = r.get("dates", {})
     if carried:
         lines += ["Carried over from earlier runs on the same kind of machine (not re-measured on " + r["date"] + "): "

@@ -213,15 +213,8 @@ def markdown(r: dict) -> list[str]:
 
 def write_section(out: Path, lines: list[str]) -> None:
     """Replaces this tool's section of `out` (between its markers), or appends it."""
-    from cinegen.io.files import atomic_write
-    text = out.read_text() if out.exists() else "# Benchmarks\n"
-    block = "\n".join(lines)
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    atomic_write(out, lambda tmp: Path(tmp).write_text(text))
+    from cinegen.eval.sections import replace_section
+    replace_section(out, "bench_server", lines)
 
 
 def main(argv: list[str] | None = None) -> None:

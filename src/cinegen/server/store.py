@@ -6,7 +6,8 @@ atomic UPDATE ... RETURNING takes a queued job, and the worker renews it (heartb
 renders; a job whose lease is older than `stale_after` seconds (its worker died) goes back to the queue, and a
 supervisor that sees its worker die releases the job at once. Claims go round-robin across owners (API keys): the
 next job is the oldest of the owner with the fewest jobs rendering and the longest wait since its last start, so
-one key's burst cannot starve another's lone job. Nothing is lost on a crash: the row is the truth and output
+one key's burst cannot starve another's lone job; a worker batching jobs claims the rest of its batch in
+that same order (claim_like). Nothing is lost on a crash: the row is the truth and output
 files are written atomically before the row says "completed". Finished jobs leave an event row (the webhook
 outbox) in the same transaction.
 """
@@ -278,23 +279,60 @@ class JobStore:
         with self._conn() as c:
             c.execute("UPDATE videos SET status = 'queued', claimed_by = NULL WHERE status = 'in_progress' AND heartbeat < ?",
                       (now - self.stale_after,))
-            row = c.execute(
-                "UPDATE videos SET status = 'in_progress', claimed_by = ?, heartbeat = ?, started_at = ?, progress = 0, "
-                "attempts = attempts + 1 WHERE id = (SELECT q.id FROM videos q WHERE q.status = 'queued' ORDER BY "
-                "(SELECT COUNT(*) FROM videos r WHERE r.owner = q.owner AND r.status = 'in_progress'), "
-                "COALESCE((SELECT MAX(s.started_at) FROM videos s WHERE s.owner = q.owner), 0), q.seq LIMIT 1"
-                f"{self.db.claim_lock}) RETURNING *", (worker, now, now)).fetchone()
+            row = self._claim_next(c, worker, now)
         return dict(row) if row else None
+
+    def claim_like(self, worker: str, like: dict, n: int, accept=lambda row: True) -> list[dict]:
+        """Up to n more queued jobs to render in one batch with `like` (a job this worker holds): the same model,
+        render size, seconds and kind, and taken by `accept(row)`; claimed one by one in the round-robin order of
+        `claim`, all in one transaction (each a lease, as claim's)."""
+        if n <= 0:
+            return []
+        now, taken = time.time(), []
+        with self._conn() as c:
+            rows = c.execute("SELECT * FROM videos WHERE status = 'queued' AND COALESCE(backend, model) = ? AND "
+                             "COALESCE(render_size, size) = ? AND seconds = ? AND kind = ? ORDER BY seq LIMIT 1000"
+                             f"{self.db.claim_lock}", (like.get("backend") or like["model"],
+                                                        like.get("render_size") or like["size"], like["seconds"],
+                                                        like["kind"])).fetchall()
+            ids = [r["id"] for r in rows if accept(dict(r))]
+            while ids and len(taken) < n:
+                # a later claim starts a moment later, so owners tied on jobs rendering take turns by their last start
+                row = self._claim_next(c, worker, now + 1e-6 * (len(taken) + 1), ids)
+                if row is None:
+                    break
+                taken.append(dict(row))
+                ids.remove(row["id"])
+        return taken
+
+    def _claim_next(self, c, worker: str, now: float, among: list[str] | None = None):
+        """Claims the queued job (of `among`, when given) that round-robin across owners takes next: the oldest of
+        the owner with the fewest jobs rendering and the longest wait since its last start."""
+        within = "" if among is None else f" AND q.id IN ({', '.join('?' * len(among))})"
+        return c.execute(
+            "UPDATE videos SET status = 'in_progress', claimed_by = ?, heartbeat = ?, started_at = ?, progress = 0, "
+            f"attempts = attempts + 1 WHERE id = (SELECT q.id FROM videos q WHERE q.status = 'queued'{within} ORDER BY "
+            "(SELECT COUNT(*) FROM videos r WHERE r.owner = q.owner AND r.status = 'in_progress'), "
+            "COALESCE((SELECT MAX(s.started_at) FROM videos s WHERE s.owner = q.owner), 0), q.seq LIMIT 1"
+            f"{self.db.claim_lock}) RETURNING *", (worker, now, now, *(among or ()))).fetchone()
 
     def heartbeat(self, vid: str, worker: str, progress: int | None = None) -> bool:
         """Renews the lease (and records progress); False when the job is no longer this worker's (deleted or
         requeued)."""
+        return vid in self.heartbeat_many([vid], worker, progress)
+
+    def heartbeat_many(self, vids, worker: str, progress: int | None = None) -> set[str]:
+        """Renews the leases of several jobs (a batch) in one transaction, recording `progress` for each; returns
+        the ids that are still this worker's."""
+        vids = list(vids)
+        if not vids:
+            return set()
+        keep = "progress" if progress is None else "?"
         with self._conn() as c:
-            if progress is None:
-                return c.execute("UPDATE videos SET heartbeat = ? WHERE id = ? AND claimed_by = ? AND status = 'in_progress'",
-                                 (time.time(), vid, worker)).rowcount > 0
-            return c.execute("UPDATE videos SET progress = ?, heartbeat = ? WHERE id = ? AND claimed_by = ? AND "
-                             "status = 'in_progress'", (progress, time.time(), vid, worker)).rowcount > 0
+            rows = c.execute(f"UPDATE videos SET progress = {keep}, heartbeat = ? WHERE id IN "
+                             f"({', '.join('?' * len(vids))}) AND claimed_by = ? AND status = 'in_progress' RETURNING id",
+                             (*([] if progress is None else [progress]), time.time(), *vids, worker)).fetchall()
+        return {r["id"] for r in rows}
 
     def set_warnings(self, vid: str, worker: str, warnings: list[str]) -> bool:
         """Keeps the model's warnings about the job's prompt (backend.warnings) in its params, where video_object

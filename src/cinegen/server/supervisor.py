@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+from cinegen import defaults
 from cinegen.server.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,8 @@ PR_SET_PDEATHSIG = 1
 
 
 def run_worker_process(data_dir: Path, models: dict, steps: int, stale_after: float, database: str | None,
-                       worker_id: str | None = None, parent: int | None = None) -> None:
+                       worker_id: str | None = None, parent: int | None = None, batch: int = defaults.BATCH,
+                       batch_wait: float = defaults.BATCH_WAIT) -> None:
     """A worker process's main. SIGTERM once: stop after the current job; twice: requeue it within a sampling
     step. SIGINT the same for a worker of its own (`cinegen worker`); a supervised one leaves SIGINT (a terminal's
     Ctrl-C reaches the whole process group) to its parent."""
@@ -39,7 +41,8 @@ def run_worker_process(data_dir: Path, models: dict, steps: int, stale_after: fl
     if parent is not None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         _die_with_parent(parent)
-    worker = Worker(data_dir, models, steps=steps, worker_id=worker_id, stale_after=stale_after, database=database)
+    worker = Worker(data_dir, models, steps=steps, worker_id=worker_id, stale_after=stale_after, database=database,
+                    batch=batch, batch_wait=batch_wait)
 
     def on_term(*_):
         (worker.abort if worker.stop.is_set() else worker.stop).set()
@@ -60,8 +63,10 @@ def _die_with_parent(parent: int) -> None:
 
 class Supervisor:
     def __init__(self, data_dir: Path, models: dict, count: int, steps: int, stale_after: float = 60.0,
-                 database: str | None = None, check_every: float = 0.5):
+                 database: str | None = None, check_every: float = 0.5, batch: int = defaults.BATCH,
+                 batch_wait: float = defaults.BATCH_WAIT):
         self.args = (data_dir, models, steps, stale_after, database)
+        self.batching = {"batch": batch, "batch_wait": batch_wait}
         self.store = JobStore(database or Path(data_dir) / "jobs.sqlite", stale_after=stale_after)
         self.count, self.check_every = count, check_every
         self.procs: dict[str, mp.Process] = {}
@@ -76,7 +81,7 @@ class Supervisor:
         self.started += 1
         worker_id = f"{socket.gethostname()}:{os.getpid()}:w{self.started}"
         p = mp.get_context("spawn").Process(target=run_worker_process, args=(*self.args, worker_id, os.getpid()),
-                                            name=worker_id)
+                                            kwargs=self.batching, name=worker_id)
         p.start()
         self.procs[worker_id] = p
 

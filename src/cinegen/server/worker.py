@@ -4,6 +4,13 @@ atomically, then marks the job done. Every mode reports through the one progress
 heartbeats and a deleted job stops within a sampling step; a lease keeper renews the claim between callbacks too
 (while the model loads, while files are written), so a slow load never lets a second worker take the job.
 
+Batching: a worker that claims a text-to-video job also claims up to `batch` - 1 compatible queued jobs (same
+model, render size, seconds, steps: the backend's batch_key), in the store's round-robin order, waiting at most
+`batch_wait` seconds for more, and renders them in one backend.generate_batch call. Each job keeps its own seed
+(its frames are those it gets alone), warnings, progress, lease, files and webhook; a job deleted meanwhile is
+dropped from what is written, and the batch stops once none is left. Backends that do not batch (Diffusers) and
+every other mode render one job at a time.
+
 A job asked at a size its model does not list renders at `render_size` and is resized to `size` (Lanczos);
 an extension keeps the source's frames as they were and resizes only the new ones.
 
@@ -20,6 +27,7 @@ import re
 import shutil
 import socket
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,22 +66,34 @@ def public_message(e: Exception) -> str:
 
 
 class LeaseKeeper:
-    """Renews a job's claim every `every` seconds from a thread until stopped; `lost` once the job is no longer
-    this worker's (deleted, or requeued after a stall)."""
+    """Renews the claims on a worker's jobs (one, or a batch) every `every` seconds from a thread until stopped;
+    `lost(vid)` once a job is no longer this worker's (deleted, or requeued after a stall)."""
 
-    def __init__(self, store: JobStore, vid: str, worker: str, every: float):
-        self.lost = threading.Event()
+    def __init__(self, store: JobStore, vids: list[str], worker: str, every: float):
+        self.held, self._lost = set(vids), set()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(store, vid, worker, every), daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(store, worker, every), daemon=True)
 
-    def _run(self, store, vid, worker, every):
+    def add(self, vids) -> None:
+        with self._lock:
+            self.held |= set(vids)
+
+    def lost(self, vid: str) -> bool:
+        with self._lock:
+            return vid in self._lost
+
+    def _run(self, store, worker, every):
         while not self._stop.wait(every):
+            with self._lock:
+                vids = self.held - self._lost
             try:
-                if not store.heartbeat(vid, worker):
-                    self.lost.set()
-                    return
+                kept = store.heartbeat_many(vids, worker)
             except Exception:                # a busy database: the next renewal tries again
-                log.warning("lease renewal of %s failed", vid, exc_info=True)
+                log.warning("lease renewal of %s failed", sorted(vids), exc_info=True)
+                continue
+            with self._lock:
+                self._lost |= vids - kept
 
     def __enter__(self):
         self._thread.start()
@@ -86,13 +106,17 @@ class LeaseKeeper:
 
 class Worker:
     def __init__(self, data_dir: Path, models: dict, steps: int = 20, worker_id: str | None = None,
-                 stale_after: float = 60.0, database: str | None = None):
+                 stale_after: float = 60.0, database: str | None = None, batch: int = defaults.BATCH,
+                 batch_wait: float = defaults.BATCH_WAIT):
         """data_dir: outputs (a shared filesystem when workers run on several machines); models: name ->
         what load_backend takes (a folder or a registry name); database: a postgresql:// URL for a shared queue,
-        else the SQLite file data_dir/jobs.sqlite."""
+        else the SQLite file data_dir/jobs.sqlite. batch: the most compatible jobs rendered in one batched call
+        (1: one at a time); batch_wait: seconds to wait for more once a batch holds fewer."""
+        if batch < 1 or batch_wait < 0:
+            raise ValueError(f"batch must be at least 1 and batch_wait at least 0, got {batch} and {batch_wait}")
         self.data_dir = Path(data_dir)
         self.store = JobStore(database or self.data_dir / "jobs.sqlite", stale_after=stale_after)
-        self.models, self.steps = models, steps
+        self.models, self.steps, self.batch, self.batch_wait = models, steps, batch, batch_wait
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.lease_every = max(0.05, stale_after / 4)
         self.stop, self.abort = threading.Event(), threading.Event()   # stop: after this job; abort: requeue it now
@@ -113,50 +137,151 @@ class Worker:
                 stop.wait(poll)
 
     def run_once(self) -> bool:
+        """Claims the next job in fair order and renders it, in one batch with the compatible jobs queued behind
+        it (up to `batch`) when its model batches; False when the queue is empty."""
         row = self.store.claim(self.worker_id)
         if row is None:
             return False
-        vid = row["id"]
-        with LeaseKeeper(self.store, vid, self.worker_id, self.lease_every) as lease:
-            try:
-                video, cfg = self.render(row, lease)
-                tags = provenance_tags(row["model"], row["prompt"], cfg.seed, video_id=vid)
-                self._check(vid, lease)
-                self.publish(vid, self.write_outputs(vid, video, cfg.fps, tags))
-            except JobCancelled:
-                log.info("job %s cancelled", vid)
-                remove_outputs(self.data_dir, vid)
-            except JobRequeued:
-                log.info("job %s requeued (shutting down)", vid)
-                self.store.requeue(self.worker_id, vid)
-            except Exception as e:                   # a bad job must fail alone, never take the worker down
-                log.exception("job %s failed", vid)
-                self.store.finish(vid, self.worker_id, error=("render_failed", public_message(e)))
+        with LeaseKeeper(self.store, [row["id"]], self.worker_id, self.lease_every) as lease:
+            key = self._batch_key(row) if self.batch > 1 else None
+            rows = [row] if key is None else self._gather(row, key, lease)
+            if len(rows) == 1:
+                self._run_job(row, lease)
+            else:
+                self._run_batch(rows, key, lease)
         return True
+
+    def _run_job(self, row: dict, lease: LeaseKeeper) -> None:
+        vid = row["id"]
+        try:
+            video, request = self.render(row, lease)
+            self._deliver(row, request, video, lease)
+        except JobCancelled:
+            log.info("job %s cancelled", vid)
+            remove_outputs(self.data_dir, vid)
+        except JobRequeued:
+            log.info("job %s requeued (shutting down)", vid)
+            self.store.requeue(self.worker_id, vid)
+        except Exception as e:                   # a bad job must fail alone, never take the worker down
+            log.exception("job %s failed", vid)
+            self.store.finish(vid, self.worker_id, error=("render_failed", public_message(e)))
+
+    def _deliver(self, row: dict, request: R.Request, video: np.ndarray, lease: LeaseKeeper) -> None:
+        """Writes a rendered job's files and marks it completed (or removes them: it was deleted meanwhile)."""
+        vid, cfg = row["id"], request.sample
+        tags = provenance_tags(row["model"], row["prompt"], cfg.seed, video_id=vid)
+        self._check(vid, lease)
+        self.publish(vid, self.write_outputs(vid, to_requested_size(row, request, video), cfg.fps, tags))
+
+    # --- batches ---
+
+    def _batch_key(self, row: dict):
+        """The backend's batch key of a job (loading its model, under the job's lease), or None: it renders alone."""
+        if not is_text_job(row):
+            return None
+        try:
+            backend = self.backend(row.get("backend") or row["model"])
+            return backend.batch_key(self._prepare(backend, row)[0])
+        except Exception:                # the job's own render reports the error (its model, its prompt)
+            log.warning("job %s cannot batch", row["id"], exc_info=True)
+            return None
+
+    def _gather(self, row: dict, key, lease: LeaseKeeper) -> list[dict]:
+        """`row` and up to batch - 1 compatible queued jobs, claimed in fair order; waits at most batch_wait
+        seconds for more while the batch is short (never once the worker is stopping)."""
+        rows, deadline = [row], time.monotonic() + self.batch_wait
+        while True:
+            more = self.store.claim_like(self.worker_id, row, self.batch - len(rows), accept=is_text_job)
+            lease.add(r["id"] for r in more)
+            rows += more
+            left = deadline - time.monotonic()
+            if len(rows) >= self.batch or left <= 0 or self.stop.is_set() or self.abort.is_set():
+                return rows
+            time.sleep(min(BATCH_POLL, left))
+
+    def _run_batch(self, rows: list[dict], key, lease: LeaseKeeper) -> None:
+        """Renders jobs of one batch key in one backend call and delivers each alone: its own files, progress,
+        warnings and completion. A job deleted meanwhile is left out of what is written; a batch that fails for
+        any other reason is rendered again one job at a time, so a bad job fails alone."""
+        backend = self.backend(rows[0].get("backend") or rows[0]["model"])
+        jobs, alone = [], []
+        for row in rows:
+            try:
+                request, warnings = self._prepare(backend, row)
+                self.store.set_warnings(row["id"], self.worker_id, warnings)
+            except Exception as e:
+                log.exception("job %s failed", row["id"])
+                self.store.finish(row["id"], self.worker_id, error=("render_failed", public_message(e)))
+                continue
+            (jobs if backend.batch_key(request) == key else alone).append((row, request))
+        alive = {row["id"] for row, _ in jobs}
+        try:
+            videos = backend.generate_batch([r for _, r in jobs], progress=self._batch_progress(alive, lease)) \
+                if jobs else []
+        except JobRequeued:
+            for vid in alive | {row["id"] for row, _ in alone}:
+                self.store.requeue(self.worker_id, vid)
+            log.info("batch of %d requeued (shutting down)", len(jobs))
+            videos, alone = [], []
+        except JobCancelled:
+            videos = []
+        except Exception:
+            log.exception("batch of %d failed; rendering its jobs one at a time", len(jobs))
+            videos, alone = [], [j for j in jobs if j[0]["id"] in alive] + alone
+        for (row, request), video in zip(jobs, videos):
+            if row["id"] not in alive:
+                log.info("job %s cancelled", row["id"])
+                continue
+            try:
+                self._deliver(row, request, video, lease)
+            except JobCancelled:
+                log.info("job %s cancelled", row["id"])
+                remove_outputs(self.data_dir, row["id"])
+            except Exception as e:
+                log.exception("job %s failed", row["id"])
+                self.store.finish(row["id"], self.worker_id, error=("render_failed", public_message(e)))
+        for row, _ in alone:
+            self._run_job(row, lease)
+
+    def _batch_progress(self, alive: set, lease: LeaseKeeper):
+        """The batch's one progress callback as every job's heartbeat: a job deleted meanwhile leaves `alive` (its
+        result is discarded); the render stops once none is left, or at once on a shutdown past its grace."""
+        def callback(d):
+            if self.abort.is_set():
+                raise JobRequeued(sorted(alive))
+            held = {vid for vid in alive if not lease.lost(vid)}
+            alive.intersection_update(self.store.heartbeat_many(held, self.worker_id, percent(d)))
+            if not alive:
+                raise JobCancelled("every job of the batch")
+        return callback
 
     def _check(self, vid: str, lease: LeaseKeeper, progress: int | None = None) -> None:
         if self.abort.is_set():
             raise JobRequeued(vid)
-        if lease.lost.is_set() or not self.store.heartbeat(vid, self.worker_id, progress):
+        if lease.lost(vid) or not self.store.heartbeat(vid, self.worker_id, progress):
             raise JobCancelled(vid)
 
     def _progress(self, vid: str, lease: LeaseKeeper):
         """The one progress callback as heartbeats: percent done; a deleted job (or a shutdown past its grace)
         raises, which stops the render within one sampling step."""
         def callback(d):
-            self._check(vid, lease, min(99, int(100 * d["step"] / max(1, d["steps"]))))
+            self._check(vid, lease, percent(d))
         return callback
 
-    def render(self, row: dict, lease: LeaseKeeper | None = None) -> tuple[np.ndarray, SampleConfig]:
-        """The job's video at its requested size, and the settings it was rendered with: the model's own defaults
-        (fps, guidance, negative prompt) for what a job does not set, its duration on the model's frame grid. What
-        the model cannot follow and what it changed are the job's warnings, shown while it renders."""
-        backend = self.backend(row.get("backend") or row["model"])
+    def _prepare(self, backend, row: dict) -> tuple[R.Request, list[str]]:
+        """The job's request as its model renders it, and the warnings the job shows while it renders."""
         request, notes = backend.prepare(job_request(row, self.steps), JOB_UNSET)
-        self.store.set_warnings(row["id"], self.worker_id, backend.warnings(request) + notes)
+        return request, backend.warnings(request) + notes
+
+    def render(self, row: dict, lease: LeaseKeeper | None = None) -> tuple[np.ndarray, R.Request]:
+        """The job's video as its model rendered it, and the request it was rendered from: the model's own
+        defaults (fps, guidance, negative prompt) for what a job does not set, its duration on the model's frame
+        grid. What the model cannot follow and what it changed are the job's warnings, shown while it renders."""
+        backend = self.backend(row.get("backend") or row["model"])
+        request, warnings = self._prepare(backend, row)
+        self.store.set_warnings(row["id"], self.worker_id, warnings)
         progress = self._progress(row["id"], lease) if lease is not None else None
-        video = backend.generate(request, progress=progress)
-        return to_requested_size(row, request, video), request.sample
+        return backend.generate(request, progress=progress), request
 
     def write_outputs(self, vid: str, video: np.ndarray, fps: float, tags: dict) -> Path:
         """Writes the files into a hidden staging folder next to the job's own and returns it (publish moves it)."""
@@ -197,6 +322,18 @@ class Worker:
 
 
 JOB_UNSET = frozenset({"fps", "guidance", "negative_prompt"})     # SampleConfig fields a job never sets
+BATCH_POLL = 0.05        # seconds between looks at the queue while a batch waits for more jobs
+
+
+def percent(d: dict) -> int:
+    """A progress dict as the percent a job shows while it renders (100 once it is completed)."""
+    return min(99, int(100 * d["step"] / max(1, d["steps"])))
+
+
+def is_text_job(row: dict) -> bool:
+    """Whether a job is plain text-to-video (what job_request makes an R.Text): the jobs that may batch."""
+    params = json.loads(row["params"])
+    return row["kind"] == "create" and not (params.get("input_reference") or params.get("character"))
 
 
 def to_requested_size(row: dict, request: R.Request, video: np.ndarray) -> np.ndarray:
@@ -213,11 +350,11 @@ def job_request(row: dict, steps: int) -> R.Request:
     """The typed request a stored job is."""
     from cinegen.io.video import read_image, read_video
     params, prompt, cfg, kind = json.loads(row["params"]), row["prompt"], sample_config(row, steps), row["kind"]
-    still = params.get("input_reference") or params.get("character")
-    if kind == "create" and still:
-        return R.Animate(prompt=prompt, image=read_image(still), sample=cfg)
-    if kind == "create":
+    if is_text_job(row):
         return R.Text(prompt=prompt, sample=cfg)
+    if kind == "create":
+        return R.Animate(prompt=prompt, image=read_image(params.get("input_reference") or params["character"]),
+                         sample=cfg)
     source = read_video(params["source"])[0]
     if kind == "extend":
         return R.Extend(prompt=prompt, video=source, sample=replace(cfg, seconds=float(params["extra_seconds"])))

@@ -1,0 +1,225 @@
+"""Batched serving: a worker renders compatible queued jobs (same model, size, seconds, steps; text-to-video) in
+one batched backend call. Each job gets what it gets alone, keeps its own lease, progress, cancel and files; claims
+keep the round-robin order across keys and stay leases (two workers never render one job)."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from cinegen.server.store import JobStore
+from cinegen.server.worker import Worker, is_text_job, video_dir
+
+PROMPTS = ["a large red ball bounces on a black background", "a small blue box moves left on a gray background",
+           "a green triangle spins on a white background", "a yellow ball moves right on a black background"]
+
+
+def text_jobs(store, n, owner="s", size="32x32", seconds="1", model="m"):
+    return [store.create(owner, model, PROMPTS[i % len(PROMPTS)], seconds, size, "create", {})["id"] for i in range(n)]
+
+
+class Recorder:
+    """Wraps a worker's backend and its write_outputs: the batches it rendered, and each job's video as written."""
+
+    def __init__(self, worker: Worker, model: str = "m"):
+        self.batches, self.singles, self.written = [], [], {}
+        backend = worker.backend(model)
+        generate_batch, generate, write = backend.generate_batch, backend.generate, worker.write_outputs
+
+        def batched(requests, progress=None):
+            self.batches.append([r.prompt for r in requests])
+            return generate_batch(requests, progress=progress)
+
+        def single(request, progress=None):
+            self.singles.append(request.prompt)
+            return generate(request, progress=progress)
+
+        def write_outputs(vid, video, fps, tags):
+            self.written[vid] = video
+            write(vid, video, fps, tags)
+        backend.generate_batch, backend.generate, worker.write_outputs = batched, single, write_outputs
+
+
+@pytest.fixture
+def worker(tmp_path, tiny_model_dir):
+    return Worker(tmp_path, {"m": tiny_model_dir, "m2": tiny_model_dir}, steps=3, batch=4, batch_wait=0)
+
+
+def test_a_job_rendered_in_a_batch_equals_the_job_rendered_alone(worker):
+    ids = text_jobs(worker.store, 3)
+    rec = Recorder(worker)
+    assert worker.run_once()
+    assert rec.batches == [PROMPTS[:3]] and rec.singles == []         # one call for the three
+    for vid in ids:
+        row = worker.store.get(vid)
+        assert row["status"] == "completed" and row["progress"] == 100
+        assert (video_dir(worker.data_dir, vid) / "video.mp4").is_file()
+        alone, _ = worker.render(row)                                  # the same job, its own seed, by itself
+        assert np.abs(rec.written[vid].astype(int) - alone).max() <= 1
+    assert not np.array_equal(rec.written[ids[0]], rec.written[ids[1]])
+    assert not worker.run_once()
+
+
+def test_the_same_prompt_in_one_batch_keeps_each_jobs_own_seed(worker):
+    ids = [worker.store.create("s", "m", PROMPTS[0], "1", "32x32", "create", {})["id"] for _ in range(2)]
+    rec = Recorder(worker)
+    assert worker.run_once() and len(rec.batches) == 1
+    assert not np.array_equal(rec.written[ids[0]], rec.written[ids[1]])
+
+
+def test_incompatible_jobs_are_not_batched(worker, tmp_path):
+    store = worker.store
+    first = text_jobs(store, 1)[0]
+    (tmp_path / "still.png").write_bytes(b"")
+    others = [text_jobs(store, 1, size="64x32")[0], text_jobs(store, 1, seconds="2")[0], text_jobs(store, 1, model="m2")[0],
+              store.create("s", "m", PROMPTS[1], "1", "32x32", "create", {"input_reference": str(tmp_path / "still.png")})["id"],
+              store.create("s", "m", PROMPTS[1], "1", "32x32", "remix", {"source": str(tmp_path / "x.mp4")})["id"]]
+    same = text_jobs(store, 1)[0]
+    rec = Recorder(worker)
+    assert worker.run_once()
+    assert len(rec.batches) == 1 and len(rec.batches[0]) == 2
+    assert {store.get(v)["status"] for v in (first, same)} == {"completed"}
+    assert {store.get(v)["status"] for v in others} == {"queued"}
+
+
+def test_a_batch_of_one_renders_as_before(worker):
+    vid = text_jobs(worker.store, 1)[0]
+    rec = Recorder(worker)
+    assert worker.run_once()
+    assert rec.batches == [] and rec.singles == [PROMPTS[0]]
+    assert worker.store.get(vid)["status"] == "completed"
+
+
+def test_batch_1_renders_one_job_at_a_time(tmp_path, tiny_model_dir):
+    w = Worker(tmp_path, {"m": tiny_model_dir}, steps=2, batch=1)
+    ids = text_jobs(w.store, 2)
+    rec = Recorder(w)
+    assert w.run_once()
+    assert rec.batches == [] and [w.store.get(v)["status"] for v in ids] == ["completed", "queued"]
+
+
+def test_deleting_one_job_of_a_batch_stops_only_that_job(tmp_path, tiny_model_dir):
+    w = Worker(tmp_path, {"m": tiny_model_dir}, steps=300, batch=3, batch_wait=0)
+    ids = text_jobs(w.store, 3)
+    rec = Recorder(w)
+    thread = threading.Thread(target=w.run_once)
+    thread.start()
+    deadline = time.time() + 60
+    while time.time() < deadline and min(w.store.get(v)["progress"] for v in ids) < 2:
+        time.sleep(0.02)
+    assert min(w.store.get(v)["progress"] for v in ids) >= 2, "the batch never reported progress for every job"
+    assert w.store.delete(ids[1], "s")
+    thread.join(timeout=120)
+    assert not thread.is_alive() and len(rec.batches) == 1
+    assert [w.store.get(v)["status"] for v in (ids[0], ids[2])] == ["completed", "completed"]
+    assert w.store.get(ids[1]) is None and ids[1] not in rec.written
+    assert not video_dir(tmp_path, ids[1]).exists()
+
+
+def test_deleting_every_job_of_a_batch_stops_the_render_within_a_step(tmp_path, tiny_model_dir):
+    w = Worker(tmp_path, {"m": tiny_model_dir}, steps=400, batch=2, batch_wait=0)
+    ids = text_jobs(w.store, 2)
+    steps = []
+    backend = w.backend("m")
+    original = backend.generate_batch
+    backend.generate_batch = lambda requests, progress=None: original(
+        requests, progress=lambda d: (steps.append(time.time()), progress(d)))
+    thread = threading.Thread(target=w.run_once)
+    thread.start()
+    while len(steps) < 3 and thread.is_alive():
+        time.sleep(0.01)
+    deleted_at = time.time()
+    for vid in ids:
+        assert w.store.delete(vid, "s")
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert sum(t > deleted_at for t in steps) <= 1
+    assert not any(video_dir(tmp_path, v).exists() for v in ids)
+
+
+def test_a_batch_claims_in_round_robin_order_across_keys(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    a = text_jobs(store, 4, owner="key-a")
+    b = text_jobs(store, 1, owner="key-b")[0]
+    first = store.claim("w")
+    assert first["id"] == a[0]
+    more = store.claim_like("w", first, 2, accept=is_text_job)
+    assert [r["id"] for r in more] == [b, a[1]]                   # b's lone job is next in fair order, then a's
+    assert all(r["status"] == "in_progress" and r["claimed_by"] == "w" for r in more)
+
+
+def test_a_lone_job_of_another_key_is_next_after_a_batch_it_cannot_join(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    a = text_jobs(store, 5, owner="key-a")
+    b = text_jobs(store, 1, owner="key-b", size="64x32")[0]      # incompatible with a's batch
+    first = store.claim("w1")
+    assert [r["id"] for r in store.claim_like("w1", first, 2, accept=is_text_job)] == a[1:3]
+    assert store.claim("w2")["id"] == b                            # not a[3]: b waits only for the batch rendering
+
+
+def test_two_workers_batching_never_render_a_job_twice(tmp_path, tiny_model_dir):
+    store = JobStore(tmp_path / "jobs.sqlite", stale_after=1.0)
+    ids = text_jobs(store, 8)
+    workers = [Worker(tmp_path, {"m": tiny_model_dir}, steps=2, worker_id=name, stale_after=1.0, batch=3,
+                      batch_wait=0.1) for name in ("a", "b")]
+    recs = [Recorder(w) for w in workers]
+    threads = [threading.Thread(target=lambda w=w: [None for _ in iter(w.run_once, False)]) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    written = [set(r.written) for r in recs]
+    assert not written[0] & written[1] and written[0] | written[1] == set(ids)
+    assert all(store.get(v)["status"] == "completed" and store.get(v)["attempts"] == 1 for v in ids)
+
+
+def test_concurrent_batch_claims_are_disjoint(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    ids = text_jobs(store, 40)
+    got = {"a": [], "b": []}
+
+    def claimer(name):
+        s = JobStore(tmp_path / "jobs.sqlite")
+        while (row := s.claim(name)) is not None:
+            got[name] += [row["id"]] + [r["id"] for r in s.claim_like(name, row, 3, accept=is_text_job)]
+    threads = [threading.Thread(target=claimer, args=(n,)) for n in got]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(got["a"] + got["b"]) == sorted(ids)               # every job once, none twice
+    assert all(store.get(v)["claimed_by"] == name for name, vids in got.items() for v in vids)
+
+
+def test_a_batch_that_fails_renders_its_jobs_alone(worker):
+    ids = text_jobs(worker.store, 2)
+    rec = Recorder(worker)
+    backend = worker.backend("m")
+
+    def broken(requests, progress=None):
+        rec.batches.append([r.prompt for r in requests])
+        raise RuntimeError("out of memory")
+    backend.generate_batch = broken
+    assert worker.run_once()
+    assert len(rec.batches) == 1 and rec.singles == PROMPTS[:2]
+    assert [worker.store.get(v)["status"] for v in ids] == ["completed", "completed"]
+
+
+def test_native_backend_batches_plain_text_to_video_only(tiny_model_dir):
+    from dataclasses import replace
+
+    from cinegen import requests as R
+    from cinegen.backends.native import NativeBackend
+    from cinegen.config import SampleConfig
+    backend = NativeBackend.from_pretrained(tiny_model_dir)
+    cfg = SampleConfig(seconds=1, width=32, height=32, steps=2)
+    text = R.Text(prompt="a red ball", sample=cfg)
+    assert backend.batch_key(text) == backend.batch_key(R.Text(prompt="a blue box", sample=replace(cfg, seed=9)))
+    assert backend.batch_key(text) != backend.batch_key(R.Text(prompt="a red ball", sample=replace(cfg, steps=3)))
+    for alone in (R.Text(prompt="a", sample=replace(cfg, seconds=5)), R.Text(prompt="a", sample=replace(cfg, cache=0.1)),
+                  R.Animate(prompt="a", image=np.zeros((32, 32, 3), np.uint8), sample=cfg),
+                  R.Image(prompt="a", sample=cfg)):
+        assert backend.batch_key(alone) is None
+    with pytest.raises(ValueError, match="batch_key"):
+        backend.generate_batch([text, R.Text(prompt="a", sample=replace(cfg, steps=3))])
