@@ -157,7 +157,7 @@ def test_expired_videos_lose_their_files_and_the_sdk_still_reads_them(tmp_path, 
     statuses = set(typing.get_args(Video.model_fields["status"].annotation))
     body = {"prompt": PROMPT, "model": "m", "size": "32x32", "seconds": "1"}
     vid, bad = (c.post("/v1/videos", json=body).json()["id"] for _ in range(2))
-    w = Worker(tmp_path, {"m": tiny_model_dir}, steps=2)
+    w = Worker(tmp_path, {"m": tiny_model_dir}, steps=2, batch=1)       # one job per run_once: the second is failed by hand
     assert w.run_once()
     row = w.store.claim(w.worker_id)                                             # the second one fails
     w.store.finish(row["id"], w.worker_id, error=("render_failed", "boom"))
