@@ -27,6 +27,14 @@ STILL = np.zeros((32, 32, 3), np.uint8)
     (lambda: R.Text(prompt=PROMPT, sample=SampleConfig(steps=0)), "steps"),
     (lambda: R.Text(prompt=PROMPT, sample=SampleConfig(seconds=-1)), "seconds"),
     (lambda: R.Text(prompt=PROMPT, sample=SampleConfig(fps=0)), "fps"),
+    (lambda: R.Inpaint(prompt=PROMPT, video=CLIP, mask=np.zeros((32, 32), np.uint8)), r"mask must be an \(H, W, 3\)"),
+    (lambda: R.Inpaint(prompt=PROMPT, video=CLIP, mask=STILL), "mask is all black"),
+    (lambda: R.Inpaint(prompt=PROMPT, video=CLIP, mask=STILL + 127), "mask is all black"),     # below the threshold
+    (lambda: R.Inpaint(prompt=PROMPT, video=CLIP, mask=np.full((32, 32, 3), (255, 0, 0), np.uint8)),
+     "coloured pixels"),
+    (lambda: R.Inpaint(prompt=PROMPT, video=CLIP, mask=np.full((16, 32, 3), 255, np.uint8)), "mask is 32x16"),
+    (lambda: R.Inpaint(prompt=PROMPT, video=CLIP, mask=np.full((4, 32, 32, 3), 255, np.uint8)),
+     "mask video has 4 frames, the video 9"),
 ])
 def test_a_bad_request_names_the_bad_value_before_any_work(make, match):
     with pytest.raises(ValueError, match=match):
@@ -34,7 +42,21 @@ def test_a_bad_request_names_the_bad_value_before_any_work(make, match):
 
 
 def test_every_mode_has_one_request_type():
-    assert set(R.MODES) == {"text", "image", "animate", "extend", "connect", "loop", "keyframes", "edit"}
+    assert set(R.MODES) == {"text", "image", "animate", "extend", "connect", "loop", "keyframes", "edit",
+                            "inpaint"}
+
+
+def test_an_inpaint_mask_is_one_frame_per_video_frame():
+    """One image serves every frame; a mask video gives each frame its own; the size may differ at one aspect;
+    a pixel regenerates at MASK_THRESHOLD and above (a video's tinted grey still counts as grey)."""
+    mask = np.zeros((64, 64, 3), np.uint8)
+    mask[:32] = (R.MASK_THRESHOLD, R.MASK_THRESHOLD + 20, R.MASK_THRESHOLD)
+    m = R.Inpaint(prompt=PROMPT, video=CLIP, mask=mask).mask_video()
+    assert m.shape == (9, 64, 64) and m[:, :32].all() and not m[:, 32:].any()
+    video = np.zeros((9, 64, 64, 3), np.uint8)
+    video[4, 0, 0] = 255
+    m = R.Inpaint(prompt=PROMPT, video=CLIP, mask=video).mask_video()
+    assert m.sum() == 1 and m[4, 0, 0]
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +110,7 @@ def test_the_backend_refuses_what_the_model_cannot_render(native):
 
 def test_load_backend_picks_by_folder(tiny_model_dir, tmp_path):
     from cinegen.backends import load_backend
-    assert load_backend(tiny_model_dir).capabilities.modes == tuple(R.MODES)
+    assert load_backend(tiny_model_dir).capabilities.modes == R.NATIVE_MODES
     with pytest.raises(FileNotFoundError, match="is neither a registered name .* nor a folder"):
         load_backend(tmp_path / "nope")
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline"}))

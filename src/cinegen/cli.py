@@ -386,6 +386,23 @@ def edit_cmd(clip: Path, prompt: str, output: Path = typer.Option(Path("edited.m
     _render_and_save(model, R.Edit(prompt=prompt, video=_read_video(clip), strength=strength, sample=sample), output)
 
 
+@app.command("inpaint")
+@load_options
+@_sample_options(seconds=None)
+def inpaint_cmd(prompt: str, video: Path = typer.Option(..., help="the clip to inpaint"),
+                mask: Path = typer.Option(..., help="white = regenerate: an image for every frame, or a video of as "
+                                                    "many frames as the clip"),
+                output: Path = typer.Option(Path("inpainted.mp4"), "-o", "--output"),
+                model: Optional[Path] = ModelOpt, sample: C.SampleConfig = None):
+    """Regenerate the mask's white region of a clip towards the prompt; the rest and the clip's length are kept."""
+    from cinegen import requests as R
+    _setup_logging()
+    still = mask.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+    request = R.Inpaint(prompt=prompt, video=_read_video(video), mask=_read_image(mask) if still else _read_video(mask),
+                        sample=sample)
+    _render_and_save(model, request, output)
+
+
 @app.command("eval")
 @load_options
 @_sample_options()

@@ -7,6 +7,7 @@ backend's `generate(request, progress)` (backends/base.py).
     Connect(prompt=..., video=a, video_b=b)              Loop(video=clip)
     Keyframes(prompt=..., keyframes=((0, img0), (16, img1)))   Edit(prompt=..., video=clip, strength=0.6)
     Image(prompt=...)                                    (a single frame)
+    Inpaint(prompt=..., video=clip, mask=white_where_new)   (mask: one (H, W, 3) image or a (T, H, W, 3) video)
 
 What depends on the model (its sizes and frame grid, its solvers) is checked by the backend (`check`), also
 before any work. Videos are (T, H, W, 3) uint8, images (H, W, 3) uint8.
@@ -142,4 +143,49 @@ class Edit(Request):
         check_strength(self.strength)
 
 
-MODES = {cls.mode: cls for cls in (Text, Image, Animate, Extend, Connect, Loop, Keyframes, Edit)}
+MASK_THRESHOLD = 128          # a mask pixel at or above this (of 255) is regenerated; below it is kept
+MASK_GREY_TOLERANCE = 48      # the most a mask pixel's channels may differ (video compression tints a grey mask)
+ASPECT_TOLERANCE = 0.02       # relative aspect difference between mask and video that is still "the same"
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Inpaint(Request):
+    """The clip with the mask's white pixels regenerated towards the prompt and its black pixels kept. The mask is
+    one image (applied to every frame) or a video of as many frames as the clip; it is greyscale, thresholded at
+    MASK_THRESHOLD, and of the clip's aspect (any size: it is resized with the clip). The clip's length is kept."""
+    mode: ClassVar[str] = "inpaint"
+    video: np.ndarray
+    mask: np.ndarray
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_video("video", self.video)
+        m = self.mask
+        if not isinstance(m, np.ndarray) or m.ndim not in (3, 4) or m.shape[-1] != 3 or min(m.shape[:-1]) < 1:
+            raise ValueError(f"mask must be an (H, W, 3) image or a (T, H, W, 3) video, "
+                             f"got {getattr(m, 'shape', type(m).__name__)}")
+        if m.ndim == 4 and len(m) not in (1, len(self.video)):
+            raise ValueError(f"mask video has {len(m)} frames, the video {len(self.video)}: give one mask frame "
+                             f"per video frame, or one image for all")
+        (h, w), (vh, vw) = m.shape[-3:-1], self.video.shape[1:3]
+        if abs((w / h) / (vw / vh) - 1) > ASPECT_TOLERANCE:
+            raise ValueError(f"mask is {w}x{h}, the video {vw}x{vh}: the mask must have the video's aspect "
+                             f"(it is resized to the video's size)")
+        spread = int((m.max(axis=-1).astype(np.int16) - m.min(axis=-1)).max())
+        if spread > MASK_GREY_TOLERANCE:
+            raise ValueError(f"mask must be black and white (white = regenerate), but it has coloured pixels "
+                             f"(channels up to {spread} apart): is it the right file?")
+        if not self.mask_video().any():
+            raise ValueError(f"mask is all black (no pixel >= {MASK_THRESHOLD}): nothing to regenerate")
+
+    def mask_video(self) -> np.ndarray:
+        """The mask as (T, H, W) booleans, one frame per video frame (True = regenerate)."""
+        m = self.mask.mean(axis=-1) >= MASK_THRESHOLD                   # (H, W) or (T', H, W)
+        m = m if m.ndim == 3 else m[None]
+        return np.broadcast_to(m, (len(self.video), *m.shape[1:])) if len(m) == 1 else m
+
+
+MODES = {cls.mode: cls for cls in (Text, Image, Animate, Extend, Connect, Loop, Keyframes, Edit, Inpaint)}
+# cinegen's own model: its DiT was trained on whole-frame masks only (diffusion/conditioning.py), so it does not
+# inpaint regions; the open-weights families that can say so in backends/families.py
+NATIVE_MODES = tuple(m for m in MODES if m != "inpaint")

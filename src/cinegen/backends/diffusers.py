@@ -285,7 +285,7 @@ class DiffusersBackend:
         cfg = replace(cfg, **{k: v for k, v in self.defaults.items() if k in unset})
         notes = []
         stride = self.capabilities.geometry.frame_stride
-        if not isinstance(request, (R.Image, R.Edit)):
+        if not isinstance(request, (R.Image, R.Edit, R.Inpaint)):
             new = cfg.seconds * cfg.fps
             k = max(1, round(new / stride))
             if abs(new - stride * k) > 1e-6:
@@ -293,7 +293,7 @@ class DiffusersBackend:
                 notes.append(f"{self.name} renders 1 + {stride}k frames: {cfg.seconds:g} s at {cfg.fps:g} fps "
                              f"({new:.3g} new frames) rounded to {seconds:.4g} s ({stride * k} new frames)")
                 cfg = replace(cfg, seconds=seconds)
-        if isinstance(request, R.Edit):
+        if isinstance(request, (R.Edit, R.Inpaint)):
             n = len(request.video)
             keep = self.capabilities.geometry.on_grid(n)
             if keep != n:
@@ -345,6 +345,8 @@ class DiffusersBackend:
                 return np.concatenate([v, self._connect(kind, request, v, v, True, progress)])
             case R.Edit():
                 return self._edit(kind, request, clip(request.video)[: geo.on_grid(len(request.video))], progress)
+            case R.Inpaint():
+                return self._inpaint(kind, request, progress)
         raise ValueError(f"unknown request {type(request).__name__}")
 
     def _edit(self, kind, request: R.Edit, clip: np.ndarray, progress) -> np.ndarray:
@@ -358,6 +360,19 @@ class DiffusersBackend:
         latents = pipe._normalize_latents(latents, pipe.vae.latents_mean, pipe.vae.latents_std)
         return self._call(kind, request, progress, num_frames=len(clip), latents=latents.float(),
                           denoise_strength=request.strength)
+
+    def _inpaint(self, kind, request: R.Inpaint, progress) -> np.ndarray:
+        """VACE inpainting: the clip with its masked pixels grey (VACE's "to generate" value, as in _window) and
+        the mask (white = generate). VACE redraws every pixel it renders (it is conditioned on the kept ones, it
+        does not copy them), so the kept pixels are pasted back from the clip: outside the mask it is unchanged."""
+        cfg, n = request.sample, self.capabilities.geometry.on_grid(len(request.video))
+        video = _fit(request.video[:n], cfg)
+        white = request.mask_video()[:n, :, :, None].repeat(3, axis=3).astype(np.uint8) * 255
+        mask = _fit(white, cfg).mean(axis=3, keepdims=True) >= R.MASK_THRESHOLD        # (n, H, W, 1), resized
+        grey = np.where(mask, np.uint8(127), video)
+        out = self._call(kind, request, progress, num_frames=n, video=_pil(grey),
+                         mask=_pil(np.repeat(mask, 3, axis=3).astype(np.uint8) * 255))
+        return np.where(mask, out, video)
 
     def _context(self, available: int, new: int) -> int:
         """Frames of an input clip given as context: 1 + stride*j, at most the clip and about the new frames."""

@@ -10,6 +10,7 @@ decides the modes:
     ends    first and last frame (FLF2V)     connect, loop
     any     frames anywhere (VACE, LTX cond.) animate start/end, extend both ways, connect, loop, keyframes
     v2v     a whole clip, with a strength    edit
+    mask    a clip and a per-pixel mask (VACE) inpaint
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ FAMILIES = {
     # folder's scheduler config: 3.0 for 480p, 5.0 for 720p)
     "wan": Family("Wan", 16.0, 50, 5.0, WAN_NEGATIVE, classes={
         "t2v": "WanPipeline", "first": "WanImageToVideoPipeline", "ends": "WanImageToVideoPipeline",
-        "any": "WanVACEPipeline", "v2v": "WanVideoToVideoPipeline"}),
+        "any": "WanVACEPipeline", "v2v": "WanVideoToVideoPipeline", "mask": "WanVACEPipeline"}),
     "ltx": Family("LTX-Video", 24.0, 50, 3.0, LTX_NEGATIVE, text_tokens=128, classes={
         "t2v": "LTXPipeline", "first": "LTXImageToVideoPipeline", "any": "LTXConditionPipeline",
         "v2v": "LTXConditionPipeline"}),
@@ -68,6 +69,7 @@ FOLDER_CLASSES = {
 MODE_KINDS = {
     "text": ("t2v", "any"), "image": ("t2v", "any"), "animate": ("first", "any"), "animate-end": ("any",),
     "extend": ("any",), "connect": ("ends", "any"), "loop": ("ends", "any"), "keyframes": ("any",), "edit": ("v2v",),
+    "inpaint": ("mask",),        # LTX's conditions, the I2V and V2V classes take whole frames only: no pixel masks
 }
 
 
@@ -88,7 +90,7 @@ def kinds_of(folder_class: str, transformer_config: dict, pipe_config: dict) -> 
         case "WanImageToVideoPipeline":    # FLF2V is trained on first+last (its image tokens are twice as many)
             kinds = {"ends": c["ends"]} if transformer_config.get("pos_embed_seq_len") else {"first": c["first"]}
         case "WanVACEPipeline":
-            kinds = {"t2v": folder_class, "any": folder_class}
+            kinds = {"t2v": folder_class, "any": folder_class, "mask": folder_class}
         case "WanVideoToVideoPipeline":
             kinds = {"t2v": c["t2v"], "v2v": folder_class}
         case "LTXPipeline" | "LTXImageToVideoPipeline" | "LTXConditionPipeline":   # one set of components

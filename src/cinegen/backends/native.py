@@ -1,4 +1,5 @@
-"""cinegen's own model (TextToVideo + modes) as a backend: every mode, on the model's own frame grid."""
+"""cinegen's own model (TextToVideo + modes) as a backend: every mode but inpaint (requests.NATIVE_MODES), on the
+model's own frame grid."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from cinegen.pipeline import TextToVideo
 class NativeBackend:
     def __init__(self, pipe: TextToVideo, name: str = "cinegen-default"):
         self.pipe, self.name = pipe, name
-        self.capabilities = Capabilities(tuple(R.MODES), pipe.geometry)
+        self.capabilities = Capabilities(R.NATIVE_MODES, pipe.geometry)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, name: str | None = None, **kwargs) -> "NativeBackend":

@@ -118,9 +118,9 @@ def describe(entry: ModelEntry) -> dict:
                 "guidance": d["guidance"]}
     from cinegen import defaults
     from cinegen.defaults import WEIGHTS_DIR
-    from cinegen.requests import MODES
+    from cinegen.requests import NATIVE_MODES
     path = entry.path or WEIGHTS_DIR
     if not (Path(path) / "dit.safetensors").is_file():
         raise ValueError(f"model {entry.name}: {path} holds neither model_index.json nor dit.safetensors")
     return {"name": entry.name, "path": str(path), "kind": "cinegen", "family": "cinegen", "class": "TextToVideo",
-            "modes": list(MODES), "fps": defaults.FPS, "steps": defaults.STEPS, "guidance": defaults.GUIDANCE}
+            "modes": list(NATIVE_MODES), "fps": defaults.FPS, "steps": defaults.STEPS, "guidance": defaults.GUIDANCE}

@@ -66,9 +66,9 @@ def _diffusers_info(path):
 
 def folder_modes(path) -> tuple[str, ...]:
     """Modes a served model can do, from its files alone: a Diffusers folder's from its pipeline classes, a
-    cinegen model (or the shipped one) every mode."""
+    cinegen model (or the shipped one) every mode but inpaint."""
     info = _diffusers_info(path)
-    return tuple(info.modes) if info is not None else tuple(R.MODES)
+    return tuple(info.modes) if info is not None else R.NATIVE_MODES
 
 
 def model_family(path) -> str:
