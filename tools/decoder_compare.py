@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 from dataclasses import replace
@@ -35,7 +36,7 @@ from cinegen.eval.run import heldout_scenes, seen_scenes
 from cinegen.io.files import atomic_write
 from cinegen.models.loading import load_vae
 from cinegen.pipeline import TextToVideo
-from cinegen.toyworld.world import canonical_caption, render_scene
+from cinegen.toyworld.world import ObjectSpec, SceneSpec, canonical_caption, render_scene
 
 
 def clip_psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -44,13 +45,37 @@ def clip_psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * math.log10(255.0 ** 2 / max(mse, 1e-12))
 
 
-def hard_clips(pipe, cfg: SampleConfig, holdout, seeds, limit: int) -> list[tuple[hard.HardCase, np.ndarray]]:
+class CaseCache:
+    """The hard set's drawn cases by (seed, limit, sections), kept in a JSON file: drawing them scores the world's
+    render of every candidate, which on a busy 2-core CPU takes longer than the round trips themselves."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.cases = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+
+    def get(self, pipe, cfg: SampleConfig, holdout, seed: int, limit: int, sections) -> list[hard.HardCase]:
+        key = f"{seed}/{limit}/{'+'.join(sections)}"
+        if key not in self.cases:
+            cases, _ = hard.hard_cases(limit, holdout, seed, sections, feasible=hard.world_passes(pipe, cfg))
+            self.cases[key] = [dataclasses.asdict(c) for c in cases]
+            if self.path is not None:
+                text = json.dumps(self.cases)
+                atomic_write(self.path, lambda tmp: Path(tmp).write_text(text))
+        return [_case(d) for d in self.cases[key]]
+
+
+def _case(d: dict) -> hard.HardCase:
+    scene = dict(d["scene"])
+    scene["objects"] = tuple(ObjectSpec(**o) for o in scene["objects"])
+    return hard.HardCase(**{**d, "scene": SceneSpec(**scene)})
+
+
+def hard_clips(pipe, cfg: SampleConfig, holdout, seeds, limit: int,
+               cases_cache: CaseCache) -> list[tuple[hard.HardCase, np.ndarray]]:
     """(case, world clip) for every text-to-video case of the hard set at each seed."""
     out = []
     for seed in seeds:
-        cases, _ = hard.hard_cases(limit, holdout, seed, tuple(hard.TEXT_SECTIONS),
-                                   feasible=hard.world_passes(pipe, cfg))
-        for case in cases:
+        for case in cases_cache.get(pipe, cfg, holdout, seed, limit, tuple(hard.TEXT_SECTIONS)):
             c = SampleConfig(width=case.width, height=case.height, seconds=case.seconds, fps=cfg.fps)
             out.append((case, hard._render(case, pipe.num_frames(c), c.fps)))
     return out
@@ -70,12 +95,15 @@ def easy_clips(pipe, cfg: SampleConfig, holdout, seeds, n: int) -> list[tuple[st
 class LatentCache:
     """Generated latents by key, written to `path` after each new one (atomic), read back on a rerun."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, frozen: bool = False):
         from safetensors.torch import load_file
-        self.path = path
+        self.path, self.frozen = path, frozen
         self.latents = load_file(str(path)) if path.is_file() else {}
 
     def get(self, key: str, make):
+        """The latents of `key`, made (and cached) if missing; None when missing from a frozen cache."""
+        if self.frozen and key not in self.latents:
+            return None
         if key not in self.latents:
             from safetensors.torch import save_file
             self.latents[key] = make().cpu().contiguous()
@@ -83,25 +111,30 @@ class LatentCache:
         return self.latents[key]
 
 
-def generated(pipe, cfg: SampleConfig, holdout, seeds, limit: int, n_easy: int, cache: LatentCache) -> list[dict]:
+def generated(pipe, cfg: SampleConfig, holdout, seeds, limit: int, n_easy: int, cache: LatentCache,
+              cases_cache: CaseCache, sets=("hard", "easy")) -> list[dict]:
     """The renders `cinegen eval --seed S` makes, as latents: {set, split, section, scene, case, latents}. Easy
     prompts use noise seed S + their index in the split; hard cases S + their index among all the set's cases."""
     out = []
     for seed in seeds:
-        for split, scenes in (("seen", seen_scenes(n_easy, holdout, seed)), ("heldout", heldout_scenes(n_easy, holdout, seed))):
+        easy = (("seen", seen_scenes(n_easy, holdout, seed)), ("heldout", heldout_scenes(n_easy, holdout, seed)))
+        for split, scenes in easy if "easy" in sets else ():
             for i, scene in enumerate(scenes):
                 c = replace(cfg, seed=seed + i)                # `cinegen eval --seed S`: noise seed S + i
-                z = cache.get(f"easy/{seed}/{split}/{i}/{n_easy}",
+                z = cache.get(f"easy/{seed}/{split}/{i}",
                               lambda: pipe.generate(canonical_caption(scene), c, return_latents=True))
-                out.append({"set": "easy", "split": split, "section": "easy", "scene": scene, "latents": z})
-        cases, _ = hard.hard_cases(limit, holdout, seed, feasible=hard.world_passes(pipe, cfg))
+                if z is not None:
+                    out.append({"set": "easy", "split": split, "section": "easy", "scene": scene, "latents": z})
+        # the text sections come first in hard.SECTIONS, so their cases and indices are the whole set's
+        cases = cases_cache.get(pipe, cfg, holdout, seed, limit, tuple(hard.TEXT_SECTIONS)) if "hard" in sets else []
         for i, case in enumerate(cases):
             if case.section not in hard.TEXT_SECTIONS or case.seconds > defaults.WINDOW_SECONDS:
                 continue
             c = replace(cfg, width=case.width, height=case.height, seconds=case.seconds, seed=seed + i)
             z = cache.get(f"hard/{seed}/{limit}/{i}", lambda: pipe.generate(case.prompt, c, return_latents=True))
-            out.append({"set": "hard", "split": case.split, "section": case.section, "scene": case.scene, "case": case,
-                        "latents": z})
+            if z is not None:
+                out.append({"set": "hard", "split": case.split, "section": case.section, "scene": case.scene,
+                            "case": case, "latents": z})
     return out
 
 
@@ -198,7 +231,14 @@ def main(argv=None) -> None:
     ap.add_argument("--gen-easy", type=int, default=24, help="--generate: easy prompts per split and seed")
     ap.add_argument("--latents", type=Path, default=Path("decoder_compare_latents.safetensors"),
                     help="--generate: the cache of generated latents")
+    ap.add_argument("--cases", type=Path, default=None, help="a JSON cache of the drawn hard cases")
+    ap.add_argument("--reuse", type=Path, default=None,
+                    help="an earlier report of the same settings: files scored there are not scored again")
     ap.add_argument("--only-generate", action="store_true", help="fill the latent cache and stop (no VAE scored)")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="--generate: score only the renders already in --latents (a generation stopped early)")
+    ap.add_argument("--gen-sets", nargs="+", choices=("hard", "easy"), default=["hard", "easy"],
+                    help="--generate: which sets' renders")
     args = ap.parse_args(argv)
     for path in args.vaes:
         if not path.is_file():
@@ -206,14 +246,23 @@ def main(argv=None) -> None:
     pipe = TextToVideo.from_pretrained(None, device="cpu")
     holdout = tuple(pipe.dit.extra.get("holdout", ()))
     cfg = SampleConfig()
-    renders = generated(pipe, cfg, holdout, args.seeds, args.limit, args.gen_easy, LatentCache(args.latents)) \
+    cases = CaseCache(args.cases)
+    renders = generated(pipe, cfg, holdout, args.seeds, args.limit, args.gen_easy, LatentCache(args.latents, args.cached_only),
+                        cases, args.gen_sets) \
         if args.generate or args.only_generate else []
     if args.only_generate:
         print(f"{len(renders)} renders in {args.latents}")
         return
-    hard_set = hard_clips(pipe, cfg, holdout, args.seeds, args.limit)
+    hard_set = hard_clips(pipe, cfg, holdout, args.seeds, args.limit, cases)
     easy_set = easy_clips(pipe, cfg, holdout, args.seeds, args.easy)
-    results = [score(pipe, path, hard_set, easy_set) for path in args.vaes]
+    earlier = {}
+    if args.reuse is not None:
+        old = json.loads(args.reuse.read_text())
+        if (old["seeds"], old["limit"], old["easy"]) != (args.seeds, args.limit, args.easy):
+            raise SystemExit(f"{args.reuse} was made with other --seeds, --limit or --easy")
+        earlier = {r["vae"]: r for r in old["results"]}
+    results = [dict(earlier[str(path)]) if str(path) in earlier else score(pipe, path, hard_set, easy_set)
+               for path in args.vaes]
     for res, path in zip(results, args.vaes):
         res["generated"] = score_generated(pipe, path, renders)
     text = table(results)
