@@ -204,3 +204,19 @@ def test_export_cli_takes_the_expert_and_names_a_bad_one(tmp_path, tiny_model_di
     assert not (tmp_path / "m" / "dit.safetensors").exists()          # nothing half-written
     r = CliRunner().invoke(app, ["export", "--vae", vae, "--dit", dit, "--out", str(tmp_path / "m")])
     assert r.exit_code == 0 and (tmp_path / "m" / "dit.safetensors").is_file()
+
+
+def test_export_vae_writes_the_shipped_fp16_format_and_keeps_the_weights(tmp_path, tiny_model_dir):
+    """A decoder-only run ships as its VAE alone (configs/cinegen-default/07-decoder-hard.toml): fp16, the same
+    config and latent statistics, the weights equal to fp16 precision."""
+    import torch
+
+    from cinegen.models.loading import load_vae
+    from cinegen.training.export import export_vae
+    src = tiny_model_dir / "vae.safetensors"
+    path = export_vae(src, tmp_path)
+    ck = load_checkpoint(path)
+    assert path == tmp_path / "vae.safetensors" and ck["config"] == load_checkpoint(src)["config"]
+    assert all(v.dtype == torch.float16 for v in ck["model"].values())
+    a, b = load_vae(src).state_dict(), load_vae(path).state_dict()
+    assert all(torch.equal(a[k].half().float(), b[k]) for k in a)

@@ -16,8 +16,8 @@ SHIPPED = sorted((CONFIGS / "cinegen-default").glob("*.toml"))
 
 def test_every_shipped_stage_parses_and_validates():
     assert [p.name for p in SHIPPED] == ["01-vae.toml", "02-dit-low.toml", "03-dit-expert.toml", "04-decoder.toml",
-                                         "05-decoder-cpu.toml", "06-distill.toml"]
-    vae, low, expert, decoder, cpu, distill = (load_recipe(p) for p in SHIPPED)
+                                         "05-decoder-cpu.toml", "06-distill.toml", "07-decoder-hard.toml"]
+    vae, low, expert, decoder, cpu, distill, hard = (load_recipe(p) for p in SHIPPED)
     assert [r.kind for r in (vae, low, expert, decoder, cpu, distill)] == ["vae", "dit", "dit", "vae", "vae", "distill"]
     assert distill.stage.steps == (4, 2, 1) and distill.model is None and distill.source.cfg.holdout == DEFAULT_HOLDOUT
     assert vae.source.cfg.holdout == () and vae.source.cfg.seed == 9 and vae.train.batch_size == 4
@@ -30,6 +30,31 @@ def test_every_shipped_stage_parses_and_validates():
     assert decoder.stage.decoder_only and decoder.model.decoder_res_blocks == 2
     assert decoder.stage.init == str(Path(vae.stage.out) / "vae.safetensors")
     assert cpu.stage.init == str(Path(decoder.stage.out) / "vae.safetensors") and cpu.train.lr == 1e-4
+    # the hard-set decoder: the shipped file's decoder alone, on clips like the hard set's, in non-square windows
+    assert hard.stage.decoder_only and hard.stage.init == "src/cinegen/weights/vae.safetensors"
+    assert hard.stage.crop_sizes == ((64, 64), (96, 64), (64, 96)) and (128, 128) in [b[1:] for b in hard.source.cfg.buckets]
+    assert hard.source.cfg.odds.objects == (0.4, 0.35, 0.25) and len(hard.source.cfg.odds.shapes) == 4
+
+
+def test_crops_draw_non_square_windows_and_one_too_large_is_named(tmp_path):
+    """A vae stage's crops: (height, width) windows, one size per batch, each from the clips large enough to hold
+    it; a crop no clip holds stops the run (exit 2) before any step."""
+    import numpy as np
+
+    from cinegen.toyworld.source import ToyWorldConfig, render_pool
+    from cinegen.training.train_vae import sample_windows
+    pool = render_pool(ToyWorldConfig(num_clips=4, buckets=((5, 32, 32), (5, 48, 32))), 4, quiet=True, workers=1)
+    batch = sample_windows(pool, np.random.default_rng(0), 3, 5, (48, 16))
+    assert batch.shape == (3, 3, 5, 48, 16)                     # only the 48-high clips hold a 48-high window
+    assert sample_windows(pool, np.random.default_rng(0), 2, 5, 32).shape == (2, 3, 5, 32, 32)
+    with pytest.raises(ValueError, match=r"crops must be \[height, width\] pairs of at least 8 pixels, got \[4, 32\]"):
+        load_recipe(CONFIGS / "smoke" / "vae.toml", ["crops=[[4,32]]"])
+    r = _cli("train", "--config", str(CONFIGS / "smoke" / "vae.toml"), f"out={tmp_path / 'v'}",
+             "crops=[[32,32],[16,32]]")
+    assert r.returncode == 0, r.stderr
+    r = _cli("train", "--config", str(CONFIGS / "smoke" / "vae.toml"), f"out={tmp_path / 'x'}", "crops=[[64,32]]")
+    assert r.returncode == 2 and "crop 64x32 (height x width) is larger than every training clip" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_overrides_are_typed_and_bad_ones_are_named(tmp_path):

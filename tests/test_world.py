@@ -166,3 +166,30 @@ def test_render_pool_in_worker_processes_gives_the_same_clips():
     serial, parallel = render_pool(cfg, 12, quiet=True, workers=1), render_pool(cfg, 12, quiet=True, workers=2)
     assert [c.captions for c in serial] == [c.captions for c in parallel] and len(serial) > 12
     assert all(np.array_equal(a.video, b.video) for a, b in zip(serial, parallel))
+
+
+def test_scene_odds_steer_the_draws_and_default_to_the_worlds_own():
+    """A hard-set decoder trains on more objects, rings, small objects and photos (configs/cinegen-default/
+    07-decoder-hard.toml); without odds, the draws (and so every existing recipe's clips) stay as they were."""
+    from cinegen.toyworld.source import ToyWorldConfig, render_pool
+    from cinegen.toyworld.world import SceneOdds
+    pool = render_pool(ToyWorldConfig(num_clips=2, buckets=((5, 64, 64),), seed=3, twins=True), 2, quiet=True,
+                       workers=1)
+    assert [p.caption for p in pool[:3]] == ["a small blue ring bounces on the ground against black",
+                                             "a small blue ring bounces on a black background",
+                                             "a small cyan triangle travels left against a gray backdrop"]
+    odds = SceneOdds(objects=(0, 0, 1), backgrounds=(0, 0, 0, 1), shapes=(0, 0, 0, 1), sizes=(1, 0))
+    scenes = [random_scene(np.random.default_rng(i), odds=odds) for i in range(40)]
+    assert all(s.background == "photo" for s in scenes)
+    assert all(o.shape == "ring" and o.size == "small" for s in scenes for o in s.objects)
+    plain = [s for s in scenes if not (s.collide or s.occluder)]
+    assert plain and all(len(s.objects) == 3 for s in plain)
+    cfg = ToyWorldConfig(num_clips=3, buckets=((5, 32, 32),), odds_shapes=(0, 0, 0, 1), odds_objects=(0, 1, 0))
+    assert all(o.shape == "ring" for c in render_pool(cfg, 3, quiet=True, workers=1)
+               for o in c.extras["clip"].scene.objects)
+    for bad, message in (({"odds_shapes": (1, 1)}, "data.odds_shapes needs one weight per"),
+                         ({"odds_objects": (1, 1)}, "data.odds_objects needs one weight per count 1..3"),
+                         ({"odds_sizes": (-1, 2)}, "data.odds_sizes must be >= 0"),
+                         ({"odds_backgrounds": (0, 0, 0, 0)}, "data.odds_backgrounds must be >= 0 with a positive")):
+        with pytest.raises(ValueError, match=message):
+            ToyWorldConfig(**bad)

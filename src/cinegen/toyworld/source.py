@@ -32,10 +32,12 @@ from cinegen.runtime import progress_bar
 from cinegen.toyworld.world import (
     WORLD_VERSION,
     Clip,
+    SceneOdds,
     canonical_caption,
     caption_vocabulary,
     check_size,
     mirror_clip,
+    object_count_odds,
     paraphrase_caption,
     random_clip,
     reverse_clip,
@@ -58,6 +60,13 @@ class ToyWorldConfig:
     max_objects: int = 3
     seed: int = 0
     twins: bool = False      # also each clip mirrored / played backwards with opposite words (world.mirror_clip)
+    # world.SceneOdds: weights of the scene draws (empty: the world's own odds); odds_objects: one per count
+    # 1..max_objects; odds_backgrounds: black, gray, sky, photo; odds_shapes: ball, box, triangle, ring; odds_sizes:
+    # small, large
+    odds_objects: tuple[float, ...] = ()
+    odds_backgrounds: tuple[float, ...] = ()
+    odds_shapes: tuple[float, ...] = ()
+    odds_sizes: tuple[float, ...] = ()
 
     def __post_init__(self):
         if self.num_clips < 0:
@@ -70,6 +79,14 @@ class ToyWorldConfig:
             raise ValueError(f"data.bucket_weights has {len(self.bucket_weights)} weights for "
                              f"{len(self.buckets)} buckets")
         validate_holdout(self.holdout)
+        try:
+            object_count_odds(self.max_objects, self.odds.objects)     # SceneOdds checks the others
+        except ValueError as e:
+            raise ValueError(f"data.{e}") from None
+
+    @property
+    def odds(self) -> SceneOdds:
+        return SceneOdds(self.odds_objects, self.odds_backgrounds, self.odds_shapes, self.odds_sizes)
 
 
 @dataclass(frozen=True)
@@ -162,7 +179,7 @@ def _render_one(cfg: ToyWorldConfig, index: int, seed_offset: int) -> list[Sampl
     rng = np.random.default_rng([cfg.seed, seed_offset, index])
     weights = np.array(cfg.bucket_weights or [1.0] * len(cfg.buckets), dtype=float)
     frames, h, w = cfg.buckets[int(rng.choice(len(cfg.buckets), p=weights / weights.sum()))]
-    clip = random_clip(rng, w, h, frames, cfg.fps, cfg.holdout, cfg.max_objects)
+    clip = random_clip(rng, w, h, frames, cfg.fps, cfg.holdout, cfg.max_objects, odds=cfg.odds)
     clips = [clip]
     if cfg.twins:
         clips += [t for t in (mirror_clip(clip, cfg.holdout), reverse_clip(clip, cfg.holdout)) if t]

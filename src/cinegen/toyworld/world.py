@@ -112,43 +112,77 @@ def validate_holdout(holdout: tuple[str, ...]) -> None:
 
 # --- Random scenes ---
 
-def _random_object(rng: np.random.Generator, holdout: tuple[str, ...], motions=MOTIONS) -> ObjectSpec:
+@dataclass(frozen=True)
+class SceneOdds:
+    """Weights of random_scene's draws, each normalised where it is used; empty: the world's own odds, drawn exactly
+    as before (the same clips for the same seed). A decoder trained for the hard set asks for more objects, rings,
+    small objects and photos than the DiT's training mix (configs/cinegen-default/07-decoder-hard.toml)."""
+    objects: tuple[float, ...] = ()       # one per object count 1..max_objects; empty: object_count_odds
+    backgrounds: tuple[float, ...] = ()   # one per BACKGROUNDS; empty: BACKGROUND_ODDS
+    shapes: tuple[float, ...] = ()        # one per SHAPES; empty: equal
+    sizes: tuple[float, ...] = ()         # one per SIZES; empty: equal
+
+    def __post_init__(self):
+        for name, names in (("backgrounds", BACKGROUNDS), ("shapes", SHAPES), ("sizes", SIZES)):
+            weights = getattr(self, name)
+            if weights and len(weights) != len(names):
+                raise ValueError(f"odds_{name} needs one weight per {names}, got {list(weights)}")
+        for name in ("objects", "backgrounds", "shapes", "sizes"):
+            weights = getattr(self, name)
+            if weights and (min(weights) < 0 or sum(weights) <= 0):
+                raise ValueError(f"odds_{name} must be >= 0 with a positive sum, got {list(weights)}")
+
+
+BACKGROUND_ODDS = (0.3, 0.25, 0.25, 0.2)
+WORLD_ODDS = SceneOdds()
+
+
+def _p(weights: tuple[float, ...]) -> np.ndarray | None:
+    """Normalised weights for rng.choice; None (uniform, the draw the world has always made) when empty."""
+    return np.asarray(weights, dtype=float) / sum(weights) if weights else None
+
+
+def _random_object(rng: np.random.Generator, holdout: tuple[str, ...], motions=MOTIONS,
+                   odds: SceneOdds = WORLD_ODDS) -> ObjectSpec:
     for _ in range(1000):
-        shape = str(rng.choice(SHAPES))
+        shape = str(rng.choice(SHAPES, p=_p(odds.shapes)))
         allowed = [m for m in motions if not (m == "spins" and shape in ("ball", "ring"))]   # symmetric: a spin is invisible
-        obj = ObjectSpec(str(rng.choice(list(COLOURS))), shape, str(rng.choice(SIZES)), str(rng.choice(allowed)))
+        obj = ObjectSpec(str(rng.choice(list(COLOURS))), shape, str(rng.choice(SIZES, p=_p(odds.sizes))),
+                         str(rng.choice(allowed)))
         if not matches_holdout(obj, holdout):
             return obj
     raise ValueError(f"holdout list {holdout} excludes every object")
 
 
 def random_scene(rng: np.random.Generator, holdout: tuple[str, ...] = (), max_objects: int = 3,
-                 p_collide: float = 0.1, p_occluder: float = 0.1) -> SceneSpec:
+                 p_collide: float = 0.1, p_occluder: float = 0.1, odds: SceneOdds = WORLD_ODDS) -> SceneSpec:
     """Draws a scene; objects in one scene have distinct colours so each stays identifiable."""
-    background = str(rng.choice(BACKGROUNDS, p=[0.3, 0.25, 0.25, 0.2]))
+    background = str(rng.choice(BACKGROUNDS, p=_p(odds.backgrounds or BACKGROUND_ODDS)))
     camera = str(rng.choice(CAMERAS)) if background == "photo" else "static"
     photo = str(rng.choice(PHOTOS))
     roll = rng.random()
     if max_objects >= 2 and roll < p_collide:
-        a, b = _distinct_objects(rng, holdout, 2, motions=("moves right", "moves left"))
+        a, b = _distinct_objects(rng, holdout, 2, motions=("moves right", "moves left"), odds=odds)
         return SceneSpec((replace(a, motion="moves right"), replace(b, motion="moves left")), background, camera,
                          photo, collide=True)
     if roll < p_collide + p_occluder:
-        (a,) = _distinct_objects(rng, holdout, 1, motions=("moves left", "moves right"))
+        (a,) = _distinct_objects(rng, holdout, 1, motions=("moves left", "moves right"), odds=odds)
         return SceneSpec((a,), background, camera, photo, occluder=True)
-    n = int(rng.choice(np.arange(1, max_objects + 1), p=_count_probs(max_objects)))
-    return SceneSpec(tuple(_distinct_objects(rng, holdout, n)), background, camera, photo)
+    n = int(rng.choice(np.arange(1, max_objects + 1), p=object_count_odds(max_objects, odds.objects)))
+    return SceneSpec(tuple(_distinct_objects(rng, holdout, n, odds=odds)), background, camera, photo)
 
 
-def _count_probs(max_objects: int) -> np.ndarray:
-    p = np.array([0.7, 0.2, 0.1][:max_objects])
-    return p / p.sum()
+def object_count_odds(max_objects: int, weights: tuple[float, ...] = ()) -> np.ndarray:
+    """Odds of 1..max_objects objects: `weights` (one per count), or the world's 0.7 / 0.2 / 0.1."""
+    if weights and len(weights) != max_objects:
+        raise ValueError(f"odds_objects needs one weight per count 1..{max_objects}, got {list(weights)}")
+    return _p(tuple(weights) or (0.7, 0.2, 0.1)[:max_objects])
 
 
-def _distinct_objects(rng, holdout, n, motions=MOTIONS) -> list[ObjectSpec]:
+def _distinct_objects(rng, holdout, n, motions=MOTIONS, odds: SceneOdds = WORLD_ODDS) -> list[ObjectSpec]:
     objs: list[ObjectSpec] = []
     while len(objs) < n:
-        obj = _random_object(rng, holdout, motions)
+        obj = _random_object(rng, holdout, motions, odds)
         if obj.colour not in {o.colour for o in objs}:
             objs.append(obj)
     return objs
@@ -430,9 +464,10 @@ def check_size(width: int, height: int) -> None:
 
 
 def random_clip(rng: np.random.Generator, width=64, height=64, num_frames=17, fps=8.0,
-                holdout: tuple[str, ...] = (), max_objects: int = 3, paraphrase_p: float = 0.5) -> Clip:
-    """A random scene, rendered, with a canonical or paraphrased caption."""
-    scene = random_scene(rng, holdout, max_objects)
+                holdout: tuple[str, ...] = (), max_objects: int = 3, paraphrase_p: float = 0.5,
+                odds: SceneOdds = WORLD_ODDS) -> Clip:
+    """A random scene (drawn with `odds`), rendered, with a canonical or paraphrased caption."""
+    scene = random_scene(rng, holdout, max_objects, odds=odds)
     caption = paraphrase_caption(scene, rng) if rng.random() < paraphrase_p else canonical_caption(scene)
     return render_scene(scene, width, height, num_frames, fps, seed=int(rng.integers(2**31)), caption=caption)
 

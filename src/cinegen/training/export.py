@@ -44,7 +44,7 @@ def export_model(vae_path: Path, dit_path: Path, out: Path, int8: bool = False, 
                          + ("no --dit-high expert takes the steps above it" if expert is None else
                             f"the expert {dit_high} starts at t = {takeover}: no model was trained between"))
     out = Path(out)
-    _save_if_changed(out / "vae.safetensors", "vae", vae, read_meta(vae_path), int8=False)
+    export_vae(vae_path, out, vae)
     _save_if_changed(out / "dit.safetensors", "dit", dit, _renamed(read_meta(dit_path), text_name), int8=int8)
     paths = [out / "vae.safetensors", out / "dit.safetensors"]
     if expert is not None:
@@ -55,6 +55,15 @@ def export_model(vae_path: Path, dit_path: Path, out: Path, int8: bool = False, 
         (out / "dit_high.safetensors").unlink()
         log.info("removed %s: it was the high-noise expert of another DiT", out / "dit_high.safetensors")
     return paths
+
+
+def export_vae(vae_path: Path, out: Path, vae=None) -> Path:
+    """Writes out/vae.safetensors as shipped: the file's EMA weights in fp16, its config and training facts. A
+    decoder-only run exported here keeps the encoder and latent statistics its DiTs were trained with."""
+    from cinegen.models.loading import load_vae
+    path = Path(out) / "vae.safetensors"
+    _save_if_changed(path, "vae", vae if vae is not None else load_vae(vae_path), read_meta(vae_path), int8=False)
+    return path
 
 
 def _renamed(meta: tuple[int, dict], text_name: str | None) -> tuple[int, dict]:

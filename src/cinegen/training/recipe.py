@@ -59,6 +59,7 @@ class VAEStage:
                                      # learns to draw them (needs decoder_only)
     dit_share: float = 0.5           # share of the steps that decode dit_latents
     crop: int = 64                   # training crop in pixels (the autoencoder is fully convolutional)
+    crops: tuple[tuple[int, int], ...] = ()   # (height, width) crops, one drawn per batch; empty: crop x crop
     eval_clips: int = 16             # held-out clips the finished file's PSNR is measured on
 
     def __post_init__(self):
@@ -70,6 +71,13 @@ class VAEStage:
             raise ValueError(f"dit_share must be in (0, 1], got {self.dit_share}")
         if self.crop < 8 or self.eval_clips < 1:
             raise ValueError(f"crop must be >= 8 and eval_clips >= 1, got {self.crop} and {self.eval_clips}")
+        bad = [c for c in self.crops if len(c) != 2 or min(c) < 8]
+        if bad:
+            raise ValueError(f"crops must be [height, width] pairs of at least 8 pixels, got {list(bad[0])}")
+
+    @property
+    def crop_sizes(self) -> tuple[tuple[int, int], ...]:
+        return tuple(tuple(c) for c in self.crops) or ((self.crop, self.crop),)
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,8 @@ def train_vae(stage, cfg: VAEConfig, loss_cfg: VAELossConfig, train: TrainConfig
     # a 5-frame bucket cannot give 17-frame windows; stills (one-frame clips of a footage folder) give only images
     shortest = min([c.video.shape[0] for c in pool if c.video.shape[0] > 1] or [1])
     frame_choices = [f for f in FRAME_CHOICES if f <= shortest]
+    crops = stage.crop_sizes
+    _check_crops(pool, crops)
     if info.main:
         log.info("VAE %.2fM params, %d clips, batch %d x %d ranks, %s; terms %s",
                  sum(p.numel() for p in model.parameters()) / 1e6, len(pool), train.batch_size, info.world,
@@ -128,7 +130,7 @@ def train_vae(stage, cfg: VAEConfig, loss_cfg: VAELossConfig, train: TrainConfig
                 break
             for g in opt.param_groups:
                 g["lr"] = lr_at(schedule_step(step, first, train.steps, used), train.lr, train.warmup, train.steps)
-            batch = _next_batch(pool, frame_choices, pairs, stage.dit_share, rng, train.batch_size, stage.crop)
+            batch = _next_batch(pool, frame_choices, pairs, stage.dit_share, rng, train.batch_size, crops)
             with autocast(device, train.precision):
                 loss, parts = _loss(ddp, batch, loss_cfg, terms, device)
             opt.zero_grad(set_to_none=True)
@@ -201,26 +203,38 @@ def _dit_pairs(path: Path, cfg: VAEConfig):
 
 
 def _next_batch(pool: list[Sample], frame_choices: list[int], pairs, share: float, rng: np.random.Generator,
-                batch_size: int, crop: int) -> VAEBatch:
+                batch_size: int, crops: tuple[tuple[int, int], ...]) -> VAEBatch:
     """DiT latents with their clips a `share` of the time, else windows of the pool's clips (one of frame_choices
-    long) for the autoencoder's own round trip."""
+    long, one of crops (height, width) in size) for the autoencoder's own round trip."""
     if pairs is not None and rng.random() < share:
         latents, video, extras = sample_pair_batch(pairs, rng, batch_size)
         return VAEBatch(video, latents, extras)
     frames = frame_choices[int(rng.integers(len(frame_choices)))]
+    crop = crops[int(rng.integers(len(crops)))] if len(crops) > 1 else crops[0]   # one crop: the draws as before
     return VAEBatch(sample_windows(pool, rng, batch_size, frames, crop))
 
 
-def sample_windows(pool: list[Sample], rng: np.random.Generator, batch_size: int, frames: int, crop: int) -> torch.Tensor:
-    """Random windows of `frames` frames and `crop`x`crop` pixels, random horizontal flips. (B, 3, T, crop, crop)."""
+def _check_crops(pool: list[Sample], crops: tuple[tuple[int, int], ...]) -> None:
+    """Every crop fits some clip of the pool (a 96-high crop needs a clip at least 96 high)."""
+    for h, w in crops:
+        if not any(c.video.shape[1] >= h and c.video.shape[2] >= w for c in pool):
+            raise ValueError(f"crop {h}x{w} (height x width) is larger than every training clip: add a bucket that "
+                             "holds it or drop the crop")
+
+
+def sample_windows(pool: list[Sample], rng: np.random.Generator, batch_size: int, frames: int,
+                   crop: int | tuple[int, int]) -> torch.Tensor:
+    """Random windows of `frames` frames and `crop` pixels (a side, or (height, width)) from the clips that hold
+    them, random horizontal flips. (B, 3, T, crop_h, crop_w)."""
+    ch, cw = (crop, crop) if isinstance(crop, int) else crop
     out = []
-    pool = [c for c in pool if c.video.shape[0] >= frames]
+    pool = [c for c in pool if c.video.shape[0] >= frames and c.video.shape[1] >= ch and c.video.shape[2] >= cw]
     for _ in range(batch_size):
         video = pool[int(rng.integers(len(pool)))].video
         t0 = int(rng.integers(video.shape[0] - frames + 1))
-        y0 = int(rng.integers(video.shape[1] - crop + 1))
-        x0 = int(rng.integers(video.shape[2] - crop + 1))
-        window = video[t0:t0 + frames, y0:y0 + crop, x0:x0 + crop]
+        y0 = int(rng.integers(video.shape[1] - ch + 1))
+        x0 = int(rng.integers(video.shape[2] - cw + 1))
+        window = video[t0:t0 + frames, y0:y0 + ch, x0:x0 + cw]
         if rng.random() < 0.5:
             window = window[:, :, ::-1]
         out.append(video_to_tensor(np.ascontiguousarray(window)))
