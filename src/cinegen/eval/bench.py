@@ -275,7 +275,7 @@ def run(out: Path, quick: bool = False, model_dir: Path | None = None, only: tup
     n, steps = (4, (4, 8)) if quick else (12, (4, 8, 16, 32, 50))
     multiples = (1, 2) if quick else (1, 2, 4, 8)
     results = {"machine": machine(), "command": "make bench" + (" (quick)" if quick else "")}
-    sections = [("(a) DiT vs Wan", "dit", lambda: [dit_vs_wan(dit, latent_grid(vae, s), sample_label(s), 3 if quick else 7)
+    sections = [("(a) DiT vs Wan", "dit", lambda: [dit_vs_wan(dit, latent_grid(vae, s), sample_label(s), 3 if quick else 15)
                                                     for s in (SampleConfig(width=w, height=h) for w, h in sizes)]),
                 ("(b) matmul peak", "matmul_peak_gflops", lambda: matmul_peak() / 1e9),
                 ("(c) VAE vs Wan", "vae", lambda: vae_vs_wan(vae, repeats=2 if quick else 5)),

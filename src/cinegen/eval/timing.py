@@ -15,8 +15,9 @@ def interleaved(fns: dict, repeats: int = 7, warmup: int = 2, sync=None) -> dict
         for fn in fns.values():
             fn()
     times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
+    for i in range(repeats):
+        # the order flips every round: a call right after another one's runs on warmer or cooler caches
+        for k, fn in (fns.items() if i % 2 == 0 else reversed(fns.items())):
             sync()
             start = time.perf_counter()
             fn()
