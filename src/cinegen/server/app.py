@@ -20,6 +20,7 @@ import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -486,6 +487,16 @@ def _install_derived_routes(app: FastAPI, settings: ServerSettings, store: JobSt
                                                              _default_size(name, spec, settings), name)
         return size, render_size(spec, size, size_multiple(spec)), str(max(1, round(len(frames) / fps)))
 
+    def derived_source(fields, uploads, owner, name: str, local: str, spec: ModelSpec, mode: str) -> Derived:
+        """The source of an extension or edit, checked for `mode`: a stored video keeps its own model, backend,
+        size and length; an upload takes the model the request names."""
+        path, src = source_from(fields, uploads, owner)
+        if src is not None:
+            name, local = src["model"], src["backend"]
+        _check_mode(settings.models.get(local), name, mode)
+        size, rsize, seconds = shape_of(src, path, fields, spec, name)
+        return Derived(path, name, local, size, rsize, seconds, src and src["id"])
+
     @app.post("/v1/videos/{video_id}/remix", openapi_extra=bodies["remix"],
               responses=S.responses(S.Video, S.BAD, S.NOT_FOUND, S.UPLOAD))
     async def remix(video_id: str, request: Request):
@@ -509,15 +520,11 @@ def _install_derived_routes(app: FastAPI, settings: ServerSettings, store: JobSt
         name, local, spec = _model(fields, settings)
         extra = _choice(fields, "seconds", tuple(dict.fromkeys(spec.seconds + EXTENSION_SECONDS)), "", name)
         _check_room(settings, store, owner, app.state)
-        source, src = source_from(fields, uploads, owner)
-        if src is not None:
-            name, local = src["model"], src["backend"]
-        _check_mode(settings.models.get(local), name, "extend")
-        size, rsize, seconds = shape_of(src, source, fields, spec, name)
-        total = str(int(float(seconds)) + int(extra))       # OpenAI reports an extension's stitched length
-        return respond(store.create(owner, name, prompt, total, size, "extend", {"source": source, "extra_seconds": extra},
-                                    remixed_from=src and src["id"], ttl=settings.ttl_seconds, backend=local,
-                                    render_size=rsize))
+        s = derived_source(fields, uploads, owner, name, local, spec, "extend")
+        total = str(int(float(s.seconds)) + int(extra))       # OpenAI reports an extension's stitched length
+        return respond(store.create(owner, s.model, prompt, total, s.size, "extend",
+                                    {"source": s.path, "extra_seconds": extra}, remixed_from=s.remixed_from,
+                                    ttl=settings.ttl_seconds, backend=s.backend, render_size=s.render_size))
 
     @app.post("/v1/videos/edits", openapi_extra=bodies["edit"],
               responses=S.responses(S.Video, S.BAD, S.NOT_FOUND, S.UPLOAD))
@@ -527,14 +534,21 @@ def _install_derived_routes(app: FastAPI, settings: ServerSettings, store: JobSt
         prompt = _prompt(fields)
         name, local, spec = _model(fields, settings)
         _check_room(settings, store, owner, app.state)
-        source, src = source_from(fields, uploads, owner)
-        if src is not None:
-            name, local = src["model"], src["backend"]
-        _check_mode(settings.models.get(local), name, "edit")
-        size, rsize, seconds = shape_of(src, source, fields, spec, name)
-        return respond(store.create(owner, name, prompt, seconds, size, "edit", {"source": source},
-                                    remixed_from=src and src["id"], ttl=settings.ttl_seconds, backend=local,
-                                    render_size=rsize))
+        s = derived_source(fields, uploads, owner, name, local, spec, "edit")
+        return respond(store.create(owner, s.model, prompt, s.seconds, s.size, "edit", {"source": s.path},
+                                    remixed_from=s.remixed_from, ttl=settings.ttl_seconds, backend=s.backend,
+                                    render_size=s.render_size))
+
+
+class Derived(NamedTuple):
+    """What an extension or edit is made from (derived_source)."""
+    path: str                      # the source clip's file
+    model: str                     # the job's model name and local backend
+    backend: str
+    size: str
+    render_size: str
+    seconds: str
+    remixed_from: str | None       # the stored video's id; None for an upload
 
 
 def _install_character_routes(app: FastAPI, settings: ServerSettings, store: JobStore, bodies: dict) -> None:

@@ -167,7 +167,7 @@ class Worker:
             self.store.finish(vid, self.worker_id, error=("render_failed", public_message(e)))
 
     def _deliver(self, row: dict, request: R.Request, video: np.ndarray, lease: LeaseKeeper) -> None:
-        """Writes a rendered job's files and marks it completed (or removes them: it was deleted meanwhile)."""
+        """Writes a rendered job's files and publishes them as it completes (dropped: it was deleted meanwhile)."""
         vid, cfg = row["id"], request.sample
         tags = provenance_tags(row["model"], row["prompt"], cfg.seed, video_id=vid)
         self._check(vid, lease)
