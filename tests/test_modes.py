@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from cinegen import modes
 from cinegen.config import SampleConfig
@@ -39,6 +40,25 @@ def test_extend_preserves_the_original_frames(tiny_pipe, clip, backward):
     assert len(video) == len(clip) + 8
     kept = video[8:] if backward else video[:len(clip)]
     assert np.array_equal(kept, clip)
+
+
+def test_backward_extension_generates_into_the_clip_in_playing_order(tiny_pipe, clip, monkeypatch):
+    """The clip's first frames close the window as in-context latents (its lone first-frame latent dropped) and
+    the prompt is used as written; the old way (forward extension of the reversed clip) played its motion
+    backwards."""
+    seen, real = {}, tiny_pipe.generate
+    monkeypatch.setattr(tiny_pipe, "generate", lambda prompt, cfg, **kw: seen.update(kw, prompt=prompt) or real(prompt, cfg, **kw))
+    video = modes.extend(tiny_pipe, clip, PROMPT, CFG, backward=True)
+    cond = seen["conditions"]
+    given = cond.mask[0, 0, :, 0, 0].bool()                                    # (t,) latent frames given
+    assert seen["prompt"] == PROMPT and given.tolist() == [False] * (len(given) - 2) + [True, True]
+    assert torch.equal(cond.latents[:, :, given], tiny_pipe.encode_video(clip)[:, :, 1:])
+    assert np.array_equal(video[len(video) - len(clip):], clip)
+
+
+def test_backward_extension_of_a_single_frame_still_keeps_it(tiny_pipe, clip):
+    video = modes.extend(tiny_pipe, clip[:1], PROMPT, CFG, backward=True)
+    assert len(video) == 1 + 8 and np.array_equal(video[-1], clip[0])
 
 
 def test_connect_and_loop(tiny_pipe, clip):
