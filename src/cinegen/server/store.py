@@ -524,7 +524,7 @@ class QueueState:
         one = self.duration or 0.0
         left = [max(0.0, one * batch_cost(k) - (now - since)) for since, k in self.rendering]
         free = sorted(left + [0.0] * max(0, max(1, workers) - len(left)))           # seconds until each worker is free
-        position, start = 0, free[0]
+        position = 0
         for group in self.claims(batch, batches):
             start = heapq.heappop(free)
             for i, job in enumerate(group):
