@@ -681,7 +681,7 @@ def serve_cmd(
     os.umask(int(umask, 8))
     models = _models_option(model)
     settings = ServerSettings(data_dir=data_dir, models=models, aliases=_aliases_option(alias, models),
-                              api_keys=load_api_keys(api_keys), database=database, workers=max(1, workers),
+                              api_keys=load_api_keys(api_keys), database=database, workers=max(1, workers), batch=batch,
                               max_active_jobs=max_active_jobs, rate_limit=RateLimit(per_minute=rate_limit),
                               ttl_seconds=ttl, disk_quota_bytes=disk_quota, webhook_url=webhook_url,
                               webhook_secret=os.environ.get("CINEGEN_WEBHOOK_SECRET"))

@@ -29,6 +29,10 @@ CONTEXT_LATENTS = 2          # latent frames of an existing clip that extension 
 # in one batched call, waiting at most BATCH_WAIT seconds for more to arrive once it holds one (1: one at a time)
 BATCH = 4
 BATCH_WAIT = 0.25
+# queue start estimates price a batch of k jobs at 1 + BATCH_EXTRA * (k - 1) jobs' time: an approximation, linear in
+# k, fitted to the one measurement there is (BENCHMARKS.md (j): batch 4 served 1.71x the jobs an hour of batch 1 on
+# this 2-core CPU, so 4 jobs took 4 / 1.71 = 2.34 jobs' time = 1 + 3 x 0.45); a GPU's batches are likely cheaper
+BATCH_EXTRA = 0.45
 
 PARALLEL_STRATEGIES = ("ddp", "fsdp")     # data parallelism under torchrun: replicated, or FSDP2 fully_shard
 

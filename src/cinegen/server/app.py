@@ -27,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cinegen import defaults
 from cinegen.config import check_prompt, parse_size
 from cinegen.server import schema as S
 from cinegen.server.bodies import BodyError, read_body
@@ -36,6 +37,7 @@ from cinegen.server.catalog import (
     OPENAI_SIZES,
     Catalog,
     ModelSpec,
+    batches,
     model_family,
     render_size,
     size_check,
@@ -62,6 +64,7 @@ class ServerSettings:
     max_upload_bytes: int = 50 * 1024 * 1024
     database: str | None = None        # postgresql://... to share one queue between machines; None = SQLite file
     workers: int = 1                   # render workers serving the queue (for start estimates)
+    batch: int = defaults.BATCH        # the most jobs each renders in one batched call (for start estimates)
     max_active_jobs: int = 16          # queued + rendering jobs per key
     rate_limit: RateLimit = field(default_factory=RateLimit)
     ttl_seconds: int = 7 * 24 * 3600   # a finished video's files are deleted this long after creation
@@ -79,6 +82,11 @@ class ServerSettings:
     @property
     def catalog(self) -> Catalog:
         return Catalog(self.models, self.default_model, self.aliases)
+
+    def batches(self, key: tuple[str, str, str]) -> bool:
+        """Whether the workers batch queued jobs of a store.like_key (model, render size, seconds)."""
+        spec = self.models.get(key[0])
+        return spec is not None and batches(spec.path, float(key[2]))
 
 
 class APIError(Exception):
@@ -334,12 +342,12 @@ class QueueView:
 
 
 def _video(row: dict, view: QueueView, settings: ServerSettings) -> dict:
-    """The video object, with a queued job's place in line and an estimate of when it starts."""
+    """The video object, with a queued job's place in line and an estimate of when it starts (the jobs ahead
+    grouped into the batches the workers will render them in)."""
     out = video_object(row)
     if row["status"] == "queued":
-        state = view.get()
-        out["queue_position"] = state.position(row["owner"], row["seq"])
-        out["estimated_start_at"] = state.estimated_start(out["queue_position"], settings.workers, time.time())
+        out["queue_position"], out["estimated_start_at"] = view.get().place(
+            row["owner"], row["seq"], settings.workers, time.time(), settings.batch, settings.batches)
     return out
 
 

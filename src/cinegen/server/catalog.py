@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cinegen import defaults
 from cinegen import requests as R
 from cinegen.config import parse_size
 
@@ -69,6 +70,13 @@ def folder_modes(path) -> tuple[str, ...]:
     cinegen model (or the shipped one) every mode but inpaint."""
     info = _diffusers_info(path)
     return tuple(info.modes) if info is not None else R.NATIVE_MODES
+
+
+def batches(path, seconds: float) -> bool:
+    """Whether a served model renders text-to-video jobs of this length in batches, from its files alone (as its
+    backend's batch_key would answer): a cinegen model does for one window's length (longer renders are windowed),
+    a Diffusers folder never does."""
+    return _diffusers_info(path) is None and seconds <= defaults.WINDOW_SECONDS
 
 
 def model_family(path) -> str:

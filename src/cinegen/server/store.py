@@ -14,14 +14,19 @@ outbox) in the same transaction.
 
 from __future__ import annotations
 
+import heapq
 import json
 import secrets
 import sqlite3
 import threading
 import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Hashable, NamedTuple
+
+from cinegen import defaults
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS videos (
@@ -67,7 +72,7 @@ CREATE INDEX IF NOT EXISTS videos_status_seq ON videos (status, seq);
 """
 # columns added after the first release: (name, SQL type); opening an older store adds them
 ADDED_COLUMNS = (("backend", "TEXT"), ("render_size", "TEXT"), ("started_at", "DOUBLE PRECISION"),
-                 ("attempts", "INTEGER NOT NULL DEFAULT 0"))
+                 ("attempts", "INTEGER NOT NULL DEFAULT 0"), ("batch_size", "INTEGER"))
 VIDEO_FIELDS = ("id", "created_at", "completed_at", "expires_at", "model", "progress", "prompt", "remixed_from_video_id",
                 "seconds", "size", "status")
 
@@ -237,20 +242,24 @@ class JobStore:
     def queue_state(self, recent: int = 20) -> "QueueState":
         """What queue places and start estimates are computed from, read in one transaction."""
         with self._conn(write=False) as c:
-            queued = [(r["owner"], r["seq"]) for r in c.execute(
-                "SELECT owner, seq FROM videos WHERE status = 'queued' ORDER BY seq LIMIT 10000").fetchall()]
+            queued = [Queued(r["owner"], r["seq"], like_key(dict(r))) for r in c.execute(
+                "SELECT owner, seq, kind, params, seconds, COALESCE(backend, model) AS backend, "
+                "COALESCE(render_size, size) AS render_size FROM videos WHERE status = 'queued' ORDER BY seq "
+                "LIMIT 10000").fetchall()]
             owners = {r["owner"]: (int(r["n"] or 0), r["last"] or 0.0) for r in c.execute(
                 "SELECT owner, SUM(CASE WHEN status = 'in_progress' THEN 1 ELSE 0 END) AS n, MAX(started_at) AS last "
                 "FROM videos GROUP BY owner").fetchall()}
-            since = [r["started_at"] or time.time() for r in c.execute(
-                "SELECT started_at FROM videos WHERE status = 'in_progress'").fetchall()]
-            took = [max(0.0, r["d"]) for r in c.execute(
-                "SELECT completed_at - started_at AS d FROM videos WHERE status = 'completed' AND started_at IS NOT NULL "
-                "ORDER BY completed_at DESC LIMIT ?", (recent,)).fetchall()]
-        return QueueState(queued, owners, since, sum(took) / len(took) if took else None)
+            rendering = [(r["since"] or time.time(), int(r["n"])) for r in c.execute(
+                "SELECT MIN(started_at) AS since, COUNT(*) AS n FROM videos WHERE status = 'in_progress' "
+                "GROUP BY claimed_by").fetchall()]
+            alone = [max(0.0, r["d"]) / batch_cost(r["k"] or 1) for r in c.execute(
+                "SELECT completed_at - started_at AS d, batch_size AS k FROM videos WHERE status = 'completed' AND "
+                "started_at IS NOT NULL ORDER BY completed_at DESC LIMIT ?", (recent,)).fetchall()]
+        return QueueState(queued, owners, rendering, sum(alone) / len(alone) if alone else None)
 
     def recent_duration(self, jobs: int = 20) -> float | None:
-        """Mean seconds from claim to completion of the last `jobs` completed jobs (None before the first)."""
+        """Mean seconds from claim to completion of the last `jobs` completed jobs, each as if it had rendered
+        alone (a batched job's time over its batch's cost); None before the first."""
         return self.queue_state(jobs).duration
 
     def rendering(self) -> list[dict]:
@@ -354,16 +363,17 @@ class JobStore:
             return c.execute(f"UPDATE videos SET status = 'queued', claimed_by = NULL, progress = 0 WHERE {where}",
                              args).rowcount
 
-    def finish(self, vid: str, worker: str, error: tuple[str, str] | None = None, publish=None) -> bool:
+    def finish(self, vid: str, worker: str, error: tuple[str, str] | None = None, publish=None, batch: int = 1) -> bool:
         """Ends this worker's job; publish() (moving its files into place) runs inside the same transaction once
-        the job is known to be still ours, so a delete is wholly before it or wholly after it."""
+        the job is known to be still ours, so a delete is wholly before it or wholly after it. batch: the jobs
+        rendered in the one call that rendered this one (start estimates read a job's time alone from it)."""
         status = "failed" if error else "completed"
         code, message = error or (None, None)
         now = int(time.time())
         with self._conn() as c:
-            done = c.execute("UPDATE videos SET status = ?, progress = ?, completed_at = ?, error_code = ?, error_message = ? "
-                             "WHERE id = ? AND claimed_by = ? AND status = 'in_progress'",
-                             (status, 100 if not error else 0, now, code, message, vid, worker)).rowcount > 0
+            done = c.execute("UPDATE videos SET status = ?, progress = ?, completed_at = ?, error_code = ?, error_message = ?, "
+                             "batch_size = ? WHERE id = ? AND claimed_by = ? AND status = 'in_progress'",
+                             (status, 100 if not error else 0, now, code, message, batch, vid, worker)).rowcount > 0
             if done and publish is not None:
                 publish()                  # raises: the transaction rolls back, the job is not completed
             if done:
@@ -429,42 +439,104 @@ class JobStore:
             return [dict(r) for r in c.execute("SELECT * FROM events ORDER BY created_at").fetchall()]
 
 
+def batch_cost(jobs: int) -> float:
+    """A batch of `jobs` jobs' render time in single jobs' time: an approximation, linear in the batch size, one
+    job plus defaults.BATCH_EXTRA for each further job (see there: measured on the CPU at batch 4)."""
+    return 1.0 + defaults.BATCH_EXTRA * (max(1, jobs) - 1)
+
+
+def is_text_job(row: dict) -> bool:
+    """Whether a job is plain text-to-video (what worker.job_request makes an R.Text): the jobs that may batch."""
+    params = json.loads(row["params"])
+    return row["kind"] == "create" and not (params.get("input_reference") or params.get("character"))
+
+
+def like_key(row: dict) -> tuple[str, str, str] | None:
+    """What a queued job shares with the jobs it may render in one batch with (claim_like's match: model, render
+    size, seconds; a worker's jobs all take its steps), or None: it renders alone whatever the worker's batch."""
+    if not is_text_job(row):
+        return None
+    return (row.get("backend") or row["model"], row.get("render_size") or row["size"], row["seconds"])
+
+
+class Queued(NamedTuple):
+    owner: str
+    seq: int
+    key: Hashable | None       # like_key: jobs with equal keys may render in one batch; None: alone
+
+
+def always(key) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class QueueState:
-    queued: list[tuple[str, int]]              # (owner, seq) of every queued job, oldest first
+    queued: list[Queued]                       # every queued job, oldest first
     owners: dict[str, tuple[int, float]]       # owner -> (jobs rendering, last claim time)
-    rendering_since: list[float]               # claim time of each rendering job
-    duration: float | None                     # mean seconds a recent job took (None before the first)
+    rendering: list[tuple[float, int]]         # (first claim time, jobs) of each worker's render (one, or a batch)
+    duration: float | None                     # mean seconds a recent job took alone (None before the first)
 
-    def position(self, owner: str, seq: int) -> int:
-        """Jobs that claims take before this queued one: the round-robin order of JobStore.claim played forward
-        from the queue as it is now (each claim counts as one more job rendering for its owner)."""
-        lines: dict[str, list[int]] = {}
-        for o, s in self.queued:
-            lines.setdefault(o, []).append(s)
+    def claims(self, batch: int = 1, batches: Callable[[Hashable], bool] = always):
+        """The queued jobs in the order workers claim them, as the batches they render in: the round-robin order
+        of JobStore.claim played forward from the queue as it is now (each claim counts as one more job rendering
+        for its owner), each batch's first job followed by up to batch - 1 queued jobs of its key, taken in that
+        same order (JobStore.claim_like). batches(key): whether the served model batches jobs of that key."""
+        lines: dict[str, deque] = {}                     # owner -> its queued jobs
+        kin: dict[tuple, deque] = {}                     # (owner, key) -> its jobs that may join a batch
+        for job in self.queued:
+            lines.setdefault(job.owner, deque()).append(job)
+            kin.setdefault((job.owner, job.key), deque()).append(job)
         state = {o: list(self.owners.get(o, (0, 0.0))) for o in lines}
-        position, tick = 0, time.time()
-        while lines:
-            nxt = min(lines, key=lambda o: (state[o][0], state[o][1], lines[o][0]))
-            if nxt == owner and lines[nxt][0] == seq:
-                return position
-            lines[nxt].pop(0)
-            if not lines[nxt]:
-                del lines[nxt]
-            tick += 1e-3
-            state[nxt] = [state[nxt][0] + 1, tick]
-            position += 1
-        return position
+        taken, tick = set(), time.time()
 
-    def estimated_start(self, position: int, workers: int, now: float) -> int | None:
-        """When the job `position` places back should start: each worker frees up when its job has run for the
-        mean duration, then takes one job per mean duration."""
-        if self.duration is None:
-            return None
-        left = sorted(max(0.0, self.duration - (now - t)) for t in self.rendering_since)
-        free_at = left + [0.0] * max(0, workers - len(left))
-        rounds, slot = divmod(position, max(1, len(free_at)))
-        return int(now + free_at[slot] + rounds * self.duration)
+        def first(line):              # a line's oldest job not yet claimed (a batch takes jobs from the middle)
+            while line and line[0] in taken:
+                line.popleft()
+            return line[0] if line else None
+
+        def claim(heads: dict):
+            nonlocal tick
+            owner = min(heads, key=lambda o: (state[o][0], state[o][1], heads[o].seq))
+            tick += 1e-3
+            state[owner] = [state[owner][0] + 1, tick]
+            taken.add(heads[owner])
+            return heads[owner]
+
+        while True:
+            heads = {o: j for o, line in lines.items() if (j := first(line)) is not None}
+            if not heads:
+                return
+            group = [claim(heads)]
+            key = group[0].key
+            while batch > len(group) and key is not None and batches(key):
+                heads = {o: j for o in lines if (j := first(kin.get((o, key)))) is not None}
+                if not heads:
+                    break
+                group.append(claim(heads))
+            yield group
+
+    def place(self, owner: str, seq: int, workers: int, now: float, batch: int = 1,
+              batches: Callable[[Hashable], bool] = always) -> tuple[int, int | None]:
+        """A queued job's place (the jobs claimed before it) and when it should start (None before any job has
+        finished), for `workers` workers batching up to `batch` jobs: each worker frees up when its render has run
+        for its cost, then takes the next batch in claim order; a batch of k jobs costs batch_cost(k) jobs' time
+        (so batch 1 gives one job per mean duration a worker)."""
+        one = self.duration or 0.0
+        left = [max(0.0, one * batch_cost(k) - (now - since)) for since, k in self.rendering]
+        free = sorted(left + [0.0] * max(0, max(1, workers) - len(left)))           # seconds until each worker is free
+        position = 0
+        for group in self.claims(batch, batches):
+            start = heapq.heappop(free)
+            for i, job in enumerate(group):
+                if job.owner == owner and job.seq == seq:
+                    return position + i, None if self.duration is None else int(now + start)
+            heapq.heappush(free, start + one * batch_cost(len(group)))
+            position += len(group)
+        return position, None if self.duration is None else int(now + free[0])
+
+    def position(self, owner: str, seq: int, batch: int = 1) -> int:
+        """Jobs that claims take before this queued one."""
+        return self.place(owner, seq, 1, time.time(), batch)[0]
 
 
 def video_object(row: dict) -> dict:

@@ -37,9 +37,12 @@ from cinegen import defaults
 from cinegen import requests as R
 from cinegen.config import SampleConfig, parse_size
 from cinegen.io.provenance import provenance_tags
-from cinegen.server.store import JobStore
+from cinegen.server.store import JobStore, is_text_job
 
 log = logging.getLogger(__name__)
+
+
+Prepared = tuple[R.Request, list[str]]        # a job's request as its model renders it, and the job's warnings
 
 
 class JobCancelled(Exception):
@@ -143,22 +146,24 @@ class Worker:
         if row is None:
             return False
         with LeaseKeeper(self.store, [row["id"]], self.worker_id, self.lease_every) as lease:
-            key = self._batch_key(row) if self.batch > 1 else None
+            key, prepared = self._batch_key(row) if self.batch > 1 else (None, None)
             rows = [row] if key is None else self._gather(row, key, lease)
             if len(rows) == 1:
-                self._run_job(row, lease)
+                self._run_job(row, lease, prepared)
             else:
-                self._run_batch(rows, key, lease)
+                self._run_batch(rows, key, lease, {row["id"]: prepared})
         return True
 
-    def _run_job(self, row: dict, lease: LeaseKeeper) -> None:
+    def _run_job(self, row: dict, lease: LeaseKeeper, prepared: Prepared | None = None) -> None:
+        """Renders one job and delivers it; prepared: its request and warnings when already read (else here).
+        A job cancelled meanwhile leaves nothing to remove: its files only ever exist staged, and publish moves
+        them into place only while the job is still this worker's."""
         vid = row["id"]
         try:
-            video, request = self.render(row, lease)
+            video, request = self.render(row, lease, prepared)
             self._deliver(row, request, video, lease)
         except JobCancelled:
             log.info("job %s cancelled", vid)
-            remove_outputs(self.data_dir, vid)
         except JobRequeued:
             log.info("job %s requeued (shutting down)", vid)
             self.store.requeue(self.worker_id, vid)
@@ -166,25 +171,28 @@ class Worker:
             log.exception("job %s failed", vid)
             self.store.finish(vid, self.worker_id, error=("render_failed", public_message(e)))
 
-    def _deliver(self, row: dict, request: R.Request, video: np.ndarray, lease: LeaseKeeper) -> None:
-        """Writes a rendered job's files and publishes them as it completes (dropped: it was deleted meanwhile)."""
+    def _deliver(self, row: dict, request: R.Request, video: np.ndarray, lease: LeaseKeeper, batch: int = 1) -> None:
+        """Writes a rendered job's files and publishes them as it completes (dropped: it was deleted meanwhile);
+        batch: the jobs its render call rendered."""
         vid, cfg = row["id"], request.sample
         tags = provenance_tags(row["model"], row["prompt"], cfg.seed, video_id=vid)
         self._check(vid, lease)
-        self.publish(vid, self.write_outputs(vid, to_requested_size(row, request, video), cfg.fps, tags))
+        self.publish(vid, self.write_outputs(vid, to_requested_size(row, request, video), cfg.fps, tags), batch)
 
     # --- batches ---
 
-    def _batch_key(self, row: dict):
-        """The backend's batch key of a job (loading its model, under the job's lease), or None: it renders alone."""
+    def _batch_key(self, row: dict) -> tuple:
+        """The backend's batch key of a job (loading its model, under the job's lease), or None: it renders alone;
+        and the job prepared to read it (its render takes that, never preparing it twice), or None."""
         if not is_text_job(row):
-            return None
+            return None, None
         try:
             backend = self.backend(row.get("backend") or row["model"])
-            return backend.batch_key(self._prepare(backend, row)[0])
+            prepared = self._prepare(backend, row)
+            return backend.batch_key(prepared[0]), prepared
         except Exception:                # the job's own render reports the error (its model, its prompt)
             log.warning("job %s cannot batch", row["id"], exc_info=True)
-            return None
+            return None, None
 
     def _gather(self, row: dict, key, lease: LeaseKeeper) -> list[dict]:
         """`row` and up to batch - 1 compatible queued jobs, claimed in fair order; waits at most batch_wait
@@ -199,24 +207,25 @@ class Worker:
                 return rows
             time.sleep(min(BATCH_POLL, left))
 
-    def _run_batch(self, rows: list[dict], key, lease: LeaseKeeper) -> None:
+    def _run_batch(self, rows: list[dict], key, lease: LeaseKeeper, prepared: dict[str, Prepared]) -> None:
         """Renders jobs of one batch key in one backend call and delivers each alone: its own files, progress,
         warnings and completion. A job deleted meanwhile is left out of what is written; a batch that fails for
-        any other reason is rendered again one job at a time, so a bad job fails alone."""
+        any other reason is rendered again one job at a time, so a bad job fails alone. prepared: job id -> its
+        request and warnings, for the jobs already prepared (the others are prepared here, each once)."""
         backend = self.backend(rows[0].get("backend") or rows[0]["model"])
         jobs, alone = [], []
         for row in rows:
             try:
-                request, warnings = self._prepare(backend, row)
-                self.store.set_warnings(row["id"], self.worker_id, warnings)
+                job = prepared.get(row["id"]) or self._prepare(backend, row)
+                self.store.set_warnings(row["id"], self.worker_id, job[1])
             except Exception as e:
                 log.exception("job %s failed", row["id"])
                 self.store.finish(row["id"], self.worker_id, error=("render_failed", public_message(e)))
                 continue
-            (jobs if backend.batch_key(request) == key else alone).append((row, request))
+            (jobs if backend.batch_key(job[0]) == key else alone).append((row, job))
         alive = {row["id"] for row, _ in jobs}
         try:
-            videos = backend.generate_batch([r for _, r in jobs], progress=self._batch_progress(alive, lease)) \
+            videos = backend.generate_batch([job[0] for _, job in jobs], progress=self._batch_progress(alive, lease)) \
                 if jobs else []
         except JobRequeued:
             for vid in alive | {row["id"] for row, _ in alone}:
@@ -228,20 +237,19 @@ class Worker:
         except Exception:
             log.exception("batch of %d failed; rendering its jobs one at a time", len(jobs))
             videos, alone = [], [j for j in jobs if j[0]["id"] in alive] + alone
-        for (row, request), video in zip(jobs, videos):
+        for (row, job), video in zip(jobs, videos):
             if row["id"] not in alive:
                 log.info("job %s cancelled", row["id"])
                 continue
             try:
-                self._deliver(row, request, video, lease)
-            except JobCancelled:
+                self._deliver(row, job[0], video, lease, batch=len(jobs))
+            except JobCancelled:               # nothing to remove: see _run_job
                 log.info("job %s cancelled", row["id"])
-                remove_outputs(self.data_dir, row["id"])
             except Exception as e:
                 log.exception("job %s failed", row["id"])
                 self.store.finish(row["id"], self.worker_id, error=("render_failed", public_message(e)))
-        for row, _ in alone:
-            self._run_job(row, lease)
+        for row, job in alone:
+            self._run_job(row, lease, job)
 
     def _batch_progress(self, alive: set, lease: LeaseKeeper):
         """The batch's one progress callback as every job's heartbeat: a job deleted meanwhile leaves `alive` (its
@@ -268,17 +276,19 @@ class Worker:
             self._check(vid, lease, percent(d))
         return callback
 
-    def _prepare(self, backend, row: dict) -> tuple[R.Request, list[str]]:
+    def _prepare(self, backend, row: dict) -> Prepared:
         """The job's request as its model renders it, and the warnings the job shows while it renders."""
         request, notes = backend.prepare(job_request(row, self.steps), JOB_UNSET)
         return request, backend.warnings(request) + notes
 
-    def render(self, row: dict, lease: LeaseKeeper | None = None) -> tuple[np.ndarray, R.Request]:
+    def render(self, row: dict, lease: LeaseKeeper | None = None,
+               prepared: Prepared | None = None) -> tuple[np.ndarray, R.Request]:
         """The job's video as its model rendered it, and the request it was rendered from: the model's own
         defaults (fps, guidance, negative prompt) for what a job does not set, its duration on the model's frame
-        grid. What the model cannot follow and what it changed are the job's warnings, shown while it renders."""
+        grid. What the model cannot follow and what it changed are the job's warnings, shown while it renders.
+        prepared: the job's request and warnings when already read (else read here)."""
         backend = self.backend(row.get("backend") or row["model"])
-        request, warnings = self._prepare(backend, row)
+        request, warnings = prepared or self._prepare(backend, row)
         self.store.set_warnings(row["id"], self.worker_id, warnings)
         progress = self._progress(row["id"], lease) if lease is not None else None
         return backend.generate(request, progress=progress), request
@@ -302,17 +312,18 @@ class Worker:
             raise
         return staged
 
-    def publish(self, vid: str, staged: Path) -> None:
+    def publish(self, vid: str, staged: Path, batch: int = 1) -> None:
         """Completes the job and moves its staged files into place in one store transaction: a DELETE committed
         before it leaves the job not ours (the files are dropped, never shown); one after it finds them in place
-        and removes them before it answers. So once DELETE has answered no file of the job exists or appears."""
+        and removes them before it answers. So once DELETE has answered no file of the job exists or appears.
+        batch: the jobs rendered in the call that rendered this one (the store keeps it for start estimates)."""
         folder = video_dir(self.data_dir, vid)
         try:
             def move():
                 shutil.rmtree(folder, ignore_errors=True)      # a leftover of an attempt killed mid-publish
                 os.replace(staged, folder)
             try:
-                if not self.store.finish(vid, self.worker_id, publish=move):
+                if not self.store.finish(vid, self.worker_id, publish=move, batch=batch):
                     log.info("job %s was deleted while its files were written; dropped", vid)
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)      # moved, then the commit failed: the job is not done
@@ -328,12 +339,6 @@ BATCH_POLL = 0.05        # seconds between looks at the queue while a batch wait
 def percent(d: dict) -> int:
     """A progress dict as the percent a job shows while it renders (100 once it is completed)."""
     return min(99, int(100 * d["step"] / max(1, d["steps"])))
-
-
-def is_text_job(row: dict) -> bool:
-    """Whether a job is plain text-to-video (what job_request makes an R.Text): the jobs that may batch."""
-    params = json.loads(row["params"])
-    return row["kind"] == "create" and not (params.get("input_reference") or params.get("character"))
 
 
 def to_requested_size(row: dict, request: R.Request, video: np.ndarray) -> np.ndarray:
