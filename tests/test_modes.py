@@ -29,6 +29,20 @@ def test_animate_keeps_the_still(tiny_pipe, clip, at):
     assert np.array_equal(video[0 if at == "start" else -1], clip[0])
 
 
+def test_animate_at_end_generates_into_the_held_still(tiny_pipe, clip, monkeypatch):
+    """The still, held for one latent group, closes the window (a "tail" condition) and the prompt is used as
+    written; generating from the still and reversing played the prompt's motion backwards."""
+    seen, real = {}, tiny_pipe.generate
+    monkeypatch.setattr(tiny_pipe, "generate", lambda prompt, cfg, **kw: seen.update(kw, prompt=prompt) or real(prompt, cfg, **kw))
+    video = modes.animate(tiny_pipe, clip[-1], PROMPT, CFG, at="end")
+    cond = seen["conditions"]
+    given = cond.mask[0, 0, :, 0, 0].bool()
+    held = np.repeat(clip[-1:], 5, axis=0)                                     # the still over 1 + stride frames
+    assert seen["prompt"] == PROMPT and given.tolist() == [False] * (len(given) - 1) + [True]
+    assert torch.equal(cond.latents[:, :, given], tiny_pipe.encode_video(held)[:, :, 1:])
+    assert video.shape == (tiny_pipe.num_frames(CFG), 32, 32, 3) and np.array_equal(video[-1], clip[-1])
+
+
 def test_animate_resizes_any_image(tiny_pipe):
     still = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)
     assert modes.animate(tiny_pipe, still, PROMPT, CFG).shape == (tiny_pipe.num_frames(CFG), 32, 32, 3)

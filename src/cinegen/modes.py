@@ -75,25 +75,6 @@ def _with_context(pipe: TextToVideo, context: np.ndarray, prompt: str, cfg: Samp
     return video[len(context):]
 
 
-# --- Modes ---
-
-def image(pipe: TextToVideo, prompt: str, cfg: SampleConfig, progress=None) -> np.ndarray:
-    """A single frame: a one-latent-frame generation (the VAE encodes frame 0 alone)."""
-    return pipe.generate(prompt, replace(cfg, seconds=0.0), progress=progress)[0]
-
-
-def animate(pipe: TextToVideo, still: np.ndarray, prompt: str, cfg: SampleConfig, at: str = "start",
-            progress=None) -> np.ndarray:
-    """Image-to-video: the still becomes the first frame (or, with at="end", the last, by generating in reverse)."""
-    if at not in ("start", "end"):
-        raise ValueError(f"at must be 'start' or 'end', got {at!r}")
-    first = fit_image(still, cfg.width, cfg.height)[None]                            # (1, H, W, 3)
-    new_latents = pipe.geometry.latent_frames(pipe.num_frames(cfg)) - 1
-    new = _with_context(pipe, first, prompt, cfg, new_latents, progress)
-    video = np.concatenate([first, new])
-    return video if at == "start" else video[::-1].copy()
-
-
 def _head(pipe: TextToVideo, clip: np.ndarray, latents: int) -> torch.Tensor:
     """In-context latents of a clip's first frames, for frames generated before them: its first 1 + `latents`
     latent frames (as many as it has, if fewer) re-encoded as a clip, the lone first-frame latent dropped. A
@@ -119,6 +100,33 @@ def _before(pipe: TextToVideo, clip: np.ndarray, prompt: str, cfg: SampleConfig,
     cond = Conditions(latents, frame_mask(total, list(range(n, total)), tuple(given.shape[3:])))
     video = pipe.generate(prompt, _cfg_for_latents(pipe, cfg, total), conditions=cond, progress=progress)
     return video[:pipe.geometry.frames_of(n) - 1]
+
+
+# --- Modes ---
+
+def image(pipe: TextToVideo, prompt: str, cfg: SampleConfig, progress=None) -> np.ndarray:
+    """A single frame: a one-latent-frame generation (the VAE encodes frame 0 alone)."""
+    return pipe.generate(prompt, replace(cfg, seconds=0.0), progress=progress)[0]
+
+
+def animate(pipe: TextToVideo, still: np.ndarray, prompt: str, cfg: SampleConfig, at: str = "start",
+            progress=None) -> np.ndarray:
+    """Image-to-video: the still becomes the first frame (or, with at="end", the last).
+
+    At the end, the frames are generated in playing order into the still held for one latent group (a "tail"
+    condition, as backward extension does), and the still itself ends the clip. Generating from the still and
+    reversing the result instead played the prompt's motion backwards: from the last frame of the world's clip of
+    48 easy-set scenes (32 seen, 16 held-out; seeds 0 and 1) the motion check passed in 12 clips that way and in
+    41 this way (every check: 10 and 33).
+    """
+    if at not in ("start", "end"):
+        raise ValueError(f"at must be 'start' or 'end', got {at!r}")
+    img = fit_image(still, cfg.width, cfg.height)[None]                              # (1, H, W, 3)
+    new_latents = pipe.geometry.latent_frames(pipe.num_frames(cfg)) - 1
+    if at == "start":
+        return np.concatenate([img, _with_context(pipe, img, prompt, cfg, new_latents, progress)])
+    held = np.repeat(img, pipe.geometry.frames_of(2), axis=0)                         # (1 + stride, H, W, 3)
+    return np.concatenate([_before(pipe, held, prompt, cfg, new_latents, 1, progress), img])
 
 
 def extend(pipe: TextToVideo, video: np.ndarray, prompt: str, cfg: SampleConfig, backward: bool = False,
