@@ -13,13 +13,14 @@ Video: (T, H, W, 3) uint8.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
-from cinegen.toyworld.world import ALL_COLOURS, COLOURS, SHAPES, ObjectSpec, SceneSpec, shape_mask
+from cinegen.toyworld.world import ALL_COLOURS, COLOURS, SHAPES, ObjectSpec, SceneSpec, canonical_caption, shape_mask
 
 COLOUR_NAMES = list(COLOURS)
 PALETTE = np.array([COLOURS[c] for c in COLOUR_NAMES], np.float32)     # (K, 3)
@@ -378,3 +379,132 @@ def loop_seam_ok(video: np.ndarray) -> bool:
     times the median frame step plus LOOP_LEVELS (the issue: the wrap changed 28 levels against 1-5)."""
     wrap = float(np.abs(video[0].astype(np.float32) - video[-1].astype(np.float32)).mean())
     return wrap <= LOOP_SEAM * float(np.median(frame_steps(video))) + LOOP_LEVELS
+
+
+# --- Smear (issue 35; MODEL_CARD.md "Limitations": a large object bouncing on black "lands as a squashed slab with
+# a green fringe and leaves a faint ghost in the last frames"). Read by the issue-35 targets section of `make bench`
+# (eval/targets.py) only: it is no check of analyze() or of the hard set, so no eval report changes and
+# ANALYZER_VERSION, which `compare` pairs reports by, need not change. ---
+
+SMEAR_MOTIONS = ("bounces",)  # the objects whose landings are looked at
+SQUASH_LIMIT = 1.5            # the blob's height over width may differ from the world's by at most this factor
+SMEAR_BAND = 4                # pixels (at 64x64) around an object: its decoded edge, where a fringe sits
+FRINGE_DIST = 60.0            # RGB distance from every blend of the object's colour with the background
+GHOST_DIST = 30.0             # RGB distance from the clip's own background, away from every object
+SMEAR_SHARE = 0.1             # a fringe or ghost of more than this share of the object's area (the world's) smears
+
+
+@dataclass(frozen=True)
+class Smear:
+    """How far a clip's bouncing objects smear, each the worst frame of the worst object."""
+    squash: float       # the blob's height/width against the world's in the same frame, as a factor >= 1
+    fringe: float       # pixels of neither the object's colour nor a blend of it with the background, in the band
+                        # around the object, over the world's object area
+    ghost: float        # the largest blob off the background away from every object, over the world's object area
+    breaks: int         # frames where the world shows the object and the clip shows it as no blob or several
+    photo: bool = False  # fringe and ghost are not measured over a moving photo (no background to compare with)
+
+    @property
+    def smeared(self) -> bool:
+        return (self.squash > SQUASH_LIMIT or self.fringe > SMEAR_SHARE or self.ghost > SMEAR_SHARE
+                or self.breaks > 0)
+
+
+def smear(video: np.ndarray, real: np.ndarray, scene: SceneSpec) -> Smear:
+    """Does a bouncing object smear? `real`: the world's own render of the scene (render_scene), as many frames.
+
+    Four ways, each seen in the shipped model's README clip (docs/demo.gif) and each absent from the world's
+    renders, which keep a rigid shape on a flat background: squashed or stretched (the blob's height/width, from
+    its second moments, beyond SQUASH_LIMIT of the world's: the slab), a coloured fringe (pixels in the SMEAR_BAND
+    around the object that are no blend of its colour with the background: decoding blurs edges into blends, a
+    green rim on a red ball is none), a ghost (a blob of pixels GHOST_DIST off the clip's own background, away from
+    every vocabulary-coloured object) and breaks (the object gone or split in a frame where the world shows it).
+    Fringe and ghost compare with the clip's own background (the per-pixel median of its object-free frames), so a
+    background a little off in colour everywhere, which the background check judges, is not read as a smear."""
+    bouncing = [i for i, o in enumerate(scene.objects) if o.motion in SMEAR_MOTIONS]
+    if not bouncing:
+        raise ValueError(f"no object of the scene {canonical_caption(scene)!r} bounces")
+    labels = colour_labels(video)
+    h, w = labels.shape[1:]
+    band = max(1, round(SMEAR_BAND * min(h, w) / 64))
+    near = ndimage.binary_dilation(labels >= 0, structure=_disc(band)[None])             # (T, H, W) per frame
+    plain = scene.background != "photo" and scene.camera == "static"
+    bg = _still_background(video, near) if plain else None
+    gen, ref = _closed_tracks(labels, scene, band), _closed_tracks(colour_labels(real), scene, band)
+    # the world's object area (a rigid shape: its median over frames); fringe and ghost are counted in it
+    area = {i: float(np.median(ref[i].area[ref[i].present])) if ref[i].present.any() else float(h * w)
+            for i in bouncing}
+    fringe = [_fringe(video, gen[i], bg, np.array(COLOURS[scene.objects[i].colour], np.float32), band) / area[i]
+              for i in bouncing] if plain else [0.0]
+    return Smear(squash=max(_squash(gen[i], ref[i]) for i in bouncing), fringe=max(fringe),
+                 ghost=_ghost(video, near, bg) / min(area.values()) if plain else 0.0,
+                 breaks=max(int((ref[i].present & ~(gen[i].present & (gen[i].blobs == 1))).sum()) for i in bouncing),
+                 photo=not plain)
+
+
+def _disc(r: int) -> np.ndarray:
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    return xx ** 2 + yy ** 2 <= r * r
+
+
+def _closed_tracks(labels: np.ndarray, scene: SceneSpec, band: int) -> list[Track]:
+    """tracks_of, with each colour's pixels closed over half the band first: a decoded ring's band, broken into
+    arcs by a few off-colour pixels, is still one object, and its outline, not its largest arc, has its shape."""
+    tracks = []
+    for obj in scene.objects:
+        k = COLOUR_NAMES.index(obj.colour)
+        closed = ndimage.binary_closing(labels == k, structure=_disc(max(1, band // 2))[None])      # per frame
+        tracks.append(track_colour(np.where(closed, k, labels), k))
+    return tracks
+
+
+def _aspect(mask: np.ndarray) -> float:
+    """Height over width of a blob, from its second moments (a pixel's own extent added, so a line is not 0)."""
+    ys, xs = np.nonzero(mask)
+    return math.sqrt((ys.var() + 1 / 12) / (xs.var() + 1 / 12))
+
+
+def _squash(track: Track, real: Track) -> float:
+    """The largest factor between the blob's aspect and the world's in the same frame (1: the world's shape)."""
+    both = [t for t in range(len(track.masks)) if track.masks[t] is not None and real.masks[t] is not None]
+    ratios = [_aspect(track.masks[t]) / _aspect(real.masks[t]) for t in both]
+    return float(max((max(r, 1 / r) for r in ratios), default=1.0))
+
+
+def _still_background(video: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """(H, W, 3): each pixel's median over the frames where no object is near it; a pixel never free takes its
+    row's median (the world's plain backgrounds change only from row to row)."""
+    pix = np.where(near[..., None], np.nan, video.astype(np.float32))                  # (T, H, W, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)                                 # an all-NaN pixel: NaN
+        bg = np.nanmedian(pix, axis=0)                                                  # (H, W, 3)
+        rows = np.nanmedian(pix, axis=(0, 2))                                           # (H, 3)
+    bg = np.where(np.isnan(bg), rows[:, None, :], bg)
+    return np.where(np.isnan(bg), np.nanmedian(video.reshape(-1, 3), axis=0), bg)
+
+
+def _fringe(video: np.ndarray, track: Track, bg: np.ndarray, colour: np.ndarray, band: int) -> float:
+    """The most pixels, in one frame, around the object's blob (within `band`) whose colour is FRINGE_DIST from
+    every blend of the object's colour with the background there."""
+    worst = 0
+    for t, mask in enumerate(track.masks):
+        if mask is None:
+            continue
+        ring = ndimage.binary_dilation(mask, structure=_disc(band)) & ~mask
+        c, b = video[t][ring].astype(np.float32), bg[ring]                             # (N, 3) each
+        d = colour - b
+        alpha = np.clip(((c - b) * d).sum(-1) / np.maximum((d * d).sum(-1), 1e-6), 0, 1)
+        off = np.linalg.norm(c - b - alpha[:, None] * d, axis=-1) > FRINGE_DIST
+        worst = max(worst, int(off.sum()))
+    return float(worst)
+
+
+def _ghost(video: np.ndarray, near: np.ndarray, bg: np.ndarray) -> float:
+    """The largest blob, in one frame, of pixels GHOST_DIST off the background and away from every object."""
+    off = (np.linalg.norm(video.astype(np.float32) - bg, axis=-1) > GHOST_DIST) & ~near           # (T, H, W)
+    worst = 0
+    for frame in off:
+        comp, n = ndimage.label(frame)
+        if n:
+            worst = max(worst, int(np.bincount(comp.ravel())[1:].max()))
+    return float(worst)

@@ -1,0 +1,205 @@
+"""`make bench` section (k): issue 35's targets for the default model, each measured in one run on the shipped model
+beside its target, met or missed.
+
+    easy set       all checks pass, seen >= 95% and held-out >= 90% (eval/run.py evaluate: `cinegen eval`)
+    hard set       all checks pass >= 85%, all sections pooled, seen and held-out (eval/hard.py evaluate_hard)
+    smear          large-object bounces without smear >= 90% (analyzer.smear; the same seen prompts and seeds each
+                   run), with the world's own clips through the model's autoencoder beside it: its ceiling
+    make demo      the Makefile's demo command in a fresh process under 30 s wall, on a first run (the text
+                   encoder's cache empty: a new user's) and again (the prompt's embedding cached)
+
+Opt-in: a plain `make bench` leaves this section as it is; fill it with
+    python -m cinegen.eval.bench --sections targets [--targets-seen 24 --targets-heldout 16 --targets-hard 2 ...]
+Every generated clip goes through the pipeline's one generate path, as `cinegen eval` does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from cinegen.config import SampleConfig
+from cinegen.eval.analyzer import smear
+from cinegen.eval.run import EVAL_BACKGROUNDS
+from cinegen.runtime import report
+from cinegen.toyworld.world import COLOURS, SHAPES, ObjectSpec, SceneSpec, canonical_caption, matches_holdout, render_scene
+
+SECTION = "targets"          # its markers in BENCHMARKS.md: other runs keep it as it is
+MAKEFILE = Path(__file__).resolve().parents[3] / "Makefile"      # the repository's (src/cinegen/eval/targets.py)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How many clips each measure takes. The defaults are `cinegen eval`'s (24 seen, 16 held-out, 2 hard cases
+    per section and split) and run in about SIZES_MINUTES on one busy CPU core."""
+    seen: int = 24
+    heldout: int = 16
+    hard: int = 2
+    bounces: int = 24
+    demo_repeats: int = 3
+
+
+QUICK = Sizes(2, 2, 1, 2, 1)      # `bench --quick`: a smoke run
+
+
+def holdout_of(pipe) -> tuple[str, ...]:
+    """The model's own held-out combinations (none: no held-out split), as `cinegen eval` reads them."""
+    return tuple(getattr(pipe.dit, "extra", {}).get("holdout", ()))
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    key: str                 # where measure()'s result holds the value
+    goal: float
+    at_most: bool = False    # a time: the value must stay below the goal
+    unit: str = "%"
+
+
+TARGETS = (Target("easy set, all checks pass, seen", "easy_seen", 0.95),
+           Target("easy set, all checks pass, held-out", "easy_heldout", 0.90),
+           Target("hard set, all checks pass, seen (all sections)", "hard_seen", 0.85),
+           Target("hard set, all checks pass, held-out (all sections)", "hard_heldout", 0.85),
+           Target("large-object bounces without smear (seen)", "no_smear", 0.90),
+           Target("`make demo` wall, first run (empty text cache)", "demo_first", 30.0, at_most=True, unit="s"),
+           Target("`make demo` wall, again (prompt cached)", "demo_again", 30.0, at_most=True, unit="s"))
+
+
+# --- The measures ---
+
+def bounce_scenes(n: int, holdout: tuple[str, ...], seed: int = 0) -> list[SceneSpec]:
+    """n large objects that bounce, seen combinations only, on the easy set's backgrounds; colours and shapes
+    drawn from a fixed seed, so every run asks the same prompts."""
+    rng = np.random.default_rng([seed, 35])
+    out = []
+    while len(out) < n:
+        obj = ObjectSpec(str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES)), "large", "bounces")
+        if not matches_holdout(obj, holdout):
+            out.append(SceneSpec((obj,), str(rng.choice(EVAL_BACKGROUNDS))))
+    return out
+
+
+def smear_rate(generate_fn, holdout: tuple[str, ...], cfg: SampleConfig, n: int, seed: int = 0, progress=None,
+               roundtrip_fn=None) -> dict:
+    """generate_fn(prompt, cfg) -> (T, H, W, 3) uint8, prompt i with seed cfg.seed + i; each clip's smear against
+    the world's render of its prompt. roundtrip_fn(video) -> video: the model's autoencoder; the world's clips
+    through it are measured too ("autoencoder": the share a model decoded by it can reach)."""
+    rows, ceiling = [], []
+    for i, scene in enumerate(bounce_scenes(n, holdout, seed)):
+        prompt = canonical_caption(scene)
+        video = generate_fn(prompt, replace(cfg, seed=cfg.seed + i))
+        real = render_scene(scene, cfg.width, cfg.height, len(video), cfg.fps, seed=i).video
+        s = smear(video, real, scene)
+        rows.append({"prompt": prompt, "smeared": s.smeared, **{k: getattr(s, k) for k in ("squash", "fringe", "ghost",
+                                                                                          "breaks")}})
+        if roundtrip_fn is not None:
+            ceiling.append(not smear(roundtrip_fn(real), real, scene).smeared)
+        report(progress, "smear", i + 1, n, score=float(not s.smeared))
+    return {"clips": n, "no_smear": float(np.mean([not r["smeared"] for r in rows])) if rows else None,
+            "autoencoder": float(np.mean(ceiling)) if ceiling else None, "rows": rows}
+
+
+def demo_command(makefile: Path = MAKEFILE) -> list[str]:
+    """The Makefile's `make demo` generate command, as this Python runs it (`$(BIN)/cinegen` is the venv's
+    entry point of cinegen.cli), read from the Makefile so that the two cannot drift apart."""
+    if not makefile.is_file():
+        raise ValueError(f"no Makefile at {makefile}: the demo's command is read from the repository's Makefile")
+    text = makefile.read_text()
+    prompt = re.search(r"^PROMPT \?= *(.+)$", text, flags=re.M)
+    recipe = re.search(r"^demo:.*\n((?:\t.*\n?)+)", text, flags=re.M)
+    line = next((cmd for cmd in (recipe.group(1).splitlines() if recipe else ()) if "cinegen generate" in cmd), None)
+    if prompt is None or line is None:
+        raise ValueError(f"{makefile} has no `demo:` recipe running `cinegen generate` with a PROMPT")
+    args = shlex.split(line.strip().replace("$(PROMPT)", prompt.group(1).strip()))
+    return [sys.executable, "-m", "cinegen.cli", *args[1:]]
+
+
+def demo_seconds(model_dir: Path | None = None, repeats: int = 3, makefile: Path = MAKEFILE) -> dict:
+    """Median wall seconds of the demo's command in fresh processes, interleaved: with the text encoder's cache
+    empty (a first `make demo`, which also loads the text encoder) and with the prompt's embedding cached (again).
+    Run in a scratch folder (its out/ as the demo's); an $OMP_NUM_THREADS of the caller is dropped, as a user's
+    shell has none."""
+    from cinegen.eval.bench_speed import _run
+    from cinegen.eval.timing import interleaved
+    cmd = demo_command(makefile) + (["--model", str(model_dir)] if model_dir else [])
+    with tempfile.TemporaryDirectory(prefix="cinegen-demo-") as tmp:
+        work = Path(tmp)
+        (work / "out").mkdir()
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "CINEGEN_TEXT_CACHE": str(work / "text")}
+        env.pop("OMP_NUM_THREADS", None)
+        fresh = iter(range(10 ** 6))
+        times = interleaved({"first": lambda: _run(cmd, {**env, "CINEGEN_TEXT_CACHE": str(work / f"empty-{next(fresh)}")},
+                                                   cwd=work),
+                             "again": lambda: _run(cmd, env, cwd=work)}, repeats=repeats, warmup=1)
+    return {"first": times["first"], "again": times["again"], "repeats": repeats, "command": shlex.join(cmd[3:])}
+
+
+def measure(pipe, model_dir: Path | None, holdout: tuple[str, ...], sizes: Sizes = Sizes(),
+            cfg: SampleConfig = SampleConfig(), progress=None) -> dict:
+    """Every target's measure on `pipe` (a TextToVideo) at the default sampling settings: {"values": {key:
+    {"value", "n"}}, ...} with n the clips (or timed runs) behind each value."""
+    from cinegen.eval.hard import evaluate_hard
+    from cinegen.eval.run import evaluate
+    load = os.getloadavg()[0]                   # other work on the machine, which the times include
+    easy = evaluate(pipe.generate, holdout, cfg, sizes.seen, sizes.heldout, progress=progress)["splits"]
+    hard = evaluate_hard(pipe, holdout, cfg, sizes.hard, progress=progress)["sections"].get("all", {})
+    smears = smear_rate(pipe.generate, holdout, cfg, sizes.bounces, progress=progress, roundtrip_fn=pipe.roundtrip)
+    demo = demo_seconds(model_dir, sizes.demo_repeats)
+    values = {f"easy_{s}": _all_pass(easy[s]["generated"]) for s in ("seen", "heldout")}
+    values |= {f"hard_{s}": _all_pass(hard.get(s)) for s in ("seen", "heldout")}
+    values |= {"no_smear": {"value": smears["no_smear"], "n": smears["clips"]},
+               **{f"demo_{k}": {"value": demo[k], "n": demo["repeats"]} for k in ("first", "again")}}
+    return {"values": values, "sizes": sizes.__dict__, "autoencoder_no_smear": smears["autoencoder"],
+            "sample": {"steps": cfg.steps, "solver": cfg.solver, "guidance": cfg.guidance},
+            "smear_rows": smears["rows"], "demo_command": demo["command"], "load": [load, os.getloadavg()[0]]}
+
+
+def _all_pass(summary: dict | None) -> dict:
+    """{"value": the share of clips passing every check (None without clips), "n": the clips}."""
+    return {"value": summary["all_pass"], "n": summary["clips"]} if summary and summary["clips"] else {"value": None, "n": 0}
+
+
+# --- The table ---
+
+def verdict(target: Target, value: float | None) -> bool | None:
+    """Met (True), missed (False), or not measured (None)."""
+    if value is None:
+        return None
+    return value < target.goal if target.at_most else value >= target.goal
+
+
+def _shown(value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{value:.1%}" if unit == "%" else f"{value:.1f} s"
+
+
+def targets_table(r: dict) -> list[str]:
+    """Section (k) as markdown lines between its markers: each target's measured value, sample size, goal and
+    verdict, from measure()'s result (plus "machine")."""
+    lines = [f"<!-- {SECTION}:start -->", "## (k) Issue 35 targets: the default model against its goals", "",
+             "| target | measured | clips (runs) | goal | |", "|---|---|---|---|---|"]
+    for t in TARGETS:
+        v = r["values"][t.key]
+        met = verdict(t, v["value"])
+        lines.append(f"| {t.name} | {_shown(v['value'], t.unit)} | {v['n']} | {'<' if t.at_most else '>='} "
+                     f"{_shown(t.goal, t.unit)} | {'-' if met is None else 'met' if met else 'missed'} |")
+    s, ae = r["sample"], r.get("autoencoder_no_smear")
+    lines += ["", f"Shipped model at its default sampling ({s['steps']} {s['solver']} steps, guidance {s['guidance']:g}); "
+              f"sizes {', '.join(f'{k} {v}' for k, v in r['sizes'].items())}. Easy set: `cinegen eval`'s prompts "
+              "(seed 0); hard set: `cinegen eval --set hard`'s cases, every section pooled. Smear: analyzer.smear "
+              "(squashed beyond 1.5x the world's height/width, a fringe or ghost over 10% of the object's area, or "
+              "the object lost or split) on large-object bounces of seen combinations, the same prompts and seeds "
+              "each run" + ("" if ae is None else f"; the world's own clips of those prompts through the model's "
+                            f"autoencoder pass it in {ae:.0%}: what a model decoded by it can reach") + ".",
+              f"`make demo`: `{r['demo_command']}` in a fresh process, median of {r['values']['demo_first']['n']} "
+              "interleaved runs; the 1-minute load average was "
+              f"{r['load'][0]:.1f} before and {r['load'][1]:.1f} after (the times include other work).", "",
+              "Written by `python -m cinegen.eval.bench --sections targets` (not by a plain `make bench`: it takes "
+              "minutes of generation).", "", f"Machine: {r['machine']}.", f"<!-- {SECTION}:end -->"]
+    return lines
