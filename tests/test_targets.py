@@ -94,7 +94,8 @@ VALUES = {"easy_seen": (0.96, 24), "easy_heldout": (0.875, 16), "hard_seen": (0.
 def section(values=VALUES, **extra):
     return {"values": {k: {"value": v, "n": n} for k, (v, n) in values.items()}, "sizes": targets.Sizes().__dict__,
             "sample": {"steps": 10, "solver": "euler", "guidance": 4.0}, "autoencoder_no_smear": 0.25,
-            "demo_command": "generate ...", "load": [1.0, 1.2], "machine": "a test machine", **extra}
+            "demo_command": "generate ...", "load": [1.0, 1.2], "machine": "a test machine",
+            "seconds": {"easy": 60.0, "hard": 120.0, "smear": 30.0, "demo": 30.0}, **extra}
 
 
 def verdicts(lines):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -469,14 +468,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = arg_parser(__doc__, "BENCHMARKS.md", "out/bench.json", "fewer sizes, steps and repeats (a smoke run)")
     ap.add_argument("--sections", default="", help="comma-separated result keys to run (default: all but targets), "
                     "e.g. cold_start,fewstep,dit; targets: section (k), issue 35's goals (opt-in, minutes)")
-    from cinegen.eval.targets import QUICK, Sizes
-    for field, default in Sizes().__dict__.items():
-        ap.add_argument(f"--targets-{field.replace('_', '-')}", type=int, default=None, metavar="N",
-                        help=f"section (k): {field.replace('_', ' ')} (default {default})")
+    from cinegen.eval import targets
+    targets.add_size_options(ap, "targets-")
     args = ap.parse_args(argv)
-    given = {f: getattr(args, f"targets_{f}") for f in Sizes().__dict__ if getattr(args, f"targets_{f}") is not None}
-    sizes = replace(QUICK if args.quick else Sizes(), **given)
-    report(run(args.out, args.quick, args.model, tuple(filter(None, args.sections.split(","))), sizes), args)
+    report(run(args.out, args.quick, args.model, tuple(filter(None, args.sections.split(","))),
+               targets.sizes_of(args, args.quick, "targets-")), args)
 
 
 if __name__ == "__main__":

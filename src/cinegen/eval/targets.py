@@ -8,8 +8,11 @@ beside its target, met or missed.
     make demo      the Makefile's demo command in a fresh process under 30 s wall, on a first run (the text
                    encoder's cache empty: a new user's) and again (the prompt's embedding cached)
 
-Opt-in: a plain `make bench` leaves this section as it is; fill it with
-    python -m cinegen.eval.bench --sections targets [--targets-seen 24 --targets-heldout 16 --targets-hard 2 ...]
+Opt-in: a plain `make bench` leaves this section as it is. `make bench-targets` (this module) writes it alone, in
+place, the rest of the file untouched; `python -m cinegen.eval.bench --sections targets` runs it with others:
+
+    python -m cinegen.eval.targets [--out BENCHMARKS.md] [--model DIR] [--seen 24 --heldout 16 --hard 2 ...]
+
 Every generated clip goes through the pipeline's one generate path, as `cinegen eval` does.
 """
 
@@ -20,7 +23,9 @@ import re
 import shlex
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +51,10 @@ class Sizes:
     demo_repeats: int = 3
 
 
-QUICK = Sizes(2, 2, 1, 2, 1)      # `bench --quick`: a smoke run
+QUICK = Sizes(2, 2, 1, 2, 1)      # `--quick`: a smoke run
+SIZE_HELP = {"seen": "easy-set seen prompts", "heldout": "easy-set held-out prompts",
+             "hard": "hard-set cases per section and split", "bounces": "large-object bounce prompts (smear)",
+             "demo_repeats": "timed runs of the demo's command, each way"}
 
 
 def holdout_of(pipe) -> tuple[str, ...]:
@@ -147,18 +155,30 @@ def measure(pipe, model_dir: Path | None, holdout: tuple[str, ...], sizes: Sizes
     {"value", "n"}}, ...} with n the clips (or timed runs) behind each value."""
     from cinegen.eval.hard import evaluate_hard
     from cinegen.eval.run import evaluate
-    load = os.getloadavg()[0]                   # other work on the machine, which the times include
-    easy = evaluate(pipe.generate, holdout, cfg, sizes.seen, sizes.heldout, progress=progress)["splits"]
-    hard = evaluate_hard(pipe, holdout, cfg, sizes.hard, progress=progress)["sections"].get("all", {})
-    smears = smear_rate(pipe.generate, holdout, cfg, sizes.bounces, progress=progress, roundtrip_fn=pipe.roundtrip)
-    demo = demo_seconds(model_dir, sizes.demo_repeats)
+    load, took = os.getloadavg()[0], {}            # load: other work on the machine, which the times include
+    timed = partial(_timed, took)
+    easy = timed("easy", lambda: evaluate(pipe.generate, holdout, cfg, sizes.seen, sizes.heldout, progress=progress))
+    hard = timed("hard", lambda: evaluate_hard(pipe, holdout, cfg, sizes.hard, progress=progress))
+    smears = timed("smear", lambda: smear_rate(pipe.generate, holdout, cfg, sizes.bounces, progress=progress,
+                                               roundtrip_fn=pipe.roundtrip))
+    demo = timed("demo", lambda: demo_seconds(model_dir, sizes.demo_repeats))
+    easy, hard = easy["splits"], hard["sections"].get("all", {})
     values = {f"easy_{s}": _all_pass(easy[s]["generated"]) for s in ("seen", "heldout")}
     values |= {f"hard_{s}": _all_pass(hard.get(s)) for s in ("seen", "heldout")}
     values |= {"no_smear": {"value": smears["no_smear"], "n": smears["clips"]},
                **{f"demo_{k}": {"value": demo[k], "n": demo["repeats"]} for k in ("first", "again")}}
     return {"values": values, "sizes": sizes.__dict__, "autoencoder_no_smear": smears["autoencoder"],
             "sample": {"steps": cfg.steps, "solver": cfg.solver, "guidance": cfg.guidance},
-            "smear_rows": smears["rows"], "demo_command": demo["command"], "load": [load, os.getloadavg()[0]]}
+            "smear_rows": smears["rows"], "demo_command": demo["command"], "load": [load, os.getloadavg()[0]],
+            "seconds": took}
+
+
+def _timed(took: dict, name: str, fn):
+    """fn(), its wall seconds kept in took[name]."""
+    start = time.perf_counter()
+    out = fn()
+    took[name] = time.perf_counter() - start
+    return out
 
 
 def _all_pass(summary: dict | None) -> dict:
@@ -199,7 +219,51 @@ def targets_table(r: dict) -> list[str]:
                             f"autoencoder pass it in {ae:.0%}: what a model decoded by it can reach") + ".",
               f"`make demo`: `{r['demo_command']}` in a fresh process, median of {r['values']['demo_first']['n']} "
               "interleaved runs; the 1-minute load average was "
-              f"{r['load'][0]:.1f} before and {r['load'][1]:.1f} after (the times include other work).", "",
-              "Written by `python -m cinegen.eval.bench --sections targets` (not by a plain `make bench`: it takes "
-              "minutes of generation).", "", f"Machine: {r['machine']}.", f"<!-- {SECTION}:end -->"]
+              f"{r['load'][0]:.1f} before and {r['load'][1]:.1f} after (the times include other work). The section "
+              f"took {sum(r['seconds'].values()) / 60:.0f} min (" + ", ".join(f"{k} {v / 60:.1f}" for k, v in
+                                                                       r["seconds"].items()) + ").", "",
+              "Written by `make bench-targets` (`python -m cinegen.eval.targets`) or `python -m cinegen.eval.bench "
+              "--sections targets`, not by a plain `make bench`: it takes many minutes of generation.", "",
+              f"Machine: {r['machine']}.", f"<!-- {SECTION}:end -->"]
     return lines
+
+
+# --- Entry point: this section alone ---
+
+def add_size_options(ap, prefix: str = "") -> None:
+    """--{prefix}seen, --{prefix}heldout, ...: one option per Sizes field (None: left at the default)."""
+    for name, default in Sizes().__dict__.items():
+        ap.add_argument(f"--{prefix}{name.replace('_', '-')}", type=int, default=None, metavar="N",
+                        help=f"section (k): {SIZE_HELP[name]} (default {default}; {getattr(QUICK, name)} with --quick)")
+
+
+def sizes_of(args, quick: bool, prefix: str = "") -> Sizes:
+    """The Sizes that add_size_options' options ask for, on top of the default (or QUICK's)."""
+    given = {k: v for k in Sizes().__dict__ if (v := getattr(args, prefix.replace("-", "_") + k)) is not None}
+    return replace(QUICK if quick else Sizes(), **given)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import json
+
+    from cinegen.eval.sections import machine, replace_section
+    from cinegen.pipeline import TextToVideo
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    ap.add_argument("--json", type=Path, default=Path("out/bench_targets.json"))
+    ap.add_argument("--model", type=Path, default=None, help="a model folder (default: the shipped model)")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: the fewest clips of each measure")
+    add_size_options(ap)
+    args = ap.parse_args(argv)
+    pipe = TextToVideo.from_pretrained(args.model)
+    r = {**measure(pipe, args.model, holdout_of(pipe), sizes_of(args, args.quick)), "machine": machine()}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(r, indent=2))
+    lines = targets_table(r)
+    replace_section(args.out, SECTION, lines)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
