@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from cinegen.config import SampleConfig
-from cinegen.eval.analyzer import smear
+from cinegen.eval.analyzer import ANALYZER_VERSION, smear
 from cinegen.eval.run import EVAL_BACKGROUNDS
 from cinegen.runtime import report
 from cinegen.toyworld.world import COLOURS, SHAPES, ObjectSpec, SceneSpec, canonical_caption, matches_holdout, render_scene
@@ -42,13 +42,16 @@ MAKEFILE = Path(__file__).resolve().parents[3] / "Makefile"      # the repositor
 
 @dataclass(frozen=True)
 class Sizes:
-    """How many clips each measure takes. The defaults are `cinegen eval`'s (24 seen, 16 held-out, 2 hard cases
-    per section and split) and run in about SIZES_MINUTES on one busy CPU core."""
-    seen: int = 24
-    heldout: int = 16
-    hard: int = 2
-    bounces: int = 24
-    demo_repeats: int = 3
+    """How many clips each measure takes. A --quick run (2 + 2 easy clips, 1 hard case per section and split: 22,
+    2 bounces, 1 demo run each way) took 1.7 min on one torch thread at a load of 3 on 2 cores: about 1.2 s per
+    easy clip, 2.8 s per hard case (the world's feasibility renders included), 1.5 s per bounce (its autoencoder
+    round trip included) and 9 s per demo run. At these defaults that is about 2 + 4 + 1 + 2 min, some 10 min,
+    and 15 or so on a core shared with training; 48 clips give a share of 95% a standard error of about 3 points."""
+    seen: int = 48
+    heldout: int = 48
+    hard: int = 4
+    bounces: int = 48
+    demo_repeats: int = 5
 
 
 QUICK = Sizes(2, 2, 1, 2, 1)      # `--quick`: a smoke run
@@ -125,8 +128,8 @@ def demo_command(makefile: Path = MAKEFILE) -> list[str]:
     line = next((cmd for cmd in (recipe.group(1).splitlines() if recipe else ()) if "cinegen generate" in cmd), None)
     if prompt is None or line is None:
         raise ValueError(f"{makefile} has no `demo:` recipe running `cinegen generate` with a PROMPT")
-    args = shlex.split(line.strip().replace("$(PROMPT)", prompt.group(1).strip()))
-    return [sys.executable, "-m", "cinegen.cli", *args[1:]]
+    from cinegen.eval.bench_speed import _cli
+    return _cli(*shlex.split(line.strip().replace("$(PROMPT)", prompt.group(1).strip()))[1:])
 
 
 def demo_seconds(model_dir: Path | None = None, repeats: int = 3, makefile: Path = MAKEFILE) -> dict:
@@ -167,7 +170,8 @@ def measure(pipe, model_dir: Path | None, holdout: tuple[str, ...], sizes: Sizes
     values |= {f"hard_{s}": _all_pass(hard.get(s)) for s in ("seen", "heldout")}
     values |= {"no_smear": {"value": smears["no_smear"], "n": smears["clips"]},
                **{f"demo_{k}": {"value": demo[k], "n": demo["repeats"]} for k in ("first", "again")}}
-    return {"values": values, "sizes": sizes.__dict__, "autoencoder_no_smear": smears["autoencoder"],
+    return {"values": values, "analyzer": ANALYZER_VERSION, "sizes": sizes.__dict__,
+            "autoencoder_no_smear": smears["autoencoder"],
             "sample": {"steps": cfg.steps, "solver": cfg.solver, "guidance": cfg.guidance},
             "smear_rows": smears["rows"], "demo_command": demo["command"], "load": [load, os.getloadavg()[0]],
             "seconds": took}
@@ -256,8 +260,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="a smoke run: the fewest clips of each measure")
     add_size_options(ap)
     args = ap.parse_args(argv)
+    from cinegen.runtime import progress_bar
     pipe = TextToVideo.from_pretrained(args.model)
-    r = {**measure(pipe, args.model, holdout_of(pipe), sizes_of(args, args.quick)), "machine": machine()}
+    with progress_bar() as bar:
+        task = bar.add_task("issue 35 targets", total=None, status="")
+        shown = lambda d: bar.update(task, total=d["steps"], completed=d["step"], status=d["phase"])   # noqa: E731
+        r = {**measure(pipe, args.model, holdout_of(pipe), sizes_of(args, args.quick), progress=shown),
+             "machine": machine()}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(r, indent=2))
     lines = targets_table(r)
