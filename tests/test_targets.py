@@ -203,3 +203,18 @@ def test_bench_writes_section_k_only_when_asked_and_keeps_it_otherwise(tmp_path)
     bench.write_markdown({"machine": "m", "command": "make bench", "targets": newer}, out)
     text = out.read_text()
     assert text.count("## (k)") == 1 and "| 95.0% | 24 | >= 90.0% | met |" in text
+
+
+@pytest.mark.slow
+def test_the_entry_point_writes_section_k_in_place_on_a_tiny_model(tiny_model_dir, tmp_path):
+    """`python -m cinegen.eval.targets --quick` end to end (the hard set's 22 cases, the demo's command 4 times):
+    the section lands between its markers and the rest of the file is left as it was."""
+    out = tmp_path / "BENCHMARKS.md"
+    before = "# Benchmarks\n\n## (a) something measured before\n\nkept\n"
+    out.write_text(before)
+    targets.main(["--quick", "--model", str(tiny_model_dir), "--out", str(out), "--json", str(tmp_path / "k.json")])
+    text = out.read_text()
+    assert text.startswith(before.rstrip("\n")) and text.count("<!-- targets:start -->") == 1
+    rows = verdicts(text.splitlines())
+    assert len(rows) == len(targets.TARGETS) and all(r[3] in ("met", "missed", "-") for r in rows.values())
+    assert float(rows[targets.TARGETS[-1].name][0].split()[0]) > 0          # the demo's command really ran
