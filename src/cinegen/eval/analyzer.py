@@ -387,40 +387,50 @@ def loop_seam_ok(video: np.ndarray) -> bool:
 # ANALYZER_VERSION, which `compare` pairs reports by, need not change. ---
 
 SMEAR_MOTIONS = ("bounces",)  # the objects whose landings are looked at
-SQUASH_LIMIT = 1.5            # the blob's height over width may differ from the world's by at most this factor
+SQUASH_LIMIT = 1.5            # the blob's height over width may differ from the world's by at most this factor,
+                              # either way (flatter: squashed, taller: stretched)
 SMEAR_BAND = 4                # pixels (at 64x64) around an object: its decoded edge, where a fringe sits
 FRINGE_DIST = 60.0            # RGB distance from every blend of the object's colour with the background
 GHOST_DIST = 30.0             # RGB distance from the clip's own background, away from every object
 SMEAR_SHARE = 0.1             # a fringe or ghost of more than this share of the object's area (the world's) smears
+BLUR_HUE = 0.5                # motion blur: a pixel off the nearest blend of an object's colour with the background
+                              # by at most this share of its distance from the background (a faint pixel's hue)
 
 
 @dataclass(frozen=True)
 class Smear:
     """How far a clip's bouncing objects smear, each the worst frame of the worst object."""
-    squash: float       # the blob's height/width against the world's in the same frame, as a factor >= 1
+    squash: float       # how many times flatter (height/width) the blob is than the world's in the same frame (>= 1)
+    stretch: float      # how many times taller
     fringe: float       # pixels of neither the object's colour nor a blend of it with the background, in the band
                         # around the object, over the world's object area
-    ghost: float        # the largest blob off the background away from every object (a ghost, a trail), over
-                        # the world's object area
+    ghost: float        # the largest blob off the background away from every object (a faint copy, a streak
+                        # of another colour; not the object's own motion blur), over the world's object area
     breaks: int         # frames where the world shows the object and the clip shows it as no blob or several
     photo: bool = False  # fringe and ghost are not measured over a moving photo (no background to compare with)
 
+    def causes(self) -> tuple[str, ...]:
+        """The measures over their limits."""
+        limits = {"squash": SQUASH_LIMIT, "stretch": SQUASH_LIMIT, "fringe": SMEAR_SHARE, "ghost": SMEAR_SHARE,
+                  "breaks": 0}
+        return tuple(k for k, limit in limits.items() if getattr(self, k) > limit)
+
     @property
     def smeared(self) -> bool:
-        return (self.squash > SQUASH_LIMIT or self.fringe > SMEAR_SHARE or self.ghost > SMEAR_SHARE
-                or self.breaks > 0)
+        return bool(self.causes())
 
 
 def smear(video: np.ndarray, real: np.ndarray, scene: SceneSpec) -> Smear:
     """Does a bouncing object smear? `real`: the world's own render of the scene (render_scene), as many frames.
 
     Four ways; the world's renders, rigid shapes on still backgrounds, show none of them:
-      squash   the blob's height/width (second moments) beyond SQUASH_LIMIT of the world's in the same frame: the
-               slab at the landing, or a blob stretched along its fall;
+      squash   the blob's height/width (second moments) beyond SQUASH_LIMIT of the world's in the same frame:
+      stretch  flatter (the slab at the landing) or taller (a blob drawn out along its fall);
       fringe   pixels in the SMEAR_BAND around the object that are no blend of its colour with the background
                (decoding blurs an edge into blends; a green rim on a red ball is none);
       ghost    a blob of pixels GHOST_DIST off the clip's own background beyond the band around every
-               vocabulary-coloured object: a faint copy left behind, or a trail;
+               vocabulary-coloured object: a faint copy left behind, or a streak of another colour (a trail of
+               blends of the object's own colour, joined to it, is motion blur and not counted);
       breaks   the object gone, or in several blobs, in a frame where the world shows it.
     Fringe and ghost compare with the clip's own background (the per-pixel median of its object-free frames), so a
     background a little off in colour everywhere, which the background check judges, is not read as a smear; over
@@ -444,10 +454,13 @@ def smear(video: np.ndarray, real: np.ndarray, scene: SceneSpec) -> Smear:
     # the world's object area (a rigid shape: its median over frames); fringe and ghost are counted in it
     area = {i: float(np.median(ref[i].area[ref[i].present])) if ref[i].present.any() else float(h * w)
             for i in bouncing}
-    fringe = [_fringe(video, gen[i], bg, np.array(COLOURS[scene.objects[i].colour], np.float32), band) / area[i]
-              for i in bouncing] if plain else [0.0]
-    return Smear(squash=max(_squash(gen[i], ref[i]) for i in bouncing), fringe=max(fringe),
-                 ghost=_ghost(video, near, bg) / min(area.values()) if plain else 0.0,
+    # (T, H, W) per object: how far each pixel is from every blend of the object's colour with the background
+    off_blend = [_blend_distance(video, bg, np.array(COLOURS[o.colour], np.float32)) for o in scene.objects] \
+        if plain else []
+    fringe = [_fringe(gen[i], off_blend[i], band) / area[i] for i in bouncing] if plain else [0.0]
+    squash, stretch = zip(*(_flattening(gen[i], ref[i]) for i in bouncing))
+    return Smear(squash=max(squash), stretch=max(stretch), fringe=max(fringe),
+                 ghost=_ghost(video, near, bg, np.min(off_blend, axis=0)) / min(area.values()) if plain else 0.0,
                  breaks=max(int((ref[i].present & ~(gen[i].present & (gen[i].blobs == 1))).sum()) for i in bouncing),
                  photo=not plain)
 
@@ -474,11 +487,12 @@ def _aspect(mask: np.ndarray) -> float:
     return math.sqrt((ys.var() + 1 / 12) / (xs.var() + 1 / 12))
 
 
-def _squash(track: Track, real: Track) -> float:
-    """The largest factor between the blob's aspect and the world's in the same frame (1: the world's shape)."""
+def _flattening(track: Track, real: Track) -> tuple[float, float]:
+    """(squash, stretch): the largest factors by which the blob is flatter and taller than the world's in the same
+    frame (1: never)."""
     both = [t for t in range(len(track.masks)) if track.masks[t] is not None and real.masks[t] is not None]
     ratios = [_aspect(track.masks[t]) / _aspect(real.masks[t]) for t in both]
-    return float(max((max(r, 1 / r) for r in ratios), default=1.0))
+    return float(max([1.0] + [1 / r for r in ratios])), float(max([1.0] + ratios))
 
 
 def _still_background(video: np.ndarray, near: np.ndarray) -> np.ndarray:
@@ -493,28 +507,37 @@ def _still_background(video: np.ndarray, near: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(bg), np.nanmedian(video.reshape(-1, 3), axis=0), bg)
 
 
-def _fringe(video: np.ndarray, track: Track, bg: np.ndarray, colour: np.ndarray, band: int) -> float:
-    """The most pixels, in one frame, around the object's blob (within `band`) whose colour is FRINGE_DIST from
-    every blend of the object's colour with the background there."""
+def _blend_distance(video: np.ndarray, bg: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """(T, H, W): each pixel's RGB distance from the nearest blend a*colour + (1-a)*background, a in [0, 1]."""
+    c, d = video.astype(np.float32) - bg, colour - bg                                   # (T, H, W, 3), (H, W, 3)
+    alpha = np.clip((c * d).sum(-1) / np.maximum((d * d).sum(-1), 1e-6), 0, 1)          # (T, H, W)
+    return np.linalg.norm(c - alpha[..., None] * d, axis=-1)
+
+
+def _fringe(track: Track, off_blend: np.ndarray, band: int) -> float:
+    """The most pixels, in one frame, around the object's blob (within `band`) that are FRINGE_DIST from every
+    blend of the object's colour with the background (off_blend: _blend_distance for its colour)."""
     worst = 0
     for t, mask in enumerate(track.masks):
-        if mask is None:
-            continue
-        ring = ndimage.binary_dilation(mask, structure=_disc(band)) & ~mask
-        c, b = video[t][ring].astype(np.float32), bg[ring]                             # (N, 3) each
-        d = colour - b
-        alpha = np.clip(((c - b) * d).sum(-1) / np.maximum((d * d).sum(-1), 1e-6), 0, 1)
-        off = np.linalg.norm(c - b - alpha[:, None] * d, axis=-1) > FRINGE_DIST
-        worst = max(worst, int(off.sum()))
+        if mask is not None:
+            ring = ndimage.binary_dilation(mask, structure=_disc(band)) & ~mask
+            worst = max(worst, int((off_blend[t][ring] > FRINGE_DIST).sum()))
     return float(worst)
 
 
-def _ghost(video: np.ndarray, near: np.ndarray, bg: np.ndarray) -> float:
-    """The largest blob, in one frame, of pixels GHOST_DIST off the background and away from every object."""
-    off = (np.linalg.norm(video.astype(np.float32) - bg, axis=-1) > GHOST_DIST) & ~near           # (T, H, W)
+def _ghost(video: np.ndarray, near: np.ndarray, bg: np.ndarray, off_blend: np.ndarray) -> float:
+    """The largest blob, in one frame, of pixels GHOST_DIST off the background beyond the band around every
+    object, but for motion blur: pixels of a blend's hue (off_blend, the least of _blend_distance over the
+    scene's colours, within BLUR_HUE of their distance from the background) joined to an object's band. A faint
+    copy apart from the object, or a streak of another colour (the README clip's green patch), is a ghost; a
+    trail of the object's own colour behind it is the blur a camera shows too."""
+    dist = np.linalg.norm(video.astype(np.float32) - bg, axis=-1)                      # (T, H, W)
+    off, hue = (dist > GHOST_DIST) & ~near, off_blend <= BLUR_HUE * dist
     worst = 0
-    for frame in off:
-        comp, n = ndimage.label(frame)
+    for t in range(len(video)):
+        comp, _ = ndimage.label(off[t] & hue[t] | near[t])                             # blur, and what it joins
+        blur = np.isin(comp, np.unique(comp[near[t]])) & off[t]
+        ghosts, n = ndimage.label(off[t] & ~blur)
         if n:
-            worst = max(worst, int(np.bincount(comp.ravel())[1:].max()))
+            worst = max(worst, int(np.bincount(ghosts.ravel())[1:].max()))
     return float(worst)

@@ -24,7 +24,8 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -101,20 +102,27 @@ def smear_rate(generate_fn, holdout: tuple[str, ...], cfg: SampleConfig, n: int,
                roundtrip_fn=None) -> dict:
     """generate_fn(prompt, cfg) -> (T, H, W, 3) uint8, prompt i with seed cfg.seed + i; each clip's smear against
     the world's render of its prompt. roundtrip_fn(video) -> video: the model's autoencoder; the world's clips
-    through it are measured too ("autoencoder": the share a model decoded by it can reach)."""
+    through it are measured too ("autoencoder": the share a model decoded by it can reach). "causes": per measure,
+    how many clips are over its limit."""
     rows, ceiling = [], []
     for i, scene in enumerate(bounce_scenes(n, holdout, seed)):
         prompt = canonical_caption(scene)
         video = generate_fn(prompt, replace(cfg, seed=cfg.seed + i))
         real = render_scene(scene, cfg.width, cfg.height, len(video), cfg.fps, seed=i).video
         s = smear(video, real, scene)
-        rows.append({"prompt": prompt, "smeared": s.smeared, **{k: getattr(s, k) for k in ("squash", "fringe", "ghost",
-                                                                                          "breaks")}})
+        rows.append({"prompt": prompt, "smeared": s.smeared, **asdict(s), "causes": list(s.causes())})
         if roundtrip_fn is not None:
-            ceiling.append(not smear(roundtrip_fn(real), real, scene).smeared)
+            ceiling.append(smear(roundtrip_fn(real), real, scene).causes())
         report(progress, "smear", i + 1, n, score=float(not s.smeared))
     return {"clips": n, "no_smear": float(np.mean([not r["smeared"] for r in rows])) if rows else None,
-            "autoencoder": float(np.mean(ceiling)) if ceiling else None, "rows": rows}
+            "causes": _count([r["causes"] for r in rows]),
+            "autoencoder": float(np.mean([not c for c in ceiling])) if ceiling else None,
+            "autoencoder_causes": _count(ceiling) if ceiling else None, "rows": rows}
+
+
+def _count(causes: list) -> dict[str, int]:
+    """{measure: how many clips it fails}, over each clip's causes."""
+    return dict(Counter(c for clip in causes for c in clip))
 
 
 def demo_command(makefile: Path = MAKEFILE) -> list[str]:
@@ -171,7 +179,8 @@ def measure(pipe, model_dir: Path | None, holdout: tuple[str, ...], sizes: Sizes
     values |= {"no_smear": {"value": smears["no_smear"], "n": smears["clips"]},
                **{f"demo_{k}": {"value": demo[k], "n": demo["repeats"]} for k in ("first", "again")}}
     return {"values": values, "analyzer": ANALYZER_VERSION, "sizes": sizes.__dict__,
-            "autoencoder_no_smear": smears["autoencoder"],
+            "autoencoder_no_smear": smears["autoencoder"], "smear_causes": smears["causes"],
+            "autoencoder_smear_causes": smears["autoencoder_causes"],
             "sample": {"steps": cfg.steps, "solver": cfg.solver, "guidance": cfg.guidance},
             "smear_rows": smears["rows"], "demo_command": demo["command"], "load": [load, os.getloadavg()[0]],
             "seconds": took}
@@ -203,6 +212,10 @@ def _shown(value: float | None, unit: str) -> str:
     return "-" if value is None else f"{value:.1%}" if unit == "%" else f"{value:.1f} s"
 
 
+def _causes(counts: dict | None) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) if counts else "none"
+
+
 def targets_table(r: dict) -> list[str]:
     """Section (k) as markdown lines between its markers: each target's measured value, sample size, goal and
     verdict, from measure()'s result (plus "machine")."""
@@ -217,10 +230,12 @@ def targets_table(r: dict) -> list[str]:
     lines += ["", f"Shipped model at its default sampling ({s['steps']} {s['solver']} steps, guidance {s['guidance']:g}); "
               f"sizes {', '.join(f'{k} {v}' for k, v in r['sizes'].items())}. Easy set: `cinegen eval`'s prompts "
               "(seed 0); hard set: `cinegen eval --set hard`'s cases, every section pooled. Smear: analyzer.smear "
-              "(squashed beyond 1.5x the world's height/width, a fringe or ghost over 10% of the object's area, or "
-              "the object lost or split) on large-object bounces of seen combinations, the same prompts and seeds "
-              "each run" + ("" if ae is None else f"; the world's own clips of those prompts through the model's "
-                            f"autoencoder pass it in {ae:.0%}: what a model decoded by it can reach") + ".",
+              "(squashed or stretched beyond 1.5x the world's height/width, a fringe or ghost over 10% of the "
+              "object's area, or the object lost or split) on large-object bounces of seen combinations, the same "
+              f"prompts and seeds each run; clips over each limit: {_causes(r.get('smear_causes'))}"
+              + ("" if ae is None else f". The world's own clips of those prompts through the model's autoencoder "
+                 f"pass it in {ae:.0%} (over each limit: {_causes(r.get('autoencoder_smear_causes'))}): what a model "
+                 "decoded by it can reach") + ".", "",
               f"`make demo`: `{r['demo_command']}` in a fresh process, median of {r['values']['demo_first']['n']} "
               "interleaved runs; the 1-minute load average was "
               f"{r['load'][0]:.1f} before and {r['load'][1]:.1f} after (the times include other work). The section "
