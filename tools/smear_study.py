@@ -80,10 +80,9 @@ def fringe(video: np.ndarray, scene: SceneSpec, width: int = 2) -> np.ndarray:
     return out
 
 
-def ghost(video: np.ndarray, scene: SceneSpec, alpha: float = 0.35, frames: int = 2) -> np.ndarray:
-    """A faint patch of the object's colour (alpha over the background), a disc of half its size, in the corner of
-    the frame farthest from it, in the last frames: apart from the object, so no motion blur (the README clip's
-    ghost)."""
+def _apart(video: np.ndarray, scene: SceneSpec, alpha: float, frames: int) -> np.ndarray:
+    """A disc of the object's colour, half its size, at `alpha` over the background, in the corner of the frame
+    farthest from the object, in the last `frames` frames: apart from it, so it is no motion blur."""
     out = video.copy()
     _, h, w, _ = video.shape
     colour = np.array(COLOURS[scene.objects[0].colour], np.float32)
@@ -96,12 +95,15 @@ def ghost(video: np.ndarray, scene: SceneSpec, alpha: float = 0.35, frames: int 
     return out
 
 
+def ghost(video: np.ndarray, scene: SceneSpec) -> np.ndarray:
+    """A faint patch of the object's colour (35% over the background) apart from it in the last two frames: the
+    README clip's ghost."""
+    return _apart(video, scene, 0.35, 2)
+
+
 def split(video: np.ndarray, scene: SceneSpec) -> np.ndarray:
-    """The object whole again, where it started, beside itself at the landing: two blobs in one frame."""
-    out, t = video.copy(), landing(video, scene)
-    mask = _object(video, scene, 0) & ~_object(video, scene, t)
-    out[t][mask] = video[0][mask]
-    return out
+    """A piece of the object's own colour apart from it in the last frame: two blobs where the world shows one."""
+    return _apart(video, scene, 1.0, 1)
 
 
 README_PROMPT = "a large red ball bounces on a black background"

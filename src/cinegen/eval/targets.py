@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from cinegen.config import SampleConfig
-from cinegen.eval.analyzer import ANALYZER_VERSION, smear
+from cinegen.eval.analyzer import ANALYZER_VERSION, SQUASH_LIMIT, smear
 from cinegen.eval.run import EVAL_BACKGROUNDS
 from cinegen.runtime import report
 from cinegen.toyworld.world import COLOURS, SHAPES, ObjectSpec, SceneSpec, canonical_caption, matches_holdout, render_scene
@@ -230,7 +230,7 @@ def targets_table(r: dict) -> list[str]:
     lines += ["", f"Shipped model at its default sampling ({s['steps']} {s['solver']} steps, guidance {s['guidance']:g}); "
               f"sizes {', '.join(f'{k} {v}' for k, v in r['sizes'].items())}. Easy set: `cinegen eval`'s prompts "
               "(seed 0); hard set: `cinegen eval --set hard`'s cases, every section pooled. Smear: analyzer.smear "
-              "(squashed or stretched beyond 1.5x the world's height/width, a fringe or ghost over 10% of the "
+              f"(squashed or stretched beyond {SQUASH_LIMIT:g}x the world's height/width, a fringe or ghost over 10% of the "
               "object's area, or the object lost or split) on large-object bounces of seen combinations, the same "
               f"prompts and seeds each run; clips over each limit: {_causes(r.get('smear_causes'))}"
               + ("" if ae is None else f". The world's own clips of those prompts through the model's autoencoder "
