@@ -46,9 +46,17 @@ def test_each_kind_of_smear_fails(study, bounces, kind, causes):
         assert s.smeared and set(s.causes()) <= causes, (kind, scene, s)
 
 
+# docs/demo.gif as of commit b9f78ae (step 12's decoder), whose first row the model card describes as smeared
+README_GIF_SHA256 = "2b9b73f26a51a00c3c41030db4c42c43d7deab555c88a516e42c165f6207b4e0"
+
+
 def test_the_readme_clip_of_the_shipped_model_smears(study):
     """docs/demo.gif's "a large red ball bounces on a black background": the model card's squashed slab, green
-    fringe and ghost, each over its limit; the world's render beside it is clean."""
+    fringe and ghost, each over its limit; the world's render beside it is clean. (A new GIF, of a new model, may
+    not smear: then this test has nothing to say.)"""
+    import hashlib
+    if hashlib.sha256(study.GIF.read_bytes()).hexdigest() != README_GIF_SHA256:
+        pytest.skip("docs/demo.gif is not the smeared clip of commit b9f78ae this test was written against")
     gen, real = study.readme_clip()
     scene = parse_caption(study.README_PROMPT)
     s = analyzer.smear(gen, real, scene)

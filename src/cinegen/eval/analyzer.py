@@ -6,6 +6,7 @@ the blob best, sized to its convex hull, at its best rotation),
 count (exactly the prompted colours are present, one blob each), motion (centroid/area tracks: direction,
 parabolic bounce with a rebound, accelerating fall, spin as a shape change in place, growth/shrink).
 Per clip: background (black / gray / sky / photo) and temporal flicker of the background.
+Beside them, read only by `make bench`'s issue-35 section: smear() of a bouncing object (squash, fringe, ghost).
 
 Video: (T, H, W, 3) uint8.
 """
@@ -438,10 +439,13 @@ def smear(video: np.ndarray, real: np.ndarray, scene: SceneSpec) -> Smear:
     a moving photo they are not measured. A decoded ring's band broken into arcs is closed first (one object).
 
     Calibration (tools/smear_study.py, 40 clips each, large objects of every colour and shape on black, gray and
-    sky): the world's bounces 0 smeared, also under a blur of sigma 1 (tests); through the shipped autoencoder,
-    objects that stay still or move right 0 (every measure under 3/4 of its limit), bounces 37 (its 4x temporal
-    compression blurs the fast landing into a trail); synthetic slabs, fringes, ghosts and splits 40 each; the
-    README's clip of the shipped model (docs/demo.gif) smears by squash 3.1, fringe 0.26 and ghost 0.33."""
+    sky, 64x64 2 s): the world's bounces 0 smeared (also under a blur of sigma 1, at 128x128, 64x96 and 4 s: tests);
+    through the shipped autoencoder, objects that stay still or move right 0 (squash and stretch at most 1.12,
+    fringe 0.07, ghost 0.04), bounces 14 (10 lose or split the object in a frame, 9 stretch it: a landing moves
+    about 12 pixels a frame and turns, "moves right" 2, likely too fast for its 4x temporal compression; that is
+    the ceiling of a model decoded by it); synthetic slabs, fringes,
+    ghosts and splits 40 each; the README's clip of the shipped model (docs/demo.gif) smears by squash 3.05,
+    fringe 0.26 and ghost 0.11."""
     bouncing = [i for i, o in enumerate(scene.objects) if o.motion in SMEAR_MOTIONS]
     if not bouncing:
         raise ValueError(f"no object of the scene {canonical_caption(scene)!r} bounces")
