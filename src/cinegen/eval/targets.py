@@ -11,7 +11,8 @@ beside its target, met or missed.
 Opt-in: a plain `make bench` leaves this section as it is. `make bench-targets` (this module) writes it alone, in
 place, the rest of the file untouched; `python -m cinegen.eval.bench --sections targets` runs it with others:
 
-    python -m cinegen.eval.targets [--out BENCHMARKS.md] [--model DIR] [--seen 24 --heldout 16 --hard 2 ...]
+    python -m cinegen.eval.targets [--out BENCHMARKS.md] [--model DIR] [--quick] [--seen 48 --heldout 48 --hard 4
+                                   --bounces 48 --demo-repeats 5]   (the defaults)
 
 Every generated clip goes through the pipeline's one generate path, as `cinegen eval` does.
 """
