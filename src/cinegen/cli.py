@@ -424,6 +424,7 @@ def eval_cmd(
     from rich.table import Table
 
     from cinegen.eval.run import direction_pairs, evaluate, noise_baseline, write_report
+    from cinegen.eval.targets import holdout_of
     from cinegen.runtime import progress_bar
     _setup_logging()
     if set_ not in ("easy", "hard", "all"):
@@ -442,7 +443,7 @@ def eval_cmd(
         what = "--modes scores" if modes_ else f"--set {set_} scores"
         raise ValueError(f"{what} cinegen models' own modes; {backend.name} is a Diffusers pipeline")
     generate = pipe.generate if pipe is not None else lambda p, c: backend.generate(R.Text(prompt=p, sample=c))
-    holdout = tuple(getattr(pipe.dit, "extra", {}).get("holdout", ())) if pipe is not None else ()
+    holdout = holdout_of(pipe) if pipe is not None else ()
     roundtrip = getattr(pipe, "roundtrip", None)            # our autoencoder's ceiling (a Diffusers folder has none)
     with progress_bar() as bar:
         task = bar.add_task("evaluating", total=None, status="")

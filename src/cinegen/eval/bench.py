@@ -11,7 +11,8 @@ Every speed number is a ratio against a reference run side by side in the same p
   (e) step caching (TeaCache-style): transformer calls saved, wall-time ratio and adherence cost;
   (f) peak memory vs video length: chunked vs whole-clip VAE decode, and windowed long generation;
   (h), (i) and the parity check of (a): cold start and few-step sampling (eval/bench_speed.py);
-  (j) batched serving: jobs/hour of the server's worker draining 8 queued jobs, batch 1 vs batch 8 (eval/bench_batch.py).
+  (j) batched serving: jobs/hour of the server's worker draining 8 queued jobs, batch 1 vs batch 8 (eval/bench_batch.py);
+  (k) issue 35's targets, measured against their goals (eval/targets.py): only when named, `--sections targets`.
 
     python -m cinegen.eval.bench [--out BENCHMARKS.md] [--quick] [--sections cold_start,fewstep]
 """
@@ -262,9 +263,11 @@ def precision_table(p: dict) -> list[str]:
 
 # --- report ---
 
-def run(out: Path, quick: bool = False, model_dir: Path | None = None, only: tuple[str, ...] = ()) -> dict:
-    """only: the result keys of the sections to run (default: all), e.g. ("cold_start", "fewstep")."""
-    from cinegen.eval import bench_batch, bench_speed
+def run(out: Path, quick: bool = False, model_dir: Path | None = None, only: tuple[str, ...] = (),
+        target_sizes=None) -> dict:
+    """only: the result keys of the sections to run (default: all but the opt-in "targets"), e.g. ("cold_start",
+    "fewstep"). target_sizes: section (k)'s sample sizes (targets.Sizes; default its own, or tiny ones if quick)."""
+    from cinegen.eval import bench_batch, bench_speed, targets
     from cinegen.eval.modes_eval import long_video_memory
     from cinegen.pipeline import WEIGHTS_DIR, TextToVideo
     from cinegen.runtime import progress_bar
@@ -296,6 +299,10 @@ def run(out: Path, quick: bool = False, model_dir: Path | None = None, only: tup
                      ("(i) few-step", "fewstep", lambda: bench_speed.fewstep_grid(pipe(), DEFAULT_HOLDOUT, n)),
                      ("(j) batched serving", "batched_serving",
                       lambda: {**bench_batch.batched_serving(model_dir, rounds=1 if quick else 3), "machine": machine()})]
+        if "targets" in only:              # opt-in: many minutes of generation
+            sizes = target_sizes or (targets.QUICK if quick else targets.Sizes())
+            sections.append(("(k) issue 35 targets", "targets", lambda: {
+                **targets.measure(pipe(), given, targets.holdout_of(pipe()), sizes), "machine": machine()}))
     if only:
         sections = [s for s in sections if s[1] in only]
     with progress_bar() as bar:
@@ -368,7 +375,7 @@ def vae_table(v: dict, note: str = "", digits: int = 1) -> list[str]:
 
 def write_markdown(r: dict, out: Path) -> None:
     """The sections present in r (a run of some sections writes only those)."""
-    from cinegen.eval import bench_batch, bench_speed
+    from cinegen.eval import bench_batch, bench_speed, targets
     from cinegen.io.files import atomic_write
     lines = ["# Benchmarks", "", f"Machine: {r['machine']}", "", f"Command: `{r['command']}` "
              "(`python -m cinegen.eval.bench`). Speed numbers are ratios of runs interleaved in one process on the "
@@ -388,7 +395,10 @@ def write_markdown(r: dict, out: Path) -> None:
         lines += bench_speed.fewstep_table(r["fewstep"])
     if "batched_serving" in r:
         lines += bench_batch.batched_serving_table(r["batched_serving"], "at least 1.5x on the CPU") + [""]
-    lines += kept_sections(out, skip=(bench_batch.SECTION,) if "batched_serving" in r else ())
+    if "targets" in r:
+        lines += targets.targets_table(r["targets"]) + [""]
+    lines += kept_sections(out, skip=tuple(s for s, key in ((bench_batch.SECTION, "batched_serving"),
+                                                            (targets.SECTION, "targets")) if key in r))
     atomic_write(out, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
 
 
@@ -456,10 +466,13 @@ def report(results: dict, args) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = arg_parser(__doc__, "BENCHMARKS.md", "out/bench.json", "fewer sizes, steps and repeats (a smoke run)")
-    ap.add_argument("--sections", default="", help="comma-separated result keys to run (default: all), e.g. "
-                    "cold_start,fewstep,dit")
+    ap.add_argument("--sections", default="", help="comma-separated result keys to run (default: all but targets), "
+                    "e.g. cold_start,fewstep,dit; targets: section (k), issue 35's goals (opt-in, minutes)")
+    from cinegen.eval import targets
+    targets.add_size_options(ap, "targets-")
     args = ap.parse_args(argv)
-    report(run(args.out, args.quick, args.model, tuple(filter(None, args.sections.split(",")))), args)
+    report(run(args.out, args.quick, args.model, tuple(filter(None, args.sections.split(","))),
+               targets.sizes_of(args, args.quick, "targets-")), args)
 
 
 if __name__ == "__main__":

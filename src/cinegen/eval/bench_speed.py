@@ -39,8 +39,8 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "cinegen.cli", *args]
 
 
-def _run(cmd: list[str], env: dict) -> None:
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+def _run(cmd: list[str], env: dict, cwd: Path | None = None) -> None:
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=cwd)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} ... failed: {r.stderr.strip()[-300:]}")
 
