@@ -411,6 +411,23 @@ def test_cpu_board_estimate_is_within_30_percent_of_a_measured_render(native, ti
     assert "Sora" in est.notes()[0] and est.notes()[1].startswith("not modelled")
 
 
+def test_a_cold_process_times_renders_without_its_one_off_costs():
+    """The first render in a process loads the text encoder (seconds); the CPU-timed estimate used to put that in
+    the fixed cost of every shot. A fake backend: 0.5 s once, then 0.05 s fixed and 0.05 s per step."""
+    import time
+
+    from cinegen.studio.render import _timed
+
+    class Cold:
+        warm = False
+
+        def generate(self, steps):
+            time.sleep(0.05 + 0.05 * steps + (0 if self.warm else 0.5))
+            self.warm = True
+    per_step, fixed = _timed(Cold(), lambda steps: steps)
+    assert 0.03 < per_step < 0.1 and fixed < 0.2, (per_step, fixed)
+
+
 def test_estimates_read_like_a_producer_would():
     from cinegen.estimate import human_time
     assert [human_time(s) for s in (0.004, 4.25, 42, 245, 26971.62, 300000)] == \

@@ -125,8 +125,12 @@ class BoardEstimate:
 
 def _timed(backend, request_for) -> tuple[float, float]:
     """(seconds per step, seconds fixed) of the real request on this machine, from 1- and 2-step runs: text
-    encoding, the VAE encode of images and context frames, and decoding are all in the fixed part."""
+    encoding, the VAE encode of images and context frames, and decoding are all in the fixed part. A first,
+    untimed run takes the one-off costs of a cold process (the text encoder loading: about 7 s for the tiny test
+    model's board against 0.4 s of sampling), which the 1-step run alone used to pay, so a cold estimate read 15x
+    too high."""
     import time
+    backend.generate(request_for(1))
     runs = []
     for steps in (1, 2):
         t = time.perf_counter()
