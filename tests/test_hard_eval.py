@@ -178,6 +178,25 @@ def test_cli_eval_set_is_checked_before_work():
     assert r.returncode == 2 and "--set must be easy, hard or all, got 'medium'" in r.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--set", "hard", "--section", "loops"], "--section 'loops' is no hard-set section; they are: 'multi'"),
+    (["--section", "loop"], "--section picks hard-set sections: use it with --set hard or --set all")])
+def test_cli_eval_sections_are_checked_before_work(args, message):
+    r = subprocess.run([sys.executable, "-m", "cinegen.cli", "eval", *args], capture_output=True, text=True, env=ENV,
+                       timeout=300)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_cli_eval_hard_runs_only_the_sections_named(tiny_model_dir, tmp_path):
+    out = tmp_path / "eval.json"
+    r = subprocess.run([sys.executable, "-m", "cinegen.cli", "eval", "--model", str(tiny_model_dir), "--set", "hard",
+                        "--section", "extend backward", "--section", "loop", "--limit", "1", "--steps", "1",
+                        "--n-seen", "1", "--n-heldout", "1", "--direction-pairs", "0", "--out", str(out)],
+                       capture_output=True, text=True, env=ENV, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert set(json.loads(out.read_text())["hard"]["sections"]) == {"extend backward", "loop", "all"}
+
+
 @pytest.mark.slow
 def test_cli_eval_hard_writes_its_section(tiny_model_dir, tmp_path):
     out = tmp_path / "eval.json"

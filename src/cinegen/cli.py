@@ -403,6 +403,18 @@ def inpaint_cmd(prompt: str, video: Path = typer.Option(..., help="the clip to i
     _render_and_save(model, request, output)
 
 
+def _hard_sections(names: list[str], set_: str) -> tuple[str, ...]:
+    """The hard-set sections `--section` names (all of them when none), checked before any work."""
+    from cinegen.eval.hard import SECTIONS
+    if names and set_ == "easy":
+        raise ValueError("--section picks hard-set sections: use it with --set hard or --set all")
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        raise ValueError(f"--section {unknown[0]!r} is no hard-set section; they are: "
+                         + ", ".join(repr(n) for n in SECTIONS))
+    return tuple(dict.fromkeys(names)) or SECTIONS
+
+
 @app.command("eval")
 @load_options
 @_sample_options()
@@ -418,6 +430,8 @@ def eval_cmd(
     set_: str = typer.Option("easy", "--set", help="easy (one object, 64x64, 2 s) | hard (several objects, sizes, "
                              "4-8 s, photos with camera moves, each mode: eval/hard.py; sets its own sizes) | all"),
     limit: int = typer.Option(2, min=1, help="hard set: cases per section and split"),
+    section: list[str] = typer.Option([], "--section", help="hard set: only this section (repeatable; default: "
+                                      "every one), e.g. --section 'extend backward' --section loop"),
     sample: C.SampleConfig = None,
 ):
     """Score generated videos with the colour analyzer: attribute adherence on seen vs held-out combinations."""
@@ -430,6 +444,7 @@ def eval_cmd(
     if set_ not in ("easy", "hard", "all"):
         raise ValueError(f"--set must be easy, hard or all, got {set_!r}")
     easy = set_ != "hard"
+    sections = _hard_sections(section, set_)
     earlier = _read_report(compare) if compare else None       # read first: a bad file fails before the long run
     from cinegen import requests as R
     backend = _backend(model)
@@ -452,7 +467,8 @@ def eval_cmd(
                           roundtrip_fn=roundtrip, progress=scored)
         if set_ != "easy":
             from cinegen.eval.hard import evaluate_hard, hard_table
-            result["hard"] = evaluate_hard(pipe, holdout, cfg, limit, seed, progress=scored, roundtrip_fn=roundtrip)
+            result["hard"] = evaluate_hard(pipe, holdout, cfg, limit, seed, sections, progress=scored,
+                                           roundtrip_fn=roundtrip)
     result["noise_baseline"] = noise_baseline(cfg, backend.capabilities.geometry.frames(cfg.seconds, cfg.fps), holdout)
     if direction_pairs_ > 0 and easy:
         result["direction_pairs"] = direction_pairs(generate, holdout, cfg, direction_pairs_, seed)
