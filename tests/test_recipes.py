@@ -16,8 +16,9 @@ SHIPPED = sorted((CONFIGS / "cinegen-default").glob("*.toml"))
 
 def test_every_shipped_stage_parses_and_validates():
     assert [p.name for p in SHIPPED] == ["01-vae.toml", "02-dit-low.toml", "03-dit-expert.toml", "04-decoder.toml",
-                                         "05-decoder-cpu.toml", "06-distill.toml", "07-decoder-hard.toml"]
-    vae, low, expert, decoder, cpu, distill, hard = (load_recipe(p) for p in SHIPPED)
+                                         "05-decoder-cpu.toml", "06-distill.toml", "07-decoder-hard.toml",
+                                         "08-distill-rank32.toml"]
+    vae, low, expert, decoder, cpu, distill, hard, rank32 = (load_recipe(p) for p in SHIPPED)
     assert [r.kind for r in (vae, low, expert, decoder, cpu, distill)] == ["vae", "dit", "dit", "vae", "vae", "distill"]
     assert distill.stage.steps == (4, 2, 1) and distill.model is None and distill.source.cfg.holdout == DEFAULT_HOLDOUT
     assert vae.source.cfg.holdout == () and vae.source.cfg.seed == 9 and vae.train.batch_size == 4
@@ -34,6 +35,9 @@ def test_every_shipped_stage_parses_and_validates():
     assert hard.stage.decoder_only and hard.stage.init == "src/cinegen/weights/vae.safetensors"
     assert hard.stage.crop_sizes == ((64, 64), (96, 64), (64, 96)) and (128, 128) in [b[1:] for b in hard.source.cfg.buckets]
     assert hard.source.cfg.odds.objects == (0.4, 0.35, 0.25) and len(hard.source.cfg.odds.shapes) == 4
+    # the larger adapter: the same stage at 8x the pairs and rank 32, on the same captions' source
+    assert (rank32.kind, rank32.stage.rank, rank32.stage.pairs) == ("distill", 32, 384)
+    assert rank32.source.cfg.num_clips >= rank32.stage.pairs and rank32.source.cfg.holdout == DEFAULT_HOLDOUT
 
 
 def test_crops_draw_non_square_windows_and_one_too_large_is_named(tmp_path):
